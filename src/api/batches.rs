@@ -1,0 +1,381 @@
+//! Uploading batches, reading them back, and adding estimator jobs to stored batches.
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::views::{Accepted, Batch as BatchView, BatchDetail, EstimateResult, Job};
+use super::{AppState, UnitQuery};
+use crate::domain::batch::{sha256_hex, Batch, BatchRequest};
+use crate::domain::estimators::{self, EstimatorRef};
+use crate::domain::names::Name;
+use crate::error::{Error, FieldError, Result};
+use crate::{queue, store};
+
+/// Parse a path name, or say what is wrong with it.
+pub fn path_name(what: &str, s: &str) -> Result<Name> {
+    Name::parse(s).map_err(|m| Error::Unprocessable(format!("{what} name {s:?} {m}")))
+}
+
+fn body_rejection(r: BytesRejection) -> Error {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Error::PayloadTooLarge(r.body_text())
+    } else {
+        Error::BadRequest(r.body_text())
+    }
+}
+
+fn json_content_type(headers: &HeaderMap) -> Result<()> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        Ok(())
+    } else if mime.is_empty() {
+        Err(Error::UnsupportedMediaType(
+            "no Content-Type given; send application/json".into(),
+        ))
+    } else {
+        Err(Error::UnsupportedMediaType(format!(
+            "{mime} is not accepted here; send application/json"
+        )))
+    }
+}
+
+/// Parse JSON, reporting the JSON Pointer of the first value that does not fit.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
+    match serde_json::from_slice::<T>(body) {
+        Ok(v) => Ok(v),
+        Err(first) => {
+            // Cold path: parse again, tracking the path, to name the offending field.
+            let mut de = serde_json::Deserializer::from_slice(body);
+            let pointer = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+                Err(e) => {
+                    let mut p = String::new();
+                    for seg in e.path().iter() {
+                        use serde_path_to_error::Segment as S;
+                        match seg {
+                            S::Seq { index } => p.push_str(&format!("/{index}")),
+                            S::Map { key } | S::Enum { variant: key } => {
+                                p.push('/');
+                                p.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                            }
+                            S::Unknown => {}
+                        }
+                    }
+                    p
+                }
+                Ok(_) => String::new(),
+            };
+            if first.is_syntax() || first.is_eof() {
+                return Err(Error::BadRequest(format!("the body is not valid JSON: {first}")));
+            }
+            let message = first.to_string();
+            let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+            let pointer = if pointer.is_empty() { "/".to_string() } else { pointer };
+            Err(Error::Validation(vec![FieldError::at(pointer, message)]))
+        }
+    }
+}
+
+fn location(id: Uuid) -> (header::HeaderName, String) {
+    (header::LOCATION, format!("/v1/batches/{id}"))
+}
+
+async fn accepted(state: &AppState, batch_id: Uuid, status: StatusCode) -> Result<Response> {
+    let batch = store::get_batch(&state.pool, batch_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("batch {batch_id} not found")))?;
+    let jobs = store::batch_jobs(&state.pool, batch_id).await?;
+    let body = Accepted {
+        batch: batch.into(),
+        jobs: jobs.into_iter().map(Job::from).collect(),
+    };
+    Ok((status, [location(batch_id)], Json(body)).into_response())
+}
+
+/// Upload a batch of predictions and true labels for a model version.
+///
+/// The model and version are created on first use. The batch, its stored data and its estimator
+/// jobs are written in one transaction: a 202 means nothing can be lost afterwards. Validation
+/// errors (422) carry a JSON Pointer per offending value, and nothing is stored.
+///
+/// `Idempotency-Key` (optional, kept 24 hours): a retry with the same key and body returns the
+/// original 202 with the same batch; the same key with another body is refused with 422; while
+/// the first request is still in flight, 409.
+#[utoipa::path(
+    post,
+    path = "/v1/models/{model}/versions/{version}/batches",
+    tag = "batches",
+    params(
+        ("model" = String, Path, description = "Model name: 1–128 of [A-Za-z0-9._-], not starting with '.'"),
+        ("version" = String, Path, description = "Version name, same rules"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: same key and body → the same batch"),
+    ),
+    request_body(content = BatchRequest, content_type = "application/json", description = "A batch in columnar form"),
+    responses(
+        (status = 202, description = "Stored, with its jobs queued", body = Accepted,
+            headers(("Location" = String, description = "/v1/batches/{id}"))),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this Idempotency-Key is still in flight", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the upload limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid batch, names, or Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn upload(
+    State(state): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let model = path_name("model", &model)?;
+    let version = path_name("version", &version)?;
+    json_content_type(&headers)?;
+    let body = body.map_err(body_rejection)?;
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .filter(|s| !s.is_empty() && s.len() <= 255)
+                .map(str::to_string)
+                .ok_or_else(|| Error::BadRequest("Idempotency-Key must be 1–255 visible ASCII characters".into()))
+        })
+        .transpose()?;
+    let content_type = "application/json";
+
+    // Parse, validate and encode off the async threads; the body is dropped as soon as it is parsed.
+    let path = format!("/v1/models/{model}/versions/{version}/batches");
+    let prepared = tokio::task::spawn_blocking(move || -> Result<Prepared> {
+        let request_hash = sha256_hex(&[path.as_bytes(), b"\n", content_type.as_bytes(), b"\n", &body].concat());
+        let req: BatchRequest = parse_json(&body)?;
+        drop(body);
+        let (batch, requested, metadata) = req.validate().map_err(Error::Validation)?;
+        let specs = estimators::resolve(&batch, requested.as_deref(), "estimators")
+            .map_err(Error::Validation)?;
+        let stored = batch.encode();
+        let digest = sha256_hex(&stored);
+        Ok(Prepared {
+            request_hash,
+            stored,
+            digest,
+            metadata,
+            specs,
+            batch: BatchHead::of(&batch),
+        })
+    })
+    .await
+    .map_err(|e| Error::Internal(e.into()))??;
+
+    let mut tx = state.pool.begin().await?;
+    if let Some(key) = &idempotency_key {
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 7))")
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !locked {
+            return Err(Error::Conflict(
+                "a request with this Idempotency-Key is still being processed; retry later".into(),
+            ));
+        }
+        if let Some((hash, batch_id)) = store::idempotency_lookup(&mut tx, key).await? {
+            tx.rollback().await?;
+            if hash != prepared.request_hash {
+                return Err(Error::Unprocessable(
+                    "this Idempotency-Key was used with a different request body or path".into(),
+                ));
+            }
+            return accepted(&state, batch_id, StatusCode::ACCEPTED).await;
+        }
+    }
+    let (model_id, version_id) = store::ensure_version(&mut tx, model.as_str(), version.as_str()).await?;
+    let batch_id = Uuid::now_v7();
+    let head = &prepared.batch;
+    store::insert_batch(
+        &mut tx,
+        &store::NewBatch {
+            id: batch_id,
+            model_id,
+            version_id,
+            task: head.task,
+            n: head.n,
+            classes: &head.classes,
+            body: &prepared.stored,
+            digest: &prepared.digest,
+            content_type,
+            metadata: &prepared.metadata,
+        },
+    )
+    .await?;
+    queue::enqueue(&mut tx, batch_id, &prepared.specs).await?;
+    if let Some(key) = &idempotency_key {
+        store::idempotency_store(&mut tx, key, &prepared.request_hash, batch_id).await?;
+    }
+    tx.commit().await?;
+    drop(prepared);
+    state.wake.notify_waiters();
+    tracing::info!(%batch_id, model = %model, version = %version, "batch accepted");
+    accepted(&state, batch_id, StatusCode::ACCEPTED).await
+}
+
+struct Prepared {
+    request_hash: String,
+    stored: Vec<u8>,
+    digest: String,
+    metadata: serde_json::Value,
+    specs: Vec<estimators::JobSpec>,
+    batch: BatchHead,
+}
+
+/// What the batch row needs once the arrays are encoded.
+pub struct BatchHead {
+    pub task: crate::domain::batch::Task,
+    pub n: usize,
+    pub classes: Vec<String>,
+}
+
+impl BatchHead {
+    fn of(b: &Batch) -> BatchHead {
+        BatchHead {
+            task: b.task,
+            n: b.n,
+            classes: b.classes.clone(),
+        }
+    }
+}
+
+fn not_found(id: Uuid) -> Error {
+    Error::NotFound(format!("batch {id} not found"))
+}
+
+/// A batch: metadata, digest, N, task, its jobs and their results.
+#[utoipa::path(
+    get,
+    path = "/v1/batches/{id}",
+    tag = "batches",
+    params(("id" = Uuid, Path, description = "Batch id"), UnitQuery),
+    responses(
+        (status = 200, body = BatchDetail),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_batch(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    Query(q): Query<UnitQuery>,
+) -> Result<Json<BatchDetail>> {
+    let batch = store::get_batch(&state.pool, id).await?.ok_or_else(|| not_found(id))?;
+    let jobs = store::batch_jobs(&state.pool, id).await?;
+    let results = store::batch_results(&state.pool, id).await?;
+    let unit = q.unit.unwrap_or_default();
+    Ok(Json(BatchDetail {
+        batch: BatchView::from(batch),
+        jobs: jobs.into_iter().map(Job::from).collect(),
+        results: results.into_iter().map(|r| EstimateResult::new(r, unit)).collect(),
+    }))
+}
+
+/// The stored batch in the upload's JSON form: what went in comes out (labels as names or
+/// indices as they were sent, every number exactly, metadata included).
+#[utoipa::path(
+    get,
+    path = "/v1/batches/{id}/data",
+    tag = "batches",
+    params(("id" = Uuid, Path, description = "Batch id")),
+    responses(
+        (status = 200, body = Object, description = "The batch in the columnar JSON form of the upload"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_batch_data(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<Response> {
+    let row = store::get_batch(&state.pool, id).await?.ok_or_else(|| not_found(id))?;
+    let batch = store::load_batch_data(&state.pool, id).await?;
+    let body = tokio::task::spawn_blocking(move || serde_json::to_vec(&batch.to_json(&row.metadata)))
+        .await
+        .map_err(|e| Error::Internal(e.into()))?
+        .map_err(|e| Error::Internal(e.into()))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Delete a batch with its data, jobs and results.
+#[utoipa::path(
+    delete,
+    path = "/v1/batches/{id}",
+    tag = "batches",
+    params(("id" = Uuid, Path, description = "Batch id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_batch(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<StatusCode> {
+    let n = sqlx::query("DELETE FROM batches WHERE id = $1")
+        .bind(id)
+        .execute(&state.pool)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        return Err(not_found(id));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Estimators to run on a stored batch.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"estimators": [{"id": "shannon_mi", "params": {"bootstrap": 500, "seed": 3}}]}))]
+pub struct AddJobs {
+    pub estimators: Vec<EstimatorRef>,
+}
+
+/// Run more estimators on a stored batch (backfill). A job that already exists for the same
+/// estimator version and parameters is returned, not duplicated.
+#[utoipa::path(
+    post,
+    path = "/v1/batches/{id}/jobs",
+    tag = "batches",
+    params(("id" = Uuid, Path, description = "Batch id")),
+    request_body = AddJobs,
+    responses(
+        (status = 202, body = Accepted, description = "The batch and the requested jobs (new or existing)"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn add_jobs(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    json_content_type(&headers)?;
+    let body = body.map_err(body_rejection)?;
+    let req: AddJobs = parse_json(&body)?;
+    let row = store::get_batch(&state.pool, id).await?.ok_or_else(|| not_found(id))?;
+    let batch = store::load_batch_data(&state.pool, id).await?;
+    let specs = estimators::resolve(&batch, Some(&req.estimators), "estimators").map_err(Error::Validation)?;
+    let mut tx = state.pool.begin().await?;
+    let jobs = queue::enqueue(&mut tx, id, &specs).await?;
+    tx.commit().await?;
+    state.wake.notify_waiters();
+    Ok((
+        StatusCode::ACCEPTED,
+        [location(id)],
+        Json(Accepted {
+            batch: row.into(),
+            jobs: jobs.into_iter().map(Job::from).collect(),
+        }),
+    )
+        .into_response())
+}
+
+use crate::error::Problem;

@@ -1,0 +1,242 @@
+//! The HTTP API: one module per resource, assembled into an axum router with its OpenAPI document.
+
+pub mod batches;
+pub mod estimators;
+pub mod jobs;
+pub mod models;
+pub mod ops;
+pub mod views;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::error::{problem_response, Error, Problem};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    /// Wakes this process's workers when jobs are enqueued.
+    pub wake: Arc<Notify>,
+    /// Set on shutdown: `/readyz` fails so load balancers stop sending traffic.
+    pub draining: Arc<AtomicBool>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_upload_bytes: usize,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_upload_bytes: 256 * 1024 * 1024,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "infoaudit",
+        description = "Audit machine-learning models with information theory. Upload batches of \
+            predictions and true labels per model version; estimator jobs run on a durable \
+            Postgres-backed queue and their results are kept per version.\n\n\
+            Information values are in **bits** unless `?unit=nats` is given. Errors are RFC 9457 \
+            `application/problem+json` documents; field errors carry a JSON Pointer into the body.",
+        license(name = "Apache-2.0")
+    ),
+    tags(
+        (name = "batches", description = "Upload batches and read them back"),
+        (name = "jobs", description = "Estimator jobs on the queue"),
+        (name = "models", description = "Models, versions and their latest information"),
+        (name = "estimators", description = "The estimator catalog"),
+        (name = "operations", description = "Health and readiness"),
+    ),
+    components(schemas(Problem, crate::error::FieldError))
+)]
+struct ApiDoc;
+
+/// The documented API routes (without state), for the server and for the OpenAPI document.
+fn api_routes(limits: Limits) -> OpenApiRouter<AppState> {
+    let upload = OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(batches::upload))
+        .layer(DefaultBodyLimit::max(limits.max_upload_bytes));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(upload)
+        .routes(utoipa_axum::routes!(batches::get_batch, batches::delete_batch))
+        .routes(utoipa_axum::routes!(batches::get_batch_data))
+        .routes(utoipa_axum::routes!(batches::add_jobs))
+        .routes(utoipa_axum::routes!(jobs::get_job))
+        .routes(utoipa_axum::routes!(jobs::cancel_job))
+        .routes(utoipa_axum::routes!(jobs::list_jobs))
+        .routes(utoipa_axum::routes!(models::list_models))
+        .routes(utoipa_axum::routes!(models::get_model))
+        .routes(utoipa_axum::routes!(models::list_versions))
+        .routes(utoipa_axum::routes!(models::get_version))
+        .routes(utoipa_axum::routes!(estimators::list_estimators))
+        .routes(utoipa_axum::routes!(ops::livez))
+        .routes(utoipa_axum::routes!(ops::readyz))
+}
+
+/// The OpenAPI document of this build.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes(Limits::default()).split_for_parts().1
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let limits = state.limits;
+    let (api, doc) = api_routes(limits).split_for_parts();
+    let doc = Arc::new(doc);
+    let spec = {
+        let doc = doc.clone();
+        move || {
+            let doc = doc.clone();
+            async move { axum::Json(doc.as_ref().clone()) }
+        }
+    };
+    api.route("/openapi.json", axum::routing::get(spec))
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", (*doc).clone()))
+        .fallback(|| async { Error::NotFound("no such route".into()) })
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(middleware::from_fn(problem_everywhere))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &Request<Body>| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                },
+            ),
+        )
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+            tower_http::request_id::MakeRequestUuid,
+        ))
+        .with_state(state)
+}
+
+/// Turn every plain-text error response (framework rejections: bad path parameters, wrong method,
+/// body limits) into a problem document, so clients see one error shape.
+async fn problem_everywhere(req: Request<Body>, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if is_problem {
+        return resp;
+    }
+    let allow = resp.headers().get(header::ALLOW).cloned();
+    let (_, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let (kind, title) = match status {
+        StatusCode::NOT_FOUND => ("not-found", "Not found"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "Request body too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "Unsupported media type"),
+        s if s.is_server_error() => ("internal", "Internal server error"),
+        _ => ("bad-request", "Bad request"),
+    };
+    let detail = if text.is_empty() || status.is_server_error() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut out = problem_response(&Problem::new(status, kind, title, detail));
+    if let Some(a) = allow {
+        out.headers_mut().insert(header::ALLOW, a);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared query parameters.
+
+/// Cursor paging: `?limit=` (1–1000, default 50) and `?cursor=` from the previous page.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page size, 1–1000 (default 50).
+    pub limit: Option<i64>,
+    /// Opaque cursor from the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    pub fn limit(&self) -> Result<i64, Error> {
+        match self.limit {
+            None => Ok(50),
+            Some(l) if (1..=1000).contains(&l) => Ok(l),
+            Some(l) => Err(Error::BadRequest(format!("limit must be between 1 and 1000 (got {l})"))),
+        }
+    }
+
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, Error> {
+        let Some(c) = &self.cursor else { return Ok(None) };
+        hex::decode(c)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .map(Some)
+            .ok_or_else(|| Error::BadRequest("cursor is not one this service issued".into()))
+    }
+}
+
+pub fn encode_cursor<T: Serialize>(c: &T) -> String {
+    hex::encode(serde_json::to_vec(c).expect("cursor serialises"))
+}
+
+/// The unit of information values in a response.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    #[default]
+    Bits,
+    Nats,
+}
+
+impl Unit {
+    /// Multiply a value in nats by this to express it in the unit.
+    pub fn factor(self) -> f64 {
+        match self {
+            Unit::Bits => 1.0 / std::f64::consts::LN_2,
+            Unit::Nats => 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UnitQuery {
+    /// `bits` (default) or `nats`.
+    pub unit: Option<Unit>,
+}
+
+/// JSON header value helper.
+pub fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}

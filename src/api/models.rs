@@ -1,0 +1,139 @@
+//! Models, their versions, and a version's latest information per metric.
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::batches::path_name;
+use super::views::{EstimateResult, Metric, Model, Page, Version, VersionSummary};
+use super::{encode_cursor, AppState, PageQuery, UnitQuery};
+use crate::error::{Error, Problem, Result};
+use crate::{estimate, store};
+
+fn page<T: utoipa::ToSchema, R>(
+    mut rows: Vec<R>,
+    limit: i64,
+    cursor: impl Fn(&R) -> String,
+    map: impl Fn(R) -> T,
+) -> Page<T> {
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(&cursor)
+    } else {
+        None
+    };
+    Page {
+        items: rows.into_iter().map(map).collect(),
+        next_cursor,
+    }
+}
+
+/// Models, by name.
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "models",
+    params(PageQuery),
+    responses(
+        (status = 200, body = Page<Model>),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_models(State(state): State<AppState>, Query(q): Query<PageQuery>) -> Result<Json<Page<Model>>> {
+    let limit = q.limit()?;
+    let after: Option<String> = q.decode()?;
+    let rows = store::list_models(&state.pool, after.as_deref(), limit + 1).await?;
+    Ok(Json(page(rows, limit, |m| encode_cursor(&m.name), Model::from)))
+}
+
+/// A model.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{model}",
+    tag = "models",
+    params(("model" = String, Path, description = "Model name")),
+    responses(
+        (status = 200, body = Model),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_model(State(state): State<AppState>, Path(model): Path<String>) -> Result<Json<Model>> {
+    let name = path_name("model", &model)?;
+    let m = store::get_model(&state.pool, name.as_str())
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("model {name} not found")))?;
+    Ok(Json(m.into()))
+}
+
+/// A model's versions, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{model}/versions",
+    tag = "models",
+    params(("model" = String, Path, description = "Model name"), PageQuery),
+    responses(
+        (status = 200, body = Page<Version>),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_versions(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Page<Version>>> {
+    let name = path_name("model", &model)?;
+    if store::get_model(&state.pool, name.as_str()).await?.is_none() {
+        return Err(Error::NotFound(format!("model {name} not found")));
+    }
+    let limit = q.limit()?;
+    let after: Option<(DateTime<Utc>, Uuid)> = q.decode()?;
+    let rows = store::list_versions(&state.pool, name.as_str(), after, limit + 1).await?;
+    Ok(Json(page(rows, limit, |v| encode_cursor(&(v.created_at, v.id)), Version::from)))
+}
+
+/// A version with, per metric (estimator and parameters), its latest result and — for
+/// mergeable estimators — the exact pooled value over all of the version's batches.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{model}/versions/{version}",
+    tag = "models",
+    params(
+        ("model" = String, Path, description = "Model name"),
+        ("version" = String, Path, description = "Version name"),
+        UnitQuery,
+    ),
+    responses(
+        (status = 200, body = VersionSummary),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_version(
+    State(state): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+    Query(q): Query<UnitQuery>,
+) -> Result<Json<VersionSummary>> {
+    let m = path_name("model", &model)?;
+    let v = path_name("version", &version)?;
+    let row = store::get_version(&state.pool, m.as_str(), v.as_str())
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("version {v} of model {m} not found")))?;
+    let unit = q.unit.unwrap_or_default();
+    let mut metrics = Vec::new();
+    for r in store::latest_results(&state.pool, row.id).await? {
+        let stats = store::sufficient_stats(&state.pool, row.id, &r.estimator, &r.params).await?;
+        let pooled = estimate::pool(&r.estimator, &stats).and_then(|x| super::views::finite(x * unit.factor()));
+        metrics.push(Metric {
+            estimator: r.estimator.clone(),
+            params: r.params.clone(),
+            pooled_batches: if pooled.is_some() { stats.len() as i64 } else { 0 },
+            pooled,
+            latest: EstimateResult::new(r, unit),
+        });
+    }
+    Ok(Json(VersionSummary {
+        version: row.into(),
+        unit,
+        metrics,
+    }))
+}

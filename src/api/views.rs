@@ -1,0 +1,351 @@
+//! Response bodies.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::Unit;
+use crate::error::Problem;
+use crate::queue::JobRow;
+use crate::store::{BatchRow, ModelRow, ResultRow, VersionRow};
+
+/// A page of items and the cursor of the next page (`null` on the last page).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T: ToSchema> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// An estimator job.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Job {
+    pub id: Uuid,
+    pub batch_id: Uuid,
+    pub estimator: String,
+    /// Parameters with every default filled in.
+    #[schema(value_type = Object)]
+    pub params: Value,
+    pub estimator_version: String,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    #[schema(example = "queued")]
+    pub state: String,
+    /// Times a worker has claimed it.
+    pub attempts: i32,
+    /// Times it was taken back from a worker that stopped responding.
+    pub rescues: i32,
+    /// 0..1, reported while it runs.
+    pub progress: f64,
+    /// Why it failed (a problem document), or the last transient error before a retry.
+    #[schema(value_type = Option<Problem>)]
+    pub error: Option<Value>,
+    /// Whether cancellation was requested.
+    pub cancel_requested: bool,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<JobRow> for Job {
+    fn from(j: JobRow) -> Self {
+        Job {
+            id: j.id,
+            batch_id: j.batch_id,
+            estimator: j.estimator,
+            params: j.params,
+            estimator_version: j.estimator_version,
+            state: j.state,
+            attempts: j.attempts,
+            rescues: j.rescues,
+            progress: j.progress,
+            error: j.error,
+            cancel_requested: j.cancel_requested_at.is_some(),
+            created_at: j.created_at,
+            started_at: j.started_at,
+            finished_at: j.finished_at,
+        }
+    }
+}
+
+/// Keys in `details` whose numbers are amounts of information (converted with `?unit=`); every
+/// other number (ratios, counts, probabilities) is left as it is.
+const INFORMATION_KEYS: &[&str] = &[
+    "mi",
+    "plugin",
+    "miller_madow",
+    "jackknife",
+    "expected_mi",
+    "vi",
+    "h_true",
+    "h_pred",
+    "h_joint",
+    "sum",
+    "mean_per_label",
+    "aggregate",
+    "value",
+    "g",
+    "G",
+    "r",
+    "R",
+    "upper_bound",
+    "semantic_entropy",
+    "fuzzy_entropy",
+    "semantic_kl",
+    "information",
+    "shannon_mi",
+    "semantic_mi",
+    "cross_entropy",
+    "h_labels",
+    "kl_marginal",
+    "bound",
+    "standard_error",
+    "low",
+    "high",
+    "bound_per_label",
+    "per_sample",
+];
+
+/// Scale the information-valued numbers of a details object (recursively).
+pub fn convert_details(v: &Value, factor: f64) -> Value {
+    fn scale_all(v: &Value, f: f64) -> Value {
+        match v {
+            Value::Number(n) => n
+                .as_f64()
+                .map(|x| serde_json::json!(x * f))
+                .unwrap_or_else(|| v.clone()),
+            Value::Array(a) => Value::Array(a.iter().map(|x| scale_all(x, f)).collect()),
+            other => other.clone(),
+        }
+    }
+    fn walk(v: &Value, f: f64) -> Value {
+        match v {
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .map(|(k, x)| {
+                        let y = if INFORMATION_KEYS.contains(&k.as_str()) && !x.is_object() {
+                            scale_all(x, f)
+                        } else {
+                            walk(x, f)
+                        };
+                        (k.clone(), y)
+                    })
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(|x| walk(x, f)).collect()),
+            other => other.clone(),
+        }
+    }
+    if factor == 1.0 {
+        return v.clone();
+    }
+    walk(v, factor)
+}
+
+/// An estimator's result for one batch.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EstimateResult {
+    pub id: Uuid,
+    pub job_id: Uuid,
+    pub batch_id: Uuid,
+    pub model: String,
+    pub version: String,
+    pub estimator: String,
+    pub estimator_version: String,
+    #[schema(value_type = Object)]
+    pub params: Value,
+    /// The primary statistic in `unit`; `null` when it is not a finite number (see `value_special`).
+    pub value: Option<f64>,
+    /// `"-Infinity"` (or `"Infinity"`, `"NaN"`) when `value` is not finite: semantic MI is −∞
+    /// when a prediction that was used is never true for its sample.
+    pub value_special: Option<String>,
+    /// `bits` or `nats`.
+    pub unit: Unit,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    /// Interval level, e.g. 0.95.
+    pub ci_level: Option<f64>,
+    /// How the interval was computed.
+    pub ci_method: Option<String>,
+    /// Samples used.
+    pub n: i64,
+    /// Secondary named statistics and breakdowns (information values in `unit`).
+    #[schema(value_type = Object)]
+    pub details: Value,
+    pub computed_at: DateTime<Utc>,
+}
+
+pub fn special(x: f64) -> Option<String> {
+    if x.is_finite() {
+        None
+    } else if x.is_nan() {
+        Some("NaN".into())
+    } else if x > 0.0 {
+        Some("Infinity".into())
+    } else {
+        Some("-Infinity".into())
+    }
+}
+
+pub fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+impl EstimateResult {
+    pub fn new(r: ResultRow, unit: Unit) -> Self {
+        let f = unit.factor();
+        let scale = |x: Option<f64>| x.and_then(|x| finite(x * f));
+        EstimateResult {
+            id: r.id,
+            job_id: r.job_id,
+            batch_id: r.batch_id,
+            model: r.model,
+            version: r.version,
+            estimator: r.estimator,
+            estimator_version: r.estimator_version,
+            params: r.params,
+            value: finite(r.value * f),
+            value_special: special(r.value),
+            unit,
+            ci_low: scale(r.ci_low),
+            ci_high: scale(r.ci_high),
+            ci_level: r.ci_level,
+            ci_method: r.ci_method,
+            n: r.n,
+            details: convert_details(&r.details, f),
+            computed_at: r.computed_at,
+        }
+    }
+}
+
+/// A stored batch (its data is at `/v1/batches/{id}/data`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Batch {
+    pub id: Uuid,
+    pub model: String,
+    pub version: String,
+    #[schema(example = "multiclass")]
+    pub task: String,
+    /// Number of samples.
+    pub n: i64,
+    #[schema(value_type = Vec<String>)]
+    pub classes: Value,
+    /// sha256 (hex) of the stored data in its canonical binary form.
+    pub digest: String,
+    /// Size of the stored data in bytes.
+    pub size_bytes: i64,
+    pub content_type: String,
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<BatchRow> for Batch {
+    fn from(b: BatchRow) -> Self {
+        Batch {
+            id: b.id,
+            model: b.model,
+            version: b.version,
+            task: b.task,
+            n: b.n,
+            classes: b.classes,
+            digest: b.digest,
+            size_bytes: b.size_bytes,
+            content_type: b.content_type,
+            metadata: b.metadata,
+            created_at: b.created_at,
+        }
+    }
+}
+
+/// The answer to an upload: the batch and its queued jobs.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Accepted {
+    pub batch: Batch,
+    pub jobs: Vec<Job>,
+}
+
+/// A batch with its jobs and their results.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BatchDetail {
+    #[serde(flatten)]
+    pub batch: Batch,
+    pub jobs: Vec<Job>,
+    pub results: Vec<EstimateResult>,
+}
+
+/// A job with its result once it has one.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobDetail {
+    #[serde(flatten)]
+    pub job: Job,
+    pub result: Option<EstimateResult>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Model {
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub version_count: i64,
+    pub batch_count: i64,
+    pub last_upload_at: Option<DateTime<Utc>>,
+}
+
+impl From<ModelRow> for Model {
+    fn from(m: ModelRow) -> Self {
+        Model {
+            name: m.name,
+            created_at: m.created_at,
+            version_count: m.version_count,
+            batch_count: m.batch_count,
+            last_upload_at: m.last_upload_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Version {
+    pub model: String,
+    pub version: String,
+    pub created_at: DateTime<Utc>,
+    pub aliases: Vec<String>,
+    pub batch_count: i64,
+    /// Samples over all batches.
+    pub n: i64,
+}
+
+impl From<VersionRow> for Version {
+    fn from(v: VersionRow) -> Self {
+        Version {
+            model: v.model,
+            version: v.name,
+            created_at: v.created_at,
+            aliases: v.aliases,
+            batch_count: v.batch_count,
+            n: v.n_total,
+        }
+    }
+}
+
+/// One metric of a version: the latest result and, for mergeable estimators, the exact pooled
+/// value over all of the version's batches.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Metric {
+    pub estimator: String,
+    #[schema(value_type = Object)]
+    pub params: Value,
+    pub latest: EstimateResult,
+    /// Pooled value over every batch of the version (from summed sufficient statistics), in `unit`.
+    pub pooled: Option<f64>,
+    /// Batches whose results entered `pooled`.
+    pub pooled_batches: i64,
+}
+
+/// A version with its latest information per metric.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct VersionSummary {
+    #[serde(flatten)]
+    pub version: Version,
+    pub unit: Unit,
+    pub metrics: Vec<Metric>,
+}

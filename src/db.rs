@@ -1,0 +1,294 @@
+//! The database: a pool on `DATABASE_URL`, or on a private PostgreSQL cluster that this process
+//! initialises and runs under the data directory (Unix socket only, no TCP port).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+/// The embedded migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The database name the service uses inside its private cluster.
+pub const LOCAL_DB: &str = "infoaudit";
+
+/// A PostgreSQL cluster owned by this process (or adopted from an earlier run on the same folder).
+#[derive(Debug)]
+pub struct LocalPostgres {
+    pgdata: PathBuf,
+    socket_dir: PathBuf,
+    bin_dir: PathBuf,
+    run_as: Option<nix::unistd::User>,
+}
+
+/// Settings for a private cluster.
+#[derive(Debug, Clone, Default)]
+pub struct LocalOptions {
+    /// Trade durability for speed (tests only): fsync, synchronous_commit and full_page_writes off.
+    pub ephemeral: bool,
+}
+
+fn missing_binaries() -> anyhow::Error {
+    anyhow::anyhow!(
+        "PostgreSQL server binaries (initdb, pg_ctl) were not found, so the embedded database cannot start.\n\
+         Fix one of two ways:\n  \
+         1. install PostgreSQL (Debian/Ubuntu: `apt-get install postgresql`; or set INFOAUDIT_PG_BIN to the folder holding initdb and pg_ctl), or\n  \
+         2. set DATABASE_URL to an existing PostgreSQL server (e.g. postgres://user:pass@host:5432/infoaudit)."
+    )
+}
+
+/// Find the folder holding `initdb` and `pg_ctl`.
+pub fn find_bin_dir() -> anyhow::Result<PathBuf> {
+    let has = |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file();
+    if let Ok(d) = std::env::var("INFOAUDIT_PG_BIN") {
+        let d = PathBuf::from(d);
+        if has(&d) {
+            return Ok(d);
+        }
+        bail!("INFOAUDIT_PG_BIN={} holds no initdb and pg_ctl", d.display());
+    }
+    // Debian's pg_config (postgresql-common) reports the server's bin folder.
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let d = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if out.status.success() && has(&d) {
+            return Ok(d);
+        }
+    }
+    // Debian/Ubuntu layout: the newest /usr/lib/postgresql/<major>/bin.
+    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
+        let mut versions: Vec<(u32, PathBuf)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let v = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+                let d = e.path().join("bin");
+                has(&d).then_some((v, d))
+            })
+            .collect();
+        versions.sort();
+        if let Some((_, d)) = versions.pop() {
+            return Ok(d);
+        }
+    }
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let d = PathBuf::from(dir);
+        if has(&d) {
+            return Ok(d);
+        }
+    }
+    Err(missing_binaries())
+}
+
+impl LocalPostgres {
+    /// Initialise (first time) and start the cluster under `root/postgres`, or adopt it if it is
+    /// already running. As root, the cluster runs as the unprivileged `postgres` user.
+    pub fn start(root: &Path, opts: &LocalOptions) -> anyhow::Result<LocalPostgres> {
+        let bin_dir = find_bin_dir()?;
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("cannot create data directory {}", root.display()))?;
+        let root = root
+            .canonicalize()
+            .with_context(|| format!("cannot resolve {}", root.display()))?;
+        let pgdata = root.join("postgres");
+        let socket_dir = pgdata.clone();
+        let socket_path = socket_dir.join(".s.PGSQL.5432");
+        if socket_path.as_os_str().len() > 100 {
+            bail!(
+                "the data directory path is too long for a Unix socket ({}); choose a shorter --data-dir",
+                socket_path.display()
+            );
+        }
+        let run_as = if nix::unistd::geteuid().is_root() {
+            let user = nix::unistd::User::from_name("postgres")
+                .context("looking up the postgres user")?
+                .context(
+                    "running as root, but there is no `postgres` system user to run the embedded \
+                     PostgreSQL as (initdb refuses root): install PostgreSQL, which creates it, \
+                     run as an ordinary user, or set DATABASE_URL",
+                )?;
+            Some(user)
+        } else {
+            None
+        };
+        let pg = LocalPostgres {
+            pgdata,
+            socket_dir,
+            bin_dir,
+            run_as,
+        };
+        pg.init(opts)?;
+        pg.start_server(opts)?;
+        Ok(pg)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut c = Command::new(self.bin_dir.join(program));
+        c.current_dir(self.pgdata.parent().unwrap_or(Path::new("/")));
+        c.env_remove("PGDATA").env("LC_ALL", "C");
+        if let Some(u) = &self.run_as {
+            c.uid(u.uid.as_raw()).gid(u.gid.as_raw());
+            c.env("HOME", &u.dir).env("USER", &u.name);
+        }
+        c
+    }
+
+    fn run(&self, mut c: Command, what: &str) -> anyhow::Result<()> {
+        let out = c
+            .output()
+            .with_context(|| format!("could not run {what}"))?;
+        if !out.status.success() {
+            bail!(
+                "{what} failed ({}):\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    fn init(&self, opts: &LocalOptions) -> anyhow::Result<()> {
+        if self.pgdata.join("PG_VERSION").exists() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.pgdata)?;
+        if let Some(u) = &self.run_as {
+            // The cluster's owner must reach its folder: chown it and let others traverse the parents.
+            std::os::unix::fs::chown(&self.pgdata, Some(u.uid.as_raw()), Some(u.gid.as_raw()))?;
+            let mut p = self.pgdata.parent();
+            while let Some(dir) = p {
+                use std::os::unix::fs::PermissionsExt;
+                let meta = std::fs::metadata(dir)?;
+                let mode = meta.permissions().mode();
+                if mode & 0o001 == 0 {
+                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o011))?;
+                }
+                p = dir.parent();
+            }
+        }
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&self.pgdata, std::fs::Permissions::from_mode(0o700))?;
+        }
+        let mut c = self.command("initdb");
+        c.arg("-D")
+            .arg(&self.pgdata)
+            .args(["-U", "postgres", "-E", "UTF8", "--locale=C"])
+            // Only the socket in the private 0700 folder reaches the server, so only its owner
+            // (and root) can connect: local trust is as strict as peer authentication here.
+            .args(["--auth-local=trust", "--auth-host=reject"]);
+        if opts.ephemeral {
+            c.arg("--no-sync");
+        }
+        self.run(c, "initdb")
+    }
+
+    fn running(&self) -> bool {
+        let mut c = self.command("pg_ctl");
+        c.arg("status").arg("-D").arg(&self.pgdata);
+        c.output().map(|o| o.status.success()).unwrap_or(false)
+    }
+
+    fn start_server(&self, opts: &LocalOptions) -> anyhow::Result<()> {
+        if self.running() {
+            tracing::info!(pgdata = %self.pgdata.display(), "embedded PostgreSQL already running; adopting it");
+            return Ok(());
+        }
+        let mut server_opts = format!(
+            "-c listen_addresses='' -k {} -c unix_socket_permissions=0700 -c max_connections=200",
+            self.socket_dir.display()
+        );
+        if opts.ephemeral {
+            server_opts.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
+        let mut c = self.command("pg_ctl");
+        c.arg("start")
+            .arg("-D")
+            .arg(&self.pgdata)
+            .arg("-l")
+            .arg(self.pgdata.join("server.log"))
+            .args(["-w", "-t", "120", "-o", &server_opts]);
+        if let Err(e) = self.run(c, "pg_ctl start") {
+            // A concurrent starter (another test process) may have won the race.
+            if self.running() {
+                return Ok(());
+            }
+            let log = std::fs::read_to_string(self.pgdata.join("server.log")).unwrap_or_default();
+            let tail: String = log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+            bail!("{e}\nserver log ({}):\n{tail}", self.pgdata.join("server.log").display());
+        }
+        tracing::info!(pgdata = %self.pgdata.display(), "embedded PostgreSQL started");
+        Ok(())
+    }
+
+    /// Connection options for a database in this cluster.
+    pub fn connect_options(&self, database: &str) -> PgConnectOptions {
+        PgConnectOptions::new()
+            .socket(&self.socket_dir)
+            .username("postgres")
+            .database(database)
+            .log_statements(tracing::log::LevelFilter::Trace)
+    }
+
+    /// Create the database if it does not exist yet.
+    pub async fn ensure_database(&self, name: &str) -> anyhow::Result<()> {
+        let mut conn = sqlx::PgConnection::connect_with(&self.connect_options("postgres")).await?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(name)
+                .fetch_one(&mut conn)
+                .await?;
+        if !exists {
+            let r = sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                .execute(&mut conn)
+                .await;
+            if let Err(e) = r {
+                // Lost a race with another process creating it: fine.
+                let again: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+                )
+                .bind(name)
+                .fetch_one(&mut conn)
+                .await?;
+                if !again {
+                    return Err(e.into());
+                }
+            }
+        }
+        conn.close().await?;
+        Ok(())
+    }
+
+    /// Stop the cluster (fast shutdown: rolls back open transactions, waits for the checkpoint).
+    pub fn stop(&self) -> anyhow::Result<()> {
+        let mut c = self.command("pg_ctl");
+        c.arg("stop")
+            .arg("-D")
+            .arg(&self.pgdata)
+            .args(["-m", "fast", "-w", "-t", "60"]);
+        self.run(c, "pg_ctl stop")?;
+        tracing::info!("embedded PostgreSQL stopped");
+        Ok(())
+    }
+}
+
+/// A pool for the service.
+pub async fn pool(options: PgConnectOptions, max: u32) -> anyhow::Result<PgPool> {
+    let options = options.log_statements(tracing::log::LevelFilter::Trace);
+    let pool = PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    Ok(pool)
+}
+
+/// Apply the embedded migrations.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await.context("applying migrations")?;
+    Ok(())
+}

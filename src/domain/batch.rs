@@ -1,0 +1,976 @@
+//! A batch of predictions and true labels: the upload body, its validation into a `Batch` that can
+//! only exist valid, and the compact binary form it is stored in.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use super::columns::{Label, Matrix};
+use super::estimators::EstimatorRef;
+use crate::error::FieldError;
+
+/// At most this many field errors are reported for one request.
+const MAX_ERRORS: usize = 50;
+/// Probabilities and scores may exceed 1 by this much (rounding in exported floats).
+const UNIT_SLACK: f64 = 1e-6;
+/// Probability rows must sum to 1 within this.
+const ROW_SUM_TOLERANCE: f64 = 1e-3;
+
+/// What the batch's predictions are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// One true class per sample; class probabilities and/or hard predictions.
+    Multiclass,
+    /// A set of true labels per sample; per-label scores in [0,1] and/or predicted sets.
+    Multilabel,
+    /// Paired rows `x` and `y` (embeddings, features).
+    Pairs,
+    /// Real-valued targets and predictions.
+    Regression,
+}
+
+impl Task {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Task::Multiclass => "multiclass",
+            Task::Multilabel => "multilabel",
+            Task::Pairs => "pairs",
+            Task::Regression => "regression",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Task> {
+        Some(match s {
+            "multiclass" => Task::Multiclass,
+            "multilabel" => Task::Multilabel,
+            "pairs" => Task::Pairs,
+            "regression" => Task::Regression,
+            _ => return None,
+        })
+    }
+}
+
+/// The columnar upload body (JSON). Which fields apply depends on `task`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "task": "multiclass",
+    "classes": ["cat", "dog", "bird"],
+    "labels": [0, 2, 1, 0],
+    "probabilities": [[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3], [0.6, 0.3, 0.1]],
+    "estimators": ["shannon_mi"],
+    "metadata": {"pipeline_run": "abc"}
+}))]
+pub struct BatchRequest {
+    /// `multiclass` or `multilabel` (`pairs` and `regression` are reserved for the continuous estimators).
+    #[schema(value_type = Task)]
+    pub task: Option<Task>,
+    /// Class names (multiclass) or label names (multilabel); default `"0".."K-1"`.
+    pub classes: Option<Vec<String>>,
+    /// Multiclass: one class (index or name) per sample. Multilabel: per sample either an indicator
+    /// row `[0,1,0]` or a list of label names `["cat","bird"]`.
+    #[schema(value_type = Vec<Object>)]
+    pub labels: Option<Vec<Label>>,
+    /// Multiclass: N×K class probabilities, each row summing to 1 (±1e-3).
+    #[schema(value_type = Option<Vec<Vec<f64>>>)]
+    pub probabilities: Option<Matrix>,
+    /// Hard predictions, in the same form as `labels`; multiclass default: argmax of `probabilities`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub predictions: Option<Vec<Label>>,
+    /// Multilabel: N×L per-label scores in [0,1] (sigmoid outputs, read as truth functions).
+    #[schema(value_type = Option<Vec<Vec<f64>>>)]
+    pub scores: Option<Matrix>,
+    /// Pairs: N×dx rows.
+    #[schema(value_type = Option<Vec<Vec<f64>>>)]
+    pub x: Option<Matrix>,
+    /// Pairs: N×dy rows.
+    #[schema(value_type = Option<Vec<Vec<f64>>>)]
+    pub y: Option<Matrix>,
+    /// Regression: N real targets.
+    pub targets: Option<Vec<f64>>,
+    /// Optional non-negative sample weights (not all zero).
+    pub weights: Option<Vec<f64>>,
+    /// Optional K×K semantic channel `T[true][pred]` in [0,1].
+    #[schema(value_type = Option<Vec<Vec<f64>>>)]
+    pub truth_matrix: Option<Matrix>,
+    /// Estimators to run: ids or `{id, params}`; default: every applicable estimator.
+    pub estimators: Option<Vec<EstimatorRef>>,
+    /// Free JSON kept with the batch.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// How labels (or predictions) were written in the upload, so they come back the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelForm {
+    #[default]
+    Index,
+    Name,
+    Mixed,
+}
+
+/// A validated batch. Every array has N rows; every value is in range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub task: Task,
+    pub classes: Vec<String>,
+    pub n: usize,
+    pub data: BatchData,
+    pub weights: Option<Vec<f64>>,
+    pub truth_matrix: Option<Matrix>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchData {
+    Multiclass {
+        labels: Vec<u32>,
+        label_form: LabelForm,
+        predictions: Option<Vec<u32>>,
+        prediction_form: LabelForm,
+        probabilities: Option<Matrix>,
+    },
+    Multilabel {
+        /// N×L indicators (0 or 1).
+        labels: Matrix,
+        label_form: LabelForm,
+        predictions: Option<Matrix>,
+        prediction_form: LabelForm,
+        scores: Option<Matrix>,
+    },
+}
+
+impl Batch {
+    pub fn k(&self) -> usize {
+        self.classes.len()
+    }
+
+    pub fn has_probabilities(&self) -> bool {
+        matches!(
+            &self.data,
+            BatchData::Multiclass {
+                probabilities: Some(_),
+                ..
+            }
+        )
+    }
+
+    pub fn has_scores(&self) -> bool {
+        matches!(&self.data, BatchData::Multilabel { scores: Some(_), .. })
+    }
+
+    /// Hard predictions for a multiclass batch: as uploaded, else the argmax of the probabilities
+    /// (lowest index on ties).
+    pub fn multiclass_predictions(&self) -> Option<Vec<u32>> {
+        match &self.data {
+            BatchData::Multiclass {
+                predictions: Some(p),
+                ..
+            } => Some(p.clone()),
+            BatchData::Multiclass {
+                probabilities: Some(m),
+                ..
+            } => Some(
+                (0..m.rows)
+                    .map(|r| {
+                        let row = m.row(r);
+                        let mut best = 0;
+                        for (j, &v) in row.iter().enumerate() {
+                            if v > row[best] {
+                                best = j;
+                            }
+                        }
+                        best as u32
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// Collects field errors up to a cap.
+#[derive(Default)]
+pub struct Errors(pub Vec<FieldError>);
+
+impl Errors {
+    pub fn push(&mut self, pointer: impl Into<String>, message: impl Into<String>) {
+        if self.0.len() < MAX_ERRORS {
+            self.0.push(FieldError::at(pointer, message));
+        }
+    }
+    pub fn full(&self) -> bool {
+        self.0.len() >= MAX_ERRORS
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn unit_interval(errors: &mut Errors, field: &str, m: &Matrix, check_rows_sum: bool) {
+    for r in 0..m.rows {
+        let row = m.row(r);
+        let mut bad = false;
+        for (c, &v) in row.iter().enumerate() {
+            if !v.is_finite() {
+                errors.push(format!("/{field}/{r}/{c}"), "must be a finite number");
+                bad = true;
+            } else if v < 0.0 {
+                errors.push(format!("/{field}/{r}/{c}"), format!("{v} is negative"));
+                bad = true;
+            } else if v > 1.0 + UNIT_SLACK {
+                errors.push(format!("/{field}/{r}/{c}"), format!("{v} is greater than 1"));
+                bad = true;
+            }
+        }
+        if check_rows_sum && !bad {
+            let s: f64 = row.iter().sum();
+            if (s - 1.0).abs() > ROW_SUM_TOLERANCE {
+                errors.push(
+                    format!("/{field}/{r}"),
+                    format!("probabilities sum to {s}; they must sum to 1 (within {ROW_SUM_TOLERANCE})"),
+                );
+            }
+        }
+        if errors.full() {
+            return;
+        }
+    }
+}
+
+fn shape(errors: &mut Errors, field: &str, m: &Matrix, rows: usize, cols: Option<usize>) -> bool {
+    if let Some((r, len)) = m.ragged {
+        errors.push(
+            format!("/{field}/{r}"),
+            format!("row has {len} values but row 0 has {}", m.cols),
+        );
+        return false;
+    }
+    if m.rows != rows {
+        errors.push(
+            format!("/{field}"),
+            format!("has {} rows but there are {rows} labels", m.rows),
+        );
+        return false;
+    }
+    if let Some(c) = cols {
+        if m.cols != c {
+            errors.push(
+                format!("/{field}/0"),
+                format!("rows have {} values but there are {c} classes", m.cols),
+            );
+            return false;
+        }
+    }
+    true
+}
+
+/// Resolve one class reference (index or name) against the class list.
+fn class_of(
+    l: &Label,
+    k: usize,
+    index: &HashMap<&str, u32>,
+) -> Result<(u32, LabelForm), String> {
+    match l {
+        Label::Index(i) if *i >= 0 && (*i as u64) < k as u64 => Ok((*i as u32, LabelForm::Index)),
+        Label::Index(i) => Err(format!("class index {i} is outside 0..{}", k.saturating_sub(1))),
+        Label::Number(x) if x.fract() == 0.0 && *x >= 0.0 && *x < k as f64 => {
+            Ok((*x as u32, LabelForm::Index))
+        }
+        Label::Number(x) => Err(format!("{x} is not a class index (an integer in 0..{})", k.saturating_sub(1))),
+        Label::Name(s) => index
+            .get(s.as_str())
+            .map(|&i| (i, LabelForm::Name))
+            .ok_or_else(|| format!("{s:?} is not one of the {k} classes")),
+        Label::Row(_) => Err("must be a single class (index or name), not an array".into()),
+    }
+}
+
+fn merge_form(acc: Option<LabelForm>, f: LabelForm) -> Option<LabelForm> {
+    Some(match acc {
+        None => f,
+        Some(a) if a == f => a,
+        Some(_) => LabelForm::Mixed,
+    })
+}
+
+fn multiclass_column(
+    errors: &mut Errors,
+    field: &str,
+    col: &[Label],
+    k: usize,
+    index: &HashMap<&str, u32>,
+) -> (Vec<u32>, LabelForm) {
+    let mut out = Vec::with_capacity(col.len());
+    let mut form = None;
+    for (i, l) in col.iter().enumerate() {
+        match class_of(l, k, index) {
+            Ok((c, f)) => {
+                out.push(c);
+                form = merge_form(form, f);
+            }
+            Err(m) => {
+                errors.push(format!("/{field}/{i}"), m);
+                out.push(0);
+            }
+        }
+    }
+    (out, form.unwrap_or_default())
+}
+
+fn multilabel_column(
+    errors: &mut Errors,
+    field: &str,
+    col: &[Label],
+    l: usize,
+    index: &HashMap<&str, u32>,
+) -> (Matrix, LabelForm) {
+    let mut data = vec![0.0; col.len() * l];
+    let mut form = None;
+    for (i, cell) in col.iter().enumerate() {
+        let Label::Row(row) = cell else {
+            errors.push(
+                format!("/{field}/{i}"),
+                "must be an indicator row like [0,1,0] or a list of label names",
+            );
+            continue;
+        };
+        let out = &mut data[i * l..(i + 1) * l];
+        let names = row.iter().any(|v| matches!(v, Label::Name(_)));
+        if names {
+            form = merge_form(form, LabelForm::Name);
+            for (j, v) in row.iter().enumerate() {
+                match v {
+                    Label::Name(s) => match index.get(s.as_str()) {
+                        Some(&c) => out[c as usize] = 1.0,
+                        None => errors.push(
+                            format!("/{field}/{i}/{j}"),
+                            format!("{s:?} is not one of the {l} labels"),
+                        ),
+                    },
+                    _ => errors.push(
+                        format!("/{field}/{i}/{j}"),
+                        "mixes label names with numbers; use names or an indicator row",
+                    ),
+                }
+            }
+        } else {
+            form = merge_form(form, LabelForm::Index);
+            if row.len() != l {
+                errors.push(
+                    format!("/{field}/{i}"),
+                    format!("indicator row has {} values but there are {l} labels", row.len()),
+                );
+                continue;
+            }
+            for (j, v) in row.iter().enumerate() {
+                match v {
+                    Label::Index(0) => {}
+                    Label::Index(1) => out[j] = 1.0,
+                    Label::Number(x) if *x == 0.0 || *x == 1.0 => out[j] = *x,
+                    _ => errors.push(format!("/{field}/{i}/{j}"), "indicator must be 0 or 1"),
+                }
+            }
+        }
+        if errors.full() {
+            break;
+        }
+    }
+    (Matrix::new(col.len(), l, data), form.unwrap_or_default())
+}
+
+impl BatchRequest {
+    /// Validate into a `Batch`, or every field error found (up to a cap), each with its pointer.
+    pub fn validate(self) -> Result<(Batch, Option<Vec<EstimatorRef>>, serde_json::Value), Vec<FieldError>> {
+        let mut e = Errors::default();
+        let task = match self.task {
+            Some(t @ (Task::Multiclass | Task::Multilabel)) => t,
+            Some(t) => {
+                e.push(
+                    "/task",
+                    format!(
+                        "task {:?} is not accepted yet: its estimators are not available; use multiclass or multilabel",
+                        t.as_str()
+                    ),
+                );
+                return Err(e.0);
+            }
+            None => {
+                e.push("/task", "is required: multiclass or multilabel");
+                return Err(e.0);
+            }
+        };
+        for (field, present) in [
+            ("x", self.x.is_some()),
+            ("y", self.y.is_some()),
+            ("targets", self.targets.is_some()),
+            ("probabilities", self.probabilities.is_some() && task == Task::Multilabel),
+            ("scores", self.scores.is_some() && task == Task::Multiclass),
+            ("truth_matrix", self.truth_matrix.is_some() && task == Task::Multilabel),
+        ] {
+            if present {
+                e.push(format!("/{field}"), format!("is not used by task {}", task.as_str()));
+            }
+        }
+        let Some(labels) = self.labels else {
+            e.push("/labels", "is required");
+            return Err(e.0);
+        };
+        let n = labels.len();
+        if n < 2 {
+            e.push("/labels", format!("has {n} samples; at least 2 are required"));
+        }
+        let metadata = self.metadata.unwrap_or_else(|| serde_json::json!({}));
+        if !metadata.is_object() {
+            e.push("/metadata", "must be a JSON object");
+        }
+        // Classes: given, or inferred from the widest numeric evidence.
+        let k = match &self.classes {
+            Some(c) => c.len(),
+            None => {
+                let from_matrix = match task {
+                    Task::Multiclass => self.probabilities.as_ref().map(|m| m.cols),
+                    _ => self.scores.as_ref().map(|m| m.cols),
+                };
+                let from_labels = || -> usize {
+                    let idx = |l: &Label| match l {
+                        Label::Index(i) if *i >= 0 => *i as usize + 1,
+                        Label::Row(r) if task == Task::Multilabel => r.len(),
+                        _ => 0,
+                    };
+                    labels
+                        .iter()
+                        .chain(self.predictions.iter().flatten())
+                        .map(idx)
+                        .max()
+                        .unwrap_or(0)
+                };
+                from_matrix.unwrap_or_else(from_labels)
+            }
+        };
+        let classes: Vec<String> = self
+            .classes
+            .clone()
+            .unwrap_or_else(|| (0..k).map(|i| i.to_string()).collect());
+        if k < 2 && task == Task::Multiclass {
+            e.push(
+                if self.classes.is_some() { "/classes" } else { "/labels" },
+                format!("{k} class found; at least 2 are required (give `classes` to name them all)"),
+            );
+        }
+        if k < 1 && task == Task::Multilabel {
+            e.push("/classes", "at least 1 label is required");
+        }
+        if k > u32::MAX as usize / 2 {
+            e.push("/classes", "too many classes");
+        }
+        let mut index = HashMap::with_capacity(k);
+        for (i, c) in classes.iter().enumerate() {
+            if c.is_empty() {
+                e.push(format!("/classes/{i}"), "class name must not be empty");
+            }
+            if index.insert(c.as_str(), i as u32).is_some() {
+                e.push(format!("/classes/{i}"), format!("duplicate class name {c:?}"));
+            }
+        }
+        if !e.is_empty() {
+            return Err(e.0);
+        }
+        if let Some(p) = &self.predictions {
+            if p.len() != n {
+                e.push("/predictions", format!("has {} entries but labels has {n}", p.len()));
+            }
+        }
+        if let Some(w) = &self.weights {
+            if w.len() != n {
+                e.push("/weights", format!("has {} entries but labels has {n}", w.len()));
+            } else {
+                for (i, &v) in w.iter().enumerate() {
+                    if !v.is_finite() || v < 0.0 {
+                        e.push(format!("/weights/{i}"), format!("{v} is not a finite non-negative weight"));
+                    }
+                }
+                if e.is_empty() && w.iter().sum::<f64>() <= 0.0 {
+                    e.push("/weights", "weights must not all be zero");
+                }
+            }
+        }
+        if let Some(t) = &self.truth_matrix {
+            if t.ragged.is_some() || t.rows != k || t.cols != k {
+                e.push(
+                    "/truth_matrix",
+                    format!("must be {k}×{k} (one row and one column per class)"),
+                );
+            } else {
+                unit_interval(&mut e, "truth_matrix", t, false);
+            }
+        }
+        let data = match task {
+            Task::Multiclass => {
+                if self.predictions.is_none() && self.probabilities.is_none() {
+                    e.push("/predictions", "give predictions, probabilities or both");
+                }
+                let probabilities = match self.probabilities {
+                    Some(m) if shape(&mut e, "probabilities", &m, n, Some(k)) => {
+                        unit_interval(&mut e, "probabilities", &m, true);
+                        Some(m)
+                    }
+                    other => other,
+                };
+                let (labels, label_form) = multiclass_column(&mut e, "labels", &labels, k, &index);
+                let (predictions, prediction_form) = match &self.predictions {
+                    Some(p) if p.len() == n => {
+                        let (v, f) = multiclass_column(&mut e, "predictions", p, k, &index);
+                        (Some(v), f)
+                    }
+                    _ => (None, LabelForm::Index),
+                };
+                BatchData::Multiclass {
+                    labels,
+                    label_form,
+                    predictions,
+                    prediction_form,
+                    probabilities,
+                }
+            }
+            Task::Multilabel => {
+                if self.predictions.is_none() && self.scores.is_none() {
+                    e.push("/scores", "give scores, predictions or both");
+                }
+                let scores = match self.scores {
+                    Some(m) if shape(&mut e, "scores", &m, n, Some(k)) => {
+                        unit_interval(&mut e, "scores", &m, false);
+                        Some(m)
+                    }
+                    other => other,
+                };
+                let (labels, label_form) = multilabel_column(&mut e, "labels", &labels, k, &index);
+                let (predictions, prediction_form) = match &self.predictions {
+                    Some(p) if p.len() == n => {
+                        let (v, f) = multilabel_column(&mut e, "predictions", p, k, &index);
+                        (Some(v), f)
+                    }
+                    _ => (None, LabelForm::Index),
+                };
+                BatchData::Multilabel {
+                    labels,
+                    label_form,
+                    predictions,
+                    prediction_form,
+                    scores,
+                }
+            }
+            Task::Pairs | Task::Regression => unreachable!("rejected above"),
+        };
+        if !e.is_empty() {
+            return Err(e.0);
+        }
+        Ok((
+            Batch {
+                task,
+                classes,
+                n,
+                data,
+                weights: self.weights,
+                truth_matrix: self.truth_matrix,
+            },
+            self.estimators,
+            metadata,
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stored form: a small JSON header followed by raw little-endian arrays. Lossless for every value.
+
+const MAGIC: &[u8; 4] = b"IAB1";
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    task: Task,
+    classes: Vec<String>,
+    n: usize,
+    label_form: LabelForm,
+    prediction_form: LabelForm,
+    arrays: Vec<ArrayHeader>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ArrayHeader {
+    name: String,
+    dtype: String,
+    rows: usize,
+    cols: usize,
+}
+
+enum Arr<'a> {
+    U32(&'a [u32]),
+    F64(&'a Matrix),
+    F64Vec(&'a [f64]),
+}
+
+impl Batch {
+    fn arrays(&self) -> (LabelForm, LabelForm, Vec<(&'static str, Arr<'_>)>) {
+        let mut v = Vec::new();
+        let (lf, pf) = match &self.data {
+            BatchData::Multiclass {
+                labels,
+                label_form,
+                predictions,
+                prediction_form,
+                probabilities,
+            } => {
+                v.push(("labels", Arr::U32(labels)));
+                if let Some(p) = predictions {
+                    v.push(("predictions", Arr::U32(p)));
+                }
+                if let Some(m) = probabilities {
+                    v.push(("probabilities", Arr::F64(m)));
+                }
+                (*label_form, *prediction_form)
+            }
+            BatchData::Multilabel {
+                labels,
+                label_form,
+                predictions,
+                prediction_form,
+                scores,
+            } => {
+                v.push(("labels", Arr::F64(labels)));
+                if let Some(p) = predictions {
+                    v.push(("predictions", Arr::F64(p)));
+                }
+                if let Some(m) = scores {
+                    v.push(("scores", Arr::F64(m)));
+                }
+                (*label_form, *prediction_form)
+            }
+        };
+        if let Some(w) = &self.weights {
+            v.push(("weights", Arr::F64Vec(w)));
+        }
+        if let Some(t) = &self.truth_matrix {
+            v.push(("truth_matrix", Arr::F64(t)));
+        }
+        (lf, pf, v)
+    }
+
+    /// Encode to the stored binary form.
+    pub fn encode(&self) -> Vec<u8> {
+        let (label_form, prediction_form, arrays) = self.arrays();
+        let header = Header {
+            task: self.task,
+            classes: self.classes.clone(),
+            n: self.n,
+            label_form,
+            prediction_form,
+            arrays: arrays
+                .iter()
+                .map(|(name, a)| {
+                    let (dtype, rows, cols) = match a {
+                        Arr::U32(v) => ("u32", v.len(), 1),
+                        Arr::F64(m) => ("f64", m.rows, m.cols),
+                        Arr::F64Vec(v) => ("f64", v.len(), 1),
+                    };
+                    ArrayHeader {
+                        name: name.to_string(),
+                        dtype: dtype.into(),
+                        rows,
+                        cols,
+                    }
+                })
+                .collect(),
+        };
+        let h = serde_json::to_vec(&header).expect("header serialises");
+        let payload: usize = arrays
+            .iter()
+            .map(|(_, a)| match a {
+                Arr::U32(v) => v.len() * 4,
+                Arr::F64(m) => m.data.len() * 8,
+                Arr::F64Vec(v) => v.len() * 8,
+            })
+            .sum();
+        let mut out = Vec::with_capacity(8 + h.len() + payload);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(h.len() as u32).to_le_bytes());
+        out.extend_from_slice(&h);
+        for (_, a) in &arrays {
+            match a {
+                Arr::U32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+                Arr::F64(m) => m.data.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+                Arr::F64Vec(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            }
+        }
+        out
+    }
+
+    /// Decode the stored binary form.
+    pub fn decode(bytes: &[u8]) -> anyhow::Result<Batch> {
+        use anyhow::{bail, Context};
+        if bytes.len() < 8 || &bytes[..4] != MAGIC {
+            bail!("stored batch has an unknown format");
+        }
+        let hlen = u32::from_le_bytes(bytes[4..8].try_into()?) as usize;
+        let header: Header =
+            serde_json::from_slice(bytes.get(8..8 + hlen).context("truncated header")?)?;
+        let mut pos = 8 + hlen;
+        let mut u32s: HashMap<String, Vec<u32>> = HashMap::new();
+        let mut f64s: HashMap<String, Matrix> = HashMap::new();
+        for a in &header.arrays {
+            let count = a.rows * a.cols;
+            match a.dtype.as_str() {
+                "u32" => {
+                    let raw = bytes.get(pos..pos + count * 4).context("truncated array")?;
+                    u32s.insert(
+                        a.name.clone(),
+                        raw.chunks_exact(4)
+                            .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+                            .collect(),
+                    );
+                    pos += count * 4;
+                }
+                "f64" => {
+                    let raw = bytes.get(pos..pos + count * 8).context("truncated array")?;
+                    let data = raw
+                        .chunks_exact(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                        .collect();
+                    f64s.insert(a.name.clone(), Matrix::new(a.rows, a.cols, data));
+                    pos += count * 8;
+                }
+                other => bail!("unknown dtype {other}"),
+            }
+        }
+        let weights = f64s.remove("weights").map(|m| m.data);
+        let truth_matrix = f64s.remove("truth_matrix");
+        let data = match header.task {
+            Task::Multiclass => BatchData::Multiclass {
+                labels: u32s.remove("labels").context("labels missing")?,
+                label_form: header.label_form,
+                predictions: u32s.remove("predictions"),
+                prediction_form: header.prediction_form,
+                probabilities: f64s.remove("probabilities"),
+            },
+            Task::Multilabel => BatchData::Multilabel {
+                labels: f64s.remove("labels").context("labels missing")?,
+                label_form: header.label_form,
+                predictions: f64s.remove("predictions"),
+                prediction_form: header.prediction_form,
+                scores: f64s.remove("scores"),
+            },
+            t => bail!("task {} cannot be stored yet", t.as_str()),
+        };
+        Ok(Batch {
+            task: header.task,
+            classes: header.classes,
+            n: header.n,
+            data,
+            weights,
+            truth_matrix,
+        })
+    }
+
+    /// The upload's JSON form again (as `GET /v1/batches/{id}/data` returns it).
+    pub fn to_json(&self, metadata: &serde_json::Value) -> serde_json::Value {
+        use serde_json::{json, Map, Value};
+        let class_col = |v: &[u32], form: LabelForm| -> Value {
+            match form {
+                LabelForm::Name => {
+                    Value::Array(v.iter().map(|&c| json!(self.classes[c as usize])).collect())
+                }
+                _ => json!(v),
+            }
+        };
+        let set_col = |m: &Matrix, form: LabelForm| -> Value {
+            Value::Array(
+                (0..m.rows)
+                    .map(|r| match form {
+                        LabelForm::Name => Value::Array(
+                            m.row(r)
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, &v)| v == 1.0)
+                                .map(|(j, _)| json!(self.classes[j]))
+                                .collect(),
+                        ),
+                        _ => Value::Array(m.row(r).iter().map(|&v| json!(v as u8)).collect()),
+                    })
+                    .collect(),
+            )
+        };
+        let mut o = Map::new();
+        o.insert("task".into(), json!(self.task));
+        o.insert("classes".into(), json!(self.classes));
+        match &self.data {
+            BatchData::Multiclass {
+                labels,
+                label_form,
+                predictions,
+                prediction_form,
+                probabilities,
+            } => {
+                o.insert("labels".into(), class_col(labels, *label_form));
+                if let Some(m) = probabilities {
+                    o.insert("probabilities".into(), json!(m));
+                }
+                if let Some(p) = predictions {
+                    o.insert("predictions".into(), class_col(p, *prediction_form));
+                }
+            }
+            BatchData::Multilabel {
+                labels,
+                label_form,
+                predictions,
+                prediction_form,
+                scores,
+            } => {
+                o.insert("labels".into(), set_col(labels, *label_form));
+                if let Some(m) = scores {
+                    o.insert("scores".into(), json!(m));
+                }
+                if let Some(p) = predictions {
+                    o.insert("predictions".into(), set_col(p, *prediction_form));
+                }
+            }
+        }
+        if let Some(w) = &self.weights {
+            o.insert("weights".into(), json!(w));
+        }
+        if let Some(t) = &self.truth_matrix {
+            o.insert("truth_matrix".into(), json!(t));
+        }
+        o.insert("metadata".into(), metadata.clone());
+        Value::Object(o)
+    }
+}
+
+/// sha256 of bytes, as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(body: serde_json::Value) -> Result<Batch, Vec<FieldError>> {
+        let req: BatchRequest = serde_json::from_value(body).unwrap();
+        req.validate().map(|(b, _, _)| b)
+    }
+
+    fn pointers(r: Result<Batch, Vec<FieldError>>) -> Vec<String> {
+        r.unwrap_err().into_iter().filter_map(|e| e.pointer).collect()
+    }
+
+    #[test]
+    fn names_and_indices_resolve_and_argmax_fills_predictions() {
+        let b = parse(serde_json::json!({
+            "task": "multiclass", "classes": ["cat", "dog", "bird"],
+            "labels": [0, "bird", 1],
+            "probabilities": [[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3]]
+        }))
+        .unwrap();
+        assert_eq!(b.multiclass_predictions().unwrap(), vec![0, 2, 1]);
+        let BatchData::Multiclass { labels, label_form, .. } = &b.data else { panic!() };
+        assert_eq!(labels, &vec![0, 2, 1]);
+        assert_eq!(*label_form, LabelForm::Mixed);
+    }
+
+    #[test]
+    fn each_rule_points_at_the_offending_field() {
+        let base = || {
+            serde_json::json!({"task": "multiclass", "labels": [0, 1, 2],
+                "probabilities": [[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3]]})
+        };
+        let with = |k: &str, v: serde_json::Value| {
+            let mut b = base();
+            b[k] = v;
+            b
+        };
+        assert_eq!(pointers(parse(with("labels", serde_json::json!([0, 1, 7])))), ["/labels/2"]);
+        assert_eq!(pointers(parse(with("labels", serde_json::json!([0])))).first().unwrap(), "/labels");
+        assert_eq!(pointers(parse(with("predictions", serde_json::json!([0, 1])))), ["/predictions"]);
+        assert_eq!(
+            pointers(parse(with("probabilities", serde_json::json!([[0.7, 0.2, 0.1], [0.1, -0.3, 1.2], [0.2, 0.5, 0.3]])))),
+            ["/probabilities/1/1", "/probabilities/1/2"]
+        );
+        assert_eq!(
+            pointers(parse(with("probabilities", serde_json::json!([[0.7, 0.2, 0.1], [0.1, 0.3, 0.5], [0.2, 0.5, 0.3]])))),
+            ["/probabilities/1"]
+        );
+        assert_eq!(
+            pointers(parse(with("probabilities", serde_json::json!([[0.7, 0.2, 0.1], [0.1, 0.9], [0.2, 0.5, 0.3]])))),
+            ["/probabilities/1"]
+        );
+        assert_eq!(pointers(parse(with("truth_matrix", serde_json::json!([[1, 0], [0, 1]])))), ["/truth_matrix"]);
+        assert_eq!(
+            pointers(parse(with("truth_matrix", serde_json::json!([[1, 0, 0], [0, 1.5, 0], [0, 0, 1]])))),
+            ["/truth_matrix/1/1"]
+        );
+        assert_eq!(pointers(parse(with("weights", serde_json::json!([1, -1, 1])))), ["/weights/1"]);
+        assert_eq!(pointers(parse(with("weights", serde_json::json!([0, 0, 0])))), ["/weights"]);
+        assert_eq!(pointers(parse(with("scores", serde_json::json!([[0.1]])))), ["/scores"]);
+        assert_eq!(pointers(parse(with("classes", serde_json::json!(["a", "b", "a"])))), ["/classes/2"]);
+    }
+
+    #[test]
+    fn multilabel_accepts_indicator_rows_and_name_lists() {
+        let b = parse(serde_json::json!({
+            "task": "multilabel", "classes": ["cat", "dog", "bird"],
+            "labels": [[1, 0, 1], ["dog"], []],
+            "scores": [[0.9, 0.1, 0.8], [0.2, 0.7, 0.1], [0.1, 0.1, 0.1]]
+        }));
+        // Row 2 is an empty indicator row of the wrong width.
+        assert_eq!(pointers(b), ["/labels/2"]);
+        let b = parse(serde_json::json!({
+            "task": "multilabel", "classes": ["cat", "dog", "bird"],
+            "labels": [["cat", "bird"], ["dog"], []],
+            "scores": [[0.9, 0.1, 0.8], [0.2, 0.7, 0.1], [0.1, 0.1, 0.1]]
+        }))
+        .unwrap();
+        let BatchData::Multilabel { labels, .. } = &b.data else { panic!() };
+        assert_eq!(labels.data, vec![1., 0., 1., 0., 1., 0., 0., 0., 0.]);
+    }
+
+    #[test]
+    fn stored_form_round_trips() {
+        let body = serde_json::json!({
+            "task": "multiclass", "classes": ["cat", "dog", "bird"],
+            "labels": ["cat", "bird", "dog"], "predictions": [0, 2, 2],
+            "probabilities": [[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3]],
+            "weights": [1.0, 0.5, 2.0], "truth_matrix": [[1, 0.3, 0], [0.3, 1, 0.3], [0, 0.3, 1]]
+        });
+        let b = parse(body.clone()).unwrap();
+        let bytes = b.encode();
+        let back = Batch::decode(&bytes).unwrap();
+        assert_eq!(back, b);
+        let json = back.to_json(&serde_json::json!({}));
+        assert_eq!(json["labels"], body["labels"]);
+        assert_eq!(json["predictions"], body["predictions"]);
+        assert_eq!(json["probabilities"], serde_json::json!([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3]]));
+    }
+
+    proptest! {
+        #[test]
+        fn any_valid_multiclass_batch_round_trips(
+            rows in proptest::collection::vec((0u32..4, proptest::collection::vec(0.0f64..1.0, 4)), 2..40)
+        ) {
+            let labels: Vec<u32> = rows.iter().map(|r| r.0).collect();
+            let probs: Vec<Vec<f64>> = rows.iter().map(|r| {
+                let s: f64 = r.1.iter().sum::<f64>() + 1e-9;
+                r.1.iter().map(|v| v / s).collect()
+            }).collect();
+            let b = parse(serde_json::json!({"task": "multiclass", "classes": ["a","b","c","d"],
+                "labels": labels, "probabilities": probs})).unwrap();
+            let back = Batch::decode(&b.encode()).unwrap();
+            prop_assert_eq!(&back, &b);
+            let json = back.to_json(&serde_json::json!({}));
+            let again = parse(json).unwrap();
+            prop_assert_eq!(again, b);
+        }
+    }
+}

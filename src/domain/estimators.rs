@@ -1,0 +1,289 @@
+//! The estimator catalog as the service sees it: ids, versions, which tasks they apply to, their
+//! parameters with defaults, and the resolution of a request's `estimators` list into job specs.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::batch::{Batch, Task};
+use crate::error::FieldError;
+use crate::estimate;
+
+/// An estimator named in a request: its id alone, or its id with parameters.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum EstimatorRef {
+    /// The estimator id, with default parameters.
+    Id(String),
+    /// The estimator id with parameters (unknown parameters are rejected).
+    WithParams {
+        id: String,
+        #[serde(default)]
+        #[schema(value_type = Object)]
+        params: serde_json::Value,
+    },
+}
+
+impl EstimatorRef {
+    fn parts(&self) -> (&str, serde_json::Value) {
+        match self {
+            EstimatorRef::Id(id) => (id, serde_json::json!({})),
+            EstimatorRef::WithParams { id, params } => (id, params.clone()),
+        }
+    }
+}
+
+/// One parameter of an estimator.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ParamInfo {
+    pub name: &'static str,
+    /// JSON type of the value.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[schema(value_type = Object)]
+    pub default: serde_json::Value,
+    /// The allowed values, in words.
+    pub range: &'static str,
+    pub description: &'static str,
+}
+
+/// A catalog entry (`GET /v1/estimators`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EstimatorInfo {
+    pub id: &'static str,
+    pub version: &'static str,
+    /// Tasks it applies to.
+    pub tasks: Vec<Task>,
+    /// What else the batch must carry for it to apply.
+    pub requires: &'static str,
+    /// Unit of `value` (bits by default at the API edge; `?unit=nats` switches).
+    pub unit: &'static str,
+    /// What the primary value means.
+    pub value: &'static str,
+    /// Named secondary statistics found in a result's `details`.
+    pub details: Vec<&'static str>,
+    /// Whether its sufficient statistics add up across batches (exact pooled values per version).
+    pub mergeable: bool,
+    pub params: Vec<ParamInfo>,
+}
+
+/// A resolved estimator run: what a job carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSpec {
+    pub estimator: String,
+    pub estimator_version: String,
+    /// Parameters with every default filled in.
+    pub params: serde_json::Value,
+    /// sha256 of the canonical parameters: with the estimator and version, a job's identity.
+    pub params_hash: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    ShannonMi,
+    SemanticMi,
+    CeBound,
+    RgCurve,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::ShannonMi, Kind::SemanticMi, Kind::CeBound, Kind::RgCurve];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            Kind::ShannonMi => "shannon_mi",
+            Kind::SemanticMi => "semantic_mi",
+            Kind::CeBound => "ce_bound",
+            Kind::RgCurve => "rg_curve",
+        }
+    }
+
+    pub fn parse(id: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.id() == id)
+    }
+
+    pub fn version(self) -> &'static str {
+        match self {
+            Kind::ShannonMi => estimate::shannon::VERSION,
+            Kind::SemanticMi => estimate::semantic::VERSION,
+            Kind::CeBound => estimate::ce_bound::VERSION,
+            Kind::RgCurve => estimate::rg::VERSION,
+        }
+    }
+
+    /// Why this estimator cannot run on the batch, if it cannot.
+    pub fn not_applicable(self, b: &Batch) -> Option<String> {
+        let task = b.task;
+        match (self, task) {
+            (Kind::ShannonMi, Task::Multiclass | Task::Multilabel) => None,
+            (Kind::SemanticMi, Task::Multiclass) => None,
+            (Kind::SemanticMi, Task::Multilabel) if b.has_scores() => None,
+            (Kind::SemanticMi, Task::Multilabel) => {
+                Some("semantic_mi on a multilabel batch needs `scores` (the truth functions)".into())
+            }
+            (Kind::CeBound, Task::Multiclass) if b.has_probabilities() => None,
+            (Kind::CeBound, Task::Multiclass) => {
+                Some("ce_bound needs `probabilities`".into())
+            }
+            (Kind::RgCurve, Task::Multiclass) => None,
+            (k, t) => Some(format!("{} does not apply to task {}", k.id(), t.as_str())),
+        }
+    }
+
+    /// Validate user parameters and fill the defaults; the canonical form is what jobs store.
+    pub fn canonical_params(self, params: serde_json::Value) -> Result<serde_json::Value, String> {
+        fn canon<P>(params: serde_json::Value, validate: impl Fn(&P) -> Result<(), String>) -> Result<serde_json::Value, String>
+        where
+            P: serde::de::DeserializeOwned + Serialize,
+        {
+            let p: P = serde_json::from_value(params).map_err(|e| e.to_string())?;
+            validate(&p)?;
+            serde_json::to_value(&p).map_err(|e| e.to_string())
+        }
+        let params = if params.is_null() { serde_json::json!({}) } else { params };
+        if !params.is_object() {
+            return Err("params must be a JSON object".into());
+        }
+        match self {
+            Kind::ShannonMi => canon::<estimate::shannon::Params>(params, |p| p.validate()),
+            Kind::SemanticMi => canon::<estimate::semantic::Params>(params, |p| p.validate()),
+            Kind::CeBound => canon::<estimate::ce_bound::Params>(params, |p| p.validate()),
+            Kind::RgCurve => canon::<estimate::rg::Params>(params, |p| p.validate()),
+        }
+    }
+
+    pub fn info(self) -> EstimatorInfo {
+        let defaults = self
+            .canonical_params(serde_json::json!({}))
+            .expect("defaults are valid");
+        let default_of = |name: &str| defaults.get(name).cloned().unwrap_or(serde_json::Value::Null);
+        let p = |name: &'static str, kind: &'static str, range: &'static str, description: &'static str| ParamInfo {
+            name,
+            kind,
+            default: default_of(name),
+            range,
+            description,
+        };
+        let bootstrap = || {
+            vec![
+                p("bootstrap", "integer", "0..=10000 (0: no interval)", "bootstrap replicates for the interval"),
+                p("confidence", "number", "(0, 1)", "interval level"),
+                p("seed", "integer", "any u64", "seed of the resampling (results are reproducible)"),
+            ]
+        };
+        match self {
+            Kind::ShannonMi => EstimatorInfo {
+                id: self.id(),
+                version: self.version(),
+                tasks: vec![Task::Multiclass, Task::Multilabel],
+                requires: "predictions or probabilities (multiclass: argmax); multilabel: predictions or scores (thresholded)",
+                unit: "bits",
+                value: "plug-in mutual information I(true; predicted) of the confusion matrix; multilabel: the sum over labels of I(Y_j; Ŷ_j)",
+                details: vec!["miller_madow", "jackknife", "nmi", "ami", "vi", "h_true", "h_pred", "confusion", "occupied_cells", "bias_ratio", "per_label"],
+                mergeable: true,
+                params: {
+                    let mut v = bootstrap();
+                    v.push(p("threshold", "number", "[0, 1]", "multilabel: a label is predicted when its score >= threshold"));
+                    v
+                },
+            },
+            Kind::SemanticMi => EstimatorInfo {
+                id: self.id(),
+                version: self.version(),
+                tasks: vec![Task::Multiclass, Task::Multilabel],
+                requires: "multiclass: probabilities, a truth_matrix, or predictions (LBI truth matrix); multilabel: scores",
+                unit: "bits",
+                value: "semantic mutual information (Lu's G measure) Σ P(x,y) log T(θy|x)/T(θy); may be -Infinity when a used prediction is never true",
+                details: vec!["efficiency", "upper_bound", "per_class", "semantic_entropy", "fuzzy_entropy", "negative_fraction", "worst_samples", "lbi_truth_matrix"],
+                mergeable: true,
+                params: bootstrap(),
+            },
+            Kind::CeBound => EstimatorInfo {
+                id: self.id(),
+                version: self.version(),
+                tasks: vec![Task::Multiclass],
+                requires: "probabilities",
+                unit: "bits",
+                value: "Barber–Agakov lower bound Ĥ(Y) − cross-entropy",
+                details: vec!["cross_entropy", "h_labels", "kl_marginal"],
+                mergeable: true,
+                params: bootstrap(),
+            },
+            Kind::RgCurve => EstimatorInfo {
+                id: self.id(),
+                version: self.version(),
+                tasks: vec![Task::Multiclass],
+                requires: "a truth_matrix, or predictions for the LBI truth matrix",
+                unit: "bits",
+                value: "R(G) information rate at s = 1 of the semantic channel",
+                details: vec!["points"],
+                mergeable: false,
+                params: vec![],
+            },
+        }
+    }
+}
+
+/// The catalog.
+pub fn catalog() -> Vec<EstimatorInfo> {
+    Kind::ALL.into_iter().map(Kind::info).collect()
+}
+
+fn spec(kind: Kind, params: serde_json::Value) -> Result<JobSpec, String> {
+    let params = kind.canonical_params(params)?;
+    let canonical = serde_json::to_vec(&params).expect("params serialise");
+    Ok(JobSpec {
+        estimator: kind.id().to_string(),
+        estimator_version: kind.version().to_string(),
+        params_hash: super::batch::sha256_hex(&canonical),
+        params,
+    })
+}
+
+/// Resolve a request's estimator list (or the default: every applicable estimator) into job specs,
+/// reporting each problem at `/{field}/{i}`.
+pub fn resolve(
+    batch: &Batch,
+    requested: Option<&[EstimatorRef]>,
+    field: &str,
+) -> Result<Vec<JobSpec>, Vec<FieldError>> {
+    let Some(requested) = requested else {
+        return Ok(Kind::ALL
+            .into_iter()
+            .filter(|k| k.not_applicable(batch).is_none())
+            .map(|k| spec(k, serde_json::json!({})).expect("defaults are valid"))
+            .collect());
+    };
+    let mut errors = Vec::new();
+    let mut out: Vec<JobSpec> = Vec::new();
+    if requested.is_empty() {
+        errors.push(FieldError::at(format!("/{field}"), "must name at least one estimator"));
+    }
+    for (i, r) in requested.iter().enumerate() {
+        let (id, params) = r.parts();
+        let Some(kind) = Kind::parse(id) else {
+            let known: Vec<_> = Kind::ALL.iter().map(|k| k.id()).collect();
+            errors.push(FieldError::at(
+                format!("/{field}/{i}"),
+                format!("unknown estimator {id:?}; known: {}", known.join(", ")),
+            ));
+            continue;
+        };
+        if let Some(why) = kind.not_applicable(batch) {
+            errors.push(FieldError::at(format!("/{field}/{i}"), why));
+            continue;
+        }
+        match spec(kind, params) {
+            Ok(s) => {
+                if !out.iter().any(|o| o.estimator == s.estimator && o.params_hash == s.params_hash) {
+                    out.push(s);
+                }
+            }
+            Err(m) => errors.push(FieldError::at(format!("/{field}/{i}/params"), m)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}

@@ -1,0 +1,6 @@
+//! Domain types that can only be built valid: names, batches, estimator requests.
+
+pub mod batch;
+pub mod columns;
+pub mod estimators;
+pub mod names;

@@ -1,0 +1,207 @@
+//! One error type for the HTTP edge, rendered as RFC 9457 `application/problem+json`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Where a field error points: a JSON Pointer into the request body, or a row/column of a
+/// line-oriented body (CSV, NDJSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FieldError {
+    /// JSON Pointer (RFC 6901) into the request body, e.g. `/labels/17`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+    /// 0-based data row, for CSV and NDJSON bodies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row: Option<u64>,
+    /// Column name, for CSV and NDJSON bodies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// What is wrong with the value.
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn at(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            pointer: Some(pointer.into()),
+            row: None,
+            column: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "type": "https://infoaudit.dev/problems/validation",
+    "title": "The request body is invalid",
+    "status": 422,
+    "detail": "1 field is invalid",
+    "errors": [{"pointer": "/labels/17", "message": "label 7 is outside the 3 classes"}]
+}))]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short, human-readable summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong in this occurrence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Field-level errors, for validation problems.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, kind: &str, title: &str, detail: impl Into<String>) -> Self {
+        Problem {
+            kind: format!("https://infoaudit.dev/problems/{kind}"),
+            title: title.to_string(),
+            status: status.as_u16(),
+            detail: Some(detail.into()),
+            errors: Vec::new(),
+        }
+    }
+}
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("request body too large: {0}")]
+    PayloadTooLarge(String),
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn field(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Validation(vec![FieldError::at(pointer, message)])
+    }
+
+    pub fn problem(&self) -> Problem {
+        use StatusCode as S;
+        match self {
+            Error::Validation(errors) => {
+                let n = errors.len();
+                let detail = if n == 1 {
+                    let e = &errors[0];
+                    let place = e
+                        .pointer
+                        .clone()
+                        .or_else(|| {
+                            e.row.map(|r| match &e.column {
+                                Some(c) => format!("row {r}, column {c}"),
+                                None => format!("row {r}"),
+                            })
+                        })
+                        .unwrap_or_default();
+                    if place.is_empty() {
+                        e.message.clone()
+                    } else {
+                        format!("{place}: {}", e.message)
+                    }
+                } else {
+                    format!("{n} fields are invalid")
+                };
+                Problem {
+                    errors: errors.clone(),
+                    ..Problem::new(
+                        S::UNPROCESSABLE_ENTITY,
+                        "validation",
+                        "The request is invalid",
+                        detail,
+                    )
+                }
+            }
+            Error::BadRequest(m) => Problem::new(S::BAD_REQUEST, "bad-request", "Bad request", m),
+            Error::NotFound(m) => Problem::new(S::NOT_FOUND, "not-found", "Not found", m),
+            Error::Conflict(m) => Problem::new(S::CONFLICT, "conflict", "Conflict", m),
+            Error::Unprocessable(m) => Problem::new(
+                S::UNPROCESSABLE_ENTITY,
+                "unprocessable",
+                "The request cannot be processed",
+                m,
+            ),
+            Error::PayloadTooLarge(m) => Problem::new(
+                S::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Request body too large",
+                m,
+            ),
+            Error::UnsupportedMediaType(m) => Problem::new(
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                m,
+            ),
+            Error::Unauthorized(m) => {
+                Problem::new(S::UNAUTHORIZED, "unauthorized", "Unauthorized", m)
+            }
+            Error::Forbidden(m) => Problem::new(S::FORBIDDEN, "forbidden", "Forbidden", m),
+            Error::Unavailable(m) => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+                m,
+            ),
+            Error::Database(_) | Error::Internal(_) => Problem::new(
+                S::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal server error",
+                "an internal error occurred; it has been logged",
+            ),
+        }
+    }
+}
+
+/// Render a problem document with its content type.
+pub fn problem_response(problem: &Problem) -> Response {
+    let status =
+        StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::to_vec(problem).unwrap_or_default();
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    resp
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        match &self {
+            Error::Database(e) => tracing::error!(error = %e, "database error"),
+            Error::Internal(e) => tracing::error!(error = ?e, "internal error"),
+            _ => {}
+        }
+        problem_response(&self.problem())
+    }
+}

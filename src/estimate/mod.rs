@@ -1,0 +1,259 @@
+//! Pure numeric core: information-theoretic estimators over plain slices and ndarray views.
+//!
+//! Conventions shared by every estimator in this module tree:
+//! - natural logarithms everywhere (nats); unit conversion happens at the API edge;
+//! - the primary `value` is the raw estimate (never clipped at 0), possibly `-inf` where that is
+//!   the mathematically correct answer (semantic MI with a falsified used pair);
+//! - `details` never contains NaN or infinities: such numbers are written as `null` together with
+//!   a `*_reason` string;
+//! - sample weights are normalised so that they sum to N (the number of samples), so a weighted
+//!   table has the same total mass as an unweighted one;
+//! - every random choice comes from [`rng::SplitMix64`] seeded by the estimator's `seed` param.
+
+pub mod bootstrap;
+pub mod ce_bound;
+pub mod contingency;
+pub mod rg;
+pub mod rng;
+pub mod semantic;
+pub mod shannon;
+pub mod special;
+
+#[cfg(test)]
+mod tests_fixtures;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Cooperative control from the worker: progress in [0,1] and a cancellation probe.
+pub struct Control<'a> {
+    pub progress: &'a (dyn Fn(f64) + Sync),
+    pub cancelled: &'a (dyn Fn() -> bool + Sync),
+}
+
+fn no_progress(_: f64) {}
+fn never_cancelled() -> bool {
+    false
+}
+
+impl Control<'_> {
+    /// A control that reports nowhere and is never cancelled (tests, synchronous use).
+    pub fn none() -> Control<'static> {
+        Control {
+            progress: &no_progress,
+            cancelled: &never_cancelled,
+        }
+    }
+
+    /// Report progress (clamped to [0,1]) and return `Err(Cancelled)` if the job was cancelled.
+    pub fn tick(&self, fraction: f64) -> Result<(), EstimateError> {
+        (self.progress)(fraction.clamp(0.0, 1.0));
+        if (self.cancelled)() {
+            Err(EstimateError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Errors of the numeric core.
+#[derive(Debug, thiserror::Error)]
+pub enum EstimateError {
+    /// The worker asked us to stop.
+    #[error("cancelled")]
+    Cancelled,
+    /// Permanent failure (invalid or degenerate input); the message is shown to users.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl EstimateError {
+    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
+        EstimateError::Invalid(msg.into())
+    }
+}
+
+/// An uncertainty interval (nats).
+#[derive(Debug, Clone, Serialize)]
+pub struct Interval {
+    pub low: f64,
+    pub high: f64,
+    pub level: f64,
+    pub method: String,
+    pub replicates: usize,
+}
+
+/// The result of one estimator run.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Primary statistic in nats, raw (never clipped at 0); may be `-inf` where correct.
+    pub value: f64,
+    /// Uncertainty interval in nats.
+    pub interval: Option<Interval>,
+    /// Number of samples used.
+    pub n: usize,
+    /// Secondary statistics (nats) and breakdowns; never NaN/inf (those become `null` + a reason).
+    pub details: Value,
+    /// Mergeable sufficient statistics for [`pool`], `None` when the estimator is not mergeable.
+    pub sufficient: Option<Value>,
+}
+
+/// Plain single-label inputs built by the worker.
+pub struct ClassInput<'a> {
+    /// True class index per sample, `< k`.
+    pub labels: &'a [u32],
+    /// Hard prediction per sample, `< k`.
+    pub predictions: &'a [u32],
+    pub k: usize,
+    /// N×K class probabilities, rows summing to ~1.
+    pub probabilities: Option<ndarray::ArrayView2<'a, f64>>,
+    /// Non-negative sample weights.
+    pub weights: Option<&'a [f64]>,
+    /// K×K truth matrix, `T[true][pred]` in [0,1].
+    pub truth_matrix: Option<ndarray::ArrayView2<'a, f64>>,
+}
+
+/// Plain multi-label inputs built by the worker.
+pub struct MultilabelInput<'a> {
+    /// N×L in {0,1} (soft values in [0,1] are allowed for the semantic estimator).
+    pub labels: ndarray::ArrayView2<'a, f64>,
+    /// N×L scores in [0,1].
+    pub scores: ndarray::ArrayView2<'a, f64>,
+    pub weights: Option<&'a [f64]>,
+}
+
+/// Pooled value over several batches' `sufficient` statistics (exact, not an average of
+/// averages). Returns the pooled primary value in nats, or `None` when the estimator is not
+/// mergeable, the list is empty, or the statistics are malformed/incompatible.
+pub fn pool(estimator_id: &str, sufficient: &[Value]) -> Option<f64> {
+    if sufficient.is_empty() {
+        return None;
+    }
+    match estimator_id {
+        "shannon_mi" => shannon::pool_sufficient(sufficient),
+        "semantic_mi" => semantic::pool_sufficient(sufficient),
+        "ce_bound" => ce_bound::pool_sufficient(sufficient),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared helpers
+// ---------------------------------------------------------------------------------------------
+
+/// A finite number as JSON, or `null` for NaN/inf.
+pub(crate) fn num(x: f64) -> Value {
+    if x.is_finite() {
+        serde_json::json!(x)
+    } else {
+        Value::Null
+    }
+}
+
+/// Validate a weight vector of length `n` and return weights normalised to sum to `n`.
+/// `None` means unit weights.
+pub(crate) fn normalized_weights(
+    weights: Option<&[f64]>,
+    n: usize,
+) -> Result<Option<Vec<f64>>, EstimateError> {
+    let Some(w) = weights else {
+        return Ok(None);
+    };
+    if w.len() != n {
+        return Err(EstimateError::invalid(format!(
+            "weights has {} entries but there are {} samples",
+            w.len(),
+            n
+        )));
+    }
+    let mut total = 0.0;
+    for (i, &x) in w.iter().enumerate() {
+        if !x.is_finite() || x < 0.0 {
+            return Err(EstimateError::invalid(format!(
+                "weight of sample {i} is {x}; weights must be finite and non-negative"
+            )));
+        }
+        total += x;
+    }
+    if total <= 0.0 {
+        return Err(EstimateError::invalid(
+            "all sample weights are zero; at least one sample must have positive weight",
+        ));
+    }
+    let scale = n as f64 / total;
+    Ok(Some(w.iter().map(|&x| x * scale).collect()))
+}
+
+/// Validate labels/predictions of a [`ClassInput`].
+pub(crate) fn check_class_input(input: &ClassInput<'_>) -> Result<usize, EstimateError> {
+    let n = input.labels.len();
+    if n == 0 {
+        return Err(EstimateError::invalid("the batch has no samples"));
+    }
+    if input.predictions.len() != n {
+        return Err(EstimateError::invalid(format!(
+            "labels has {} entries but predictions has {}",
+            n,
+            input.predictions.len()
+        )));
+    }
+    if input.k == 0 {
+        return Err(EstimateError::invalid(
+            "the number of classes k must be at least 1",
+        ));
+    }
+    if let Some((i, &v)) = input
+        .labels
+        .iter()
+        .enumerate()
+        .find(|(_, &v)| v as usize >= input.k)
+    {
+        return Err(EstimateError::invalid(format!(
+            "label of sample {i} is {v}, outside 0..{}",
+            input.k
+        )));
+    }
+    if let Some((i, &v)) = input
+        .predictions
+        .iter()
+        .enumerate()
+        .find(|(_, &v)| v as usize >= input.k)
+    {
+        return Err(EstimateError::invalid(format!(
+            "prediction of sample {i} is {v}, outside 0..{}",
+            input.k
+        )));
+    }
+    Ok(n)
+}
+
+/// Validate the shared `bootstrap` / `confidence` parameters.
+pub(crate) fn check_bootstrap_params(bootstrap: usize, confidence: f64) -> Result<(), String> {
+    if bootstrap > 10_000 {
+        return Err(format!(
+            "bootstrap must be between 0 and 10000 replicates (got {bootstrap})"
+        ));
+    }
+    if !(confidence > 0.0 && confidence < 1.0) {
+        return Err(format!(
+            "confidence must be strictly between 0 and 1 (got {confidence})"
+        ));
+    }
+    Ok(())
+}
+
+/// Validate a `mode` string against the allowed values.
+pub(crate) fn check_choice(name: &str, value: &str, allowed: &[&str]) -> Result<(), String> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name} must be one of {} (got \"{value}\")",
+            allowed
+                .iter()
+                .map(|a| format!("\"{a}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}

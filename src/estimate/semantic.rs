@@ -1,0 +1,1026 @@
+//! `semantic_mi`: Lu's semantic mutual information (SeMI, "G"),
+//! G = Σ P(x, y) ln[T(θ_y|x) / T(θ_y)], T(θ_j) = Σ_x P(x) T(θ_j|x)
+//! (semantic-information-spec.md §2.7), for three single-label inputs and multi-label scores.
+//!
+//! Modes (single label):
+//! - `probabilities` (spec Mode B): each sample is its own instance x_k with P(x_k) = w_k/Σw,
+//!   Y = the true label, T(θ_j|x_k) = q(j|x_k). Upper bound R = Ĥ(Y): with each sample a
+//!   distinct instance, the LBI truth function is T*(θ_j|x_k) = 1 if y_k = j else 0, whose SeMI
+//!   is Σ_j P(y_j) ln 1/P(y_j) = Ĥ(Y) = the plug-in Shannon MI between instance and label
+//!   (spec §2.10, "G ≤ R gives Ĝ ≤ Ĥ(Y)").
+//! - `truth_matrix` (Mode A): X = true class, Y = predicted class, the user's T[true][pred] on
+//!   the confusion channel; R = plug-in Shannon MI of the confusion table.
+//! - `lbi`: as `truth_matrix` with T* = P(y|x)/max_x P(y|x) fitted on the same table, so that
+//!   G equals the plug-in Shannon MI exactly (spec §2.9).
+//!
+//! −∞: zero truth values on pairs with zero mass contribute nothing; a used pair with T = 0 makes
+//! the value −∞ (`falsified_samples` counts such samples, `neg_inf_reason` explains, and no
+//! interval is given). Never clamped.
+
+use super::bootstrap::{basic_interval, block_bootstrap, random_blocks, TableResampler};
+use super::contingency::Table;
+use super::rng::SplitMix64;
+use super::shannon::{check_multilabel, mi_from_parts, plugin_mi};
+use super::special::entropy_of_counts;
+use super::{
+    check_bootstrap_params, check_choice, check_class_input, normalized_weights, num, ClassInput,
+    Control, EstimateError, Interval, MultilabelInput, Output,
+};
+use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+pub const VERSION: &str = "1.0.0";
+
+pub const MODES: [&str; 4] = ["auto", "probabilities", "truth_matrix", "lbi"];
+
+const METHOD_BLOCKS: &str = "basic bootstrap on SeMI, re-running the whole statistic including T(theta_j); samples resampled with replacement (random equal blocks of samples when N > bootstrap_blocks)";
+const METHOD_TABLE: &str = "basic bootstrap on SeMI, re-running the whole statistic including T(theta_j) (and the LBI fit in lbi mode) on multinomial resamples of the confusion table";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Params {
+    /// Bootstrap replicates (0 disables the interval; at most 10000).
+    pub bootstrap: usize,
+    /// Interval level in (0,1).
+    pub confidence: f64,
+    pub seed: u64,
+    /// "auto" | "probabilities" | "truth_matrix" | "lbi" (single-label only).
+    pub mode: String,
+    /// Score-based modes: at most this many random blocks of samples are resampled.
+    pub bootstrap_blocks: usize,
+    /// Number of most misleading samples listed in `worst_samples` (0..=1000).
+    pub worst_samples: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            bootstrap: 200,
+            confidence: 0.95,
+            seed: 0,
+            mode: "auto".to_string(),
+            bootstrap_blocks: 2000,
+            worst_samples: 10,
+        }
+    }
+}
+
+impl Params {
+    pub fn validate(&self) -> Result<(), String> {
+        check_bootstrap_params(self.bootstrap, self.confidence)?;
+        check_choice("mode", &self.mode, &MODES)?;
+        if !(10..=1_000_000).contains(&self.bootstrap_blocks) {
+            return Err(format!(
+                "bootstrap_blocks must be between 10 and 1000000 (got {})",
+                self.bootstrap_blocks
+            ));
+        }
+        if self.worst_samples > 1000 {
+            return Err(format!(
+                "worst_samples must be between 0 and 1000 (got {})",
+                self.worst_samples
+            ));
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pure helpers
+// ---------------------------------------------------------------------------------------------
+
+/// Logical probabilities T(θ_j) = Σ_i P(x_i) T(θ_j|x_i) for a K×M truth matrix.
+pub fn logical_probabilities(px: &[f64], t: ArrayView2<'_, f64>) -> Vec<f64> {
+    let mut out = vec![0.0; t.ncols()];
+    for (i, &p) in px.iter().enumerate() {
+        if p > 0.0 {
+            for (o, &v) in out.iter_mut().zip(t.row(i)) {
+                *o += p * v;
+            }
+        }
+    }
+    out
+}
+
+/// The G-measure matrix I(x_i; θ_j) = ln[T(θ_j|x_i)/T(θ_j)] (−∞ where T(θ_j|x_i) = 0).
+pub fn g_matrix(px: &[f64], t: ArrayView2<'_, f64>) -> ndarray::Array2<f64> {
+    let tj = logical_probabilities(px, t);
+    let mut g = t.to_owned();
+    for ((_, j), v) in g.indexed_iter_mut() {
+        *v = if *v > 0.0 {
+            (*v / tj[j]).ln()
+        } else {
+            f64::NEG_INFINITY
+        };
+    }
+    g
+}
+
+/// LBI truth function T*[i][j] = P(y_j|x_i) / max_i P(y_j|x_i) of a table (0 where undefined).
+pub fn lbi_truth(t: &Table) -> ndarray::Array2<f64> {
+    let mut m = ndarray::Array2::<f64>::zeros((t.kx, t.ky));
+    let mut colmax = vec![0.0f64; t.ky];
+    for c in 0..t.nnz() {
+        let (i, j) = (t.rows[c] as usize, t.cols[c] as usize);
+        let r = t.counts[c] / t.row_sums[i];
+        m[[i, j]] = r;
+        colmax[j] = colmax[j].max(r);
+    }
+    for ((_, j), v) in m.indexed_iter_mut() {
+        if colmax[j] > 0.0 {
+            *v /= colmax[j];
+        }
+    }
+    m
+}
+
+/// Semantic quantities of a channel (X = table rows, Y = table columns) under a truth matrix.
+#[derive(Debug, Clone)]
+pub struct ChannelSemantics {
+    /// SeMI (nats), −∞ if a used pair has T = 0.
+    pub g: f64,
+    /// Plug-in Shannon MI of the table.
+    pub shannon: f64,
+    /// T(θ_j) per column.
+    pub logical_prob: Vec<f64>,
+    /// P(y_j) per column.
+    pub p_y: Vec<f64>,
+    /// I(X;θ_j) per column (`None` when P(y_j) = 0).
+    pub per_label: Vec<Option<f64>>,
+    /// H(Y_θ) and H(Y_θ|X) for T divided by its column maxima (None if a column max is 0).
+    pub semantic_entropy: f64,
+    pub fuzzy_entropy: f64,
+    /// Mass fraction of pairs with I(x;θ_y) < 0 (T(θ_j|x_i) < T(θ_j)).
+    pub negative_fraction: f64,
+    /// Mass of used pairs with T = 0.
+    pub falsified_mass: f64,
+}
+
+/// SeMI of a table (any non-negative masses) under a truth matrix T (kx × ky).
+pub fn channel_semantics(t: &Table, truth: ArrayView2<'_, f64>) -> ChannelSemantics {
+    let n = t.total;
+    let px: Vec<f64> = t.row_sums.iter().map(|&a| a / n).collect();
+    let tj = logical_probabilities(&px, truth);
+    let colmax: Vec<f64> = (0..t.ky)
+        .map(|j| truth.column(j).iter().fold(0.0f64, |m, &v| m.max(v)))
+        .collect();
+    let mut g = 0.0;
+    let mut per = vec![0.0; t.ky];
+    let mut fuzzy = 0.0;
+    let mut neg = 0.0;
+    let mut fals = 0.0;
+    for c in 0..t.nnz() {
+        let (i, j) = (t.rows[c] as usize, t.cols[c] as usize);
+        let p = t.counts[c] / n;
+        let tv = truth[[i, j]];
+        let gi = if tv > 0.0 {
+            (tv / tj[j]).ln()
+        } else {
+            f64::NEG_INFINITY
+        };
+        if tv <= 0.0 {
+            fals += p;
+        }
+        if gi < 0.0 {
+            neg += p;
+        }
+        g += p * gi;
+        per[j] += p * gi;
+        fuzzy -= p * (tv / colmax[j]).ln();
+    }
+    let p_y: Vec<f64> = t.col_sums.iter().map(|&b| b / n).collect();
+    let per_label = (0..t.ky)
+        .map(|j| (p_y[j] > 0.0).then(|| per[j] / p_y[j]))
+        .collect();
+    let semantic_entropy = -(0..t.ky)
+        .filter(|&j| p_y[j] > 0.0)
+        .map(|j| p_y[j] * (tj[j] / colmax[j]).ln())
+        .sum::<f64>();
+    ChannelSemantics {
+        g: if fals > 0.0 { f64::NEG_INFINITY } else { g },
+        shannon: plugin_mi(t),
+        logical_prob: tj,
+        p_y,
+        per_label,
+        semantic_entropy,
+        fuzzy_entropy: fuzzy,
+        negative_fraction: neg,
+        falsified_mass: fals,
+    }
+}
+
+/// SeMI of a table under T, cheap form for bootstrap replicates (counts aligned with `t.counts`).
+fn channel_g_counts(
+    t: &Table,
+    counts: &[f64],
+    row_sums: &[f64],
+    total: f64,
+    truth: ArrayView2<'_, f64>,
+) -> f64 {
+    let px: Vec<f64> = row_sums.iter().map(|&a| a / total).collect();
+    let tj = logical_probabilities(&px, truth);
+    let mut g = 0.0;
+    for (c, &cnt) in counts.iter().enumerate() {
+        if cnt > 0.0 {
+            let (i, j) = (t.rows[c] as usize, t.cols[c] as usize);
+            let tv = truth[[i, j]];
+            if tv <= 0.0 {
+                return f64::NEG_INFINITY;
+            }
+            g += cnt * (tv / tj[j]).ln();
+        }
+    }
+    g / total
+}
+
+fn ratio_or_null(num_v: f64, den: f64, reason: &str) -> (Value, Option<String>) {
+    if den > 0.0 && num_v.is_finite() {
+        (num(num_v / den), None)
+    } else if den > 0.0 {
+        (Value::Null, Some("the semantic MI is -inf".to_string()))
+    } else {
+        (Value::Null, Some(reason.to_string()))
+    }
+}
+
+/// Keep the `m` smallest (value, index) pairs, ordered by value then index.
+fn worst(mut items: Vec<(f64, usize)>, m: usize) -> Vec<(f64, usize)> {
+    let cmp = |a: &(f64, usize), b: &(f64, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+    if items.len() > m && m > 0 {
+        items.select_nth_unstable_by(m - 1, cmp);
+        items.truncate(m);
+    } else if m == 0 {
+        items.clear();
+    }
+    items.sort_by(cmp);
+    items
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry points
+// ---------------------------------------------------------------------------------------------
+
+/// Single-label SeMI; see the module docs for the three modes.
+pub fn semantic_mi(
+    input: &ClassInput<'_>,
+    params: &Params,
+    ctl: &Control<'_>,
+) -> Result<Output, EstimateError> {
+    params.validate().map_err(EstimateError::Invalid)?;
+    let n = check_class_input(input)?;
+    let mode = match params.mode.as_str() {
+        "auto" => {
+            if input.truth_matrix.is_some() {
+                "truth_matrix"
+            } else if input.probabilities.is_some() {
+                "probabilities"
+            } else {
+                "lbi"
+            }
+        }
+        m => m,
+    };
+    match mode {
+        "probabilities" => {
+            let q = input.probabilities.ok_or_else(|| {
+                EstimateError::invalid(
+                    "mode \"probabilities\" needs class probabilities in the batch",
+                )
+            })?;
+            probabilities_mode(input, q, n, params, ctl)
+        }
+        "truth_matrix" => {
+            let t = input.truth_matrix.ok_or_else(|| {
+                EstimateError::invalid("mode \"truth_matrix\" needs a truth_matrix")
+            })?;
+            channel_mode(input, Some(t), n, params, ctl)
+        }
+        _ => channel_mode(input, None, n, params, ctl),
+    }
+}
+
+pub(crate) fn check_probabilities(
+    q: &ArrayView2<'_, f64>,
+    n: usize,
+    k: usize,
+) -> Result<(), EstimateError> {
+    if q.dim() != (n, k) {
+        return Err(EstimateError::invalid(format!(
+            "probabilities has shape {:?}, expected ({n}, {k}) (samples x classes)",
+            q.dim()
+        )));
+    }
+    for ((r, c), &v) in q.indexed_iter() {
+        if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+            return Err(EstimateError::invalid(format!(
+                "probability at sample {r}, class {c} is {v}; probabilities must be in [0, 1]"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn probabilities_mode(
+    input: &ClassInput<'_>,
+    q: ArrayView2<'_, f64>,
+    n: usize,
+    params: &Params,
+    ctl: &Control<'_>,
+) -> Result<Output, EstimateError> {
+    let k = input.k;
+    check_probabilities(&q, n, k)?;
+    let w = normalized_weights(input.weights, n)?;
+    ctl.tick(0.0)?;
+    let mut rng = SplitMix64::new(params.seed);
+    let (block, m) = if params.bootstrap > 0 {
+        random_blocks(n, params.bootstrap_blocks, &mut rng)
+    } else {
+        (vec![0; n], 1)
+    };
+    // Block layout: [W_j (k) | Q_j (k) | Σ w ln q(y|x) (1)].
+    let width = 2 * k + 1;
+    let mut stats = vec![0.0; m * width];
+    let mut class_w = vec![0.0; k];
+    let mut q_sum = vec![0.0; k];
+    let mut logq_sum = vec![0.0; k];
+    let mut colmax = vec![0.0f64; k];
+    let mut logq = Vec::with_capacity(n);
+    let mut falsified = 0usize;
+    for s in 0..n {
+        if s % 65_536 == 0 && s > 0 {
+            ctl.tick(0.0)?;
+        }
+        let ws = w.as_ref().map_or(1.0, |w| w[s]);
+        let y = input.labels[s] as usize;
+        let row = q.row(s);
+        let b = block[s] as usize * width;
+        for (j, &v) in row.iter().enumerate() {
+            q_sum[j] += ws * v;
+            stats[b + k + j] += ws * v;
+            colmax[j] = colmax[j].max(v);
+        }
+        let qy = row[y];
+        let lq = qy.ln();
+        logq.push(lq);
+        if ws > 0.0 {
+            class_w[y] += ws;
+            stats[b + y] += ws;
+            if qy > 0.0 {
+                logq_sum[y] += ws * lq;
+                stats[b + 2 * k] += ws * lq;
+            } else {
+                falsified += 1;
+            }
+        }
+    }
+    let wt: f64 = class_w.iter().sum();
+    let tj: Vec<f64> = q_sum.iter().map(|&v| v / wt).collect();
+    let g_from = |cw: &[f64], qs: &[f64], lsum: f64| -> f64 {
+        let tot: f64 = cw.iter().sum();
+        let mut g = lsum / tot;
+        for j in 0..cw.len() {
+            if cw[j] > 0.0 {
+                g -= cw[j] / tot * (qs[j] / tot).ln();
+            }
+        }
+        g
+    };
+    let value = if falsified > 0 {
+        f64::NEG_INFINITY
+    } else {
+        g_from(&class_w, &q_sum, logq_sum.iter().sum())
+    };
+    let h_y = entropy_of_counts(&class_w);
+    // Per-sample G measures.
+    let mut neg_w = 0.0;
+    let mut per_sample = Vec::with_capacity(n);
+    for s in 0..n {
+        let ws = w.as_ref().map_or(1.0, |w| w[s]);
+        let y = input.labels[s] as usize;
+        let v = logq[s] - tj[y].ln();
+        if ws > 0.0 {
+            if v < 0.0 {
+                neg_w += ws;
+            }
+            per_sample.push((v, s));
+        }
+    }
+    let worst_list: Vec<Value> = worst(per_sample, params.worst_samples)
+        .into_iter()
+        .map(|(v, s)| {
+            json!({"index": s, "label": input.labels[s], "value": num(v), "falsified": v == f64::NEG_INFINITY,
+                   "q_true": q[[s, input.labels[s] as usize]]})
+        })
+        .collect();
+    let per_class: Vec<Value> = (0..k)
+        .map(|j| {
+            let mut d = json!({
+                "class": j,
+                "p_y": num(class_w[j] / wt),
+                "logical_prob": num(tj[j]),
+            });
+            if class_w[j] > 0.0 {
+                d["semantic_kl"] = num(logq_sum[j] / class_w[j] - tj[j].ln());
+                d["upper_bound"] = num((wt / class_w[j]).ln());
+            } else {
+                d["semantic_kl"] = Value::Null;
+                d["semantic_kl_reason"] = json!("class never occurs as a true label in the batch");
+            }
+            d
+        })
+        .collect();
+    // Entropies with T normalised to max 1 per class (over the batch's instances).
+    let mut sem_h = 0.0;
+    let mut fuzzy = 0.0;
+    let mut ent_ok = true;
+    for j in 0..k {
+        if class_w[j] > 0.0 {
+            if colmax[j] <= 0.0 {
+                ent_ok = false;
+                continue;
+            }
+            sem_h -= class_w[j] / wt * (tj[j] / colmax[j]).ln();
+            fuzzy -= (logq_sum[j] - class_w[j] * colmax[j].ln()) / wt;
+        }
+    }
+    let ce = -logq_sum.iter().sum::<f64>() / wt;
+    let (eff, eff_reason) = ratio_or_null(
+        value,
+        h_y,
+        "the upper bound H(Y) is 0 (a single true class)",
+    );
+    let mut details = json!({
+        "mode": "probabilities",
+        "upper_bound": num(h_y),
+        "upper_bound_kind": "plug-in H(Y): the LBI-matched SeMI with each sample a distinct instance",
+        "efficiency": eff,
+        "per_class": per_class,
+        "semantic_entropy": if ent_ok && falsified == 0 { num(sem_h) } else { Value::Null },
+        "fuzzy_entropy": if ent_ok && falsified == 0 { num(fuzzy) } else { Value::Null },
+        "entropy_normalisation": "truth functions divided by their maximum over the batch (per class)",
+        "negative_fraction": num(neg_w / wt),
+        "worst_samples": worst_list,
+        "falsified_samples": falsified,
+        "cross_entropy": if falsified == 0 { num(ce) } else { Value::Null },
+        "ce_bound": if falsified == 0 { num(h_y - ce) } else { Value::Null },
+        "lbi_truth_matrix": Value::Null,
+        "lbi_truth_matrix_reason": "in probabilities mode each sample is its own instance; T* is 1 on the true label and 0 elsewhere",
+        "bootstrap_blocks_used": m,
+        "weighted": w.is_some(),
+    });
+    if let Some(r) = eff_reason {
+        details["efficiency_reason"] = json!(r);
+    }
+    if falsified > 0 {
+        details["neg_inf_reason"] = json!(format!(
+            "{falsified} sample(s) give probability 0 to their true class, so their semantic information is -inf"
+        ));
+    }
+    let interval = if params.bootstrap > 0 && value.is_finite() {
+        let reps = block_bootstrap(&stats, width, params.bootstrap, &mut rng, ctl, |acc| {
+            g_from(&acc[..k], &acc[k..2 * k], acc[2 * k])
+        })?;
+        basic_interval(value, &reps, params.confidence, METHOD_BLOCKS)
+    } else {
+        None
+    };
+    let sufficient = json!({
+        "kind": "probabilities",
+        "k": k,
+        "class_w": class_w,
+        "q_sum": q_sum,
+        "logq_sum": logq_sum,
+        "falsified": falsified,
+    });
+    Ok(Output {
+        value,
+        interval,
+        n,
+        details,
+        sufficient: Some(sufficient),
+    })
+}
+
+fn check_truth_matrix(t: &ArrayView2<'_, f64>, k: usize) -> Result<(), EstimateError> {
+    if t.dim() != (k, k) {
+        return Err(EstimateError::invalid(format!(
+            "truth_matrix has shape {:?}, expected ({k}, {k}) (true class x predicted class)",
+            t.dim()
+        )));
+    }
+    for ((r, c), &v) in t.indexed_iter() {
+        if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+            return Err(EstimateError::invalid(format!(
+                "truth_matrix[{r}][{c}] is {v}; truth values must be in [0, 1]"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn matrix_json(m: &ndarray::Array2<f64>) -> Value {
+    Value::Array(
+        m.rows()
+            .into_iter()
+            .map(|r| Value::Array(r.iter().map(|&v| num(v)).collect()))
+            .collect(),
+    )
+}
+
+fn channel_mode(
+    input: &ClassInput<'_>,
+    truth: Option<ArrayView2<'_, f64>>,
+    n: usize,
+    params: &Params,
+    ctl: &Control<'_>,
+) -> Result<Output, EstimateError> {
+    let k = input.k;
+    if let Some(t) = &truth {
+        check_truth_matrix(t, k)?;
+    }
+    let w = normalized_weights(input.weights, n)?;
+    ctl.tick(0.0)?;
+    let table = Table::from_pairs(input.labels, input.predictions, k, k, w.as_deref());
+    let lbi = lbi_truth(&table);
+    let tm = match &truth {
+        Some(t) => t.view(),
+        None => lbi.view(),
+    };
+    let cs = channel_semantics(&table, tm);
+    let value = if truth.is_none() && cs.g.is_finite() {
+        // T* on the same table: G equals the plug-in MI exactly; use its accurate form.
+        cs.shannon
+    } else {
+        cs.g
+    };
+    // Per-sample (cell) G values for worst_samples.
+    let mut per_sample = Vec::with_capacity(n);
+    let mut falsified = 0usize;
+    for s in 0..n {
+        let ws = w.as_ref().map_or(1.0, |w| w[s]);
+        if ws <= 0.0 {
+            continue;
+        }
+        let (i, j) = (input.labels[s] as usize, input.predictions[s] as usize);
+        let tv = tm[[i, j]];
+        let v = if tv > 0.0 {
+            (tv / cs.logical_prob[j]).ln()
+        } else {
+            f64::NEG_INFINITY
+        };
+        if tv <= 0.0 {
+            falsified += 1;
+        }
+        per_sample.push((v, s));
+    }
+    let worst_list: Vec<Value> = worst(per_sample, params.worst_samples)
+        .into_iter()
+        .map(|(v, s)| {
+            json!({"index": s, "label": input.labels[s], "prediction": input.predictions[s],
+                   "value": num(v), "falsified": v == f64::NEG_INFINITY})
+        })
+        .collect();
+    let per_class: Vec<Value> = (0..k)
+        .map(|j| {
+            let mut d = json!({
+                "class": j,
+                "p_y": num(cs.p_y[j]),
+                "logical_prob": num(cs.logical_prob[j]),
+            });
+            match cs.per_label[j] {
+                Some(v) => d["semantic_kl"] = num(v),
+                None => {
+                    d["semantic_kl"] = Value::Null;
+                    d["semantic_kl_reason"] = json!("class is never predicted in the batch");
+                }
+            }
+            d
+        })
+        .collect();
+    let mode = if truth.is_some() {
+        "truth_matrix"
+    } else {
+        "lbi"
+    };
+    let (eff, eff_reason) = ratio_or_null(
+        value,
+        cs.shannon,
+        "the Shannon MI of the confusion table is 0, so the efficiency is undefined",
+    );
+    let finite = value.is_finite();
+    let mut details = json!({
+        "mode": mode,
+        "upper_bound": num(cs.shannon),
+        "upper_bound_kind": "plug-in Shannon MI of the confusion channel (G <= R)",
+        "shannon_mi": num(cs.shannon),
+        "kl_gap": if finite { num(cs.shannon - value) } else { Value::Null },
+        "efficiency": eff,
+        "per_class": per_class,
+        "semantic_entropy": if finite { num(cs.semantic_entropy) } else { Value::Null },
+        "fuzzy_entropy": if finite { num(cs.fuzzy_entropy) } else { Value::Null },
+        "entropy_normalisation": "truth matrix columns divided by their maximum over true classes",
+        "negative_fraction": num(cs.negative_fraction),
+        "worst_samples": worst_list,
+        "falsified_samples": falsified,
+        "confusion": table.to_json(),
+        "weighted": w.is_some(),
+    });
+    if k <= 100 {
+        details["lbi_truth_matrix"] = matrix_json(&lbi);
+    } else {
+        details["lbi_truth_matrix"] = Value::Null;
+        details["lbi_truth_matrix_reason"] = json!("omitted for more than 100 classes");
+    }
+    if let Some(r) = eff_reason {
+        details["efficiency_reason"] = json!(r);
+    }
+    if falsified > 0 {
+        details["neg_inf_reason"] = json!(format!(
+            "{falsified} sample(s) fall in (true, predicted) pairs whose truth value is 0, so their semantic information is -inf"
+        ));
+    }
+    let interval = if params.bootstrap > 0 && finite {
+        bootstrap_channel(&table, truth, value, params, ctl)?
+    } else {
+        None
+    };
+    let mut sufficient = json!({
+        "kind": "channel",
+        "mode": mode,
+        "k": k,
+        "entries": table.entries_json(),
+    });
+    if let Some(t) = &truth {
+        sufficient["truth_matrix"] = matrix_json(&t.to_owned());
+    }
+    Ok(Output {
+        value,
+        interval,
+        n,
+        details,
+        sufficient: Some(sufficient),
+    })
+}
+
+fn bootstrap_channel(
+    table: &Table,
+    truth: Option<ArrayView2<'_, f64>>,
+    value: f64,
+    params: &Params,
+    ctl: &Control<'_>,
+) -> Result<Option<Interval>, EstimateError> {
+    let mut rng = SplitMix64::new(params.seed);
+    let mut res = TableResampler::new(table);
+    let mut reps = Vec::with_capacity(params.bootstrap);
+    for b in 0..params.bootstrap {
+        ctl.tick(b as f64 / params.bootstrap as f64)?;
+        res.draw(&mut rng);
+        let total = res.total();
+        let g = match &truth {
+            Some(t) => channel_g_counts(table, &res.counts, &res.row_sums, total, t.view()),
+            // Re-fitting T* on the replicate gives its plug-in Shannon MI exactly.
+            None => mi_from_parts(
+                &res.counts,
+                &table.rows,
+                &table.cols,
+                &res.row_sums,
+                &res.col_sums,
+                total,
+            ),
+        };
+        reps.push(g);
+    }
+    ctl.tick(1.0)?;
+    Ok(basic_interval(
+        value,
+        &reps,
+        params.confidence,
+        METHOD_TABLE,
+    ))
+}
+
+/// Multi-label SeMI (spec §2.13 Mode C). Per label j, with P(x_k) = w_k/W,
+/// n_j = Σ w_k Y[k,j], T̂(θ_j) = Σ_k P(x_k) S[k,j]:
+/// I_j = Σ_k (w_k Y[k,j]/n_j) ln(S[k,j]/T̂(θ_j)), bound_j = KL(P̂(x|y_j) ‖ P̂(x)) (= ln(N/n_j) for
+/// hard labels). `value` = Σ_j (n_j/Σn) I_j, the label-frequency-weighted aggregate of spec §2.13
+/// (a design choice, not Lu's formula); `upper_bound` the same weighting of bound_j. Labels with
+/// n_j = 0 are reported with null and carry no weight. Interval: basic bootstrap over samples
+/// (random blocks when N > bootstrap_blocks), resampled jointly across labels.
+pub fn semantic_mi_multilabel(
+    input: &MultilabelInput<'_>,
+    params: &Params,
+    ctl: &Control<'_>,
+) -> Result<Output, EstimateError> {
+    params.validate().map_err(EstimateError::Invalid)?;
+    let (n, l, w) = check_multilabel(input, false)?;
+    ctl.tick(0.0)?;
+    let mut rng = SplitMix64::new(params.seed);
+    let (block, m) = if params.bootstrap > 0 {
+        random_blocks(n, params.bootstrap_blocks, &mut rng)
+    } else {
+        (vec![0; n], 1)
+    };
+    // Block layout: [W | n_j (l) | A_j = Σ wY ln S (l) | Q_j = Σ w S (l) | C_j = Σ wY ln Y (l)].
+    let width = 1 + 4 * l;
+    let mut stats = vec![0.0; m * width];
+    let mut tot = vec![0.0; width];
+    let mut colmax = vec![0.0f64; l];
+    let mut falsified = vec![0usize; l];
+    let mut used: Vec<(usize, usize, f64)> = Vec::new(); // (sample, label, ln S) where Y > 0
+    for s in 0..n {
+        if s % 65_536 == 0 && s > 0 {
+            ctl.tick(0.0)?;
+        }
+        let ws = w.as_ref().map_or(1.0, |w| w[s]);
+        let b = block[s] as usize * width;
+        let mut add = |idx: usize, v: f64| {
+            stats[b + idx] += v;
+            tot[idx] += v;
+        };
+        add(0, ws);
+        for j in 0..l {
+            let y = input.labels[[s, j]];
+            let sc = input.scores[[s, j]];
+            colmax[j] = colmax[j].max(sc);
+            add(1 + 2 * l + j, ws * sc);
+            if y > 0.0 && ws > 0.0 {
+                add(1 + j, ws * y);
+                add(1 + 3 * l + j, ws * y * y.ln());
+                if sc > 0.0 {
+                    add(1 + l + j, ws * y * sc.ln());
+                } else {
+                    falsified[j] += 1;
+                }
+                used.push((s, j, sc.ln()));
+            }
+        }
+    }
+    let agg = |acc: &[f64], fals: &[usize]| -> (f64, f64, Vec<Option<f64>>) {
+        let wt = acc[0];
+        let n_sum: f64 = acc[1..1 + l].iter().sum();
+        let mut value = 0.0;
+        let mut bound = 0.0;
+        let mut per = vec![None; l];
+        for j in 0..l {
+            let nj = acc[1 + j];
+            if nj <= 0.0 {
+                continue;
+            }
+            let tj = acc[1 + 2 * l + j] / wt;
+            let ij = if fals[j] > 0 {
+                f64::NEG_INFINITY
+            } else {
+                acc[1 + l + j] / nj - tj.ln()
+            };
+            let bj = acc[1 + 3 * l + j] / nj + (wt / nj).ln();
+            per[j] = Some(ij);
+            value += nj / n_sum * ij;
+            bound += nj / n_sum * bj;
+        }
+        (value, bound, per)
+    };
+    let n_sum: f64 = tot[1..1 + l].iter().sum();
+    if n_sum <= 0.0 {
+        return Err(EstimateError::invalid(
+            "no sample carries any label, so the multi-label semantic information is undefined",
+        ));
+    }
+    let (value, bound, per) = agg(&tot, &falsified);
+    let wt = tot[0];
+    let mut neg_w = 0.0;
+    let mut items = Vec::with_capacity(used.len());
+    for (idx, &(s, j, ls)) in used.iter().enumerate() {
+        let v = ls - (tot[1 + 2 * l + j] / wt).ln();
+        let ws = w.as_ref().map_or(1.0, |w| w[s]);
+        if v < 0.0 {
+            neg_w += ws * input.labels[[s, j]];
+        }
+        items.push((v, idx));
+    }
+    let worst_list: Vec<Value> = worst(items, params.worst_samples)
+        .into_iter()
+        .map(|(v, idx)| {
+            let (s, j, _) = used[idx];
+            json!({"index": s, "label": j, "value": num(v), "falsified": v == f64::NEG_INFINITY,
+                   "score": input.scores[[s, j]]})
+        })
+        .collect();
+    let mut sem_h_agg = 0.0;
+    let mut fuzzy_agg = 0.0;
+    let mut ent_ok = true;
+    let per_label: Vec<Value> = (0..l)
+        .map(|j| {
+            let nj = tot[1 + j];
+            let tj = tot[1 + 2 * l + j] / wt;
+            let mut d = json!({
+                "label": j,
+                "n": num(nj),
+                "p_label": num(nj / wt),
+                "logical_prob": num(tj),
+                "falsified_samples": falsified[j],
+            });
+            match per[j] {
+                Some(ij) => {
+                    let bj = tot[1 + 3 * l + j] / nj + (wt / nj).ln();
+                    d["semantic_kl"] = num(ij);
+                    d["upper_bound"] = num(bj);
+                    d["efficiency"] = if bj > 0.0 && ij.is_finite() {
+                        num(ij / bj)
+                    } else {
+                        Value::Null
+                    };
+                    if colmax[j] > 0.0 && ij.is_finite() {
+                        let sh = -(tj / colmax[j]).ln();
+                        let fz = -(tot[1 + l + j] / nj - colmax[j].ln());
+                        d["semantic_entropy"] = num(sh);
+                        d["fuzzy_entropy"] = num(fz);
+                        sem_h_agg += nj / n_sum * sh;
+                        fuzzy_agg += nj / n_sum * fz;
+                    } else {
+                        ent_ok = false;
+                        d["semantic_entropy"] = Value::Null;
+                        d["fuzzy_entropy"] = Value::Null;
+                    }
+                }
+                None => {
+                    d["semantic_kl"] = Value::Null;
+                    d["semantic_kl_reason"] = json!("label never present in the batch");
+                }
+            }
+            d
+        })
+        .collect();
+    let total_fals: usize = falsified.iter().sum();
+    let (eff, eff_reason) = ratio_or_null(
+        value,
+        bound,
+        "the upper bound is 0 (every sample carries every present label)",
+    );
+    let mut details = json!({
+        "mode": "multilabel",
+        "aggregate": "label_frequency_weighted",
+        "aggregate_note": "value = sum_j (n_j / sum n) I(X; theta_j), with scores as truth functions (spec 2.13)",
+        "upper_bound": num(bound),
+        "upper_bound_kind": "sum_j (n_j / sum n) KL(P(x|y_j) || P(x)), the LBI-matched value (ln(N/n_j) per hard label)",
+        "efficiency": eff,
+        "per_label": per_label,
+        "sum_per_label": num(per.iter().flatten().sum::<f64>()),
+        "semantic_entropy": if ent_ok { num(sem_h_agg) } else { Value::Null },
+        "fuzzy_entropy": if ent_ok { num(fuzzy_agg) } else { Value::Null },
+        "entropy_normalisation": "scores divided by their maximum over the batch (per label); aggregates weighted like value",
+        "negative_fraction": num(neg_w / n_sum),
+        "worst_samples": worst_list,
+        "falsified_samples": total_fals,
+        "lbi_truth_matrix": Value::Null,
+        "lbi_truth_matrix_reason": "in multi-label mode each sample is its own instance",
+        "bootstrap_blocks_used": m,
+        "weighted": w.is_some(),
+    });
+    if let Some(r) = eff_reason {
+        details["efficiency_reason"] = json!(r);
+    }
+    if total_fals > 0 {
+        details["neg_inf_reason"] = json!(format!(
+            "{total_fals} (sample, label) pair(s) carry the label but score 0, so their semantic information is -inf"
+        ));
+    }
+    let interval = if params.bootstrap > 0 && value.is_finite() {
+        let zero = vec![0usize; l];
+        let reps = block_bootstrap(&stats, width, params.bootstrap, &mut rng, ctl, |acc| {
+            agg(acc, &zero).0
+        })?;
+        basic_interval(value, &reps, params.confidence, METHOD_BLOCKS)
+    } else {
+        None
+    };
+    let sufficient = json!({
+        "kind": "multilabel",
+        "w_total": wt,
+        "n": tot[1..1 + l].to_vec(),
+        "logs_sum": tot[1 + l..1 + 2 * l].to_vec(),
+        "score_sum": tot[1 + 2 * l..1 + 3 * l].to_vec(),
+        "ylogy_sum": tot[1 + 3 * l..1 + 4 * l].to_vec(),
+        "falsified": falsified,
+    });
+    Ok(Output {
+        value,
+        interval,
+        n,
+        details,
+        sufficient: Some(sufficient),
+    })
+}
+
+fn f64s(v: &Value) -> Option<Vec<f64>> {
+    v.as_array()?.iter().map(Value::as_f64).collect()
+}
+
+fn add_into(acc: &mut Vec<f64>, v: &[f64]) -> Option<()> {
+    if acc.is_empty() {
+        *acc = vec![0.0; v.len()];
+    }
+    if acc.len() != v.len() {
+        return None;
+    }
+    acc.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+    Some(())
+}
+
+/// Pool `semantic_mi` sufficient statistics exactly (sums of weights, of logs and of T).
+pub(crate) fn pool_sufficient(suff: &[Value]) -> Option<f64> {
+    let kind = suff[0].get("kind")?.as_str()?;
+    if suff
+        .iter()
+        .any(|s| s.get("kind").and_then(Value::as_str) != Some(kind))
+    {
+        return None;
+    }
+    match kind {
+        "probabilities" => {
+            let (mut cw, mut qs, mut ls) = (Vec::new(), Vec::new(), Vec::new());
+            let mut fals = 0u64;
+            for s in suff {
+                add_into(&mut cw, &f64s(s.get("class_w")?)?)?;
+                add_into(&mut qs, &f64s(s.get("q_sum")?)?)?;
+                add_into(&mut ls, &f64s(s.get("logq_sum")?)?)?;
+                fals += s.get("falsified")?.as_u64()?;
+            }
+            if fals > 0 {
+                return Some(f64::NEG_INFINITY);
+            }
+            let tot: f64 = cw.iter().sum();
+            let mut g = ls.iter().sum::<f64>() / tot;
+            for j in 0..cw.len() {
+                if cw[j] > 0.0 {
+                    g -= cw[j] / tot * (qs[j] / tot).ln();
+                }
+            }
+            Some(g)
+        }
+        "channel" => {
+            let mode = suff[0].get("mode")?.as_str()?;
+            let k = suff[0].get("k")?.as_u64()? as usize;
+            let tm = suff[0].get("truth_matrix").cloned();
+            let mut entries = Vec::new();
+            for s in suff {
+                if s.get("mode")?.as_str()? != mode
+                    || s.get("k")?.as_u64()? as usize != k
+                    || s.get("truth_matrix").cloned() != tm
+                {
+                    return None;
+                }
+                let t = Table::from_entries_json(k, k, s.get("entries")?)?;
+                for i in 0..t.nnz() {
+                    entries.push((t.rows[i], t.cols[i], t.counts[i]));
+                }
+            }
+            let table = Table::from_entries(k, k, entries);
+            match tm {
+                None => Some(plugin_mi(&table)),
+                Some(tm) => {
+                    let rows = tm.as_array()?;
+                    let mut m = ndarray::Array2::<f64>::zeros((k, k));
+                    for (i, r) in rows.iter().enumerate() {
+                        for (j, v) in f64s(r)?.into_iter().enumerate() {
+                            *m.get_mut([i, j])? = v;
+                        }
+                    }
+                    Some(channel_semantics(&table, m.view()).g)
+                }
+            }
+        }
+        "multilabel" => {
+            let (mut nn, mut a, mut q, mut c) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut wt = 0.0;
+            let mut fals: Vec<f64> = Vec::new();
+            for s in suff {
+                wt += s.get("w_total")?.as_f64()?;
+                add_into(&mut nn, &f64s(s.get("n")?)?)?;
+                add_into(&mut a, &f64s(s.get("logs_sum")?)?)?;
+                add_into(&mut q, &f64s(s.get("score_sum")?)?)?;
+                add_into(&mut c, &f64s(s.get("ylogy_sum")?)?)?;
+                add_into(&mut fals, &f64s(s.get("falsified")?)?)?;
+            }
+            let n_sum: f64 = nn.iter().sum();
+            if n_sum <= 0.0 {
+                return None;
+            }
+            let mut v = 0.0;
+            for j in 0..nn.len() {
+                if nn[j] > 0.0 {
+                    if fals[j] > 0.0 {
+                        return Some(f64::NEG_INFINITY);
+                    }
+                    v += nn[j] / n_sum * (a[j] / nn[j] - (q[j] / wt).ln());
+                }
+            }
+            Some(v)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+#[path = "tests_semantic.rs"]
+mod tests;

@@ -1,0 +1,15 @@
+//! infoaudit: audit machine-learning models with information theory.
+//!
+//! Data flows one way: `api` (parse into `domain` types) → `store` / `queue` (SQL) → `worker` →
+//! `estimate` (pure numerics) → `store`.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod estimate;
+pub mod queue;
+pub mod store;
+pub mod worker;

@@ -1,0 +1,9 @@
+//! Integration tests: the real router and workers against a real PostgreSQL.
+
+mod support;
+
+mod ingest;
+mod openapi;
+mod queue;
+mod reads;
+mod server;

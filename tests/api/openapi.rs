@@ -1,0 +1,36 @@
+//! The committed OpenAPI document matches the code (`UPDATE_OPENAPI=1 cargo test` rewrites it).
+
+use axum::http::StatusCode;
+
+use crate::support::app;
+
+#[test]
+fn committed_openapi_matches_the_code() {
+    let generated = serde_json::to_string_pretty(&infoaudit::api::openapi()).unwrap() + "\n";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi/openapi.json");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "openapi/openapi.json is out of date; run `UPDATE_OPENAPI=1 cargo test --test api openapi` and commit it"
+    );
+}
+
+#[tokio::test]
+async fn served_spec_and_docs_ui_work_offline() {
+    let app = app().await;
+    let (s, spec) = app.get("/openapi.json").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(spec, serde_json::to_value(infoaudit::api::openapi()).unwrap());
+    for path in ["/v1/models/{model}/versions/{version}/batches", "/v1/batches/{id}", "/v1/jobs/{id}/cancel", "/readyz"] {
+        assert!(spec["paths"].get(path).is_some(), "{path} documented");
+    }
+    let (s, html) = app.get("/docs/").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.as_str().unwrap().contains("swagger"), "Swagger UI page served from the binary");
+    let (s, init) = app.get("/docs/swagger-initializer.js").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(init.as_str().unwrap().contains("/openapi.json"));
+}

@@ -1,0 +1,255 @@
+//! Test harness: a real PostgreSQL (the project's own embedded launcher when DATABASE_URL is not
+//! set), one fresh database per test cloned from a migrated template, and the real router.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use infoaudit::api::{self, AppState, Limits};
+use infoaudit::db::{LocalOptions, LocalPostgres};
+use infoaudit::worker::{WorkerConfig, WorkerPool};
+use serde_json::Value;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgPool};
+use tokio::sync::Notify;
+use tower::ServiceExt;
+
+struct Cluster {
+    admin: PgConnectOptions,
+    template: String,
+}
+
+fn template_name() -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for m in infoaudit::db::MIGRATOR.iter() {
+        h.update(m.version.to_le_bytes());
+        h.update(&*m.checksum);
+    }
+    format!("infoaudit_tpl_{}", &hex::encode(h.finalize())[..16])
+}
+
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        // Own thread and runtime: tests run inside their own runtimes.
+        std::thread::spawn(init_cluster).join().expect("test cluster starts")
+    })
+}
+
+fn init_cluster() -> Cluster {
+    let root: PathBuf = std::env::temp_dir().join(format!(
+        "infoaudit-test-{}",
+        &infoaudit::domain::batch::sha256_hex(env!("CARGO_MANIFEST_DIR").as_bytes())[..10]
+    ));
+    std::fs::create_dir_all(&root).expect("test folder");
+    // One process at a time sets up (cargo nextest runs tests as separate processes).
+    let lock = std::fs::File::create(root.join("setup.lock")).expect("lock file");
+    lock.lock().expect("setup lock");
+    let admin = match std::env::var("DATABASE_URL") {
+        Ok(url) => url.parse::<PgConnectOptions>().expect("DATABASE_URL parses"),
+        Err(_) => {
+            let pg = LocalPostgres::start(&root, &LocalOptions { ephemeral: true })
+                .expect("embedded PostgreSQL starts for the tests");
+            pg.connect_options("postgres")
+        }
+    };
+    let template = template_name();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut c = sqlx::PgConnection::connect_with(&admin).await.expect("admin connection");
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&template)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        if !exists {
+            let tmp = format!("{template}_building");
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {tmp}")).execute(&mut c).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {tmp}")).execute(&mut c).await.unwrap();
+            let pool = PgPool::connect_with(admin.clone().database(&tmp)).await.unwrap();
+            infoaudit::db::migrate(&pool).await.unwrap();
+            pool.close().await;
+            sqlx::query(&format!("ALTER DATABASE {tmp} RENAME TO {template}")).execute(&mut c).await.unwrap();
+        }
+        // Databases of earlier runs (older than an hour) are dropped; in-use ones are skipped.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let old: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'iat\\_%'")
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+        for name in old {
+            let t: u64 = name.split('_').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            if t + 3600 < now {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut c).await;
+            }
+        }
+    });
+    let _ = writeln!(std::io::stderr(), "test databases from template {template}");
+    drop(lock);
+    Cluster { admin, template }
+}
+
+/// A fresh, migrated database for one test.
+pub async fn fresh_db() -> (PgConnectOptions, String) {
+    let cl = cluster();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let name = format!("iat_{now}_{}", uuid::Uuid::new_v4().simple());
+    let mut c = sqlx::PgConnection::connect_with(&cl.admin).await.expect("admin connection");
+    let mut tries = 0;
+    loop {
+        match sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {}", cl.template)).execute(&mut c).await {
+            Ok(_) => break,
+            // Another test may be cloning the template this very moment.
+            Err(e) if tries < 50 && e.to_string().contains("being accessed") => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("create test database: {e}"),
+        }
+    }
+    c.close().await.ok();
+    (cl.admin.clone().database(&name), name)
+}
+
+pub struct TestApp {
+    pub pool: PgPool,
+    pub router: Router,
+    pub wake: Arc<Notify>,
+}
+
+pub async fn app() -> TestApp {
+    app_with_limits(Limits::default()).await
+}
+
+pub async fn app_with_limits(limits: Limits) -> TestApp {
+    let (options, _) = fresh_db().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(20)
+        .connect_with(options.clone())
+        .await
+        .expect("test pool");
+    let wake = Arc::new(Notify::new());
+    let state = AppState {
+        pool: pool.clone(),
+        wake: wake.clone(),
+        draining: Default::default(),
+        limits,
+    };
+    TestApp {
+        router: api::router(state),
+        pool,
+        wake,
+    }
+}
+
+/// Queue timings short enough for tests.
+pub fn fast_workers(concurrency: usize) -> WorkerConfig {
+    WorkerConfig {
+        concurrency,
+        queue: infoaudit::queue::QueueConfig {
+            lease: Duration::from_millis(1500),
+            backoff_base: Duration::from_millis(50),
+            backoff_cap: Duration::from_millis(200),
+            max_rescues: 3,
+        },
+        poll_interval: Duration::from_millis(100),
+        reap_interval: Duration::from_millis(200),
+        shutdown_grace: Duration::from_secs(0),
+    }
+}
+
+impl TestApp {
+    pub fn workers(&self, cfg: WorkerConfig) -> WorkerPool {
+        WorkerPool::start(self.pool.clone(), cfg, self.wake.clone())
+    }
+
+    pub async fn call(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (status, headers, v)
+    }
+
+    pub async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        let (s, _, v) = self.call(Request::get(uri).body(Body::empty()).unwrap()).await;
+        (s, v)
+    }
+
+    pub async fn post_json(&self, uri: &str, body: &Value) -> (StatusCode, axum::http::HeaderMap, Value) {
+        self.call(
+            Request::post(uri)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(body).unwrap()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn upload(&self, model: &str, version: &str, body: &Value) -> (StatusCode, Value) {
+        let (s, _, v) = self.post_json(&format!("/v1/models/{model}/versions/{version}/batches"), body).await;
+        (s, v)
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Poll a job until it reaches a terminal state (or panic after `secs`).
+    pub async fn wait_job(&self, id: &str, secs: u64) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (s, v) = self.get(&format!("/v1/jobs/{id}")).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            if ["succeeded", "failed", "cancelled"].contains(&v["state"].as_str().unwrap()) {
+                return v;
+            }
+            assert!(std::time::Instant::now() < deadline, "job {id} did not finish: {v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Poll until `pred` holds for the job (or panic after `secs`).
+    pub async fn wait_job_until(&self, id: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (_, v) = self.get(&format!("/v1/jobs/{id}")).await;
+            if pred(&v) {
+                return v;
+            }
+            assert!(std::time::Instant::now() < deadline, "job {id} never reached the state: {v}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A deterministic multiclass batch: a K-class classifier that is right with probability `acc`
+/// (errors uniform over the other classes), with softmax-like probability rows.
+pub fn classifier_batch(n: usize, k: usize, acc: f64, seed: u64) -> Value {
+    let mut g = infoaudit::estimate::rng::SplitMix64::new(seed);
+    let mut labels = Vec::with_capacity(n);
+    let mut probs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let y = g.below(k);
+        let pred = if g.uniform() < acc { y } else { (y + 1 + g.below(k - 1)) % k };
+        let mut row = vec![(1.0 - 0.6) / (k as f64 - 1.0); k];
+        row[pred] = 0.6;
+        labels.push(y);
+        probs.push(row);
+    }
+    serde_json::json!({"task": "multiclass", "labels": labels, "probabilities": probs})
+}
