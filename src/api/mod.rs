@@ -103,16 +103,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let limits = state.limits;
     let (api, doc) = api_routes(limits).split_for_parts();
-    let doc = Arc::new(doc);
-    let spec = {
-        let doc = doc.clone();
-        move || {
-            let doc = doc.clone();
-            async move { axum::Json(doc.as_ref().clone()) }
-        }
-    };
-    api.route("/openapi.json", axum::routing::get(spec))
-        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", (*doc).clone()))
+    // Swagger UI (vendored into the binary: no CDN, no download) also serves `/openapi.json`.
+    api.merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(|| async { Error::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::from_fn(problem_everywhere))

@@ -339,6 +339,10 @@ fn multilabel_column(
             continue;
         };
         let out = &mut data[i * l..(i + 1) * l];
+        if row.is_empty() {
+            // No labels: the empty set (in either form).
+            continue;
+        }
         let names = row.iter().any(|v| matches!(v, Label::Name(_)));
         if names {
             form = merge_form(form, LabelForm::Name);
@@ -921,10 +925,10 @@ mod tests {
     fn multilabel_accepts_indicator_rows_and_name_lists() {
         let b = parse(serde_json::json!({
             "task": "multilabel", "classes": ["cat", "dog", "bird"],
-            "labels": [[1, 0, 1], ["dog"], []],
+            "labels": [[1, 0, 1], ["dog"], [1, 0]],
             "scores": [[0.9, 0.1, 0.8], [0.2, 0.7, 0.1], [0.1, 0.1, 0.1]]
         }));
-        // Row 2 is an empty indicator row of the wrong width.
+        // Row 2 is an indicator row of the wrong width.
         assert_eq!(pointers(b), ["/labels/2"]);
         let b = parse(serde_json::json!({
             "task": "multilabel", "classes": ["cat", "dog", "bird"],

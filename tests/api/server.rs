@@ -59,7 +59,7 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // A perfect 2-class predictor with balanced classes: exactly 1 bit.
-    assert_eq!(result["value"].as_f64().unwrap(), 1.0, "{result}");
+    approx::assert_abs_diff_eq!(result["value"].as_f64().unwrap(), 1.0, epsilon = 1e-12);
     stop_tx.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(30), server).await.expect("stops").unwrap().unwrap();
     assert!(http.get(format!("{base}/livez")).send().await.is_err(), "socket closed after shutdown");
