@@ -19,7 +19,9 @@ pub fn init_tracing(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()
     } else {
@@ -63,12 +65,17 @@ pub async fn shutdown_signal() {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let (pool, local) = match &args.database_url {
         Some(url) => {
-            let opts: sqlx::postgres::PgConnectOptions = url.parse().context("DATABASE_URL is not a valid PostgreSQL URL")?;
+            let opts: sqlx::postgres::PgConnectOptions = url
+                .parse()
+                .context("DATABASE_URL is not a valid PostgreSQL URL")?;
             (db::pool(opts, 32).await?, None)
         }
         None => {
             let dir = args.data_dir.clone();
-            let local = tokio::task::spawn_blocking(move || LocalPostgres::start(&dir, &LocalOptions::default())).await??;
+            let local = tokio::task::spawn_blocking(move || {
+                LocalPostgres::start(&dir, &LocalOptions::default())
+            })
+            .await??;
             local.ensure_database(db::LOCAL_DB).await?;
             let pool = db::pool(local.connect_options(db::LOCAL_DB), 32).await?;
             (pool, Some(local))
@@ -105,7 +112,11 @@ pub async fn serve(
     let wake = Arc::new(Notify::new());
     let draining = Arc::new(AtomicBool::new(false));
     let workers = match args.role {
-        Role::Worker | Role::All => Some(WorkerPool::start(pool.clone(), worker_config(args), wake.clone())),
+        Role::Worker | Role::All => Some(WorkerPool::start(
+            pool.clone(),
+            worker_config(args),
+            wake.clone(),
+        )),
         Role::Api => None,
     };
     let stop = tokio_util::sync::CancellationToken::new();

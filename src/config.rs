@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "infoaudit", version, about = "Audit machine-learning models with information theory")]
+#[command(
+    name = "infoaudit",
+    version,
+    about = "Audit machine-learning models with information theory"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

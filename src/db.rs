@@ -48,7 +48,10 @@ pub fn find_bin_dir() -> anyhow::Result<PathBuf> {
         if has(&d) {
             return Ok(d);
         }
-        bail!("INFOAUDIT_PG_BIN={} holds no initdb and pg_ctl", d.display());
+        bail!(
+            "INFOAUDIT_PG_BIN={} holds no initdb and pg_ctl",
+            d.display()
+        );
     }
     // Debian's pg_config (postgresql-common) reports the server's bin folder.
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
@@ -217,8 +220,19 @@ impl LocalPostgres {
                 return Ok(());
             }
             let log = std::fs::read_to_string(self.pgdata.join("server.log")).unwrap_or_default();
-            let tail: String = log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-            bail!("{e}\nserver log ({}):\n{tail}", self.pgdata.join("server.log").display());
+            let tail: String = log
+                .lines()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            bail!(
+                "{e}\nserver log ({}):\n{tail}",
+                self.pgdata.join("server.log").display()
+            );
         }
         tracing::info!(pgdata = %self.pgdata.display(), "embedded PostgreSQL started");
         Ok(())

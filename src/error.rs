@@ -184,8 +184,7 @@ impl Error {
 
 /// Render a problem document with its content type.
 pub fn problem_response(problem: &Problem) -> Response {
-    let status =
-        StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = serde_json::to_vec(problem).unwrap_or_default();
     let mut resp = (status, body).into_response();
     resp.headers_mut().insert(

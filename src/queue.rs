@@ -48,10 +48,7 @@ impl Default for QueueConfig {
 impl QueueConfig {
     /// Capped exponential backoff with up to 10 % jitter, for the `n`-th retry (1-based).
     pub fn backoff(&self, n: i32) -> Duration {
-        let exp = self
-            .backoff_base
-            .as_secs_f64()
-            * 2f64.powi((n - 1).clamp(0, 30));
+        let exp = self.backoff_base.as_secs_f64() * 2f64.powi((n - 1).clamp(0, 30));
         let capped = exp.min(self.backoff_cap.as_secs_f64());
         let jitter = 1.0 + 0.1 * (Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
         Duration::from_secs_f64(capped * jitter)
@@ -352,12 +349,19 @@ pub async fn reap(pool: &PgPool, cfg: &QueueConfig) -> sqlx::Result<u64> {
     )
     .bind(cfg.max_rescues)
     .bind(serde_json::to_value(&problem).expect("problem serialises"))
-    .bind(cfg.backoff_base.as_secs_f64().min(cfg.backoff_cap.as_secs_f64()))
+    .bind(
+        cfg.backoff_base
+            .as_secs_f64()
+            .min(cfg.backoff_cap.as_secs_f64()),
+    )
     .execute(pool)
     .await?
     .rows_affected();
     if n > 0 {
-        tracing::warn!(jobs = n, "reaped jobs whose worker stopped renewing its lease");
+        tracing::warn!(
+            jobs = n,
+            "reaped jobs whose worker stopped renewing its lease"
+        );
         notify(pool).await?;
     }
     Ok(n)

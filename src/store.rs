@@ -64,7 +64,8 @@ pub struct ResultRow {
     pub computed_at: DateTime<Utc>,
 }
 
-const BATCH_SELECT: &str = "SELECT b.id, m.name AS model, v.name AS version, b.task, b.n, b.classes,
+const BATCH_SELECT: &str =
+    "SELECT b.id, m.name AS model, v.name AS version, b.task, b.n, b.classes,
     b.digest, b.size_bytes, b.content_type, b.metadata, b.created_at
     FROM batches b JOIN models m ON m.id = b.model_id JOIN model_versions v ON v.id = b.version_id";
 
@@ -121,7 +122,10 @@ pub struct NewBatch<'a> {
     pub metadata: &'a Value,
 }
 
-pub async fn insert_batch(tx: &mut Transaction<'_, Postgres>, b: &NewBatch<'_>) -> sqlx::Result<()> {
+pub async fn insert_batch(
+    tx: &mut Transaction<'_, Postgres>,
+    b: &NewBatch<'_>,
+) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO batches (id, model_id, version_id, task, n, classes, digest, size_bytes,
              content_type, metadata)
@@ -172,10 +176,12 @@ pub async fn batch_jobs(pool: &PgPool, batch_id: Uuid) -> sqlx::Result<Vec<JobRo
 }
 
 pub async fn batch_results(pool: &PgPool, batch_id: Uuid) -> sqlx::Result<Vec<ResultRow>> {
-    sqlx::query_as(&format!("{RESULT_SELECT} WHERE r.batch_id = $1 ORDER BY r.computed_at, r.id"))
-        .bind(batch_id)
-        .fetch_all(pool)
-        .await
+    sqlx::query_as(&format!(
+        "{RESULT_SELECT} WHERE r.batch_id = $1 ORDER BY r.computed_at, r.id"
+    ))
+    .bind(batch_id)
+    .fetch_all(pool)
+    .await
 }
 
 pub async fn get_job(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<JobRow>> {
@@ -228,7 +234,11 @@ const MODEL_SELECT: &str = "SELECT m.id, m.name, m.created_at,
     FROM models m";
 
 /// Models by name, after the cursor name.
-pub async fn list_models(pool: &PgPool, after: Option<&str>, limit: i64) -> sqlx::Result<Vec<ModelRow>> {
+pub async fn list_models(
+    pool: &PgPool,
+    after: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<ModelRow>> {
     sqlx::query_as(&format!(
         "{MODEL_SELECT} WHERE ($1::text IS NULL OR m.name > $1) ORDER BY m.name LIMIT $2"
     ))
@@ -271,12 +281,18 @@ pub async fn list_versions(
     .await
 }
 
-pub async fn get_version(pool: &PgPool, model: &str, version: &str) -> sqlx::Result<Option<VersionRow>> {
-    sqlx::query_as(&format!("{VERSION_SELECT} WHERE m.name = $1 AND v.name = $2"))
-        .bind(model)
-        .bind(version)
-        .fetch_optional(pool)
-        .await
+pub async fn get_version(
+    pool: &PgPool,
+    model: &str,
+    version: &str,
+) -> sqlx::Result<Option<VersionRow>> {
+    sqlx::query_as(&format!(
+        "{VERSION_SELECT} WHERE m.name = $1 AND v.name = $2"
+    ))
+    .bind(model)
+    .bind(version)
+    .fetch_optional(pool)
+    .await
 }
 
 /// The latest result of each (estimator, params) of a version.

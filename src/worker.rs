@@ -217,7 +217,8 @@ impl Worker {
         let beat_every = self.cfg.queue.lease / 3;
         let mut grace_deadline: Option<tokio::time::Instant> = None;
         let request_stop = |reason: u64| {
-            let _ = stop_reason.compare_exchange(STOP_NONE, reason, Ordering::SeqCst, Ordering::SeqCst);
+            let _ =
+                stop_reason.compare_exchange(STOP_NONE, reason, Ordering::SeqCst, Ordering::SeqCst);
             stop_flag.store(true, Ordering::Relaxed);
         };
         let outcome = loop {
@@ -283,7 +284,9 @@ impl Worker {
         match written {
             Ok(true) => tracing::info!(seconds = elapsed, "job done"),
             Ok(false) => tracing::warn!("the job's lease was lost; its outcome was not recorded"),
-            Err(e) => tracing::warn!(error = %e, "could not record the job's outcome; its lease will expire and it will run again"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record the job's outcome; its lease will expire and it will run again")
+            }
         }
     }
 }
@@ -320,7 +323,11 @@ pub fn compute(
         .ok_or_else(|| EstimateError::Invalid(format!("unknown estimator {estimator:?}")))?;
     let p = params.clone();
     match &batch.data {
-        BatchData::Multiclass { labels, probabilities, .. } => {
+        BatchData::Multiclass {
+            labels,
+            probabilities,
+            ..
+        } => {
             let predictions = batch
                 .multiclass_predictions()
                 .ok_or_else(|| EstimateError::Invalid("the batch has no predictions".into()))?;
@@ -333,13 +340,34 @@ pub fn compute(
                 truth_matrix: batch.truth_matrix.as_ref().map(|m| m.view()),
             };
             match kind {
-                Kind::ShannonMi => estimate::shannon::shannon_mi(&input, &serde_json::from_value(p).map_err(bad_params)?, control),
-                Kind::SemanticMi => estimate::semantic::semantic_mi(&input, &serde_json::from_value(p).map_err(bad_params)?, control),
-                Kind::CeBound => estimate::ce_bound::ce_bound(&input, &serde_json::from_value(p).map_err(bad_params)?, control),
-                Kind::RgCurve => estimate::rg::rg_curve(&input, &serde_json::from_value(p).map_err(bad_params)?, control),
+                Kind::ShannonMi => estimate::shannon::shannon_mi(
+                    &input,
+                    &serde_json::from_value(p).map_err(bad_params)?,
+                    control,
+                ),
+                Kind::SemanticMi => estimate::semantic::semantic_mi(
+                    &input,
+                    &serde_json::from_value(p).map_err(bad_params)?,
+                    control,
+                ),
+                Kind::CeBound => estimate::ce_bound::ce_bound(
+                    &input,
+                    &serde_json::from_value(p).map_err(bad_params)?,
+                    control,
+                ),
+                Kind::RgCurve => estimate::rg::rg_curve(
+                    &input,
+                    &serde_json::from_value(p).map_err(bad_params)?,
+                    control,
+                ),
             }
         }
-        BatchData::Multilabel { labels, predictions, scores, .. } => {
+        BatchData::Multilabel {
+            labels,
+            predictions,
+            scores,
+            ..
+        } => {
             let decisions = predictions.as_ref().or(scores.as_ref()).ok_or_else(|| {
                 EstimateError::Invalid("the batch has neither predictions nor scores".into())
             })?;

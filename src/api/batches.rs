@@ -36,7 +36,12 @@ fn json_content_type(headers: &HeaderMap) -> Result<()> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
         Ok(())
     } else if mime.is_empty() {
@@ -76,11 +81,21 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
                 Ok(_) => String::new(),
             };
             if first.is_syntax() || first.is_eof() {
-                return Err(Error::BadRequest(format!("the body is not valid JSON: {first}")));
+                return Err(Error::BadRequest(format!(
+                    "the body is not valid JSON: {first}"
+                )));
             }
             let message = first.to_string();
-            let message = message.split(" at line ").next().unwrap_or(&message).to_string();
-            let pointer = if pointer.is_empty() { "/".to_string() } else { pointer };
+            let message = message
+                .split(" at line ")
+                .next()
+                .unwrap_or(&message)
+                .to_string();
+            let pointer = if pointer.is_empty() {
+                "/".to_string()
+            } else {
+                pointer
+            };
             Err(Error::Validation(vec![FieldError::at(pointer, message)]))
         }
     }
@@ -148,7 +163,11 @@ pub async fn upload(
                 .ok()
                 .filter(|s| !s.is_empty() && s.len() <= 255)
                 .map(str::to_string)
-                .ok_or_else(|| Error::BadRequest("Idempotency-Key must be 1–255 visible ASCII characters".into()))
+                .ok_or_else(|| {
+                    Error::BadRequest(
+                        "Idempotency-Key must be 1–255 visible ASCII characters".into(),
+                    )
+                })
         })
         .transpose()?;
     let content_type = "application/json";
@@ -156,11 +175,21 @@ pub async fn upload(
     // Parse, validate and encode off the async threads; the body is dropped as soon as it is parsed.
     let path = format!("/v1/models/{model}/versions/{version}/batches");
     let prepared = tokio::task::spawn_blocking(move || -> Result<Prepared> {
-        let request_hash = sha256_hex(&[path.as_bytes(), b"\n", content_type.as_bytes(), b"\n", &body].concat());
+        let request_hash = sha256_hex(
+            &[
+                path.as_bytes(),
+                b"\n",
+                content_type.as_bytes(),
+                b"\n",
+                &body,
+            ]
+            .concat(),
+        );
         let req: BatchRequest = parse_json(&body)?;
         drop(body);
-        let (batch, requested, metadata) = req.validate().map_err(Error::Validation)?;
-        let specs = estimators::resolve(&batch, requested.as_deref(), "estimators")
+        let valid = req.validate().map_err(Error::Validation)?;
+        let (batch, metadata) = (valid.batch, valid.metadata);
+        let specs = estimators::resolve(&batch, valid.estimators.as_deref(), "estimators")
             .map_err(Error::Validation)?;
         let stored = batch.encode();
         let digest = sha256_hex(&stored);
@@ -178,10 +207,11 @@ pub async fn upload(
 
     let mut tx = state.pool.begin().await?;
     if let Some(key) = &idempotency_key {
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 7))")
-            .bind(key)
-            .fetch_one(&mut *tx)
-            .await?;
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 7))")
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await?;
         if !locked {
             return Err(Error::Conflict(
                 "a request with this Idempotency-Key is still being processed; retry later".into(),
@@ -197,7 +227,8 @@ pub async fn upload(
             return accepted(&state, batch_id, StatusCode::ACCEPTED).await;
         }
     }
-    let (model_id, version_id) = store::ensure_version(&mut tx, model.as_str(), version.as_str()).await?;
+    let (model_id, version_id) =
+        store::ensure_version(&mut tx, model.as_str(), version.as_str()).await?;
     let batch_id = Uuid::now_v7();
     let head = &prepared.batch;
     store::insert_batch(
@@ -273,14 +304,19 @@ pub async fn get_batch(
     Path(id): Path<Uuid>,
     Query(q): Query<UnitQuery>,
 ) -> Result<Json<BatchDetail>> {
-    let batch = store::get_batch(&state.pool, id).await?.ok_or_else(|| not_found(id))?;
+    let batch = store::get_batch(&state.pool, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
     let jobs = store::batch_jobs(&state.pool, id).await?;
     let results = store::batch_results(&state.pool, id).await?;
     let unit = q.unit.unwrap_or_default();
     Ok(Json(BatchDetail {
         batch: BatchView::from(batch),
         jobs: jobs.into_iter().map(Job::from).collect(),
-        results: results.into_iter().map(|r| EstimateResult::new(r, unit)).collect(),
+        results: results
+            .into_iter()
+            .map(|r| EstimateResult::new(r, unit))
+            .collect(),
     }))
 }
 
@@ -296,13 +332,19 @@ pub async fn get_batch(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_batch_data(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<Response> {
-    let row = store::get_batch(&state.pool, id).await?.ok_or_else(|| not_found(id))?;
+pub async fn get_batch_data(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<Response> {
+    let row = store::get_batch(&state.pool, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
     let batch = store::load_batch_data(&state.pool, id).await?;
-    let body = tokio::task::spawn_blocking(move || serde_json::to_vec(&batch.to_json(&row.metadata)))
-        .await
-        .map_err(|e| Error::Internal(e.into()))?
-        .map_err(|e| Error::Internal(e.into()))?;
+    let body =
+        tokio::task::spawn_blocking(move || serde_json::to_vec(&batch.to_json(&row.metadata)))
+            .await
+            .map_err(|e| Error::Internal(e.into()))?
+            .map_err(|e| Error::Internal(e.into()))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
@@ -317,7 +359,10 @@ pub async fn get_batch_data(State(state): State<AppState>, Path(id): Path<Uuid>)
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn delete_batch(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<StatusCode> {
+pub async fn delete_batch(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode> {
     let n = sqlx::query("DELETE FROM batches WHERE id = $1")
         .bind(id)
         .execute(&state.pool)
@@ -360,9 +405,12 @@ pub async fn add_jobs(
     json_content_type(&headers)?;
     let body = body.map_err(body_rejection)?;
     let req: AddJobs = parse_json(&body)?;
-    let row = store::get_batch(&state.pool, id).await?.ok_or_else(|| not_found(id))?;
+    let row = store::get_batch(&state.pool, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
     let batch = store::load_batch_data(&state.pool, id).await?;
-    let specs = estimators::resolve(&batch, Some(&req.estimators), "estimators").map_err(Error::Validation)?;
+    let specs = estimators::resolve(&batch, Some(&req.estimators), "estimators")
+        .map_err(Error::Validation)?;
     let mut tx = state.pool.begin().await?;
     let jobs = queue::enqueue(&mut tx, id, &specs).await?;
     tx.commit().await?;

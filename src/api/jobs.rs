@@ -32,7 +32,9 @@ pub async fn get_job(
     Path(id): Path<Uuid>,
     Query(q): Query<UnitQuery>,
 ) -> Result<Json<JobDetail>> {
-    let job = store::get_job(&state.pool, id).await?.ok_or_else(|| not_found(id))?;
+    let job = store::get_job(&state.pool, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
     let result = store::job_result(&state.pool, id).await?;
     Ok(Json(JobDetail {
         job: job.into(),
@@ -54,7 +56,9 @@ pub async fn get_job(
     )
 )]
 pub async fn cancel_job(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<Json<Job>> {
-    let job = queue::cancel(&state.pool, id).await?.ok_or_else(|| not_found(id))?;
+    let job = queue::cancel(&state.pool, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
     Ok(Json(job.into()))
 }
 
@@ -92,8 +96,14 @@ pub async fn list_jobs(
     }
     let limit = page.limit()?;
     let after: Option<(DateTime<Utc>, Uuid)> = page.decode()?;
-    let mut rows =
-        store::list_jobs(&state.pool, f.state.as_deref(), f.model.as_deref(), after, limit + 1).await?;
+    let mut rows = store::list_jobs(
+        &state.pool,
+        f.state.as_deref(),
+        f.model.as_deref(),
+        after,
+        limit + 1,
+    )
+    .await?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last().map(|j| encode_cursor(&(j.created_at, j.id)))

@@ -79,7 +79,10 @@ fn api_routes(limits: Limits) -> OpenApiRouter<AppState> {
         .layer(DefaultBodyLimit::max(limits.max_upload_bytes));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(upload)
-        .routes(utoipa_axum::routes!(batches::get_batch, batches::delete_batch))
+        .routes(utoipa_axum::routes!(
+            batches::get_batch,
+            batches::delete_batch
+        ))
         .routes(utoipa_axum::routes!(batches::get_batch_data))
         .routes(utoipa_axum::routes!(batches::add_jobs))
         .routes(utoipa_axum::routes!(jobs::get_job))
@@ -144,7 +147,9 @@ async fn problem_everywhere(req: Request<Body>, next: Next) -> Response {
     }
     let allow = resp.headers().get(header::ALLOW).cloned();
     let (_, body) = resp.into_parts();
-    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
     let text = String::from_utf8_lossy(&text).trim().to_string();
     let (kind, title) = match status {
         StatusCode::NOT_FOUND => ("not-found", "Not found"),
@@ -184,12 +189,16 @@ impl PageQuery {
         match self.limit {
             None => Ok(50),
             Some(l) if (1..=1000).contains(&l) => Ok(l),
-            Some(l) => Err(Error::BadRequest(format!("limit must be between 1 and 1000 (got {l})"))),
+            Some(l) => Err(Error::BadRequest(format!(
+                "limit must be between 1 and 1000 (got {l})"
+            ))),
         }
     }
 
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, Error> {
-        let Some(c) = &self.cursor else { return Ok(None) };
+        let Some(c) = &self.cursor else {
+            return Ok(None);
+        };
         hex::decode(c)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())

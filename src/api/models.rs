@@ -40,11 +40,19 @@ fn page<T: utoipa::ToSchema, R>(
         (status = 400, body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn list_models(State(state): State<AppState>, Query(q): Query<PageQuery>) -> Result<Json<Page<Model>>> {
+pub async fn list_models(
+    State(state): State<AppState>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Page<Model>>> {
     let limit = q.limit()?;
     let after: Option<String> = q.decode()?;
     let rows = store::list_models(&state.pool, after.as_deref(), limit + 1).await?;
-    Ok(Json(page(rows, limit, |m| encode_cursor(&m.name), Model::from)))
+    Ok(Json(page(
+        rows,
+        limit,
+        |m| encode_cursor(&m.name),
+        Model::from,
+    )))
 }
 
 /// A model.
@@ -58,7 +66,10 @@ pub async fn list_models(State(state): State<AppState>, Query(q): Query<PageQuer
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_model(State(state): State<AppState>, Path(model): Path<String>) -> Result<Json<Model>> {
+pub async fn get_model(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<Model>> {
     let name = path_name("model", &model)?;
     let m = store::get_model(&state.pool, name.as_str())
         .await?
@@ -83,13 +94,21 @@ pub async fn list_versions(
     Query(q): Query<PageQuery>,
 ) -> Result<Json<Page<Version>>> {
     let name = path_name("model", &model)?;
-    if store::get_model(&state.pool, name.as_str()).await?.is_none() {
+    if store::get_model(&state.pool, name.as_str())
+        .await?
+        .is_none()
+    {
         return Err(Error::NotFound(format!("model {name} not found")));
     }
     let limit = q.limit()?;
     let after: Option<(DateTime<Utc>, Uuid)> = q.decode()?;
     let rows = store::list_versions(&state.pool, name.as_str(), after, limit + 1).await?;
-    Ok(Json(page(rows, limit, |v| encode_cursor(&(v.created_at, v.id)), Version::from)))
+    Ok(Json(page(
+        rows,
+        limit,
+        |v| encode_cursor(&(v.created_at, v.id)),
+        Version::from,
+    )))
 }
 
 /// A version with, per metric (estimator and parameters), its latest result and — for
@@ -122,11 +141,16 @@ pub async fn get_version(
     let mut metrics = Vec::new();
     for r in store::latest_results(&state.pool, row.id).await? {
         let stats = store::sufficient_stats(&state.pool, row.id, &r.estimator, &r.params).await?;
-        let pooled = estimate::pool(&r.estimator, &stats).and_then(|x| super::views::finite(x * unit.factor()));
+        let pooled = estimate::pool(&r.estimator, &stats)
+            .and_then(|x| super::views::finite(x * unit.factor()));
         metrics.push(Metric {
             estimator: r.estimator.clone(),
             params: r.params.clone(),
-            pooled_batches: if pooled.is_some() { stats.len() as i64 } else { 0 },
+            pooled_batches: if pooled.is_some() {
+                stats.len() as i64
+            } else {
+                0
+            },
             pooled,
             latest: EstimateResult::new(r, unit),
         });

@@ -159,7 +159,13 @@ impl Batch {
     }
 
     pub fn has_scores(&self) -> bool {
-        matches!(&self.data, BatchData::Multilabel { scores: Some(_), .. })
+        matches!(
+            &self.data,
+            BatchData::Multilabel {
+                scores: Some(_),
+                ..
+            }
+        )
     }
 
     /// Hard predictions for a multiclass batch: as uploaded, else the argmax of the probabilities
@@ -222,7 +228,10 @@ fn unit_interval(errors: &mut Errors, field: &str, m: &Matrix, check_rows_sum: b
                 errors.push(format!("/{field}/{r}/{c}"), format!("{v} is negative"));
                 bad = true;
             } else if v > 1.0 + UNIT_SLACK {
-                errors.push(format!("/{field}/{r}/{c}"), format!("{v} is greater than 1"));
+                errors.push(
+                    format!("/{field}/{r}/{c}"),
+                    format!("{v} is greater than 1"),
+                );
                 bad = true;
             }
         }
@@ -231,7 +240,9 @@ fn unit_interval(errors: &mut Errors, field: &str, m: &Matrix, check_rows_sum: b
             if (s - 1.0).abs() > ROW_SUM_TOLERANCE {
                 errors.push(
                     format!("/{field}/{r}"),
-                    format!("probabilities sum to {s}; they must sum to 1 (within {ROW_SUM_TOLERANCE})"),
+                    format!(
+                        "probabilities sum to {s}; they must sum to 1 (within {ROW_SUM_TOLERANCE})"
+                    ),
                 );
             }
         }
@@ -269,18 +280,20 @@ fn shape(errors: &mut Errors, field: &str, m: &Matrix, rows: usize, cols: Option
 }
 
 /// Resolve one class reference (index or name) against the class list.
-fn class_of(
-    l: &Label,
-    k: usize,
-    index: &HashMap<&str, u32>,
-) -> Result<(u32, LabelForm), String> {
+fn class_of(l: &Label, k: usize, index: &HashMap<&str, u32>) -> Result<(u32, LabelForm), String> {
     match l {
         Label::Index(i) if *i >= 0 && (*i as u64) < k as u64 => Ok((*i as u32, LabelForm::Index)),
-        Label::Index(i) => Err(format!("class index {i} is outside 0..{}", k.saturating_sub(1))),
+        Label::Index(i) => Err(format!(
+            "class index {i} is outside 0..{}",
+            k.saturating_sub(1)
+        )),
         Label::Number(x) if x.fract() == 0.0 && *x >= 0.0 && *x < k as f64 => {
             Ok((*x as u32, LabelForm::Index))
         }
-        Label::Number(x) => Err(format!("{x} is not a class index (an integer in 0..{})", k.saturating_sub(1))),
+        Label::Number(x) => Err(format!(
+            "{x} is not a class index (an integer in 0..{})",
+            k.saturating_sub(1)
+        )),
         Label::Name(s) => index
             .get(s.as_str())
             .map(|&i| (i, LabelForm::Name))
@@ -366,7 +379,10 @@ fn multilabel_column(
             if row.len() != l {
                 errors.push(
                     format!("/{field}/{i}"),
-                    format!("indicator row has {} values but there are {l} labels", row.len()),
+                    format!(
+                        "indicator row has {} values but there are {l} labels",
+                        row.len()
+                    ),
                 );
                 continue;
             }
@@ -386,9 +402,17 @@ fn multilabel_column(
     (Matrix::new(col.len(), l, data), form.unwrap_or_default())
 }
 
+/// A validated upload: the batch, the estimators it asked for, and its metadata object.
+#[derive(Debug)]
+pub struct Validated {
+    pub batch: Batch,
+    pub estimators: Option<Vec<EstimatorRef>>,
+    pub metadata: serde_json::Value,
+}
+
 impl BatchRequest {
     /// Validate into a `Batch`, or every field error found (up to a cap), each with its pointer.
-    pub fn validate(self) -> Result<(Batch, Option<Vec<EstimatorRef>>, serde_json::Value), Vec<FieldError>> {
+    pub fn validate(self) -> Result<Validated, Vec<FieldError>> {
         let mut e = Errors::default();
         let task = match self.task {
             Some(t @ (Task::Multiclass | Task::Multilabel)) => t,
@@ -411,12 +435,21 @@ impl BatchRequest {
             ("x", self.x.is_some()),
             ("y", self.y.is_some()),
             ("targets", self.targets.is_some()),
-            ("probabilities", self.probabilities.is_some() && task == Task::Multilabel),
+            (
+                "probabilities",
+                self.probabilities.is_some() && task == Task::Multilabel,
+            ),
             ("scores", self.scores.is_some() && task == Task::Multiclass),
-            ("truth_matrix", self.truth_matrix.is_some() && task == Task::Multilabel),
+            (
+                "truth_matrix",
+                self.truth_matrix.is_some() && task == Task::Multilabel,
+            ),
         ] {
             if present {
-                e.push(format!("/{field}"), format!("is not used by task {}", task.as_str()));
+                e.push(
+                    format!("/{field}"),
+                    format!("is not used by task {}", task.as_str()),
+                );
             }
         }
         let Some(labels) = self.labels else {
@@ -425,7 +458,10 @@ impl BatchRequest {
         };
         let n = labels.len();
         if n < 2 {
-            e.push("/labels", format!("has {n} samples; at least 2 are required"));
+            e.push(
+                "/labels",
+                format!("has {n} samples; at least 2 are required"),
+            );
         }
         let metadata = self.metadata.unwrap_or_else(|| serde_json::json!({}));
         if !metadata.is_object() {
@@ -461,8 +497,14 @@ impl BatchRequest {
             .unwrap_or_else(|| (0..k).map(|i| i.to_string()).collect());
         if k < 2 && task == Task::Multiclass {
             e.push(
-                if self.classes.is_some() { "/classes" } else { "/labels" },
-                format!("{k} class found; at least 2 are required (give `classes` to name them all)"),
+                if self.classes.is_some() {
+                    "/classes"
+                } else {
+                    "/labels"
+                },
+                format!(
+                    "{k} class found; at least 2 are required (give `classes` to name them all)"
+                ),
             );
         }
         if k < 1 && task == Task::Multilabel {
@@ -477,7 +519,10 @@ impl BatchRequest {
                 e.push(format!("/classes/{i}"), "class name must not be empty");
             }
             if index.insert(c.as_str(), i as u32).is_some() {
-                e.push(format!("/classes/{i}"), format!("duplicate class name {c:?}"));
+                e.push(
+                    format!("/classes/{i}"),
+                    format!("duplicate class name {c:?}"),
+                );
             }
         }
         if !e.is_empty() {
@@ -485,16 +530,25 @@ impl BatchRequest {
         }
         if let Some(p) = &self.predictions {
             if p.len() != n {
-                e.push("/predictions", format!("has {} entries but labels has {n}", p.len()));
+                e.push(
+                    "/predictions",
+                    format!("has {} entries but labels has {n}", p.len()),
+                );
             }
         }
         if let Some(w) = &self.weights {
             if w.len() != n {
-                e.push("/weights", format!("has {} entries but labels has {n}", w.len()));
+                e.push(
+                    "/weights",
+                    format!("has {} entries but labels has {n}", w.len()),
+                );
             } else {
                 for (i, &v) in w.iter().enumerate() {
                     if !v.is_finite() || v < 0.0 {
-                        e.push(format!("/weights/{i}"), format!("{v} is not a finite non-negative weight"));
+                        e.push(
+                            format!("/weights/{i}"),
+                            format!("{v} is not a finite non-negative weight"),
+                        );
                     }
                 }
                 if e.is_empty() && w.iter().sum::<f64>() <= 0.0 {
@@ -572,8 +626,8 @@ impl BatchRequest {
         if !e.is_empty() {
             return Err(e.0);
         }
-        Ok((
-            Batch {
+        Ok(Validated {
+            batch: Batch {
                 task,
                 classes,
                 n,
@@ -581,9 +635,9 @@ impl BatchRequest {
                 weights: self.weights,
                 truth_matrix: self.truth_matrix,
             },
-            self.estimators,
+            estimators: self.estimators,
             metadata,
-        ))
+        })
     }
 }
 
@@ -703,9 +757,16 @@ impl Batch {
         out.extend_from_slice(&h);
         for (_, a) in &arrays {
             match a {
-                Arr::U32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-                Arr::F64(m) => m.data.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-                Arr::F64Vec(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+                Arr::U32(v) => v
+                    .iter()
+                    .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+                Arr::F64(m) => m
+                    .data
+                    .iter()
+                    .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+                Arr::F64Vec(v) => v
+                    .iter()
+                    .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
             }
         }
         out
@@ -863,11 +924,14 @@ mod tests {
 
     fn parse(body: serde_json::Value) -> Result<Batch, Vec<FieldError>> {
         let req: BatchRequest = serde_json::from_value(body).unwrap();
-        req.validate().map(|(b, _, _)| b)
+        req.validate().map(|v| v.batch)
     }
 
     fn pointers(r: Result<Batch, Vec<FieldError>>) -> Vec<String> {
-        r.unwrap_err().into_iter().filter_map(|e| e.pointer).collect()
+        r.unwrap_err()
+            .into_iter()
+            .filter_map(|e| e.pointer)
+            .collect()
     }
 
     #[test]
@@ -879,7 +943,12 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(b.multiclass_predictions().unwrap(), vec![0, 2, 1]);
-        let BatchData::Multiclass { labels, label_form, .. } = &b.data else { panic!() };
+        let BatchData::Multiclass {
+            labels, label_form, ..
+        } = &b.data
+        else {
+            panic!()
+        };
         assert_eq!(labels, &vec![0, 2, 1]);
         assert_eq!(*label_form, LabelForm::Mixed);
     }
@@ -895,30 +964,71 @@ mod tests {
             b[k] = v;
             b
         };
-        assert_eq!(pointers(parse(with("labels", serde_json::json!([0, 1, 7])))), ["/labels/2"]);
-        assert_eq!(pointers(parse(with("labels", serde_json::json!([0])))).first().unwrap(), "/labels");
-        assert_eq!(pointers(parse(with("predictions", serde_json::json!([0, 1])))), ["/predictions"]);
         assert_eq!(
-            pointers(parse(with("probabilities", serde_json::json!([[0.7, 0.2, 0.1], [0.1, -0.3, 1.2], [0.2, 0.5, 0.3]])))),
+            pointers(parse(with("labels", serde_json::json!([0, 1, 7])))),
+            ["/labels/2"]
+        );
+        assert_eq!(
+            pointers(parse(with("labels", serde_json::json!([0]))))
+                .first()
+                .unwrap(),
+            "/labels"
+        );
+        assert_eq!(
+            pointers(parse(with("predictions", serde_json::json!([0, 1])))),
+            ["/predictions"]
+        );
+        assert_eq!(
+            pointers(parse(with(
+                "probabilities",
+                serde_json::json!([[0.7, 0.2, 0.1], [0.1, -0.3, 1.2], [0.2, 0.5, 0.3]])
+            ))),
             ["/probabilities/1/1", "/probabilities/1/2"]
         );
         assert_eq!(
-            pointers(parse(with("probabilities", serde_json::json!([[0.7, 0.2, 0.1], [0.1, 0.3, 0.5], [0.2, 0.5, 0.3]])))),
+            pointers(parse(with(
+                "probabilities",
+                serde_json::json!([[0.7, 0.2, 0.1], [0.1, 0.3, 0.5], [0.2, 0.5, 0.3]])
+            ))),
             ["/probabilities/1"]
         );
         assert_eq!(
-            pointers(parse(with("probabilities", serde_json::json!([[0.7, 0.2, 0.1], [0.1, 0.9], [0.2, 0.5, 0.3]])))),
+            pointers(parse(with(
+                "probabilities",
+                serde_json::json!([[0.7, 0.2, 0.1], [0.1, 0.9], [0.2, 0.5, 0.3]])
+            ))),
             ["/probabilities/1"]
         );
-        assert_eq!(pointers(parse(with("truth_matrix", serde_json::json!([[1, 0], [0, 1]])))), ["/truth_matrix"]);
         assert_eq!(
-            pointers(parse(with("truth_matrix", serde_json::json!([[1, 0, 0], [0, 1.5, 0], [0, 0, 1]])))),
+            pointers(parse(with(
+                "truth_matrix",
+                serde_json::json!([[1, 0], [0, 1]])
+            ))),
+            ["/truth_matrix"]
+        );
+        assert_eq!(
+            pointers(parse(with(
+                "truth_matrix",
+                serde_json::json!([[1, 0, 0], [0, 1.5, 0], [0, 0, 1]])
+            ))),
             ["/truth_matrix/1/1"]
         );
-        assert_eq!(pointers(parse(with("weights", serde_json::json!([1, -1, 1])))), ["/weights/1"]);
-        assert_eq!(pointers(parse(with("weights", serde_json::json!([0, 0, 0])))), ["/weights"]);
-        assert_eq!(pointers(parse(with("scores", serde_json::json!([[0.1]])))), ["/scores"]);
-        assert_eq!(pointers(parse(with("classes", serde_json::json!(["a", "b", "a"])))), ["/classes/2"]);
+        assert_eq!(
+            pointers(parse(with("weights", serde_json::json!([1, -1, 1])))),
+            ["/weights/1"]
+        );
+        assert_eq!(
+            pointers(parse(with("weights", serde_json::json!([0, 0, 0])))),
+            ["/weights"]
+        );
+        assert_eq!(
+            pointers(parse(with("scores", serde_json::json!([[0.1]])))),
+            ["/scores"]
+        );
+        assert_eq!(
+            pointers(parse(with("classes", serde_json::json!(["a", "b", "a"])))),
+            ["/classes/2"]
+        );
     }
 
     #[test]
@@ -936,7 +1046,9 @@ mod tests {
             "scores": [[0.9, 0.1, 0.8], [0.2, 0.7, 0.1], [0.1, 0.1, 0.1]]
         }))
         .unwrap();
-        let BatchData::Multilabel { labels, .. } = &b.data else { panic!() };
+        let BatchData::Multilabel { labels, .. } = &b.data else {
+            panic!()
+        };
         assert_eq!(labels.data, vec![1., 0., 1., 0., 1., 0., 0., 0., 0.]);
     }
 
@@ -955,7 +1067,10 @@ mod tests {
         let json = back.to_json(&serde_json::json!({}));
         assert_eq!(json["labels"], body["labels"]);
         assert_eq!(json["predictions"], body["predictions"]);
-        assert_eq!(json["probabilities"], serde_json::json!([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3]]));
+        assert_eq!(
+            json["probabilities"],
+            serde_json::json!([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3]])
+        );
     }
 
     proptest! {

@@ -175,7 +175,10 @@ mod tests {
         assert_eq!(m.ragged, None);
         let r: Matrix = serde_json::from_str("[[1,2],[3,4],[5],[6,7,8]]").unwrap();
         assert_eq!(r.ragged, Some((2, 1)));
-        assert_eq!(serde_json::to_string(&m).unwrap(), "[[1.0,2.0,3.0],[4.0,5.0,6.0]]");
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            "[[1.0,2.0,3.0],[4.0,5.0,6.0]]"
+        );
     }
 
     #[test]

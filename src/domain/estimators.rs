@@ -86,7 +86,12 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::ShannonMi, Kind::SemanticMi, Kind::CeBound, Kind::RgCurve];
+    pub const ALL: [Kind; 4] = [
+        Kind::ShannonMi,
+        Kind::SemanticMi,
+        Kind::CeBound,
+        Kind::RgCurve,
+    ];
 
     pub fn id(self) -> &'static str {
         match self {
@@ -117,13 +122,11 @@ impl Kind {
             (Kind::ShannonMi, Task::Multiclass | Task::Multilabel) => None,
             (Kind::SemanticMi, Task::Multiclass) => None,
             (Kind::SemanticMi, Task::Multilabel) if b.has_scores() => None,
-            (Kind::SemanticMi, Task::Multilabel) => {
-                Some("semantic_mi on a multilabel batch needs `scores` (the truth functions)".into())
-            }
+            (Kind::SemanticMi, Task::Multilabel) => Some(
+                "semantic_mi on a multilabel batch needs `scores` (the truth functions)".into(),
+            ),
             (Kind::CeBound, Task::Multiclass) if b.has_probabilities() => None,
-            (Kind::CeBound, Task::Multiclass) => {
-                Some("ce_bound needs `probabilities`".into())
-            }
+            (Kind::CeBound, Task::Multiclass) => Some("ce_bound needs `probabilities`".into()),
             (Kind::RgCurve, Task::Multiclass) => None,
             (k, t) => Some(format!("{} does not apply to task {}", k.id(), t.as_str())),
         }
@@ -131,7 +134,10 @@ impl Kind {
 
     /// Validate user parameters and fill the defaults; the canonical form is what jobs store.
     pub fn canonical_params(self, params: serde_json::Value) -> Result<serde_json::Value, String> {
-        fn canon<P>(params: serde_json::Value, validate: impl Fn(&P) -> Result<(), String>) -> Result<serde_json::Value, String>
+        fn canon<P>(
+            params: serde_json::Value,
+            validate: impl Fn(&P) -> Result<(), String>,
+        ) -> Result<serde_json::Value, String>
         where
             P: serde::de::DeserializeOwned + Serialize,
         {
@@ -139,7 +145,11 @@ impl Kind {
             validate(&p)?;
             serde_json::to_value(&p).map_err(|e| e.to_string())
         }
-        let params = if params.is_null() { serde_json::json!({}) } else { params };
+        let params = if params.is_null() {
+            serde_json::json!({})
+        } else {
+            params
+        };
         if !params.is_object() {
             return Err("params must be a JSON object".into());
         }
@@ -155,8 +165,16 @@ impl Kind {
         let defaults = self
             .canonical_params(serde_json::json!({}))
             .expect("defaults are valid");
-        let default_of = |name: &str| defaults.get(name).cloned().unwrap_or(serde_json::Value::Null);
-        let p = |name: &'static str, kind: &'static str, range: &'static str, description: &'static str| ParamInfo {
+        let default_of = |name: &str| {
+            defaults
+                .get(name)
+                .cloned()
+                .unwrap_or(serde_json::Value::Null)
+        };
+        let p = |name: &'static str,
+                 kind: &'static str,
+                 range: &'static str,
+                 description: &'static str| ParamInfo {
             name,
             kind,
             default: default_of(name),
@@ -165,9 +183,19 @@ impl Kind {
         };
         let bootstrap = || {
             vec![
-                p("bootstrap", "integer", "0..=10000 (0: no interval)", "bootstrap replicates for the interval"),
+                p(
+                    "bootstrap",
+                    "integer",
+                    "0..=10000 (0: no interval)",
+                    "bootstrap replicates for the interval",
+                ),
                 p("confidence", "number", "(0, 1)", "interval level"),
-                p("seed", "integer", "any u64", "seed of the resampling (results are reproducible)"),
+                p(
+                    "seed",
+                    "integer",
+                    "any u64",
+                    "seed of the resampling (results are reproducible)",
+                ),
             ]
         };
         match self {
@@ -256,7 +284,10 @@ pub fn resolve(
     let mut errors = Vec::new();
     let mut out: Vec<JobSpec> = Vec::new();
     if requested.is_empty() {
-        errors.push(FieldError::at(format!("/{field}"), "must name at least one estimator"));
+        errors.push(FieldError::at(
+            format!("/{field}"),
+            "must name at least one estimator",
+        ));
     }
     for (i, r) in requested.iter().enumerate() {
         let (id, params) = r.parts();
@@ -274,7 +305,10 @@ pub fn resolve(
         }
         match spec(kind, params) {
             Ok(s) => {
-                if !out.iter().any(|o| o.estimator == s.estimator && o.params_hash == s.params_hash) {
+                if !out
+                    .iter()
+                    .any(|o| o.estimator == s.estimator && o.params_hash == s.params_hash)
+                {
                     out.push(s);
                 }
             }

@@ -17,7 +17,10 @@ impl Name {
             return Err("must not be empty".into());
         }
         if s.len() > 128 {
-            return Err(format!("is {} characters long; at most 128 are allowed", s.len()));
+            return Err(format!(
+                "is {} characters long; at most 128 are allowed",
+                s.len()
+            ));
         }
         if s.starts_with('.') {
             return Err("must not start with '.'".into());

@@ -20,7 +20,9 @@ fn small() -> Value {
 #[tokio::test]
 async fn upload_is_stored_with_its_jobs_and_round_trips() {
     let app = app().await;
-    let (status, headers, body) = app.post_json("/v1/models/fraud/versions/v1/batches", &small()).await;
+    let (status, headers, body) = app
+        .post_json("/v1/models/fraud/versions/v1/batches", &small())
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let id = body["batch"]["id"].as_str().unwrap();
     assert_eq!(headers["location"], format!("/v1/batches/{id}"));
@@ -50,13 +52,26 @@ async fn default_estimators_are_every_applicable_one() {
     b.as_object_mut().unwrap().remove("estimators");
     let (status, body) = app.upload("m", "v", &b).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let ids: Vec<&str> = body["jobs"].as_array().unwrap().iter().map(|j| j["estimator"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = body["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["estimator"].as_str().unwrap())
+        .collect();
     assert!(ids.contains(&"shannon_mi"), "{ids:?}");
     // Every listed estimator must say it applies to this batch.
     let (_, catalog) = app.get("/v1/estimators").await;
     for id in &ids {
-        let e = catalog.as_array().unwrap().iter().find(|e| e["id"] == *id).unwrap();
-        assert!(e["tasks"].as_array().unwrap().contains(&json!("multiclass")));
+        let e = catalog
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == *id)
+            .unwrap();
+        assert!(e["tasks"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("multiclass")));
     }
 }
 
@@ -65,26 +80,102 @@ async fn default_estimators_are_every_applicable_one() {
 async fn every_validation_rule_points_at_the_field_and_stores_nothing() {
     let app = app().await;
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("lengths disagree", json!({"predictions": [0, 1]}), "/predictions"),
-        ("N < 2", json!({"labels": [0], "probabilities": [[0.7, 0.2, 0.1]]}), "/labels"),
-        ("label outside classes", json!({"labels": [0, 2, 1, 5]}), "/labels/3"),
-        ("label name unknown", json!({"labels": [0, 2, "horse", 0]}), "/labels/2"),
-        ("probability negative", json!({"probabilities": [[0.7, 0.2, 0.1], [1.1, -0.1, 0.0], [0.2, 0.5, 0.3], [0.6, 0.3, 0.1]]}), "/probabilities/1/0"),
-        ("probability above 1", json!({"probabilities": [[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3], [0.0, 1.5, -0.5]]}), "/probabilities/3/1"),
-        ("row does not sum to 1", json!({"probabilities": [[0.7, 0.2, 0.1], [0.1, 0.3, 0.5], [0.2, 0.5, 0.3], [0.6, 0.3, 0.1]]}), "/probabilities/1"),
-        ("ragged probabilities", json!({"probabilities": [[0.7, 0.2, 0.1], [0.1, 0.9], [0.2, 0.5, 0.3], [0.6, 0.3, 0.1]]}), "/probabilities/1"),
-        ("probabilities wrong width", json!({"probabilities": [[0.7, 0.3], [0.1, 0.9], [0.5, 0.5], [0.6, 0.4]]}), "/probabilities/0"),
-        ("probability is a string", json!({"probabilities": [[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, "x", 0.3], [0.6, 0.3, 0.1]]}), "/probabilities/2/1"),
-        ("truth matrix wrong shape", json!({"truth_matrix": [[1, 0], [0, 1]]}), "/truth_matrix"),
-        ("truth matrix outside [0,1]", json!({"truth_matrix": [[1, 0, 0], [0, 1, 0], [0, 2, 1]]}), "/truth_matrix/2/1"),
-        ("negative weight", json!({"weights": [1, 1, -2, 1]}), "/weights/2"),
-        ("unknown estimator", json!({"estimators": ["shannon_mi", "magic"]}), "/estimators/1"),
-        ("estimator not applicable", json!({"probabilities": null, "predictions": [0, 2, 1, 0], "estimators": ["ce_bound"]}), "/estimators/0"),
-        ("unknown parameter", json!({"estimators": [{"id": "shannon_mi", "params": {"bootstrapp": 3}}]}), "/estimators/0/params"),
-        ("parameter out of range", json!({"estimators": [{"id": "shannon_mi", "params": {"confidence": 1.5}}]}), "/estimators/0/params"),
+        (
+            "lengths disagree",
+            json!({"predictions": [0, 1]}),
+            "/predictions",
+        ),
+        (
+            "N < 2",
+            json!({"labels": [0], "probabilities": [[0.7, 0.2, 0.1]]}),
+            "/labels",
+        ),
+        (
+            "label outside classes",
+            json!({"labels": [0, 2, 1, 5]}),
+            "/labels/3",
+        ),
+        (
+            "label name unknown",
+            json!({"labels": [0, 2, "horse", 0]}),
+            "/labels/2",
+        ),
+        (
+            "probability negative",
+            json!({"probabilities": [[0.7, 0.2, 0.1], [1.1, -0.1, 0.0], [0.2, 0.5, 0.3], [0.6, 0.3, 0.1]]}),
+            "/probabilities/1/0",
+        ),
+        (
+            "probability above 1",
+            json!({"probabilities": [[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3], [0.0, 1.5, -0.5]]}),
+            "/probabilities/3/1",
+        ),
+        (
+            "row does not sum to 1",
+            json!({"probabilities": [[0.7, 0.2, 0.1], [0.1, 0.3, 0.5], [0.2, 0.5, 0.3], [0.6, 0.3, 0.1]]}),
+            "/probabilities/1",
+        ),
+        (
+            "ragged probabilities",
+            json!({"probabilities": [[0.7, 0.2, 0.1], [0.1, 0.9], [0.2, 0.5, 0.3], [0.6, 0.3, 0.1]]}),
+            "/probabilities/1",
+        ),
+        (
+            "probabilities wrong width",
+            json!({"probabilities": [[0.7, 0.3], [0.1, 0.9], [0.5, 0.5], [0.6, 0.4]]}),
+            "/probabilities/0",
+        ),
+        (
+            "probability is a string",
+            json!({"probabilities": [[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, "x", 0.3], [0.6, 0.3, 0.1]]}),
+            "/probabilities/2/1",
+        ),
+        (
+            "truth matrix wrong shape",
+            json!({"truth_matrix": [[1, 0], [0, 1]]}),
+            "/truth_matrix",
+        ),
+        (
+            "truth matrix outside [0,1]",
+            json!({"truth_matrix": [[1, 0, 0], [0, 1, 0], [0, 2, 1]]}),
+            "/truth_matrix/2/1",
+        ),
+        (
+            "negative weight",
+            json!({"weights": [1, 1, -2, 1]}),
+            "/weights/2",
+        ),
+        (
+            "unknown estimator",
+            json!({"estimators": ["shannon_mi", "magic"]}),
+            "/estimators/1",
+        ),
+        (
+            "estimator not applicable",
+            json!({"probabilities": null, "predictions": [0, 2, 1, 0], "estimators": ["ce_bound"]}),
+            "/estimators/0",
+        ),
+        (
+            "unknown parameter",
+            json!({"estimators": [{"id": "shannon_mi", "params": {"bootstrapp": 3}}]}),
+            "/estimators/0/params",
+        ),
+        (
+            "parameter out of range",
+            json!({"estimators": [{"id": "shannon_mi", "params": {"confidence": 1.5}}]}),
+            "/estimators/0/params",
+        ),
         ("unknown field", json!({"colour": "red"}), "/colour"),
-        ("field of another task", json!({"scores": [[0.1]]}), "/scores"),
-        ("duplicate class", json!({"classes": ["cat", "dog", "cat"]}), "/classes/2"),
+        (
+            "field of another task",
+            json!({"scores": [[0.1]]}),
+            "/scores",
+        ),
+        (
+            "duplicate class",
+            json!({"classes": ["cat", "dog", "cat"]}),
+            "/classes/2",
+        ),
     ];
     for (what, patch, pointer) in cases {
         let mut body = small();
@@ -95,12 +186,29 @@ async fn every_validation_rule_points_at_the_field_and_stores_nothing() {
                 body[k] = v.clone();
             }
         }
-        let (status, headers, problem) = app.post_json("/v1/models/m/versions/v/batches", &body).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{what}: {problem}");
-        assert_eq!(headers["content-type"], "application/problem+json", "{what}");
+        let (status, headers, problem) = app
+            .post_json("/v1/models/m/versions/v/batches", &body)
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{what}: {problem}"
+        );
+        assert_eq!(
+            headers["content-type"], "application/problem+json",
+            "{what}"
+        );
         assert_eq!(problem["status"], 422, "{what}");
-        let pointers: Vec<&str> = problem["errors"].as_array().unwrap().iter().filter_map(|e| e["pointer"].as_str()).collect();
-        assert!(pointers.contains(&pointer), "{what}: expected {pointer} in {problem}");
+        let pointers: Vec<&str> = problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["pointer"].as_str())
+            .collect();
+        assert!(
+            pointers.contains(&pointer),
+            "{what}: expected {pointer} in {problem}"
+        );
         for e in problem["errors"].as_array().unwrap() {
             assert!(!e["message"].as_str().unwrap().is_empty(), "{what}: {e}");
         }
@@ -117,12 +225,22 @@ async fn bad_names_media_types_and_bodies_are_refused_with_problems() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert!(b["detail"].as_str().unwrap().contains("model name"));
     let (s, _, b) = app
-        .call(Request::post("/v1/models/m/versions/v/batches").header("content-type", "text/plain").body(Body::from("x")).unwrap())
+        .call(
+            Request::post("/v1/models/m/versions/v/batches")
+                .header("content-type", "text/plain")
+                .body(Body::from("x"))
+                .unwrap(),
+        )
         .await;
     assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{b}");
     assert_eq!(b["status"], 415);
     let (s, _, b) = app
-        .call(Request::post("/v1/models/m/versions/v/batches").header("content-type", "application/json").body(Body::from("{not json")).unwrap())
+        .call(
+            Request::post("/v1/models/m/versions/v/batches")
+                .header("content-type", "application/json")
+                .body(Body::from("{not json"))
+                .unwrap(),
+        )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     let (s, b) = app.get("/v1/batches/not-a-uuid").await;
@@ -136,8 +254,14 @@ async fn bad_names_media_types_and_bodies_are_refused_with_problems() {
 
 #[tokio::test]
 async fn bodies_over_the_limit_get_413() {
-    let app = app_with_limits(infoaudit::api::Limits { max_upload_bytes: 200, max_body_bytes: 100 }).await;
-    let (s, _, b) = app.post_json("/v1/models/m/versions/v/batches", &small()).await;
+    let app = app_with_limits(infoaudit::api::Limits {
+        max_upload_bytes: 200,
+        max_body_bytes: 100,
+    })
+    .await;
+    let (s, _, b) = app
+        .post_json("/v1/models/m/versions/v/batches", &small())
+        .await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
     assert_eq!(b["status"], 413);
     assert_eq!(app.count("batches").await, 0);
@@ -206,14 +330,25 @@ async fn backfill_adds_new_jobs_and_returns_existing_ones() {
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
     let jobs = b["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 2);
-    assert_eq!(jobs[0]["id"], first_job, "same estimator and params: the existing job");
+    assert_eq!(
+        jobs[0]["id"], first_job,
+        "same estimator and params: the existing job"
+    );
     assert_eq!(jobs[1]["params"]["bootstrap"], 50);
     assert_eq!(app.count("jobs").await, 2);
-    let (s, _, p) = app.post_json(&format!("/v1/batches/{id}/jobs"), &json!({"estimators": ["nope"]})).await;
+    let (s, _, p) = app
+        .post_json(
+            &format!("/v1/batches/{id}/jobs"),
+            &json!({"estimators": ["nope"]}),
+        )
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
     assert_eq!(p["errors"][0]["pointer"], "/estimators/0");
     let (s, _, _) = app
-        .post_json(&format!("/v1/batches/{}/jobs", uuid::Uuid::now_v7()), &json!({"estimators": ["shannon_mi"]}))
+        .post_json(
+            &format!("/v1/batches/{}/jobs", uuid::Uuid::now_v7()),
+            &json!({"estimators": ["shannon_mi"]}),
+        )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
@@ -234,7 +369,11 @@ async fn multiclass_upload_runs_to_a_result() {
     let hb = -(0.25f64 * 0.25f64.ln() + 0.75 * 0.75f64.ln());
     let expected_nats = std::f64::consts::LN_2 - hb;
     assert_eq!(r["unit"], "bits");
-    approx::assert_abs_diff_eq!(r["value"].as_f64().unwrap(), expected_nats / std::f64::consts::LN_2, epsilon = 1e-9);
+    approx::assert_abs_diff_eq!(
+        r["value"].as_f64().unwrap(),
+        expected_nats / std::f64::consts::LN_2,
+        epsilon = 1e-9
+    );
     // Miller–Madow: minus (cells − rows − cols + 1)/(2N) = 1/16 nats.
     approx::assert_abs_diff_eq!(
         r["details"]["miller_madow"].as_f64().unwrap(),
@@ -244,8 +383,17 @@ async fn multiclass_upload_runs_to_a_result() {
     assert_eq!(r["n"], 8);
     assert!(r["ci_low"].as_f64().unwrap() <= r["ci_high"].as_f64().unwrap());
     assert_eq!(r["ci_level"], 0.95);
-    let (_, nats) = app.get(&format!("/v1/jobs/{}?unit=nats", job["id"].as_str().unwrap())).await;
-    approx::assert_abs_diff_eq!(nats["result"]["value"].as_f64().unwrap(), expected_nats, epsilon = 1e-12);
+    let (_, nats) = app
+        .get(&format!(
+            "/v1/jobs/{}?unit=nats",
+            job["id"].as_str().unwrap()
+        ))
+        .await;
+    approx::assert_abs_diff_eq!(
+        nats["result"]["value"].as_f64().unwrap(),
+        expected_nats,
+        epsilon = 1e-12
+    );
     assert_eq!(app.count("results").await, 1);
 }
 

@@ -23,13 +23,24 @@ async fn served_spec_and_docs_ui_work_offline() {
     let app = app().await;
     let (s, spec) = app.get("/openapi.json").await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(spec, serde_json::to_value(infoaudit::api::openapi()).unwrap());
-    for path in ["/v1/models/{model}/versions/{version}/batches", "/v1/batches/{id}", "/v1/jobs/{id}/cancel", "/readyz"] {
+    assert_eq!(
+        spec,
+        serde_json::to_value(infoaudit::api::openapi()).unwrap()
+    );
+    for path in [
+        "/v1/models/{model}/versions/{version}/batches",
+        "/v1/batches/{id}",
+        "/v1/jobs/{id}/cancel",
+        "/readyz",
+    ] {
         assert!(spec["paths"].get(path).is_some(), "{path} documented");
     }
     let (s, html) = app.get("/docs/").await;
     assert_eq!(s, StatusCode::OK);
-    assert!(html.as_str().unwrap().contains("swagger"), "Swagger UI page served from the binary");
+    assert!(
+        html.as_str().unwrap().contains("swagger"),
+        "Swagger UI page served from the binary"
+    );
     let (s, init) = app.get("/docs/swagger-initializer.js").await;
     assert_eq!(s, StatusCode::OK);
     assert!(init.as_str().unwrap().contains("/openapi.json"));

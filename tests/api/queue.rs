@@ -23,7 +23,10 @@ async fn upload_one(app: &TestApp, body: &Value) -> String {
 }
 
 async fn running_with_progress(app: &TestApp, id: &str) -> Value {
-    app.wait_job_until(id, 60, |j| j["state"] == "running" && j["progress"].as_f64().unwrap_or(0.0) > 0.0).await
+    app.wait_job_until(id, 60, |j| {
+        j["state"] == "running" && j["progress"].as_f64().unwrap_or(0.0) > 0.0
+    })
+    .await
 }
 
 #[tokio::test]
@@ -41,7 +44,10 @@ async fn concurrent_claims_never_hand_out_a_job_twice() {
         let (pool, cfg) = (app.pool.clone(), cfg.clone());
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::new();
-            while let Some(j) = infoaudit::queue::claim(&pool, &format!("w{w}"), &cfg).await.unwrap() {
+            while let Some(j) = infoaudit::queue::claim(&pool, &format!("w{w}"), &cfg)
+                .await
+                .unwrap()
+            {
                 got.push(j.id.to_string());
             }
             got
@@ -91,7 +97,10 @@ async fn a_worker_killed_mid_job_leaves_a_job_another_completes_once() {
     let done = app.wait_job(&id, 120).await;
     rescuer.shutdown().await;
     assert_eq!(done["state"], "succeeded", "{done}");
-    assert_eq!(done["rescues"], 1, "taken back from the dead worker once: {done}");
+    assert_eq!(
+        done["rescues"], 1,
+        "taken back from the dead worker once: {done}"
+    );
     assert_eq!(done["attempts"], 2);
     // The dead worker's computation may still finish on its thread; its result must not land.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -109,10 +118,14 @@ async fn cancelling_a_queued_job_is_immediate_and_idempotent() {
     let mut b = classifier_batch(100, 3, 0.8, 3);
     b["estimators"] = json!(["shannon_mi"]);
     let id = upload_one(&app, &b).await;
-    let (s, _, j) = app.post_json(&format!("/v1/jobs/{id}/cancel"), &json!(null)).await;
+    let (s, _, j) = app
+        .post_json(&format!("/v1/jobs/{id}/cancel"), &json!(null))
+        .await;
     assert_eq!(s, StatusCode::OK, "{j}");
     assert_eq!(j["state"], "cancelled");
-    let (_, _, again) = app.post_json(&format!("/v1/jobs/{id}/cancel"), &json!(null)).await;
+    let (_, _, again) = app
+        .post_json(&format!("/v1/jobs/{id}/cancel"), &json!(null))
+        .await;
     assert_eq!(again["state"], "cancelled");
     assert_eq!(again["finished_at"], j["finished_at"]);
     let w = app.workers(fast_workers(1));
@@ -121,7 +134,12 @@ async fn cancelling_a_queued_job_is_immediate_and_idempotent() {
     let (_, j) = app.get(&format!("/v1/jobs/{id}")).await;
     assert_eq!(j["state"], "cancelled");
     assert_eq!(app.count("results").await, 0);
-    let (s, _, _) = app.post_json(&format!("/v1/jobs/{}/cancel", uuid::Uuid::now_v7()), &json!(null)).await;
+    let (s, _, _) = app
+        .post_json(
+            &format!("/v1/jobs/{}/cancel", uuid::Uuid::now_v7()),
+            &json!(null),
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
@@ -131,7 +149,9 @@ async fn cancelling_a_running_job_stops_it() {
     let id = upload_one(&app, &slow_batch(2)).await;
     let w = app.workers(fast_workers(1));
     running_with_progress(&app, &id).await;
-    let (s, _, j) = app.post_json(&format!("/v1/jobs/{id}/cancel"), &json!(null)).await;
+    let (s, _, j) = app
+        .post_json(&format!("/v1/jobs/{id}/cancel"), &json!(null))
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(j["cancel_requested"], true);
     let done = app.wait_job(&id, 30).await;
@@ -147,7 +167,9 @@ async fn graceful_shutdown_releases_in_flight_jobs() {
     let id = upload_one(&app, &slow_batch(3)).await;
     let w = app.workers(fast_workers(1)); // grace period 0: release at once
     running_with_progress(&app, &id).await;
-    tokio::time::timeout(Duration::from_secs(30), w.shutdown()).await.expect("shutdown completes");
+    tokio::time::timeout(Duration::from_secs(30), w.shutdown())
+        .await
+        .expect("shutdown completes");
     let (_, j) = app.get(&format!("/v1/jobs/{id}")).await;
     assert_eq!(j["state"], "queued", "released for another worker: {j}");
     assert_eq!(j["attempts"], 0, "a release is not a failed attempt");
@@ -167,7 +189,11 @@ async fn a_job_whose_batch_cannot_be_estimated_fails_with_a_clear_problem() {
     let body = json!({"task": "multiclass", "labels": [0, 1, 0, 1], "predictions": [0, 1, 1, 0],
         "weights": [0, 0, 0, 0.0], "estimators": ["shannon_mi"]});
     let (s, b) = app.upload("m", "v", &body).await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "all-zero weights are refused at the door: {b}");
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "all-zero weights are refused at the door: {b}"
+    );
     // The reaper fails a job whose worker keeps dying (poison input cannot crash-loop the pool).
     let id = upload_one(&app, &classifier_batch(100, 3, 0.8, 5)).await;
     sqlx::query("UPDATE jobs SET state = 'running', rescues = 2, lease_token = gen_random_uuid(), lease_expires_at = now() - interval '1 second' WHERE id = $1::uuid")
@@ -175,9 +201,14 @@ async fn a_job_whose_batch_cannot_be_estimated_fails_with_a_clear_problem() {
         .execute(&app.pool)
         .await
         .unwrap();
-    let n = infoaudit::queue::reap(&app.pool, &fast_workers(1).queue).await.unwrap();
+    let n = infoaudit::queue::reap(&app.pool, &fast_workers(1).queue)
+        .await
+        .unwrap();
     assert_eq!(n, 1);
     let (_, j) = app.get(&format!("/v1/jobs/{id}")).await;
     assert_eq!(j["state"], "failed", "{j}");
-    assert_eq!(j["error"]["type"], "https://infoaudit.dev/problems/worker-lost");
+    assert_eq!(
+        j["error"]["type"],
+        "https://infoaudit.dev/problems/worker-lost"
+    );
 }

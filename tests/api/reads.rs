@@ -18,19 +18,36 @@ async fn models_and_versions_page_with_cursors() {
     }
     let (s, p1) = app.get("/v1/models?limit=2").await;
     assert_eq!(s, StatusCode::OK);
-    let names: Vec<_> = p1["items"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    let names: Vec<_> = p1["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["alpha", "beta"]);
     let cursor = p1["next_cursor"].as_str().unwrap();
-    let (_, p2) = app.get(&format!("/v1/models?limit=2&cursor={cursor}")).await;
+    let (_, p2) = app
+        .get(&format!("/v1/models?limit=2&cursor={cursor}"))
+        .await;
     assert_eq!(p2["items"][0]["name"], "gamma");
     assert!(p2["next_cursor"].is_null());
     assert_eq!(p2["items"][0]["version_count"], 3);
     assert_eq!(p2["items"][0]["batch_count"], 3);
 
     let (_, vs) = app.get("/v1/models/beta/versions?limit=2").await;
-    let names: Vec<_> = vs["items"].as_array().unwrap().iter().map(|m| m["version"].as_str().unwrap()).collect();
+    let names: Vec<_> = vs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["version"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["v1", "v2"]);
-    let (_, rest) = app.get(&format!("/v1/models/beta/versions?cursor={}", vs["next_cursor"].as_str().unwrap())).await;
+    let (_, rest) = app
+        .get(&format!(
+            "/v1/models/beta/versions?cursor={}",
+            vs["next_cursor"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(rest["items"].as_array().unwrap().len(), 1);
     assert_eq!(rest["items"][0]["version"], "v3");
 
@@ -38,16 +55,33 @@ async fn models_and_versions_page_with_cursors() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(m["name"], "alpha");
     assert_eq!(app.get("/v1/models/nope").await.0, StatusCode::NOT_FOUND);
-    assert_eq!(app.get("/v1/models/nope/versions").await.0, StatusCode::NOT_FOUND);
-    assert_eq!(app.get("/v1/models?limit=0").await.0, StatusCode::BAD_REQUEST);
-    assert_eq!(app.get("/v1/models?cursor=zz").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.get("/v1/models/nope/versions").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/v1/models?limit=0").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.get("/v1/models?cursor=zz").await.0,
+        StatusCode::BAD_REQUEST
+    );
 
     let (s, jobs) = app.get("/v1/jobs?state=queued&model=alpha&limit=2").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(jobs["items"].as_array().unwrap().len(), 2);
-    let (_, more) = app.get(&format!("/v1/jobs?state=queued&model=alpha&cursor={}", jobs["next_cursor"].as_str().unwrap())).await;
+    let (_, more) = app
+        .get(&format!(
+            "/v1/jobs?state=queued&model=alpha&cursor={}",
+            jobs["next_cursor"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(more["items"].as_array().unwrap().len(), 1);
-    assert_eq!(app.get("/v1/jobs?state=sleeping").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.get("/v1/jobs?state=sleeping").await.0,
+        StatusCode::BAD_REQUEST
+    );
 }
 
 #[tokio::test]
@@ -78,13 +112,33 @@ async fn version_summary_shows_latest_and_exact_pooled_values() {
     assert_eq!(metric["pooled_batches"], 3);
     let mi = |a: f64, b: f64, c: f64, d: f64| {
         let n = a + b + c + d;
-        let cells = [(a, a + b, a + c), (b, a + b, b + d), (c, c + d, a + c), (d, c + d, b + d)];
-        cells.iter().filter(|x| x.0 > 0.0).map(|&(x, r, col)| x / n * (x * n / (r * col)).ln()).sum::<f64>()
+        let cells = [
+            (a, a + b, a + c),
+            (b, a + b, b + d),
+            (c, c + d, a + c),
+            (d, c + d, b + d),
+        ];
+        cells
+            .iter()
+            .filter(|x| x.0 > 0.0)
+            .map(|&(x, r, col)| x / n * (x * n / (r * col)).ln())
+            .sum::<f64>()
     };
-    approx::assert_abs_diff_eq!(metric["pooled"].as_f64().unwrap(), mi(10.0, 2.0, 2.0, 10.0), epsilon = 1e-9);
+    approx::assert_abs_diff_eq!(
+        metric["pooled"].as_f64().unwrap(),
+        mi(10.0, 2.0, 2.0, 10.0),
+        epsilon = 1e-9
+    );
     // The latest batch alone is perfect: ln 2.
-    approx::assert_abs_diff_eq!(metric["latest"]["value"].as_f64().unwrap(), std::f64::consts::LN_2, epsilon = 1e-9);
-    assert_eq!(app.get("/v1/models/m/versions/v9").await.0, StatusCode::NOT_FOUND);
+    approx::assert_abs_diff_eq!(
+        metric["latest"]["value"].as_f64().unwrap(),
+        std::f64::consts::LN_2,
+        epsilon = 1e-9
+    );
+    assert_eq!(
+        app.get("/v1/models/m/versions/v9").await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -92,10 +146,20 @@ async fn catalog_lists_estimators_with_defaults() {
     let app = app().await;
     let (s, c) = app.get("/v1/estimators").await;
     assert_eq!(s, StatusCode::OK);
-    let shannon = c.as_array().unwrap().iter().find(|e| e["id"] == "shannon_mi").unwrap();
+    let shannon = c
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == "shannon_mi")
+        .unwrap();
     assert_eq!(shannon["mergeable"], true);
     assert_eq!(shannon["unit"], "bits");
-    let boot = shannon["params"].as_array().unwrap().iter().find(|p| p["name"] == "bootstrap").unwrap();
+    let boot = shannon["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "bootstrap")
+        .unwrap();
     assert_eq!(boot["default"], 200);
 }
 
@@ -105,11 +169,18 @@ async fn deleting_a_batch_removes_its_jobs_and_results() {
     let (_, b) = app.upload("m", "v", &classifier_batch(30, 3, 0.8, 2)).await;
     let id = b["batch"]["id"].as_str().unwrap();
     let (s, _, _) = app
-        .call(axum::http::Request::delete(format!("/v1/batches/{id}")).body(axum::body::Body::empty()).unwrap())
+        .call(
+            axum::http::Request::delete(format!("/v1/batches/{id}"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(app.count("batches").await, 0);
     assert_eq!(app.count("jobs").await, 0);
     assert_eq!(app.count("batch_data").await, 0);
-    assert_eq!(app.get(&format!("/v1/batches/{id}")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get(&format!("/v1/batches/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
 }

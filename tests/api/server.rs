@@ -14,7 +14,10 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let args = ServeArgs { workers: Some(1), ..ServeArgs::default() };
+    let args = ServeArgs {
+        workers: Some(1),
+        ..ServeArgs::default()
+    };
     let server = tokio::spawn({
         let pool = pool.clone();
         async move {
@@ -31,7 +34,14 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
     // Migrations run before the listener serves; readiness follows.
     let mut ready = false;
     for _ in 0..100 {
-        if http.get(format!("{base}/readyz")).send().await.unwrap().status() == 200 {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+        {
             ready = true;
             break;
         }
@@ -40,18 +50,30 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
     assert!(ready, "readyz turns 200");
     let resp = http
         .post(format!("{base}/v1/models/socket-model/versions/v1/batches"))
-        .json(&json!({"task": "multiclass", "labels": [0, 1, 1, 0], "predictions": [0, 1, 1, 0],
-                      "estimators": [{"id": "shannon_mi", "params": {"bootstrap": 0}}]}))
+        .json(
+            &json!({"task": "multiclass", "labels": [0, 1, 1, 0], "predictions": [0, 1, 1, 0],
+                      "estimators": [{"id": "shannon_mi", "params": {"bootstrap": 0}}]}),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    assert!(resp.headers()["x-request-id"].to_str().unwrap().len() >= 32, "request ids are issued");
+    assert!(
+        resp.headers()["x-request-id"].to_str().unwrap().len() >= 32,
+        "request ids are issued"
+    );
     let body: serde_json::Value = resp.json().await.unwrap();
     let job = body["jobs"][0]["id"].as_str().unwrap().to_string();
     let mut result = serde_json::Value::Null;
     for _ in 0..200 {
-        let j: serde_json::Value = http.get(format!("{base}/v1/jobs/{job}")).send().await.unwrap().json().await.unwrap();
+        let j: serde_json::Value = http
+            .get(format!("{base}/v1/jobs/{job}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if j["state"] == "succeeded" {
             result = j["result"].clone();
             break;
@@ -61,6 +83,13 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
     // A perfect 2-class predictor with balanced classes: exactly 1 bit.
     approx::assert_abs_diff_eq!(result["value"].as_f64().unwrap(), 1.0, epsilon = 1e-12);
     stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(30), server).await.expect("stops").unwrap().unwrap();
-    assert!(http.get(format!("{base}/livez")).send().await.is_err(), "socket closed after shutdown");
+    tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .expect("stops")
+        .unwrap()
+        .unwrap();
+    assert!(
+        http.get(format!("{base}/livez")).send().await.is_err(),
+        "socket closed after shutdown"
+    );
 }

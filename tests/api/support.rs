@@ -38,7 +38,9 @@ fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         // Own thread and runtime: tests run inside their own runtimes.
-        std::thread::spawn(init_cluster).join().expect("test cluster starts")
+        std::thread::spawn(init_cluster)
+            .join()
+            .expect("test cluster starts")
     })
 }
 
@@ -52,7 +54,9 @@ fn init_cluster() -> Cluster {
     let lock = std::fs::File::create(root.join("setup.lock")).expect("lock file");
     lock.lock().expect("setup lock");
     let admin = match std::env::var("DATABASE_URL") {
-        Ok(url) => url.parse::<PgConnectOptions>().expect("DATABASE_URL parses"),
+        Ok(url) => url
+            .parse::<PgConnectOptions>()
+            .expect("DATABASE_URL parses"),
         Err(_) => {
             let pg = LocalPostgres::start(&root, &LocalOptions { ephemeral: true })
                 .expect("embedded PostgreSQL starts for the tests");
@@ -60,33 +64,60 @@ fn init_cluster() -> Cluster {
         }
     };
     let template = template_name();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let mut c = sqlx::PgConnection::connect_with(&admin).await.expect("admin connection");
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(&template)
-            .fetch_one(&mut c)
+        let mut c = sqlx::PgConnection::connect_with(&admin)
             .await
-            .unwrap();
+            .expect("admin connection");
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(&template)
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
         if !exists {
             let tmp = format!("{template}_building");
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {tmp}")).execute(&mut c).await.unwrap();
-            sqlx::query(&format!("CREATE DATABASE {tmp}")).execute(&mut c).await.unwrap();
-            let pool = PgPool::connect_with(admin.clone().database(&tmp)).await.unwrap();
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {tmp}"))
+                .execute(&mut c)
+                .await
+                .unwrap();
+            sqlx::query(&format!("CREATE DATABASE {tmp}"))
+                .execute(&mut c)
+                .await
+                .unwrap();
+            let pool = PgPool::connect_with(admin.clone().database(&tmp))
+                .await
+                .unwrap();
             infoaudit::db::migrate(&pool).await.unwrap();
             pool.close().await;
-            sqlx::query(&format!("ALTER DATABASE {tmp} RENAME TO {template}")).execute(&mut c).await.unwrap();
+            sqlx::query(&format!("ALTER DATABASE {tmp} RENAME TO {template}"))
+                .execute(&mut c)
+                .await
+                .unwrap();
         }
         // Databases of earlier runs (older than an hour) are dropped; in-use ones are skipped.
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-        let old: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'iat\\_%'")
-            .fetch_all(&mut c)
-            .await
-            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let old: Vec<String> =
+            sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'iat\\_%'")
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
         for name in old {
-            let t: u64 = name.split('_').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let t: u64 = name
+                .split('_')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             if t + 3600 < now {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut c).await;
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+                    .execute(&mut c)
+                    .await;
             }
         }
     });
@@ -98,12 +129,20 @@ fn init_cluster() -> Cluster {
 /// A fresh, migrated database for one test.
 pub async fn fresh_db() -> (PgConnectOptions, String) {
     let cl = cluster();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let name = format!("iat_{now}_{}", uuid::Uuid::new_v4().simple());
-    let mut c = sqlx::PgConnection::connect_with(&cl.admin).await.expect("admin connection");
+    let mut c = sqlx::PgConnection::connect_with(&cl.admin)
+        .await
+        .expect("admin connection");
     let mut tries = 0;
     loop {
-        match sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {}", cl.template)).execute(&mut c).await {
+        match sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {}", cl.template))
+            .execute(&mut c)
+            .await
+        {
             Ok(_) => break,
             // Another test may be cloning the template this very moment.
             Err(e) if tries < 50 && e.to_string().contains("being accessed") => {
@@ -177,17 +216,24 @@ impl TestApp {
         let v = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
         };
         (status, headers, v)
     }
 
     pub async fn get(&self, uri: &str) -> (StatusCode, Value) {
-        let (s, _, v) = self.call(Request::get(uri).body(Body::empty()).unwrap()).await;
+        let (s, _, v) = self
+            .call(Request::get(uri).body(Body::empty()).unwrap())
+            .await;
         (s, v)
     }
 
-    pub async fn post_json(&self, uri: &str, body: &Value) -> (StatusCode, axum::http::HeaderMap, Value) {
+    pub async fn post_json(
+        &self,
+        uri: &str,
+        body: &Value,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
         self.call(
             Request::post(uri)
                 .header("content-type", "application/json")
@@ -198,7 +244,12 @@ impl TestApp {
     }
 
     pub async fn upload(&self, model: &str, version: &str, body: &Value) -> (StatusCode, Value) {
-        let (s, _, v) = self.post_json(&format!("/v1/models/{model}/versions/{version}/batches"), body).await;
+        let (s, _, v) = self
+            .post_json(
+                &format!("/v1/models/{model}/versions/{version}/batches"),
+                body,
+            )
+            .await;
         (s, v)
     }
 
@@ -218,20 +269,31 @@ impl TestApp {
             if ["succeeded", "failed", "cancelled"].contains(&v["state"].as_str().unwrap()) {
                 return v;
             }
-            assert!(std::time::Instant::now() < deadline, "job {id} did not finish: {v}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {id} did not finish: {v}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Poll until `pred` holds for the job (or panic after `secs`).
-    pub async fn wait_job_until(&self, id: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_job_until(
+        &self,
+        id: &str,
+        secs: u64,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(secs);
         loop {
             let (_, v) = self.get(&format!("/v1/jobs/{id}")).await;
             if pred(&v) {
                 return v;
             }
-            assert!(std::time::Instant::now() < deadline, "job {id} never reached the state: {v}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {id} never reached the state: {v}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -245,7 +307,11 @@ pub fn classifier_batch(n: usize, k: usize, acc: f64, seed: u64) -> Value {
     let mut probs = Vec::with_capacity(n);
     for _ in 0..n {
         let y = g.below(k);
-        let pred = if g.uniform() < acc { y } else { (y + 1 + g.below(k - 1)) % k };
+        let pred = if g.uniform() < acc {
+            y
+        } else {
+            (y + 1 + g.below(k - 1)) % k
+        };
         let mut row = vec![(1.0 - 0.6) / (k as f64 - 1.0); k];
         row[pred] = 0.6;
         labels.push(y);
