@@ -37,11 +37,14 @@ CREATE TABLE batches (
 );
 CREATE INDEX batches_version_created ON batches (version_id, created_at, id);
 
--- The batch payload lives apart from its metadata so listing batches never touches it.
--- EXTERNAL: stored out of line without compression (numeric arrays barely compress).
+-- The batch payload lives apart from its metadata so listing batches never touches it, in
+-- chunks of a few MiB so no single bind or row is huge. EXTERNAL: stored out of line without
+-- compression (numeric arrays barely compress).
 CREATE TABLE batch_data (
-    batch_id    uuid PRIMARY KEY REFERENCES batches(id) ON DELETE CASCADE,
-    body        bytea NOT NULL
+    batch_id    uuid NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+    seq         integer NOT NULL,
+    body        bytea NOT NULL,
+    PRIMARY KEY (batch_id, seq)
 );
 ALTER TABLE batch_data ALTER COLUMN body SET STORAGE EXTERNAL;
 

@@ -143,11 +143,14 @@ pub async fn insert_batch(
     .bind(b.metadata)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("INSERT INTO batch_data (batch_id, body) VALUES ($1, $2)")
-        .bind(b.id)
-        .bind(b.body)
-        .execute(&mut **tx)
-        .await?;
+    for (seq, chunk) in b.body.chunks(DATA_CHUNK).enumerate() {
+        sqlx::query("INSERT INTO batch_data (batch_id, seq, body) VALUES ($1, $2, $3)")
+            .bind(b.id)
+            .bind(seq as i32)
+            .bind(chunk)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 
@@ -158,11 +161,24 @@ pub async fn get_batch(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<BatchRow>
         .await
 }
 
+/// Stored batch data is split into chunks of this many bytes.
+const DATA_CHUNK: usize = 4 << 20;
+
 pub async fn load_batch_data(pool: &PgPool, id: Uuid) -> anyhow::Result<Batch> {
-    let body: Vec<u8> = sqlx::query_scalar("SELECT body FROM batch_data WHERE batch_id = $1")
+    let size: i64 = sqlx::query_scalar("SELECT size_bytes FROM batches WHERE id = $1")
         .bind(id)
         .fetch_one(pool)
         .await?;
+    let mut body = Vec::with_capacity(size as usize);
+    let mut rows = sqlx::query_scalar::<_, Vec<u8>>(
+        "SELECT body FROM batch_data WHERE batch_id = $1 ORDER BY seq",
+    )
+    .bind(id)
+    .fetch(pool);
+    while let Some(chunk) = futures_util::TryStreamExt::try_next(&mut rows).await? {
+        body.extend_from_slice(&chunk);
+    }
+    drop(rows);
     tokio::task::spawn_blocking(move || Batch::decode(&body)).await?
 }
 

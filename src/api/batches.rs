@@ -101,6 +101,41 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
     }
 }
 
+/// Read a request body into one buffer sized from `Content-Length` (no doubling, no second
+/// copy), refusing more than `limit` bytes with 413 as soon as the limit is passed.
+pub async fn read_body(
+    body: axum::body::Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Vec<u8>> {
+    use http_body_util::BodyExt;
+    let too_large = || {
+        Error::PayloadTooLarge(format!(
+            "the body is larger than the {limit}-byte limit of this route"
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0));
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| Error::BadRequest(format!("could not read the body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf)
+}
+
 fn location(id: Uuid) -> (header::HeaderName, String) {
     (header::LOCATION, format!("/v1/batches/{id}"))
 }
@@ -150,12 +185,12 @@ pub async fn upload(
     State(state): State<AppState>,
     Path((model, version)): Path<(String, String)>,
     headers: HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response> {
     let model = path_name("model", &model)?;
     let version = path_name("version", &version)?;
     json_content_type(&headers)?;
-    let body = body.map_err(body_rejection)?;
+    let body = read_body(body, &headers, state.limits.max_upload_bytes).await?;
     let idempotency_key = headers
         .get("idempotency-key")
         .map(|v| {
@@ -175,16 +210,20 @@ pub async fn upload(
     // Parse, validate and encode off the async threads; the body is dropped as soon as it is parsed.
     let path = format!("/v1/models/{model}/versions/{version}/batches");
     let prepared = tokio::task::spawn_blocking(move || -> Result<Prepared> {
-        let request_hash = sha256_hex(
-            &[
+        let request_hash = {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            for part in [
                 path.as_bytes(),
                 b"\n",
                 content_type.as_bytes(),
                 b"\n",
                 &body,
-            ]
-            .concat(),
-        );
+            ] {
+                h.update(part);
+            }
+            hex::encode(h.finalize())
+        };
         let req: BatchRequest = parse_json(&body)?;
         drop(body);
         let valid = req.validate().map_err(Error::Validation)?;

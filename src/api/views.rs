@@ -347,3 +347,38 @@ pub struct VersionSummary {
     pub unit: Unit,
     pub metrics: Vec<Metric>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_information_values_change_unit() {
+        let d = serde_json::json!({
+            "miller_madow": 1.0, "nmi": 0.5, "confusion": [[2, 1], [1, 2]],
+            "per_label": [{"mi": 2.0, "label": 1, "h_true": 1.0}],
+            "worst_samples": [{"index": 3, "value": -1.0}],
+            "efficiency": 0.7, "aggregate": "binary_relevance_sum"
+        });
+        let b = convert_details(&d, 2.0);
+        assert_eq!(b["miller_madow"], 2.0);
+        assert_eq!(b["nmi"], 0.5);
+        assert_eq!(b["confusion"], serde_json::json!([[2, 1], [1, 2]]));
+        assert_eq!(b["per_label"][0]["mi"], 4.0);
+        assert_eq!(b["per_label"][0]["label"], 1);
+        assert_eq!(b["per_label"][0]["h_true"], 2.0);
+        assert_eq!(b["worst_samples"][0]["value"], -2.0);
+        assert_eq!(b["worst_samples"][0]["index"], 3);
+        assert_eq!(b["efficiency"], 0.7);
+        assert_eq!(b["aggregate"], "binary_relevance_sum");
+        assert_eq!(convert_details(&d, 1.0), d);
+    }
+
+    #[test]
+    fn non_finite_values_are_reported_in_words() {
+        assert_eq!(special(f64::NEG_INFINITY).as_deref(), Some("-Infinity"));
+        assert_eq!(special(f64::NAN).as_deref(), Some("NaN"));
+        assert_eq!(special(0.3), None);
+        assert_eq!(finite(f64::NEG_INFINITY), None);
+    }
+}

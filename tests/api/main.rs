@@ -2,6 +2,7 @@
 
 mod support;
 
+mod estimators;
 mod ingest;
 mod openapi;
 mod queue;

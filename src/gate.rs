@@ -1,0 +1,466 @@
+//! Deployment gates: rule semantics, evaluated purely (no I/O) on resolved metric values.
+//!
+//! A rule compares one metric of the candidate version with a bound. The bound is the rule's
+//! `threshold`, or is derived from a baseline version's value with `max_regression` /
+//! `min_improvement`; when both a threshold and a baseline bound are given, both must hold.
+//!
+//! Direction comes from `op`: `gte`/`gt` mean "higher is better", `lte`/`lt` "lower is better".
+//! For higher-is-better metrics, `max_regression {absolute: a, relative: r}` allows the candidate
+//! to fall at most `a` (and at most `r·|baseline|`) below the baseline: bound = baseline − min(a,
+//! r·|b|) when both are given (both limits must hold). `min_improvement` requires the candidate to
+//! rise at least `a` (and `r·|baseline|`) above it: bound = baseline + max(a, r·|b|). For
+//! lower-is-better metrics the signs flip. A zero baseline uses the absolute form only (a relative
+//! change of zero is undefined); a rule with only a relative change and a zero baseline is
+//! inconclusive.
+//!
+//! `use` picks the statistic compared: `value` (default) compares the point value, and is
+//! `inconclusive` when the value's interval straddles the bound (the data cannot tell);
+//! `ci_low` / `ci_high` compare that end of the interval and never straddle (a one-sided,
+//! deliberately conservative or lenient decision). Inclusive ops (`gte`, `lte`) pass at equality,
+//! strict ones (`gt`, `lt`) fail at equality.
+//!
+//! A failing `warning` rule yields `warn`; the decision is `fail` if any critical rule fails, else
+//! `pending` if any rule waits on unfinished jobs, else `inconclusive` if any critical rule is
+//! inconclusive, else `warn` if any rule warns or a warning rule is inconclusive, else `pass`.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Gte,
+    Gt,
+    Lte,
+    Lt,
+}
+
+impl Op {
+    fn higher_is_better(self) -> bool {
+        matches!(self, Op::Gte | Op::Gt)
+    }
+    fn holds(self, x: f64, bound: f64) -> bool {
+        match self {
+            Op::Gte => x >= bound,
+            Op::Gt => x > bound,
+            Op::Lte => x <= bound,
+            Op::Lt => x < bound,
+        }
+    }
+    fn symbol(self) -> &'static str {
+        match self {
+            Op::Gte => "≥",
+            Op::Gt => ">",
+            Op::Lte => "≤",
+            Op::Lt => "<",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Use {
+    #[default]
+    Value,
+    CiLow,
+    CiHigh,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    #[default]
+    Critical,
+    Warning,
+}
+
+/// A change relative to a baseline: absolute (in the metric's unit) and/or relative (a fraction
+/// of |baseline|, e.g. 0.02 for 2 %).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    pub absolute: Option<f64>,
+    pub relative: Option<f64>,
+}
+
+/// One gate rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"metric": "semantic_mi", "op": "gte", "baseline": "production",
+    "max_regression": {"relative": 0.02}, "use": "ci_low", "severity": "critical"}))]
+pub struct Rule {
+    /// `estimator` or `estimator.statistic` (e.g. `semantic_mi.efficiency`, `shannon_mi.nmi`).
+    pub metric: String,
+    pub op: Op,
+    /// Absolute bound, in the request's unit (bits unless `?unit=nats`).
+    pub threshold: Option<f64>,
+    /// Baseline: an alias, a version name, or `previous` (the version created before the candidate).
+    pub baseline: Option<String>,
+    pub max_regression: Option<Change>,
+    pub min_improvement: Option<Change>,
+    #[serde(rename = "use", default)]
+    pub use_: Use,
+    /// Fewer samples than this: inconclusive.
+    pub min_samples: Option<u64>,
+    #[serde(default)]
+    pub severity: Severity,
+}
+
+impl Rule {
+    /// Check the rule's own consistency; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.metric.is_empty() {
+            return Err("metric must not be empty".into());
+        }
+        let has_change = self.max_regression.is_some() || self.min_improvement.is_some();
+        if self.threshold.is_none() && !has_change {
+            return Err("give a threshold, or a baseline with max_regression or min_improvement".into());
+        }
+        if has_change && self.baseline.is_none() {
+            return Err("max_regression and min_improvement need a baseline".into());
+        }
+        if self.baseline.is_some() && !has_change {
+            return Err("a baseline needs max_regression or min_improvement".into());
+        }
+        if self.max_regression.is_some() && self.min_improvement.is_some() {
+            return Err("give max_regression or min_improvement, not both".into());
+        }
+        for (name, c) in [("max_regression", self.max_regression), ("min_improvement", self.min_improvement)] {
+            if let Some(c) = c {
+                if c.absolute.is_none() && c.relative.is_none() {
+                    return Err(format!("{name} needs absolute, relative or both"));
+                }
+                for (part, v) in [("absolute", c.absolute), ("relative", c.relative)] {
+                    if let Some(v) = v {
+                        if !v.is_finite() || v < 0.0 {
+                            return Err(format!("{name}.{part} must be a non-negative number"));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(t) = self.threshold {
+            if !t.is_finite() {
+                return Err("threshold must be a finite number".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A metric value as the gate sees it (already in the request's unit).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Observed {
+    pub value: f64,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    pub n: u64,
+}
+
+/// What the evaluator knows about a rule's metric.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Value(Observed),
+    /// Jobs for the metric are still queued or running.
+    Pending,
+    /// No result and nothing on the way.
+    Missing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Warn,
+    Inconclusive,
+    Pending,
+    Fail,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Warn => "warn",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::Pending => "pending",
+            Verdict::Fail => "fail",
+        }
+    }
+}
+
+/// One rule's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct RuleOutcome {
+    pub metric: String,
+    pub verdict: Verdict,
+    pub severity: Severity,
+    pub value: Option<f64>,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    pub n: Option<u64>,
+    /// The bound the compared statistic had to meet.
+    pub threshold: Option<f64>,
+    pub baseline_version: Option<String>,
+    pub baseline_value: Option<f64>,
+    /// candidate − baseline.
+    pub delta: Option<f64>,
+    /// A one-line explanation.
+    pub message: String,
+}
+
+/// Evaluate one rule. `baseline` is the resolved baseline version's name and metric input.
+pub fn evaluate(rule: &Rule, candidate: &Input, baseline: Option<(&str, &Input)>) -> RuleOutcome {
+    let mut out = RuleOutcome {
+        metric: rule.metric.clone(),
+        verdict: Verdict::Inconclusive,
+        severity: rule.severity,
+        value: None,
+        ci_low: None,
+        ci_high: None,
+        n: None,
+        threshold: None,
+        baseline_version: baseline.map(|b| b.0.to_string()),
+        baseline_value: None,
+        delta: None,
+        message: String::new(),
+    };
+    let soften = |v: Verdict| match (v, rule.severity) {
+        (Verdict::Fail, Severity::Warning) => Verdict::Warn,
+        (v, _) => v,
+    };
+    let obs = match candidate {
+        Input::Pending => {
+            out.verdict = Verdict::Pending;
+            out.message = format!("{}: jobs still running", rule.metric);
+            return out;
+        }
+        Input::Missing => {
+            out.message = format!("{}: no result for this version", rule.metric);
+            return out;
+        }
+        Input::Value(o) => *o,
+    };
+    out.value = Some(obs.value);
+    out.ci_low = obs.ci_low;
+    out.ci_high = obs.ci_high;
+    out.n = Some(obs.n);
+    if let Some(min) = rule.min_samples {
+        if obs.n < min {
+            out.message = format!("{}: N = {} is below min_samples = {min}", rule.metric, obs.n);
+            return out;
+        }
+    }
+    // The bound: the threshold and/or the baseline-derived bound (the stricter one).
+    let mut bounds: Vec<f64> = rule.threshold.into_iter().collect();
+    let change = rule.max_regression.map(|c| (c, true)).or(rule.min_improvement.map(|c| (c, false)));
+    if let Some((change, regression)) = change {
+        let Some((name, b)) = baseline else {
+            out.message = format!("{}: the baseline {:?} does not resolve to a version", rule.metric, rule.baseline.as_deref().unwrap_or(""));
+            return out;
+        };
+        let b = match b {
+            Input::Value(o) => o.value,
+            Input::Pending => {
+                out.verdict = Verdict::Pending;
+                out.message = format!("{}: baseline {name} still has jobs running", rule.metric);
+                return out;
+            }
+            Input::Missing => {
+                out.message = format!("{}: baseline {name} has no result for this metric", rule.metric);
+                return out;
+            }
+        };
+        out.baseline_value = Some(b);
+        out.delta = Some(obs.value - b);
+        let relative = if b == 0.0 { None } else { change.relative.map(|r| r * b.abs()) };
+        let allowed: Vec<f64> = change.absolute.into_iter().chain(relative).collect();
+        if allowed.is_empty() {
+            out.message = format!(
+                "{}: baseline {name} is 0, so a relative change is undefined; add an absolute one",
+                rule.metric
+            );
+            return out;
+        }
+        // Regression: the tighter (smaller) allowance; improvement: the larger requirement.
+        let amount = if regression {
+            allowed.iter().cloned().fold(f64::INFINITY, f64::min)
+        } else {
+            allowed.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+        };
+        let up = rule.op.higher_is_better();
+        let bound = match (regression, up) {
+            (true, true) => b - amount,
+            (true, false) => b + amount,
+            (false, true) => b + amount,
+            (false, false) => b - amount,
+        };
+        bounds.push(bound);
+    }
+    let up = rule.op.higher_is_better();
+    let bound = if up {
+        bounds.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+    } else {
+        bounds.iter().cloned().fold(f64::INFINITY, f64::min)
+    };
+    out.threshold = Some(bound);
+    let stat = match rule.use_ {
+        Use::Value => Some(obs.value),
+        Use::CiLow => obs.ci_low,
+        Use::CiHigh => obs.ci_high,
+    };
+    let Some(stat) = stat else {
+        out.message = format!("{}: the result has no interval to compare", rule.metric);
+        return out;
+    };
+    if !stat.is_finite() && !stat.is_infinite() {
+        out.message = format!("{}: the value is not a number", rule.metric);
+        return out;
+    }
+    let which = match rule.use_ {
+        Use::Value => "value",
+        Use::CiLow => "ci_low",
+        Use::CiHigh => "ci_high",
+    };
+    if rule.use_ == Use::Value {
+        if let (Some(lo), Some(hi)) = (obs.ci_low, obs.ci_high) {
+            if lo < bound && bound < hi {
+                out.message = format!(
+                    "{}: interval [{lo:.4}, {hi:.4}] straddles the bound {bound:.4}",
+                    rule.metric
+                );
+                return out;
+            }
+        }
+    }
+    let ok = rule.op.holds(stat, bound);
+    out.verdict = if ok { Verdict::Pass } else { soften(Verdict::Fail) };
+    out.message = format!(
+        "{}: {which} {stat:.4} {} {} {bound:.4}{}",
+        rule.metric,
+        if ok { "meets" } else { "misses" },
+        rule.op.symbol(),
+        match (out.baseline_version.as_deref(), out.baseline_value) {
+            (Some(v), Some(b)) => format!(" (baseline {v} = {b:.4})"),
+            _ => String::new(),
+        }
+    );
+    out
+}
+
+/// The decision over all rules.
+pub fn decide(outcomes: &[RuleOutcome]) -> Verdict {
+    let critical = |v: Verdict| outcomes.iter().any(|o| o.severity == Severity::Critical && o.verdict == v);
+    if critical(Verdict::Fail) {
+        Verdict::Fail
+    } else if outcomes.iter().any(|o| o.verdict == Verdict::Pending) {
+        Verdict::Pending
+    } else if critical(Verdict::Inconclusive) {
+        Verdict::Inconclusive
+    } else if outcomes.iter().any(|o| matches!(o.verdict, Verdict::Warn | Verdict::Inconclusive)) {
+        Verdict::Warn
+    } else {
+        Verdict::Pass
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(json: serde_json::Value) -> Rule {
+        let r: Rule = serde_json::from_value(json).unwrap();
+        r.validate().unwrap();
+        r
+    }
+    fn val(v: f64) -> Input {
+        Input::Value(Observed { value: v, ci_low: None, ci_high: None, n: 1000 })
+    }
+    fn ci(v: f64, lo: f64, hi: f64) -> Input {
+        Input::Value(Observed { value: v, ci_low: Some(lo), ci_high: Some(hi), n: 1000 })
+    }
+
+    /// The table of rule semantics: (case, rule, candidate, baseline, expected verdict, expected bound).
+    #[test]
+    fn rule_semantics_table() {
+        use serde_json::json;
+        use Verdict::*;
+        let cases: Vec<(&str, serde_json::Value, Input, Option<Input>, Verdict, Option<f64>)> = vec![
+            ("equal at inclusive threshold passes", json!({"metric": "m", "op": "gte", "threshold": 0.5}), val(0.5), None, Pass, Some(0.5)),
+            ("equal at strict threshold fails", json!({"metric": "m", "op": "gt", "threshold": 0.5}), val(0.5), None, Fail, Some(0.5)),
+            ("lte equal passes", json!({"metric": "m", "op": "lte", "threshold": 0.5}), val(0.5), None, Pass, Some(0.5)),
+            ("lt equal fails", json!({"metric": "m", "op": "lt", "threshold": 0.5}), val(0.5), None, Fail, Some(0.5)),
+            ("below threshold fails", json!({"metric": "m", "op": "gte", "threshold": 0.5}), val(0.49), None, Fail, Some(0.5)),
+            // 2 % relative regression from a positive baseline 1.0: bound 0.98.
+            ("relative regression allowed", json!({"metric": "m", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02}}), val(0.981), Some(val(1.0)), Pass, Some(0.98)),
+            ("relative regression exceeded", json!({"metric": "m", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02}}), val(0.979), Some(val(1.0)), Fail, Some(0.98)),
+            // Negative baseline −1.0 (e.g. a raw Miller–Madow estimate): 2 % of |b| = 0.02 → bound −1.02,
+            // not −0.98 (MLflow's signed-baseline bug would tighten instead of loosen).
+            ("negative baseline uses |b|", json!({"metric": "m", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02}}), val(-1.01), Some(val(-1.0)), Pass, Some(-1.02)),
+            ("zero baseline, relative only: inconclusive", json!({"metric": "m", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02}}), val(0.1), Some(val(0.0)), Inconclusive, None),
+            ("zero baseline uses the absolute form", json!({"metric": "m", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02, "absolute": 0.05}}), val(-0.04), Some(val(0.0)), Pass, Some(-0.05)),
+            ("both limits: the tighter holds", json!({"metric": "m", "op": "gte", "baseline": "p", "max_regression": {"relative": 0.1, "absolute": 0.05}}), val(0.94), Some(val(1.0)), Fail, Some(0.95)),
+            ("improvement required and met", json!({"metric": "m", "op": "gte", "baseline": "p", "min_improvement": {"absolute": 0.1}}), val(1.1), Some(val(1.0)), Pass, Some(1.1)),
+            ("improvement required, not met", json!({"metric": "m", "op": "gte", "baseline": "p", "min_improvement": {"absolute": 0.1, "relative": 0.2}}), val(1.15), Some(val(1.0)), Fail, Some(1.2)),
+            ("lower is better: regression upwards", json!({"metric": "m", "op": "lte", "baseline": "p", "max_regression": {"absolute": 0.1}}), val(1.05), Some(val(1.0)), Pass, Some(1.1)),
+            ("threshold and baseline: both must hold", json!({"metric": "m", "op": "gte", "threshold": 0.9, "baseline": "p", "max_regression": {"absolute": 0.5}}), val(0.8), Some(val(1.0)), Fail, Some(0.9)),
+            ("missing baseline version", json!({"metric": "m", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02}}), val(1.0), None, Inconclusive, None),
+            ("baseline lacks the metric", json!({"metric": "m", "op": "gte", "baseline": "p", "max_regression": {"relative": 0.02}}), val(1.0), Some(Input::Missing), Inconclusive, None),
+            ("missing metric", json!({"metric": "m", "op": "gte", "threshold": 0.5}), Input::Missing, None, Inconclusive, None),
+            ("pending metric", json!({"metric": "m", "op": "gte", "threshold": 0.5}), Input::Pending, None, Pending, None),
+            ("interval straddles: inconclusive", json!({"metric": "m", "op": "gte", "threshold": 0.5}), ci(0.52, 0.45, 0.6), None, Inconclusive, Some(0.5)),
+            ("interval clear of the bound: pass", json!({"metric": "m", "op": "gte", "threshold": 0.5}), ci(0.6, 0.55, 0.65), None, Pass, Some(0.5)),
+            ("ci_low straddling: conservative fail", json!({"metric": "m", "op": "gte", "threshold": 0.5, "use": "ci_low"}), ci(0.52, 0.45, 0.6), None, Fail, Some(0.5)),
+            ("ci_high straddling: lenient pass", json!({"metric": "m", "op": "gte", "threshold": 0.5, "use": "ci_high"}), ci(0.48, 0.45, 0.6), None, Pass, Some(0.5)),
+            ("ci_low without interval: inconclusive", json!({"metric": "m", "op": "gte", "threshold": 0.5, "use": "ci_low"}), val(0.9), None, Inconclusive, Some(0.5)),
+            ("min_samples not reached", json!({"metric": "m", "op": "gte", "threshold": 0.5, "min_samples": 5000}), val(0.9), None, Inconclusive, None),
+            ("warning rule failing warns", json!({"metric": "m", "op": "gte", "threshold": 0.5, "severity": "warning"}), val(0.1), None, Warn, Some(0.5)),
+            ("−∞ value fails a lower bound", json!({"metric": "m", "op": "gte", "threshold": 0.0}), val(f64::NEG_INFINITY), None, Fail, Some(0.0)),
+        ];
+        for (what, r, cand, base, expected, bound) in cases {
+            let r = rule(r);
+            let o = evaluate(&r, &cand, base.as_ref().map(|b| ("v0", b)));
+            assert_eq!(o.verdict, expected, "{what}: {}", o.message);
+            match (o.threshold, bound) {
+                (Some(a), Some(b)) => assert!((a - b).abs() < 1e-12, "{what}: bound {a} vs {b}"),
+                (a, b) => assert_eq!(a, b, "{what}"),
+            }
+            assert!(!o.message.is_empty(), "{what}");
+        }
+    }
+
+    #[test]
+    fn decision_combines_rules_by_severity() {
+        use Verdict::*;
+        let o = |v: Verdict, s: Severity| RuleOutcome {
+            metric: "m".into(), verdict: v, severity: s, value: None, ci_low: None, ci_high: None, n: None,
+            threshold: None, baseline_version: None, baseline_value: None, delta: None, message: String::new(),
+        };
+        use Severity::*;
+        assert_eq!(decide(&[o(Pass, Critical), o(Pass, Warning)]), Pass);
+        assert_eq!(decide(&[o(Pass, Critical), o(Warn, Warning)]), Warn);
+        assert_eq!(decide(&[o(Pass, Critical), o(Inconclusive, Warning)]), Warn);
+        assert_eq!(decide(&[o(Inconclusive, Critical), o(Warn, Warning)]), Inconclusive);
+        assert_eq!(decide(&[o(Pending, Critical), o(Inconclusive, Critical)]), Pending);
+        assert_eq!(decide(&[o(Fail, Critical), o(Pending, Critical)]), Fail);
+        assert_eq!(decide(&[]), Pass);
+    }
+
+    #[test]
+    fn inconsistent_rules_are_refused() {
+        use serde_json::json;
+        for r in [
+            json!({"metric": "m", "op": "gte"}),
+            json!({"metric": "m", "op": "gte", "max_regression": {"relative": 0.1}}),
+            json!({"metric": "m", "op": "gte", "baseline": "p"}),
+            json!({"metric": "m", "op": "gte", "baseline": "p", "max_regression": {}}),
+            json!({"metric": "m", "op": "gte", "baseline": "p", "max_regression": {"relative": -0.1}}),
+            json!({"metric": "", "op": "gte", "threshold": 1}),
+        ] {
+            let r: Rule = serde_json::from_value(r.clone()).unwrap();
+            assert!(r.validate().is_err(), "{r:?}");
+        }
+        assert!(serde_json::from_value::<Rule>(json!({"metric": "m", "op": "ge", "threshold": 1})).is_err());
+        assert!(serde_json::from_value::<Rule>(json!({"metric": "m", "op": "gte", "threshold": 1, "colour": 1})).is_err());
+    }
+}
