@@ -35,6 +35,17 @@ struct Timing {
     runs: usize,
 }
 
+impl Timing {
+    fn show(&self) -> String {
+        format!(
+            "{} ({}) x{}",
+            fmt_s(self.best),
+            fmt_s(self.median),
+            self.runs
+        )
+    }
+}
+
 /// At least `MIN_RUNS` runs, then more until ~`BUDGET_S` seconds were spent (at most `MAX_RUNS`).
 const MIN_RUNS: usize = 3;
 const MAX_RUNS: usize = 15;
@@ -236,7 +247,16 @@ struct Row {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // `cargo bench` passes `--bench`; accept and ignore libtest-style arguments.
+    // `cargo bench` passes `--bench`; other arguments starting with `-` are ignored too, except
+    // `--rust-only` (skip the reference). Plain arguments filter the cases by substring.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rust_only = args.iter().any(|a| a == "--rust-only");
+    let filters: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with('-'))
+        .map(String::as_str)
+        .collect();
+    let wanted = |case: &str| filters.is_empty() || filters.iter().any(|f| case.contains(f));
     let dir = data_dir();
     std::fs::create_dir_all(&dir)?;
     let manifest_path = dir.join("manifest.json");
@@ -290,24 +310,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let mut rows: Vec<Row> = Vec::new();
+    let mut rust_values = serde_json::Map::new();
 
-    // 1. MI + NMI + AMI, N = 10^6, K = 100.
-    eprintln!("rust: mi+nmi+ami N=1e6 K=100 ...");
-    let (t, v) = time_it(|| mi_nmi_ami(&ys1, &ps1, k1));
-    rows.push(Row {
-        case: "MI+NMI+AMI  N=1e6 K=100",
-        reference: Some("disc_trio"),
-        rust: t,
-        values: vec![
-            ("mi", v[0], Some("disc_mi")),
-            ("nmi", v[1], Some("disc_nmi")),
-            ("ami", v[2], Some("disc_ami")),
-        ],
-        bytes: None,
-    });
-    let disc = v;
+    // 1. MI + NMI + AMI, N = 10^6, K = 100, from the raw label arrays.
+    let case = "MI+NMI+AMI  N=1e6 K=100";
+    if wanted(case) {
+        eprintln!("rust: {case} ...");
+        let (t, v) = time_it(|| mi_nmi_ami(&ys1, &ps1, k1));
+        rows.push(Row {
+            case,
+            reference: Some("disc_trio"),
+            rust: t,
+            values: vec![
+                ("mi", v[0], Some("disc_mi")),
+                ("nmi", v[1], Some("disc_nmi")),
+                ("ami", v[2], Some("disc_ami")),
+            ],
+            bytes: None,
+        });
+        rust_values.insert("disc_mi".into(), json!(v[0]));
+        rust_values.insert("disc_nmi".into(), json!(v[1]));
+        rust_values.insert("disc_ami".into(), json!(v[2]));
+    }
 
-    // 1b. The whole estimator entry point (jackknife, details, JSON), for information.
+    // 1b. The whole estimator entry point (jackknife, VI, details JSON, interval), for
+    // information: compared with the same three scikit-learn calls.
     let input1 = ClassInput {
         labels: &ys1,
         predictions: &ps1,
@@ -320,44 +347,43 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("shannon_mi() bootstrap=0", 0usize),
         ("shannon_mi() bootstrap=200", 200),
     ] {
+        if !wanted(case) {
+            continue;
+        }
         eprintln!("rust: {case} ...");
         let params = shannon::Params {
             bootstrap: boot,
             ..Default::default()
         };
         let (t, out) = time_it(|| shannon::shannon_mi(&input1, &params, &Control::none()).unwrap());
+        let detail = |key: &str| out.details[key].as_f64().unwrap_or(f64::NAN);
         rows.push(Row {
             case,
             reference: Some("disc_trio"),
             rust: t,
             values: vec![
                 ("mi", out.value, Some("disc_mi")),
-                (
-                    "nmi",
-                    out.details["nmi"].as_f64().unwrap_or(f64::NAN),
-                    Some("disc_nmi"),
-                ),
-                (
-                    "ami",
-                    out.details["ami"].as_f64().unwrap_or(f64::NAN),
-                    Some("disc_ami"),
-                ),
+                ("nmi", detail("nmi"), Some("disc_nmi")),
+                ("ami", detail("ami"), Some("disc_ami")),
             ],
             bytes: None,
         });
     }
 
     // 2. AMI with 1000 x 1000 classes, N = 50,000.
-    eprintln!("rust: ami N=5e4 K=1000 ...");
-    let (t, v) = time_it(|| ami_only(&ys2, &ps2, k2));
-    rows.push(Row {
-        case: "AMI  N=5e4 K=1000",
-        reference: Some("wide_ami"),
-        rust: t,
-        values: vec![("ami", v, Some("wide_ami"))],
-        bytes: None,
-    });
-    let wide = v;
+    let case = "AMI  N=5e4 K=1000";
+    if wanted(case) {
+        eprintln!("rust: {case} ...");
+        let (t, v) = time_it(|| ami_only(&ys2, &ps2, k2));
+        rows.push(Row {
+            case,
+            reference: Some("wide_ami"),
+            rust: t,
+            values: vec![("ami", v, Some("wide_ami"))],
+            bytes: None,
+        });
+        rust_values.insert("wide_ami".into(), json!(v));
+    }
 
     // 3. Semantic MI, probabilities mode, N = 10^6, K = 100.
     let qview = ndarray::ArrayView2::from_shape((n3, k3), &q3)?;
@@ -370,11 +396,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         truth_matrix: None,
     };
     let matrix_bytes = (8 * n3 * k3) as f64;
-    let mut sem = f64::NAN;
     for (case, boot) in [
         ("semantic_mi bootstrap=0", 0usize),
         ("semantic_mi bootstrap=200", 200),
     ] {
+        if !wanted(case) {
+            continue;
+        }
         eprintln!("rust: {case} ...");
         let params = semantic::Params {
             bootstrap: boot,
@@ -383,7 +411,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let (t, out) =
             time_it(|| semantic::semantic_mi(&input3, &params, &Control::none()).unwrap());
-        sem = out.value;
         rows.push(Row {
             case,
             reference: Some("sem_numpy"),
@@ -391,16 +418,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             values: vec![("G", out.value, Some("sem_g"))],
             bytes: Some(matrix_bytes),
         });
+        rust_values.insert("sem_g".into(), json!(out.value));
     }
-    eprintln!("rust: plain sum ...");
-    let (t, s) = time_it(|| plain_sum(&q3));
-    rows.push(Row {
-        case: "plain sum of the matrix",
-        reference: Some("sum_numpy"),
-        rust: t,
-        values: vec![("sum", s, Some("sum"))],
-        bytes: Some(matrix_bytes),
-    });
+    let case = "plain sum of the matrix";
+    if wanted(case) {
+        eprintln!("rust: {case} ...");
+        let (t, s) = time_it(|| plain_sum(&q3));
+        rows.push(Row {
+            case,
+            reference: Some("sum_numpy"),
+            rust: t,
+            values: vec![("sum", s, Some("sum"))],
+            bytes: Some(matrix_bytes),
+        });
+        rust_values.insert("sum".into(), json!(s));
+    }
 
     // Manifest: shapes, files and our values (the Python side checks against them).
     let manifest = json!({
@@ -411,16 +443,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "wide": {"n": n2, "k": k2, "labels": "wide_labels.u32", "preds": "wide_preds.u32"},
             "sem": {"n": n3, "k": k3, "labels": "sem_labels.u32", "probs": "sem_probs.f64"},
         },
-        "rust_values": {
-            "disc_mi": disc[0], "disc_nmi": disc[1], "disc_ami": disc[2],
-            "wide_ami": wide, "sem_g": sem, "sum": s,
-        },
+        "rust_values": rust_values,
         "tolerance": TOLERANCE,
     });
     std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest)?)?;
     drop(q3);
 
-    let reference = run_reference(&dir);
+    let reference = if rust_only {
+        eprintln!("comparison skipped: --rust-only");
+        None
+    } else {
+        run_reference(&dir)
+    };
     let ok = print_table(&rows, reference.as_ref());
     if !ok {
         eprintln!("VALUE MISMATCH between Rust and the reference (see the table)");
@@ -515,18 +549,23 @@ fn print_table(rows: &[Row], reference: Option<&Value>) -> bool {
         );
     }
     println!(
-        "{:<28} {:>22} {:>22} {:>8}  values (rust | reference | |diff|)",
-        "case", "rust best (median)", "reference best (med.)", "ratio"
+        "{:<28} {:>27} {:>27} {:>7}  values (rust | reference | |diff|)",
+        "case", "rust best (median) xruns", "reference best (median) xruns", "ratio"
     );
     for row in rows {
-        let rust = format!("{} ({})", fmt_s(row.rust.best), fmt_s(row.rust.median));
+        let rust = row.rust.show();
         let (refs, ratio) = match (reference, row.reference) {
             (Some(r), Some(key)) => match (
                 r["timings"][key]["best"].as_f64(),
                 r["timings"][key]["median"].as_f64(),
             ) {
                 (Some(b), Some(m)) => (
-                    format!("{} ({})", fmt_s(b), fmt_s(m)),
+                    Timing {
+                        best: b,
+                        median: m,
+                        runs: r["timings"][key]["runs"].as_u64().unwrap_or(0) as usize,
+                    }
+                    .show(),
                     format!("{:.1}x", b / row.rust.best),
                 ),
                 _ => ("-".into(), "-".into()),
@@ -556,7 +595,7 @@ fn print_table(rows: &[Row], reference: Option<&Value>) -> bool {
             vals.push(format!("{:.2} GB/s", b / row.rust.best / 1e9));
         }
         println!(
-            "{:<28} {:>22} {:>22} {:>8}  {}",
+            "{:<28} {:>27} {:>27} {:>7}  {}",
             row.case,
             rust,
             refs,

@@ -20,6 +20,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the service (HTTP API and/or workers). This is the default command.
     Serve(ServeArgs),
+    /// Evaluate a stored gate policy for a version; exit 0 pass/warn, 1 fail,
+    /// 2 inconclusive/pending, 3 error.
+    Gate(crate::cli::GateArgs),
+    /// Upload a batch file (JSON, NDJSON or CSV) and print its id.
+    Submit(crate::cli::SubmitArgs),
 }
 
 /// Which parts of the service this process runs.

@@ -114,7 +114,9 @@ impl Rule {
         }
         let has_change = self.max_regression.is_some() || self.min_improvement.is_some();
         if self.threshold.is_none() && !has_change {
-            return Err("give a threshold, or a baseline with max_regression or min_improvement".into());
+            return Err(
+                "give a threshold, or a baseline with max_regression or min_improvement".into(),
+            );
         }
         if has_change && self.baseline.is_none() {
             return Err("max_regression and min_improvement need a baseline".into());
@@ -125,7 +127,10 @@ impl Rule {
         if self.max_regression.is_some() && self.min_improvement.is_some() {
             return Err("give max_regression or min_improvement, not both".into());
         }
-        for (name, c) in [("max_regression", self.max_regression), ("min_improvement", self.min_improvement)] {
+        for (name, c) in [
+            ("max_regression", self.max_regression),
+            ("min_improvement", self.min_improvement),
+        ] {
             if let Some(c) = c {
                 if c.absolute.is_none() && c.relative.is_none() {
                     return Err(format!("{name} needs absolute, relative or both"));
@@ -247,16 +252,26 @@ pub fn evaluate(rule: &Rule, candidate: &Input, baseline: Option<(&str, &Input)>
     out.n = Some(obs.n);
     if let Some(min) = rule.min_samples {
         if obs.n < min {
-            out.message = format!("{}: N = {} is below min_samples = {min}", rule.metric, obs.n);
+            out.message = format!(
+                "{}: N = {} is below min_samples = {min}",
+                rule.metric, obs.n
+            );
             return out;
         }
     }
     // The bound: the threshold and/or the baseline-derived bound (the stricter one).
     let mut bounds: Vec<f64> = rule.threshold.into_iter().collect();
-    let change = rule.max_regression.map(|c| (c, true)).or(rule.min_improvement.map(|c| (c, false)));
+    let change = rule
+        .max_regression
+        .map(|c| (c, true))
+        .or(rule.min_improvement.map(|c| (c, false)));
     if let Some((change, regression)) = change {
         let Some((name, b)) = baseline else {
-            out.message = format!("{}: the baseline {:?} does not resolve to a version", rule.metric, rule.baseline.as_deref().unwrap_or(""));
+            out.message = format!(
+                "{}: the baseline {:?} does not resolve to a version",
+                rule.metric,
+                rule.baseline.as_deref().unwrap_or("")
+            );
             return out;
         };
         let b = match b {
@@ -267,13 +282,20 @@ pub fn evaluate(rule: &Rule, candidate: &Input, baseline: Option<(&str, &Input)>
                 return out;
             }
             Input::Missing => {
-                out.message = format!("{}: baseline {name} has no result for this metric", rule.metric);
+                out.message = format!(
+                    "{}: baseline {name} has no result for this metric",
+                    rule.metric
+                );
                 return out;
             }
         };
         out.baseline_value = Some(b);
         out.delta = Some(obs.value - b);
-        let relative = if b == 0.0 { None } else { change.relative.map(|r| r * b.abs()) };
+        let relative = if b == 0.0 {
+            None
+        } else {
+            change.relative.map(|r| r * b.abs())
+        };
         let allowed: Vec<f64> = change.absolute.into_iter().chain(relative).collect();
         if allowed.is_empty() {
             out.message = format!(
@@ -334,7 +356,11 @@ pub fn evaluate(rule: &Rule, candidate: &Input, baseline: Option<(&str, &Input)>
         }
     }
     let ok = rule.op.holds(stat, bound);
-    out.verdict = if ok { Verdict::Pass } else { soften(Verdict::Fail) };
+    out.verdict = if ok {
+        Verdict::Pass
+    } else {
+        soften(Verdict::Fail)
+    };
     out.message = format!(
         "{}: {which} {stat:.4} {} {} {bound:.4}{}",
         rule.metric,
@@ -350,14 +376,21 @@ pub fn evaluate(rule: &Rule, candidate: &Input, baseline: Option<(&str, &Input)>
 
 /// The decision over all rules.
 pub fn decide(outcomes: &[RuleOutcome]) -> Verdict {
-    let critical = |v: Verdict| outcomes.iter().any(|o| o.severity == Severity::Critical && o.verdict == v);
+    let critical = |v: Verdict| {
+        outcomes
+            .iter()
+            .any(|o| o.severity == Severity::Critical && o.verdict == v)
+    };
     if critical(Verdict::Fail) {
         Verdict::Fail
     } else if outcomes.iter().any(|o| o.verdict == Verdict::Pending) {
         Verdict::Pending
     } else if critical(Verdict::Inconclusive) {
         Verdict::Inconclusive
-    } else if outcomes.iter().any(|o| matches!(o.verdict, Verdict::Warn | Verdict::Inconclusive)) {
+    } else if outcomes
+        .iter()
+        .any(|o| matches!(o.verdict, Verdict::Warn | Verdict::Inconclusive))
+    {
         Verdict::Warn
     } else {
         Verdict::Pass
@@ -374,10 +407,20 @@ mod tests {
         r
     }
     fn val(v: f64) -> Input {
-        Input::Value(Observed { value: v, ci_low: None, ci_high: None, n: 1000 })
+        Input::Value(Observed {
+            value: v,
+            ci_low: None,
+            ci_high: None,
+            n: 1000,
+        })
     }
     fn ci(v: f64, lo: f64, hi: f64) -> Input {
-        Input::Value(Observed { value: v, ci_low: Some(lo), ci_high: Some(hi), n: 1000 })
+        Input::Value(Observed {
+            value: v,
+            ci_low: Some(lo),
+            ci_high: Some(hi),
+            n: 1000,
+        })
     }
 
     /// The table of rule semantics: (case, rule, candidate, baseline, expected verdict, expected bound).
@@ -385,37 +428,234 @@ mod tests {
     fn rule_semantics_table() {
         use serde_json::json;
         use Verdict::*;
-        let cases: Vec<(&str, serde_json::Value, Input, Option<Input>, Verdict, Option<f64>)> = vec![
-            ("equal at inclusive threshold passes", json!({"metric": "m", "op": "gte", "threshold": 0.5}), val(0.5), None, Pass, Some(0.5)),
-            ("equal at strict threshold fails", json!({"metric": "m", "op": "gt", "threshold": 0.5}), val(0.5), None, Fail, Some(0.5)),
-            ("lte equal passes", json!({"metric": "m", "op": "lte", "threshold": 0.5}), val(0.5), None, Pass, Some(0.5)),
-            ("lt equal fails", json!({"metric": "m", "op": "lt", "threshold": 0.5}), val(0.5), None, Fail, Some(0.5)),
-            ("below threshold fails", json!({"metric": "m", "op": "gte", "threshold": 0.5}), val(0.49), None, Fail, Some(0.5)),
+        #[allow(clippy::type_complexity)]
+        let cases: Vec<(
+            &str,
+            serde_json::Value,
+            Input,
+            Option<Input>,
+            Verdict,
+            Option<f64>,
+        )> = vec![
+            (
+                "equal at inclusive threshold passes",
+                json!({"metric": "m", "op": "gte", "threshold": 0.5}),
+                val(0.5),
+                None,
+                Pass,
+                Some(0.5),
+            ),
+            (
+                "equal at strict threshold fails",
+                json!({"metric": "m", "op": "gt", "threshold": 0.5}),
+                val(0.5),
+                None,
+                Fail,
+                Some(0.5),
+            ),
+            (
+                "lte equal passes",
+                json!({"metric": "m", "op": "lte", "threshold": 0.5}),
+                val(0.5),
+                None,
+                Pass,
+                Some(0.5),
+            ),
+            (
+                "lt equal fails",
+                json!({"metric": "m", "op": "lt", "threshold": 0.5}),
+                val(0.5),
+                None,
+                Fail,
+                Some(0.5),
+            ),
+            (
+                "below threshold fails",
+                json!({"metric": "m", "op": "gte", "threshold": 0.5}),
+                val(0.49),
+                None,
+                Fail,
+                Some(0.5),
+            ),
             // 2 % relative regression from a positive baseline 1.0: bound 0.98.
-            ("relative regression allowed", json!({"metric": "m", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02}}), val(0.981), Some(val(1.0)), Pass, Some(0.98)),
-            ("relative regression exceeded", json!({"metric": "m", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02}}), val(0.979), Some(val(1.0)), Fail, Some(0.98)),
+            (
+                "relative regression allowed",
+                json!({"metric": "m", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02}}),
+                val(0.981),
+                Some(val(1.0)),
+                Pass,
+                Some(0.98),
+            ),
+            (
+                "relative regression exceeded",
+                json!({"metric": "m", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02}}),
+                val(0.979),
+                Some(val(1.0)),
+                Fail,
+                Some(0.98),
+            ),
             // Negative baseline −1.0 (e.g. a raw Miller–Madow estimate): 2 % of |b| = 0.02 → bound −1.02,
             // not −0.98 (MLflow's signed-baseline bug would tighten instead of loosen).
-            ("negative baseline uses |b|", json!({"metric": "m", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02}}), val(-1.01), Some(val(-1.0)), Pass, Some(-1.02)),
-            ("zero baseline, relative only: inconclusive", json!({"metric": "m", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02}}), val(0.1), Some(val(0.0)), Inconclusive, None),
-            ("zero baseline uses the absolute form", json!({"metric": "m", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02, "absolute": 0.05}}), val(-0.04), Some(val(0.0)), Pass, Some(-0.05)),
-            ("both limits: the tighter holds", json!({"metric": "m", "op": "gte", "baseline": "p", "max_regression": {"relative": 0.1, "absolute": 0.05}}), val(0.94), Some(val(1.0)), Fail, Some(0.95)),
-            ("improvement required and met", json!({"metric": "m", "op": "gte", "baseline": "p", "min_improvement": {"absolute": 0.1}}), val(1.1), Some(val(1.0)), Pass, Some(1.1)),
-            ("improvement required, not met", json!({"metric": "m", "op": "gte", "baseline": "p", "min_improvement": {"absolute": 0.1, "relative": 0.2}}), val(1.15), Some(val(1.0)), Fail, Some(1.2)),
-            ("lower is better: regression upwards", json!({"metric": "m", "op": "lte", "baseline": "p", "max_regression": {"absolute": 0.1}}), val(1.05), Some(val(1.0)), Pass, Some(1.1)),
-            ("threshold and baseline: both must hold", json!({"metric": "m", "op": "gte", "threshold": 0.9, "baseline": "p", "max_regression": {"absolute": 0.5}}), val(0.8), Some(val(1.0)), Fail, Some(0.9)),
-            ("missing baseline version", json!({"metric": "m", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02}}), val(1.0), None, Inconclusive, None),
-            ("baseline lacks the metric", json!({"metric": "m", "op": "gte", "baseline": "p", "max_regression": {"relative": 0.02}}), val(1.0), Some(Input::Missing), Inconclusive, None),
-            ("missing metric", json!({"metric": "m", "op": "gte", "threshold": 0.5}), Input::Missing, None, Inconclusive, None),
-            ("pending metric", json!({"metric": "m", "op": "gte", "threshold": 0.5}), Input::Pending, None, Pending, None),
-            ("interval straddles: inconclusive", json!({"metric": "m", "op": "gte", "threshold": 0.5}), ci(0.52, 0.45, 0.6), None, Inconclusive, Some(0.5)),
-            ("interval clear of the bound: pass", json!({"metric": "m", "op": "gte", "threshold": 0.5}), ci(0.6, 0.55, 0.65), None, Pass, Some(0.5)),
-            ("ci_low straddling: conservative fail", json!({"metric": "m", "op": "gte", "threshold": 0.5, "use": "ci_low"}), ci(0.52, 0.45, 0.6), None, Fail, Some(0.5)),
-            ("ci_high straddling: lenient pass", json!({"metric": "m", "op": "gte", "threshold": 0.5, "use": "ci_high"}), ci(0.48, 0.45, 0.6), None, Pass, Some(0.5)),
-            ("ci_low without interval: inconclusive", json!({"metric": "m", "op": "gte", "threshold": 0.5, "use": "ci_low"}), val(0.9), None, Inconclusive, Some(0.5)),
-            ("min_samples not reached", json!({"metric": "m", "op": "gte", "threshold": 0.5, "min_samples": 5000}), val(0.9), None, Inconclusive, None),
-            ("warning rule failing warns", json!({"metric": "m", "op": "gte", "threshold": 0.5, "severity": "warning"}), val(0.1), None, Warn, Some(0.5)),
-            ("−∞ value fails a lower bound", json!({"metric": "m", "op": "gte", "threshold": 0.0}), val(f64::NEG_INFINITY), None, Fail, Some(0.0)),
+            (
+                "negative baseline uses |b|",
+                json!({"metric": "m", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02}}),
+                val(-1.01),
+                Some(val(-1.0)),
+                Pass,
+                Some(-1.02),
+            ),
+            (
+                "zero baseline, relative only: inconclusive",
+                json!({"metric": "m", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02}}),
+                val(0.1),
+                Some(val(0.0)),
+                Inconclusive,
+                None,
+            ),
+            (
+                "zero baseline uses the absolute form",
+                json!({"metric": "m", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02, "absolute": 0.05}}),
+                val(-0.04),
+                Some(val(0.0)),
+                Pass,
+                Some(-0.05),
+            ),
+            (
+                "both limits: the tighter holds",
+                json!({"metric": "m", "op": "gte", "baseline": "p", "max_regression": {"relative": 0.1, "absolute": 0.05}}),
+                val(0.94),
+                Some(val(1.0)),
+                Fail,
+                Some(0.95),
+            ),
+            (
+                "improvement required and met",
+                json!({"metric": "m", "op": "gte", "baseline": "p", "min_improvement": {"absolute": 0.1}}),
+                val(1.1),
+                Some(val(1.0)),
+                Pass,
+                Some(1.1),
+            ),
+            (
+                "improvement required, not met",
+                json!({"metric": "m", "op": "gte", "baseline": "p", "min_improvement": {"absolute": 0.1, "relative": 0.2}}),
+                val(1.15),
+                Some(val(1.0)),
+                Fail,
+                Some(1.2),
+            ),
+            (
+                "lower is better: regression upwards",
+                json!({"metric": "m", "op": "lte", "baseline": "p", "max_regression": {"absolute": 0.1}}),
+                val(1.05),
+                Some(val(1.0)),
+                Pass,
+                Some(1.1),
+            ),
+            (
+                "threshold and baseline: both must hold",
+                json!({"metric": "m", "op": "gte", "threshold": 0.9, "baseline": "p", "max_regression": {"absolute": 0.5}}),
+                val(0.8),
+                Some(val(1.0)),
+                Fail,
+                Some(0.9),
+            ),
+            (
+                "missing baseline version",
+                json!({"metric": "m", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02}}),
+                val(1.0),
+                None,
+                Inconclusive,
+                None,
+            ),
+            (
+                "baseline lacks the metric",
+                json!({"metric": "m", "op": "gte", "baseline": "p", "max_regression": {"relative": 0.02}}),
+                val(1.0),
+                Some(Input::Missing),
+                Inconclusive,
+                None,
+            ),
+            (
+                "missing metric",
+                json!({"metric": "m", "op": "gte", "threshold": 0.5}),
+                Input::Missing,
+                None,
+                Inconclusive,
+                None,
+            ),
+            (
+                "pending metric",
+                json!({"metric": "m", "op": "gte", "threshold": 0.5}),
+                Input::Pending,
+                None,
+                Pending,
+                None,
+            ),
+            (
+                "interval straddles: inconclusive",
+                json!({"metric": "m", "op": "gte", "threshold": 0.5}),
+                ci(0.52, 0.45, 0.6),
+                None,
+                Inconclusive,
+                Some(0.5),
+            ),
+            (
+                "interval clear of the bound: pass",
+                json!({"metric": "m", "op": "gte", "threshold": 0.5}),
+                ci(0.6, 0.55, 0.65),
+                None,
+                Pass,
+                Some(0.5),
+            ),
+            (
+                "ci_low straddling: conservative fail",
+                json!({"metric": "m", "op": "gte", "threshold": 0.5, "use": "ci_low"}),
+                ci(0.52, 0.45, 0.6),
+                None,
+                Fail,
+                Some(0.5),
+            ),
+            (
+                "ci_high straddling: lenient pass",
+                json!({"metric": "m", "op": "gte", "threshold": 0.5, "use": "ci_high"}),
+                ci(0.48, 0.45, 0.6),
+                None,
+                Pass,
+                Some(0.5),
+            ),
+            (
+                "ci_low without interval: inconclusive",
+                json!({"metric": "m", "op": "gte", "threshold": 0.5, "use": "ci_low"}),
+                val(0.9),
+                None,
+                Inconclusive,
+                Some(0.5),
+            ),
+            (
+                "min_samples not reached",
+                json!({"metric": "m", "op": "gte", "threshold": 0.5, "min_samples": 5000}),
+                val(0.9),
+                None,
+                Inconclusive,
+                None,
+            ),
+            (
+                "warning rule failing warns",
+                json!({"metric": "m", "op": "gte", "threshold": 0.5, "severity": "warning"}),
+                val(0.1),
+                None,
+                Warn,
+                Some(0.5),
+            ),
+            (
+                "−∞ value fails a lower bound",
+                json!({"metric": "m", "op": "gte", "threshold": 0.0}),
+                val(f64::NEG_INFINITY),
+                None,
+                Fail,
+                Some(0.0),
+            ),
         ];
         for (what, r, cand, base, expected, bound) in cases {
             let r = rule(r);
@@ -433,15 +673,31 @@ mod tests {
     fn decision_combines_rules_by_severity() {
         use Verdict::*;
         let o = |v: Verdict, s: Severity| RuleOutcome {
-            metric: "m".into(), verdict: v, severity: s, value: None, ci_low: None, ci_high: None, n: None,
-            threshold: None, baseline_version: None, baseline_value: None, delta: None, message: String::new(),
+            metric: "m".into(),
+            verdict: v,
+            severity: s,
+            value: None,
+            ci_low: None,
+            ci_high: None,
+            n: None,
+            threshold: None,
+            baseline_version: None,
+            baseline_value: None,
+            delta: None,
+            message: String::new(),
         };
         use Severity::*;
         assert_eq!(decide(&[o(Pass, Critical), o(Pass, Warning)]), Pass);
         assert_eq!(decide(&[o(Pass, Critical), o(Warn, Warning)]), Warn);
         assert_eq!(decide(&[o(Pass, Critical), o(Inconclusive, Warning)]), Warn);
-        assert_eq!(decide(&[o(Inconclusive, Critical), o(Warn, Warning)]), Inconclusive);
-        assert_eq!(decide(&[o(Pending, Critical), o(Inconclusive, Critical)]), Pending);
+        assert_eq!(
+            decide(&[o(Inconclusive, Critical), o(Warn, Warning)]),
+            Inconclusive
+        );
+        assert_eq!(
+            decide(&[o(Pending, Critical), o(Inconclusive, Critical)]),
+            Pending
+        );
         assert_eq!(decide(&[o(Fail, Critical), o(Pending, Critical)]), Fail);
         assert_eq!(decide(&[]), Pass);
     }
@@ -460,7 +716,214 @@ mod tests {
             let r: Rule = serde_json::from_value(r.clone()).unwrap();
             assert!(r.validate().is_err(), "{r:?}");
         }
-        assert!(serde_json::from_value::<Rule>(json!({"metric": "m", "op": "ge", "threshold": 1})).is_err());
-        assert!(serde_json::from_value::<Rule>(json!({"metric": "m", "op": "gte", "threshold": 1, "colour": 1})).is_err());
+        assert!(
+            serde_json::from_value::<Rule>(json!({"metric": "m", "op": "ge", "threshold": 1}))
+                .is_err()
+        );
+        assert!(serde_json::from_value::<Rule>(
+            json!({"metric": "m", "op": "gte", "threshold": 1, "colour": 1})
+        )
+        .is_err());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Observing a metric of a version from its stored results (pure).
+
+/// A metric address: `estimator` or `estimator.statistic`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricRef {
+    pub estimator: String,
+    pub statistic: Option<String>,
+}
+
+impl MetricRef {
+    pub fn parse(s: &str) -> Result<MetricRef, String> {
+        let (e, stat) = match s.split_once('.') {
+            Some((e, st)) => (e, Some(st.to_string())),
+            None => (s, None),
+        };
+        if crate::domain::estimators::Kind::parse(e).is_none() {
+            return Err(format!("unknown estimator {e:?} in metric {s:?}"));
+        }
+        if stat.as_deref() == Some("") {
+            return Err(format!("metric {s:?} has an empty statistic name"));
+        }
+        Ok(MetricRef {
+            estimator: e.to_string(),
+            statistic: stat,
+        })
+    }
+}
+
+impl std::fmt::Display for MetricRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.statistic {
+            Some(s) => write!(f, "{}.{s}", self.estimator),
+            None => f.write_str(&self.estimator),
+        }
+    }
+}
+
+/// One stored result of a version (values in nats).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub params: serde_json::Value,
+    pub value: f64,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    pub ci_level: Option<f64>,
+    pub n: u64,
+    pub details: serde_json::Value,
+    pub sufficient: Option<serde_json::Value>,
+}
+
+/// How an observation was obtained.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Source {
+    /// `latest` (the most recent batch's result) or `pooled` (exact value over every batch from
+    /// summed sufficient statistics; its interval combines the per-batch intervals by inverse
+    /// variance, a normal approximation).
+    pub kind: String,
+    /// Results that entered the value.
+    pub batches: usize,
+}
+
+/// The metric of a version from its results (oldest first), in units of `factor` per nat.
+/// Only results with the parameters of the most recent one are used.
+pub fn observe(points: &[Point], metric: &MetricRef, factor: f64) -> Option<(Observed, Source)> {
+    let latest = points.last()?;
+    let same: Vec<&Point> = points
+        .iter()
+        .filter(|p| p.params == latest.params)
+        .collect();
+    if let Some(stat) = &metric.statistic {
+        let v = latest.details.get(stat)?.as_f64()?;
+        let f = if crate::domain::estimators::is_information(stat) {
+            factor
+        } else {
+            1.0
+        };
+        return Some((
+            Observed {
+                value: v * f,
+                ci_low: None,
+                ci_high: None,
+                n: latest.n,
+            },
+            Source {
+                kind: "latest".into(),
+                batches: 1,
+            },
+        ));
+    }
+    let single = |p: &Point| Observed {
+        value: p.value * factor,
+        ci_low: p.ci_low.map(|x| x * factor),
+        ci_high: p.ci_high.map(|x| x * factor),
+        n: p.n,
+    };
+    if same.len() > 1 {
+        let stats: Option<Vec<serde_json::Value>> =
+            same.iter().map(|p| p.sufficient.clone()).collect();
+        if let Some(pooled) = stats.and_then(|s| crate::estimate::pool(&metric.estimator, &s)) {
+            let intervals: Option<Vec<(f64, f64)>> =
+                same.iter().map(|p| Some((p.ci_low?, p.ci_high?))).collect();
+            let level = latest.ci_level.unwrap_or(0.95);
+            let ci = intervals.and_then(|iv| crate::stats::pooled_interval(pooled, &iv, level));
+            return Some((
+                Observed {
+                    value: pooled * factor,
+                    ci_low: ci.map(|c| c.0 * factor),
+                    ci_high: ci.map(|c| c.1 * factor),
+                    n: same.iter().map(|p| p.n).sum(),
+                },
+                Source {
+                    kind: "pooled".into(),
+                    batches: same.len(),
+                },
+            ));
+        }
+    }
+    Some((
+        single(latest),
+        Source {
+            kind: "latest".into(),
+            batches: 1,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod observe_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn table_point(t: [[f64; 2]; 2]) -> Point {
+        use crate::estimate::{shannon, ClassInput, Control};
+        let (mut labels, mut preds) = (vec![], vec![]);
+        for (i, row) in t.iter().enumerate() {
+            for (j, &c) in row.iter().enumerate() {
+                for _ in 0..c as usize {
+                    labels.push(i as u32);
+                    preds.push(j as u32);
+                }
+            }
+        }
+        let input = ClassInput {
+            labels: &labels,
+            predictions: &preds,
+            k: 2,
+            probabilities: None,
+            weights: None,
+            truth_matrix: None,
+        };
+        let out =
+            shannon::shannon_mi(&input, &shannon::Params::default(), &Control::none()).unwrap();
+        Point {
+            params: json!({"p": 1}),
+            value: out.value,
+            ci_low: out.interval.as_ref().map(|i| i.low),
+            ci_high: out.interval.as_ref().map(|i| i.high),
+            ci_level: Some(0.95),
+            n: out.n as u64,
+            details: out.details,
+            sufficient: out.sufficient,
+        }
+    }
+
+    #[test]
+    fn several_batches_pool_exactly_and_statistics_read_details() {
+        let a = table_point([[30.0, 10.0], [10.0, 30.0]]);
+        let b = table_point([[40.0, 0.0], [0.0, 40.0]]);
+        let whole = table_point([[70.0, 10.0], [10.0, 70.0]]);
+        let m = MetricRef::parse("shannon_mi").unwrap();
+        let (o, src) = observe(&[a.clone(), b.clone()], &m, 1.0).unwrap();
+        assert_eq!(src.kind, "pooled");
+        assert!(
+            (o.value - whole.value).abs() < 1e-12,
+            "pooled = the MI of the summed table"
+        );
+        assert_eq!(o.n, 160);
+        let (lo, hi) = (o.ci_low.unwrap(), o.ci_high.unwrap());
+        assert!(lo < hi);
+        let (o1, src1) = observe(std::slice::from_ref(&a), &m, 2.0).unwrap();
+        assert_eq!(src1.kind, "latest");
+        assert!((o1.value - 2.0 * a.value).abs() < 1e-15);
+        let nmi = MetricRef::parse("shannon_mi.nmi").unwrap();
+        let (o2, _) = observe(&[a.clone(), b.clone()], &nmi, 2.0).unwrap();
+        assert_eq!(
+            o2.value,
+            b.details["nmi"].as_f64().unwrap(),
+            "ratios are unit-free, from the latest"
+        );
+        // A different parameter set is a different metric series: only the latest's are pooled.
+        let mut c = a.clone();
+        c.params = json!({"p": 2});
+        let (o3, src3) = observe(&[a, b, c.clone()], &m, 1.0).unwrap();
+        assert_eq!(src3.kind, "latest");
+        assert_eq!(o3.value, c.value);
+        assert!(MetricRef::parse("nope").is_err());
+        assert!(observe(&[], &m, 1.0).is_none());
     }
 }

@@ -5,11 +5,14 @@
 
 pub mod api;
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
 pub mod estimate;
+pub mod gate;
 pub mod queue;
+pub mod stats;
 pub mod store;
 pub mod worker;

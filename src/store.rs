@@ -373,3 +373,126 @@ pub async fn idempotency_store(
     .await?;
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Gates, aliases, history.
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MetricRow {
+    pub batch_id: Uuid,
+    pub digest: String,
+    pub params: Value,
+    pub value: f64,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    pub ci_level: Option<f64>,
+    pub n: i64,
+    pub details: Value,
+    pub sufficient: Option<Value>,
+}
+
+impl MetricRow {
+    pub fn point(&self) -> crate::gate::Point {
+        crate::gate::Point {
+            params: self.params.clone(),
+            value: self.value,
+            ci_low: self.ci_low,
+            ci_high: self.ci_high,
+            ci_level: self.ci_level,
+            n: self.n.max(0) as u64,
+            details: self.details.clone(),
+            sufficient: self.sufficient.clone(),
+        }
+    }
+}
+
+/// Every result of one estimator for a version, oldest first.
+pub async fn metric_rows(
+    pool: &PgPool,
+    version_id: Uuid,
+    estimator: &str,
+) -> sqlx::Result<Vec<MetricRow>> {
+    sqlx::query_as(
+        "SELECT r.batch_id, b.digest, r.params, r.value, r.ci_low, r.ci_high, r.ci_level, r.n,
+                r.details, r.sufficient
+         FROM results r JOIN batches b ON b.id = r.batch_id
+         WHERE r.version_id = $1 AND r.estimator = $2 ORDER BY r.computed_at, r.id",
+    )
+    .bind(version_id)
+    .bind(estimator)
+    .fetch_all(pool)
+    .await
+}
+
+/// Jobs of a version (optionally of one estimator) that are queued or running.
+pub async fn unfinished_jobs(
+    pool: &PgPool,
+    version_id: Uuid,
+    estimator: Option<&str>,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM jobs j JOIN batches b ON b.id = j.batch_id
+         WHERE b.version_id = $1 AND j.state IN ('queued', 'running')
+           AND ($2::text IS NULL OR j.estimator = $2)",
+    )
+    .bind(version_id)
+    .bind(estimator)
+    .fetch_one(pool)
+    .await
+}
+
+pub async fn model_id(pool: &PgPool, name: &str) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar("SELECT id FROM models WHERE name = $1")
+        .bind(name)
+        .fetch_optional(pool)
+        .await
+}
+
+/// A version of a model by name (not alias).
+pub async fn version_by_name(
+    pool: &PgPool,
+    model_id: Uuid,
+    name: &str,
+) -> sqlx::Result<Option<(Uuid, String)>> {
+    sqlx::query_as("SELECT id, name FROM model_versions WHERE model_id = $1 AND name = $2")
+        .bind(model_id)
+        .bind(name)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Resolve a version reference: an alias, then a version name; `previous` is the version created
+/// just before `relative_to`.
+pub async fn resolve_version(
+    pool: &PgPool,
+    model_id: Uuid,
+    reference: &str,
+    relative_to: Option<Uuid>,
+) -> sqlx::Result<Option<(Uuid, String)>> {
+    if reference == "previous" {
+        let Some(rel) = relative_to else {
+            return Ok(None);
+        };
+        return sqlx::query_as(
+            "SELECT v.id, v.name FROM model_versions v, model_versions c
+             WHERE c.id = $2 AND v.model_id = $1 AND (v.created_at, v.id) < (c.created_at, c.id)
+             ORDER BY v.created_at DESC, v.id DESC LIMIT 1",
+        )
+        .bind(model_id)
+        .bind(rel)
+        .fetch_optional(pool)
+        .await;
+    }
+    let alias: Option<(Uuid, String)> = sqlx::query_as(
+        "SELECT v.id, v.name FROM aliases a JOIN model_versions v ON v.id = a.version_id
+         WHERE a.model_id = $1 AND a.alias = $2",
+    )
+    .bind(model_id)
+    .bind(reference)
+    .fetch_optional(pool)
+    .await?;
+    match alias {
+        Some(a) => Ok(Some(a)),
+        None => version_by_name(pool, model_id, reference).await,
+    }
+}

@@ -2,6 +2,8 @@
 
 pub mod batches;
 pub mod estimators;
+pub mod gates;
+pub mod history;
 pub mod jobs;
 pub mod models;
 pub mod ops;
@@ -66,6 +68,8 @@ impl Default for Limits {
         (name = "jobs", description = "Estimator jobs on the queue"),
         (name = "models", description = "Models, versions and their latest information"),
         (name = "estimators", description = "The estimator catalog"),
+        (name = "gates", description = "Aliases, gate policies and decisions, comparisons"),
+        (name = "history", description = "Information over time and against business KPIs"),
         (name = "operations", description = "Health and readiness"),
     ),
     components(schemas(Problem, crate::error::FieldError))
@@ -93,6 +97,14 @@ fn api_routes(limits: Limits) -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(models::list_versions))
         .routes(utoipa_axum::routes!(models::get_version))
         .routes(utoipa_axum::routes!(estimators::list_estimators))
+        .routes(utoipa_axum::routes!(gates::set_alias, gates::delete_alias))
+        .routes(utoipa_axum::routes!(gates::put_policy, gates::get_policy))
+        .routes(utoipa_axum::routes!(gates::evaluate))
+        .routes(utoipa_axum::routes!(gates::get_decision))
+        .routes(utoipa_axum::routes!(gates::list_decisions))
+        .routes(utoipa_axum::routes!(gates::compare))
+        .routes(utoipa_axum::routes!(history::history))
+        .routes(utoipa_axum::routes!(history::kpi_correlation))
         .routes(utoipa_axum::routes!(ops::livez))
         .routes(utoipa_axum::routes!(ops::readyz))
 }

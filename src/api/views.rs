@@ -68,42 +68,6 @@ impl From<JobRow> for Job {
     }
 }
 
-/// Keys in `details` whose numbers are amounts of information (converted with `?unit=`); every
-/// other number (ratios, counts, probabilities) is left as it is.
-const INFORMATION_KEYS: &[&str] = &[
-    "mi",
-    "miller_madow",
-    "jackknife",
-    "jackknife_se",
-    "expected_mi",
-    "vi",
-    "h_true",
-    "h_pred",
-    "mean_per_label",
-    "sum_per_label",
-    "aggregate",
-    "value",
-    "g",
-    "r",
-    "r_direct",
-    "g_at_1",
-    "r_at_1",
-    "max_r_discrepancy",
-    "h_source",
-    "upper_bound",
-    "semantic_entropy",
-    "fuzzy_entropy",
-    "semantic_kl",
-    "shannon_mi",
-    "semantic_mi",
-    "ce_bound",
-    "kl_gap",
-    "cross_entropy",
-    "h_labels",
-    "kl_marginal",
-    "standard_error",
-];
-
 /// Scale the information-valued numbers of a details object (recursively).
 pub fn convert_details(v: &Value, factor: f64) -> Value {
     fn scale_all(v: &Value, f: f64) -> Value {
@@ -121,7 +85,7 @@ pub fn convert_details(v: &Value, factor: f64) -> Value {
             Value::Object(o) => Value::Object(
                 o.iter()
                     .map(|(k, x)| {
-                        let y = if INFORMATION_KEYS.contains(&k.as_str()) && !x.is_object() {
+                        let y = if crate::domain::estimators::is_information(k) && !x.is_object() {
                             scale_all(x, f)
                         } else {
                             walk(x, f)

@@ -321,3 +321,45 @@ pub fn resolve(
         Err(errors)
     }
 }
+
+/// Keys in `details` whose numbers are amounts of information (converted with `?unit=`); every
+/// other number (ratios, counts, probabilities) is left as it is.
+pub const INFORMATION_KEYS: &[&str] = &[
+    "mi",
+    "miller_madow",
+    "jackknife",
+    "jackknife_se",
+    "expected_mi",
+    "vi",
+    "h_true",
+    "h_pred",
+    "mean_per_label",
+    "sum_per_label",
+    "aggregate",
+    "value",
+    "g",
+    "r",
+    "r_direct",
+    "g_at_1",
+    "r_at_1",
+    "max_r_discrepancy",
+    "h_source",
+    "upper_bound",
+    "semantic_entropy",
+    "fuzzy_entropy",
+    "semantic_kl",
+    "shannon_mi",
+    "semantic_mi",
+    "ce_bound",
+    "kl_gap",
+    "cross_entropy",
+    "h_labels",
+    "kl_marginal",
+    "standard_error",
+];
+
+/// Whether a named statistic (a `details` key) is an amount of information (nats inside, bits
+/// or nats at the edge) rather than a ratio, count or probability.
+pub fn is_information(key: &str) -> bool {
+    INFORMATION_KEYS.contains(&key)
+}

@@ -257,6 +257,65 @@ fn worst(mut items: Vec<(f64, usize)>, m: usize) -> Vec<(f64, usize)> {
     items
 }
 
+/// Streaming form of [`worst`]: keeps the `m` smallest (value, index) pairs seen so far in a
+/// bounded max-heap, O(1) per pair that does not enter. Same result as `worst` on the same pairs.
+struct WorstK {
+    m: usize,
+    heap: std::collections::BinaryHeap<WorstKey>,
+}
+
+#[derive(Clone, Copy)]
+struct WorstKey(f64, usize);
+
+impl PartialEq for WorstKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for WorstKey {}
+impl PartialOrd for WorstKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for WorstKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+    }
+}
+
+impl WorstK {
+    fn new(m: usize) -> Self {
+        WorstK {
+            m,
+            heap: std::collections::BinaryHeap::with_capacity(m.saturating_add(1).min(1 << 16)),
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, value: f64, index: usize) {
+        if self.m == 0 {
+            return;
+        }
+        let key = WorstKey(value, index);
+        if self.heap.len() < self.m {
+            self.heap.push(key);
+        } else if let Some(mut top) = self.heap.peek_mut() {
+            if key < *top {
+                *top = key;
+            }
+        }
+    }
+
+    fn into_sorted(self) -> Vec<(f64, usize)> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|WorstKey(v, i)| (v, i))
+            .collect()
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Entry points
 // ---------------------------------------------------------------------------------------------
@@ -300,22 +359,95 @@ pub fn semantic_mi(
     }
 }
 
-pub(crate) fn check_probabilities(
-    q: &ArrayView2<'_, f64>,
-    n: usize,
-    k: usize,
-) -> Result<(), EstimateError> {
+fn probabilities_shape(q: &ArrayView2<'_, f64>, n: usize, k: usize) -> Result<(), EstimateError> {
     if q.dim() != (n, k) {
         return Err(EstimateError::invalid(format!(
             "probabilities has shape {:?}, expected ({n}, {k}) (samples x classes)",
             q.dim()
         )));
     }
-    for ((r, c), &v) in q.indexed_iter() {
-        if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
-            return Err(EstimateError::invalid(format!(
-                "probability at sample {r}, class {c} is {v}; probabilities must be in [0, 1]"
-            )));
+    Ok(())
+}
+
+/// True when every value of the row is a probability (finite, in [0, 1]); branch-free so that
+/// it vectorises.
+#[inline]
+fn row_is_valid(row: &[f64]) -> bool {
+    row.iter().fold(true, |ok, &v| ok & (v >= 0.0) & (v <= 1.0))
+}
+
+/// The error for the first invalid value of row `r` (which must contain one).
+fn invalid_row_error(r: usize, row: &[f64]) -> EstimateError {
+    let (c, v) = row
+        .iter()
+        .copied()
+        .enumerate()
+        .find(|&(_, v)| !(v.is_finite() && (0.0..=1.0).contains(&v)))
+        .unwrap_or((0, f64::NAN));
+    EstimateError::invalid(format!(
+        "probability at sample {r}, class {c} is {v}; probabilities must be in [0, 1]"
+    ))
+}
+
+/// Row `r` of `q` as a slice (copied into `scratch` when the row is not contiguous).
+#[inline]
+fn row_slice<'s>(q: &'s ArrayView2<'_, f64>, r: usize, scratch: &'s mut Vec<f64>) -> &'s [f64] {
+    let row = q.row(r);
+    match row.to_slice() {
+        Some(s) => s,
+        None => {
+            scratch.clear();
+            scratch.extend(row.iter().copied());
+            scratch
+        }
+    }
+}
+
+/// Rows per group in the main pass of the probabilities mode.
+const ROW_GROUP: usize = 4;
+
+/// Adds `R` consecutive rows (`rows`, R·k values, row-major) with weights `ws` to the column
+/// sums (row by row, in order, so the result is the same as R single-row calls) and the column
+/// maxima. Returns false when a value is not a probability (NaN, infinite or outside [0, 1]);
+/// the sums are then meaningless.
+#[inline]
+fn accumulate_rows<const R: usize>(
+    rows: &[f64],
+    ws: &[f64; R],
+    q_sum: &mut [f64],
+    colmax: &mut [f64],
+) -> bool {
+    let k = q_sum.len();
+    let rows: [&[f64]; R] = std::array::from_fn(|r| &rows[r * k..(r + 1) * k]);
+    let colmax = &mut colmax[..k];
+    let mut ok = true;
+    for j in 0..k {
+        let mut acc = q_sum[j];
+        let mut mx = colmax[j];
+        for r in 0..R {
+            let v = rows[r][j];
+            ok &= (v >= 0.0) & (v <= 1.0);
+            acc += ws[r] * v;
+            // Plain comparison (no NaN handling needed: NaN makes `ok` false).
+            mx = if v > mx { v } else { mx };
+        }
+        q_sum[j] = acc;
+        colmax[j] = mx;
+    }
+    ok
+}
+
+pub(crate) fn check_probabilities(
+    q: &ArrayView2<'_, f64>,
+    n: usize,
+    k: usize,
+) -> Result<(), EstimateError> {
+    probabilities_shape(q, n, k)?;
+    let mut scratch = Vec::new();
+    for r in 0..n {
+        let row = row_slice(q, r, &mut scratch);
+        if !row_is_valid(row) {
+            return Err(invalid_row_error(r, row));
         }
     }
     Ok(())
@@ -329,51 +461,108 @@ fn probabilities_mode(
     ctl: &Control<'_>,
 ) -> Result<Output, EstimateError> {
     let k = input.k;
-    check_probabilities(&q, n, k)?;
-    let w = normalized_weights(input.weights, n)?;
+    probabilities_shape(&q, n, k)?;
+    // The values of `q` are validated during the single pass below; when the weights are invalid
+    // too, the probabilities' error still comes first.
+    let w = match normalized_weights(input.weights, n) {
+        Ok(w) => w,
+        Err(e) => {
+            check_probabilities(&q, n, k)?;
+            return Err(e);
+        }
+    };
     ctl.tick(0.0)?;
+    let __t = std::time::Instant::now();
     let mut rng = SplitMix64::new(params.seed);
-    let (block, m) = if params.bootstrap > 0 {
+    let track_blocks = params.bootstrap > 0;
+    let (block, m) = if track_blocks {
         random_blocks(n, params.bootstrap_blocks, &mut rng)
     } else {
-        (vec![0; n], 1)
+        (Vec::new(), 1)
     };
-    // Block layout: [W_j (k) | Q_j (k) | Σ w ln q(y|x) (1)].
+    // Block layout: [W_j (k) | Q_j (k) | Σ w ln q(y|x) (1)]; only kept for the bootstrap.
     let width = 2 * k + 1;
-    let mut stats = vec![0.0; m * width];
+    let mut stats = if track_blocks {
+        vec![0.0; m * width]
+    } else {
+        Vec::new()
+    };
     let mut class_w = vec![0.0; k];
     let mut q_sum = vec![0.0; k];
     let mut logq_sum = vec![0.0; k];
     let mut colmax = vec![0.0f64; k];
     let mut logq = Vec::with_capacity(n);
     let mut falsified = 0usize;
-    for s in 0..n {
+    let mut scratch = Vec::new();
+    // One pass over the matrix: validation, column sums (overall and per block), column maxima.
+    // Contiguous matrices are read `ROW_GROUP` rows at a time (same additions in the same order
+    // as row by row, with fewer loads and stores of the accumulators).
+    let flat = q.as_slice();
+    let weight = |s: usize| w.as_ref().map_or(1.0, |w| w[s]);
+    let mut s = 0;
+    while s < n {
         if s % 65_536 == 0 && s > 0 {
             ctl.tick(0.0)?;
         }
-        let ws = w.as_ref().map_or(1.0, |w| w[s]);
-        let y = input.labels[s] as usize;
-        let row = q.row(s);
-        let b = block[s] as usize * width;
-        for (j, &v) in row.iter().enumerate() {
-            q_sum[j] += ws * v;
-            stats[b + k + j] += ws * v;
-            colmax[j] = colmax[j].max(v);
-        }
-        let qy = row[y];
-        let lq = qy.ln();
-        logq.push(lq);
-        if ws > 0.0 {
-            class_w[y] += ws;
-            stats[b + y] += ws;
-            if qy > 0.0 {
-                logq_sum[y] += ws * lq;
-                stats[b + 2 * k] += ws * lq;
+        let group = match flat {
+            Some(f) if s + ROW_GROUP <= n => {
+                let ws = std::array::from_fn(|r| weight(s + r));
+                let rows = &f[s * k..(s + ROW_GROUP) * k];
+                if !accumulate_rows::<ROW_GROUP>(rows, &ws, &mut q_sum, &mut colmax) {
+                    for r in s..s + ROW_GROUP {
+                        let row = &f[r * k..(r + 1) * k];
+                        if !row_is_valid(row) {
+                            return Err(invalid_row_error(r, row));
+                        }
+                    }
+                }
+                ROW_GROUP
+            }
+            _ => {
+                let row = row_slice(&q, s, &mut scratch);
+                if !accumulate_rows::<1>(row, &[weight(s)], &mut q_sum, &mut colmax) {
+                    return Err(invalid_row_error(s, row));
+                }
+                1
+            }
+        };
+        for s in s..s + group {
+            let ws = weight(s);
+            let y = input.labels[s] as usize;
+            let row = match flat {
+                Some(f) => &f[s * k..(s + 1) * k],
+                None => row_slice(&q, s, &mut scratch),
+            };
+            let b = if track_blocks {
+                let b = block[s] as usize * width;
+                for (a, &v) in stats[b + k..b + 2 * k].iter_mut().zip(row) {
+                    *a += ws * v;
+                }
+                Some(b)
             } else {
-                falsified += 1;
+                None
+            };
+            let qy = row[y];
+            let lq = qy.ln();
+            logq.push(lq);
+            if ws > 0.0 {
+                class_w[y] += ws;
+                if let Some(b) = b {
+                    stats[b + y] += ws;
+                }
+                if qy > 0.0 {
+                    logq_sum[y] += ws * lq;
+                    if let Some(b) = b {
+                        stats[b + 2 * k] += ws * lq;
+                    }
+                } else {
+                    falsified += 1;
+                }
             }
         }
+        s += group;
     }
+    eprintln!("TIMING main pass {:?}", __t.elapsed());
     let wt: f64 = class_w.iter().sum();
     let tj: Vec<f64> = q_sum.iter().map(|&v| v / wt).collect();
     let g_from = |cw: &[f64], qs: &[f64], lsum: f64| -> f64 {
@@ -392,21 +581,23 @@ fn probabilities_mode(
         g_from(&class_w, &q_sum, logq_sum.iter().sum())
     };
     let h_y = entropy_of_counts(&class_w);
-    // Per-sample G measures.
+    // Per-sample G measures: the negative mass and the most misleading samples.
+    let ln_tj: Vec<f64> = tj.iter().map(|t| t.ln()).collect();
     let mut neg_w = 0.0;
-    let mut per_sample = Vec::with_capacity(n);
+    let mut worst_k = WorstK::new(params.worst_samples);
     for s in 0..n {
         let ws = w.as_ref().map_or(1.0, |w| w[s]);
         let y = input.labels[s] as usize;
-        let v = logq[s] - tj[y].ln();
+        let v = logq[s] - ln_tj[y];
         if ws > 0.0 {
             if v < 0.0 {
                 neg_w += ws;
             }
-            per_sample.push((v, s));
+            worst_k.push(v, s);
         }
     }
-    let worst_list: Vec<Value> = worst(per_sample, params.worst_samples)
+    eprintln!("TIMING second pass {:?}", __t.elapsed());
+    let worst_list: Vec<Value> = worst_k.into_sorted()
         .into_iter()
         .map(|(v, s)| {
             json!({"index": s, "label": input.labels[s], "value": num(v), "falsified": v == f64::NEG_INFINITY,
@@ -485,6 +676,7 @@ fn probabilities_mode(
     } else {
         None
     };
+    eprintln!("TIMING end {:?}", __t.elapsed());
     let sufficient = json!({
         "kind": "probabilities",
         "k": k,

@@ -3,6 +3,7 @@
 mod support;
 
 mod estimators;
+mod gates;
 mod ingest;
 mod openapi;
 mod queue;

@@ -1,0 +1,750 @@
+//! Aliases, gate policies, gate decisions, and version comparison.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::batches::path_name;
+use super::views::Page;
+use super::{encode_cursor, AppState, PageQuery, Unit, UnitQuery};
+use crate::error::{Error, FieldError, Problem, Result};
+use crate::gate::{self, Input, MetricRef, Rule, RuleOutcome, Source, Verdict};
+use crate::store;
+
+async fn model_or_404(state: &AppState, model: &str) -> Result<(Uuid, String)> {
+    let name = path_name("model", model)?;
+    let id = store::model_id(&state.pool, name.as_str())
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("model {name} not found")))?;
+    Ok((id, name.to_string()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Aliases
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"version": "v7"}))]
+pub struct SetAlias {
+    /// The version the alias should name.
+    pub version: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Alias {
+    pub model: String,
+    pub alias: String,
+    pub version: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Point an alias (`production`, `candidate`, …) at a version. Every move is recorded (history
+/// charts mark them).
+#[utoipa::path(
+    put,
+    path = "/v1/models/{model}/aliases/{alias}",
+    tag = "gates",
+    params(("model" = String, Path), ("alias" = String, Path)),
+    request_body = SetAlias,
+    responses(
+        (status = 200, body = Alias),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn set_alias(
+    State(state): State<AppState>,
+    Path((model, alias)): Path<(String, String)>,
+    Json(body): Json<SetAlias>,
+) -> Result<Json<Alias>> {
+    let (model_id, model) = model_or_404(&state, &model).await?;
+    let alias = path_name("alias", &alias)?;
+    if alias.as_str() == "previous" {
+        return Err(Error::Unprocessable(
+            "\"previous\" is reserved for the version before a candidate".into(),
+        ));
+    }
+    let (version_id, version) = store::version_by_name(&state.pool, model_id, &body.version)
+        .await?
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "version {} of model {model} not found",
+                body.version
+            ))
+        })?;
+    let mut tx = state.pool.begin().await?;
+    let updated_at: DateTime<Utc> = sqlx::query_scalar(
+        "INSERT INTO aliases (model_id, alias, version_id) VALUES ($1, $2, $3)
+         ON CONFLICT (model_id, alias) DO UPDATE SET version_id = $3, updated_at = now()
+         RETURNING updated_at",
+    )
+    .bind(model_id)
+    .bind(alias.as_str())
+    .bind(version_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO alias_events (model_id, alias, version_id) VALUES ($1, $2, $3)")
+        .bind(model_id)
+        .bind(alias.as_str())
+        .bind(version_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Json(Alias {
+        model,
+        alias: alias.to_string(),
+        version,
+        updated_at,
+    }))
+}
+
+/// Remove an alias.
+#[utoipa::path(
+    delete,
+    path = "/v1/models/{model}/aliases/{alias}",
+    tag = "gates",
+    params(("model" = String, Path), ("alias" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json"))
+)]
+pub async fn delete_alias(
+    State(state): State<AppState>,
+    Path((model, alias)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let (model_id, _) = model_or_404(&state, &model).await?;
+    let mut tx = state.pool.begin().await?;
+    let n = sqlx::query("DELETE FROM aliases WHERE model_id = $1 AND alias = $2")
+        .bind(model_id)
+        .bind(&alias)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        return Err(Error::NotFound(format!("alias {alias} not found")));
+    }
+    sqlx::query("INSERT INTO alias_events (model_id, alias, version_id) VALUES ($1, $2, NULL)")
+        .bind(model_id)
+        .bind(&alias)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Policies
+
+/// A set of rules.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    pub rules: Vec<Rule>,
+}
+
+fn check_rules(rules: &[Rule], field: &str) -> Result<()> {
+    let mut errors = Vec::new();
+    if rules.is_empty() {
+        errors.push(FieldError::at(
+            format!("/{field}"),
+            "at least one rule is required",
+        ));
+    }
+    for (i, r) in rules.iter().enumerate() {
+        if let Err(m) = r.validate() {
+            errors.push(FieldError::at(format!("/{field}/{i}"), m));
+        }
+        if let Err(m) = MetricRef::parse(&r.metric) {
+            errors.push(FieldError::at(format!("/{field}/{i}/metric"), m));
+        }
+        if let Some(b) = &r.baseline {
+            if b != "previous" {
+                if let Err(m) = crate::domain::names::Name::parse(b) {
+                    errors.push(FieldError::at(format!("/{field}/{i}/baseline"), m));
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Validation(errors))
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Policy {
+    pub model: String,
+    pub gate: String,
+    /// Increases by one with every PUT; decisions record the version they used.
+    pub version: i32,
+    pub rules: Vec<Rule>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Store a new version of a named gate policy (the model is created if needed). Rule semantics:
+/// see `POST /v1/models/{model}/versions/{version}/gate`.
+#[utoipa::path(
+    put,
+    path = "/v1/models/{model}/gates/{gate}",
+    tag = "gates",
+    params(("model" = String, Path), ("gate" = String, Path)),
+    request_body(content = Rules, example = json!({"rules": [
+        {"metric": "semantic_mi", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02}, "use": "ci_low"},
+        {"metric": "shannon_mi.nmi", "op": "gte", "threshold": 0.5, "severity": "warning"}
+    ]})),
+    responses(
+        (status = 200, body = Policy),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn put_policy(
+    State(state): State<AppState>,
+    Path((model, gate)): Path<(String, String)>,
+    Json(body): Json<Rules>,
+) -> Result<Json<Policy>> {
+    let model = path_name("model", &model)?;
+    let gate = path_name("gate", &gate)?;
+    check_rules(&body.rules, "rules")?;
+    let mut tx = state.pool.begin().await?;
+    sqlx::query("INSERT INTO models (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+        .bind(Uuid::now_v7())
+        .bind(model.as_str())
+        .execute(&mut *tx)
+        .await?;
+    let model_id: Uuid = sqlx::query_scalar("SELECT id FROM models WHERE name = $1 FOR SHARE")
+        .bind(model.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+    // Serialise concurrent PUTs of one policy so versions stay dense.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 11))")
+        .bind(format!("{model_id}/{gate}"))
+        .execute(&mut *tx)
+        .await?;
+    let (version, created_at): (i32, DateTime<Utc>) = sqlx::query_as(
+        "INSERT INTO gate_policies (model_id, name, version, rules)
+         SELECT $1, $2, coalesce(max(version), 0) + 1, $3 FROM gate_policies WHERE model_id = $1 AND name = $2
+         RETURNING version, created_at",
+    )
+    .bind(model_id)
+    .bind(gate.as_str())
+    .bind(serde_json::to_value(&body.rules).expect("rules serialise"))
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Json(Policy {
+        model: model.to_string(),
+        gate: gate.to_string(),
+        version,
+        rules: body.rules,
+        created_at,
+    }))
+}
+
+async fn latest_policy(
+    state: &AppState,
+    model_id: Uuid,
+    gate: &str,
+) -> Result<Option<(i32, Vec<Rule>, DateTime<Utc>)>> {
+    let row: Option<(i32, serde_json::Value, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT version, rules, created_at FROM gate_policies WHERE model_id = $1 AND name = $2
+         ORDER BY version DESC LIMIT 1",
+    )
+    .bind(model_id)
+    .bind(gate)
+    .fetch_optional(&state.pool)
+    .await?;
+    Ok(match row {
+        Some((v, rules, at)) => Some((
+            v,
+            serde_json::from_value(rules).map_err(|e| Error::Internal(e.into()))?,
+            at,
+        )),
+        None => None,
+    })
+}
+
+/// The current version of a gate policy.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{model}/gates/{gate}",
+    tag = "gates",
+    params(("model" = String, Path), ("gate" = String, Path)),
+    responses((status = 200, body = Policy), (status = 404, body = Problem, content_type = "application/problem+json"))
+)]
+pub async fn get_policy(
+    State(state): State<AppState>,
+    Path((model, gate)): Path<(String, String)>,
+) -> Result<Json<Policy>> {
+    let (model_id, model) = model_or_404(&state, &model).await?;
+    let (version, rules, created_at) = latest_policy(&state, model_id, &gate)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("gate {gate} of model {model} not found")))?;
+    Ok(Json(Policy {
+        model,
+        gate,
+        version,
+        rules,
+        created_at,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decisions
+
+/// What to evaluate: a stored policy by name, or inline rules.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"gate": "release", "wait_seconds": 120}))]
+pub struct GateRequest {
+    /// Name of a stored policy.
+    pub gate: Option<String>,
+    /// Inline rules (instead of `gate`).
+    pub rules: Option<Vec<Rule>>,
+    /// Wait up to this long (0–600 s) for the version's queued or running jobs before deciding.
+    #[serde(default)]
+    pub wait_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PolicyRef {
+    pub name: String,
+    pub version: i32,
+}
+
+/// A batch whose result entered a decision.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BatchRef {
+    pub version: String,
+    pub batch_id: Uuid,
+    pub digest: String,
+}
+
+/// One rule's outcome within a decision.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DecisionRule {
+    #[serde(flatten)]
+    pub outcome: RuleOutcome,
+    pub op: gate::Op,
+    #[serde(rename = "use")]
+    pub use_: gate::Use,
+    /// How the candidate's value was obtained.
+    pub source: Option<Source>,
+}
+
+/// A stored, immutable gate decision.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Decision {
+    pub id: Uuid,
+    /// `pass`, `warn`, `fail`, `inconclusive` or `pending`.
+    pub verdict: Verdict,
+    pub rules: Vec<DecisionRule>,
+    pub model: String,
+    pub version: String,
+    /// The stored policy used, or null for inline rules.
+    pub policy: Option<PolicyRef>,
+    /// Unit of every value and threshold in the decision.
+    pub unit: Unit,
+    /// The batches (with digests) whose results were judged, candidate and baselines.
+    pub batches: Vec<BatchRef>,
+    pub evaluated_at: DateTime<Utc>,
+}
+
+struct Observed {
+    input: Input,
+    source: Option<Source>,
+    batches: Vec<BatchRef>,
+}
+
+async fn observe(
+    state: &AppState,
+    version: (Uuid, &str),
+    metric: &MetricRef,
+    unit: Unit,
+) -> Result<Observed> {
+    let unfinished =
+        store::unfinished_jobs(&state.pool, version.0, Some(&metric.estimator)).await?;
+    let rows = store::metric_rows(&state.pool, version.0, &metric.estimator).await?;
+    let points: Vec<_> = rows.iter().map(|r| r.point()).collect();
+    let latest_params = points.last().map(|p| p.params.clone());
+    let batches = rows
+        .iter()
+        .filter(|r| Some(&r.params) == latest_params.as_ref())
+        .map(|r| BatchRef {
+            version: version.1.to_string(),
+            batch_id: r.batch_id,
+            digest: r.digest.clone(),
+        })
+        .collect();
+    if unfinished > 0 {
+        return Ok(Observed {
+            input: Input::Pending,
+            source: None,
+            batches,
+        });
+    }
+    Ok(match gate::observe(&points, metric, unit.factor()) {
+        Some((o, src)) => Observed {
+            input: Input::Value(o),
+            source: Some(src),
+            batches,
+        },
+        None => Observed {
+            input: Input::Missing,
+            source: None,
+            batches,
+        },
+    })
+}
+
+/// Decide whether a version may ship.
+///
+/// Each rule compares one metric (`estimator` or `estimator.statistic`, e.g.
+/// `semantic_mi.efficiency`) of this version with a bound: an absolute `threshold`, and/or a bound
+/// derived from a `baseline` (an alias, a version, or `previous`) with `max_regression` or
+/// `min_improvement` (`absolute` in the request's unit, `relative` as a fraction of |baseline|;
+/// with both, both must hold; a zero baseline uses the absolute form only). `op` gives the
+/// direction: `gte`/`gt` higher is better, `lte`/`lt` lower is better; inclusive ops pass at
+/// equality, strict ones fail.
+///
+/// `use`: `value` (default) compares the point value and is `inconclusive` when its interval
+/// straddles the bound; `ci_low`/`ci_high` compare that end of the interval (one-sided,
+/// conservative or lenient). `min_samples`: fewer samples → `inconclusive`. A failing `warning`
+/// rule gives `warn`. A version with several batches is judged on the exact pooled value for
+/// mergeable estimators (interval: inverse-variance combination of the batches' intervals), else
+/// on its latest batch; each rule says which in `source`.
+///
+/// Verdict: `fail` if a critical rule fails; else `pending` if jobs are still unfinished at the
+/// deadline; else `inconclusive` if a critical rule is; else `warn`; else `pass`.
+///
+/// Example: `{"metric": "semantic_mi", "op": "gte", "baseline": "production",
+/// "max_regression": {"relative": 0.02}, "use": "ci_low"}` — the candidate's semantic MI, at the
+/// low end of its 95 % interval, must not fall more than 2 % below production's value.
+#[utoipa::path(
+    post,
+    path = "/v1/models/{model}/versions/{version}/gate",
+    tag = "gates",
+    params(("model" = String, Path), ("version" = String, Path), UnitQuery),
+    request_body = GateRequest,
+    responses(
+        (status = 200, body = Decision, description = "The decision (stored; see /v1/gate-decisions/{id})"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn evaluate(
+    State(state): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+    Query(q): Query<UnitQuery>,
+    Json(req): Json<GateRequest>,
+) -> Result<Json<Decision>> {
+    let unit = q.unit.unwrap_or_default();
+    let (model_id, model) = model_or_404(&state, &model).await?;
+    let (version_id, version) = store::version_by_name(&state.pool, model_id, &version)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("version {version} of model {model} not found")))?;
+    if !(0.0..=600.0).contains(&req.wait_seconds) {
+        return Err(Error::field("/wait_seconds", "must be between 0 and 600"));
+    }
+    let (policy, rules) = match (&req.gate, req.rules) {
+        (Some(name), None) => {
+            let (v, rules, _) = latest_policy(&state, model_id, name)
+                .await?
+                .ok_or_else(|| {
+                    Error::NotFound(format!("gate {name} of model {model} not found"))
+                })?;
+            (
+                Some(PolicyRef {
+                    name: name.clone(),
+                    version: v,
+                }),
+                rules,
+            )
+        }
+        (None, Some(rules)) => {
+            check_rules(&rules, "rules")?;
+            (None, rules)
+        }
+        _ => {
+            return Err(Error::field(
+                "/gate",
+                "give either gate (a stored policy) or rules",
+            ))
+        }
+    };
+    // Wait for the version's unfinished jobs, up to the deadline.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(req.wait_seconds);
+    while store::unfinished_jobs(&state.pool, version_id, None).await? > 0
+        && tokio::time::Instant::now() < deadline
+    {
+        let left = deadline - tokio::time::Instant::now();
+        tokio::time::sleep(left.min(Duration::from_millis(250))).await;
+    }
+    let mut outcomes = Vec::with_capacity(rules.len());
+    let mut batches: Vec<BatchRef> = Vec::new();
+    for rule in &rules {
+        let metric = MetricRef::parse(&rule.metric).map_err(|m| Error::field("/rules", m))?;
+        let cand = observe(&state, (version_id, &version), &metric, unit).await?;
+        let base = match &rule.baseline {
+            Some(b) => {
+                match store::resolve_version(&state.pool, model_id, b, Some(version_id)).await? {
+                    Some((bid, bname)) => Some((
+                        bname.clone(),
+                        observe(&state, (bid, &bname), &metric, unit).await?,
+                    )),
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        let outcome = gate::evaluate(
+            rule,
+            &cand.input,
+            base.as_ref().map(|(n, o)| (n.as_str(), &o.input)),
+        );
+        for b in cand
+            .batches
+            .iter()
+            .chain(base.iter().flat_map(|(_, o)| o.batches.iter()))
+        {
+            if !batches.iter().any(|x| x.batch_id == b.batch_id) {
+                batches.push(b.clone());
+            }
+        }
+        outcomes.push(DecisionRule {
+            outcome,
+            op: rule.op,
+            use_: rule.use_,
+            source: cand.source,
+        });
+    }
+    let verdict = gate::decide(
+        &outcomes
+            .iter()
+            .map(|o| o.outcome.clone())
+            .collect::<Vec<_>>(),
+    );
+    let decision = Decision {
+        id: Uuid::now_v7(),
+        verdict,
+        rules: outcomes,
+        model,
+        version,
+        policy,
+        unit,
+        batches,
+        evaluated_at: Utc::now(),
+    };
+    sqlx::query(
+        "INSERT INTO gate_decisions (id, model_id, version_id, policy_name, policy_version, verdict, decision, evaluated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(decision.id)
+    .bind(model_id)
+    .bind(version_id)
+    .bind(decision.policy.as_ref().map(|p| p.name.clone()))
+    .bind(decision.policy.as_ref().map(|p| p.version))
+    .bind(verdict.as_str())
+    .bind(serde_json::to_value(&decision).expect("decision serialises"))
+    .bind(decision.evaluated_at)
+    .execute(&state.pool)
+    .await?;
+    tracing::info!(decision = %decision.id, verdict = verdict.as_str(), "gate evaluated");
+    Ok(Json(decision))
+}
+
+/// A stored decision, as it was returned.
+#[utoipa::path(
+    get,
+    path = "/v1/gate-decisions/{id}",
+    tag = "gates",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = Decision), (status = 404, body = Problem, content_type = "application/problem+json"))
+)]
+pub async fn get_decision(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<Json<serde_json::Value>> {
+    let d: serde_json::Value =
+        sqlx::query_scalar("SELECT decision FROM gate_decisions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&state.pool)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("gate decision {id} not found")))?;
+    Ok(Json(d))
+}
+
+/// A model's gate decisions, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{model}/gate-decisions",
+    tag = "gates",
+    params(("model" = String, Path), PageQuery),
+    responses((status = 200, body = Page<Decision>), (status = 404, body = Problem, content_type = "application/problem+json"))
+)]
+pub async fn list_decisions(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Page<serde_json::Value>>> {
+    let (model_id, _) = model_or_404(&state, &model).await?;
+    let limit = q.limit()?;
+    let after: Option<(DateTime<Utc>, Uuid)> = q.decode()?;
+    let mut rows: Vec<(DateTime<Utc>, Uuid, serde_json::Value)> = sqlx::query_as(
+        "SELECT evaluated_at, id, decision FROM gate_decisions WHERE model_id = $1
+           AND ($2::timestamptz IS NULL OR (evaluated_at, id) < ($2, $3))
+         ORDER BY evaluated_at DESC, id DESC LIMIT $4",
+    )
+    .bind(model_id)
+    .bind(after.map(|a| a.0))
+    .bind(after.map(|a| a.1))
+    .bind(limit + 1)
+    .fetch_all(&state.pool)
+    .await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| encode_cursor(&(r.0, r.1)))
+    } else {
+        None
+    };
+    Ok(Json(Page {
+        items: rows.into_iter().map(|r| r.2).collect(),
+        next_cursor,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compare
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CompareQuery {
+    /// Baseline version or alias.
+    pub baseline: String,
+    /// Candidate version or alias.
+    pub candidate: String,
+    /// `bits` (default) or `nats`.
+    pub unit: Option<Unit>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Side {
+    pub value: Option<f64>,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    pub n: Option<u64>,
+    pub source: Option<Source>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MetricComparison {
+    pub metric: String,
+    pub baseline: Side,
+    pub candidate: Side,
+    /// candidate − baseline.
+    pub delta: Option<f64>,
+    /// delta / |baseline| (null when the baseline is 0).
+    pub relative_delta: Option<f64>,
+    /// Whether the two intervals overlap (null without both intervals).
+    pub ci_overlap: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Comparison {
+    pub model: String,
+    pub baseline_version: String,
+    pub candidate_version: String,
+    pub unit: Unit,
+    pub metrics: Vec<MetricComparison>,
+}
+
+/// Compare two versions (or aliases) per metric: both values, delta, relative delta, and
+/// whether the intervals overlap.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{model}/compare",
+    tag = "gates",
+    params(("model" = String, Path), CompareQuery),
+    responses((status = 200, body = Comparison), (status = 404, body = Problem, content_type = "application/problem+json"))
+)]
+pub async fn compare(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    Query(q): Query<CompareQuery>,
+) -> Result<Json<Comparison>> {
+    let unit = q.unit.unwrap_or_default();
+    let (model_id, model) = model_or_404(&state, &model).await?;
+    let resolve = |r: String| {
+        let state = state.clone();
+        async move {
+            store::resolve_version(&state.pool, model_id, &r, None)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("no version or alias {r:?}")))
+        }
+    };
+    let (bid, bname) = resolve(q.baseline.clone()).await?;
+    let (cid, cname) = resolve(q.candidate.clone()).await?;
+    let estimators: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT estimator FROM results WHERE version_id = $1 OR version_id = $2 ORDER BY estimator",
+    )
+    .bind(bid)
+    .bind(cid)
+    .fetch_all(&state.pool)
+    .await?;
+    let mut metrics = Vec::new();
+    for e in estimators {
+        let m = MetricRef {
+            estimator: e.clone(),
+            statistic: None,
+        };
+        let side = |o: Observed| match o.input {
+            Input::Value(v) => Side {
+                value: super::views::finite(v.value),
+                ci_low: v.ci_low,
+                ci_high: v.ci_high,
+                n: Some(v.n),
+                source: o.source,
+            },
+            _ => Side {
+                value: None,
+                ci_low: None,
+                ci_high: None,
+                n: None,
+                source: None,
+            },
+        };
+        let b = side(observe(&state, (bid, &bname), &m, unit).await?);
+        let c = side(observe(&state, (cid, &cname), &m, unit).await?);
+        let delta = match (b.value, c.value) {
+            (Some(x), Some(y)) => Some(y - x),
+            _ => None,
+        };
+        let relative_delta = match (delta, b.value) {
+            (Some(d), Some(x)) if x != 0.0 => Some(d / x.abs()),
+            _ => None,
+        };
+        let ci_overlap = match (b.ci_low, b.ci_high, c.ci_low, c.ci_high) {
+            (Some(bl), Some(bh), Some(cl), Some(ch)) => Some(bl <= ch && cl <= bh),
+            _ => None,
+        };
+        metrics.push(MetricComparison {
+            metric: e,
+            baseline: b,
+            candidate: c,
+            delta,
+            relative_delta,
+            ci_overlap,
+        });
+    }
+    Ok(Json(Comparison {
+        model,
+        baseline_version: bname,
+        candidate_version: cname,
+        unit,
+        metrics,
+    }))
+}

@@ -1,0 +1,388 @@
+//! A model's information over time, and its relation to business KPIs.
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::batches::path_name;
+use super::views::finite;
+use super::{encode_cursor, AppState, PageQuery, Unit};
+use crate::error::{Error, Problem, Result};
+use crate::gate::MetricRef;
+use crate::{stats, store};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// `estimator` or `estimator.statistic`, e.g. `semantic_mi` or `shannon_mi.nmi`.
+    pub metric: String,
+    /// Only this version (name or alias).
+    pub version: Option<String>,
+    /// From this time (RFC 3339, inclusive).
+    pub from: Option<DateTime<Utc>>,
+    /// Up to this time (RFC 3339, exclusive).
+    pub to: Option<DateTime<Utc>>,
+    /// Downsample server-side to at most this many equal-width time buckets (1–10000).
+    pub buckets: Option<u32>,
+    /// `bits` (default) or `nats`.
+    pub unit: Option<Unit>,
+    /// Page size for raw points, 1–1000 (default 50).
+    pub limit: Option<i64>,
+    /// Cursor from the previous page (raw points only).
+    pub cursor: Option<String>,
+}
+
+/// One result in time.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryPoint {
+    pub t: DateTime<Utc>,
+    pub version: String,
+    pub batch_id: Uuid,
+    pub value: Option<f64>,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+}
+
+/// A time bucket of downsampled history (finite values only in min/mean/max; `count` counts all).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryBucket {
+    pub t_start: DateTime<Utc>,
+    pub t_end: DateTime<Utc>,
+    pub min: Option<f64>,
+    pub mean: Option<f64>,
+    pub max: Option<f64>,
+    pub count: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct History {
+    pub metric: String,
+    pub unit: Unit,
+    /// Raw points (without `buckets`), oldest first.
+    pub items: Vec<HistoryPoint>,
+    /// Downsampled buckets (with `buckets`).
+    pub buckets: Vec<HistoryBucket>,
+    pub next_cursor: Option<String>,
+}
+
+/// The SQL expression of a metric's value over `results r` (nats); a statistic's name is bound
+/// as parameter `$idx`.
+fn value_sql(m: &MetricRef, idx: usize) -> (String, Option<String>) {
+    match &m.statistic {
+        None => ("r.value".into(), None),
+        Some(s) => (format!("(r.details ->> ${idx})::float8"), Some(s.clone())),
+    }
+}
+
+/// A metric's history: raw points (cursor-paged), or with `buckets=B` at most B equal-width time
+/// buckets of {t_start, t_end, min, mean, max, count}.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{model}/history",
+    tag = "history",
+    params(("model" = String, Path), HistoryQuery),
+    responses(
+        (status = 200, body = History),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn history(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<History>> {
+    let name = path_name("model", &model)?;
+    let model_id = store::model_id(&state.pool, name.as_str())
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("model {name} not found")))?;
+    let metric = MetricRef::parse(&q.metric).map_err(Error::BadRequest)?;
+    let unit = q.unit.unwrap_or_default();
+    let f = match &metric.statistic {
+        Some(s) if !crate::domain::estimators::is_information(s) => 1.0,
+        _ => unit.factor(),
+    };
+    let version_id = match &q.version {
+        Some(v) => Some(
+            store::resolve_version(&state.pool, model_id, v, None)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("no version or alias {v:?}")))?
+                .0,
+        ),
+        None => None,
+    };
+    if let Some(b) = q.buckets {
+        let (expr, stat) = value_sql(&metric, 7);
+        if !(1..=10_000).contains(&b) {
+            return Err(Error::BadRequest(
+                "buckets must be between 1 and 10000".into(),
+            ));
+        }
+        let sql = format!(
+            "WITH r AS (
+                SELECT r.computed_at AS t, {expr} AS v FROM results r
+                WHERE r.model_id = $1 AND r.estimator = $2
+                  AND ($3::uuid IS NULL OR r.version_id = $3)
+                  AND ($4::timestamptz IS NULL OR r.computed_at >= $4)
+                  AND ($5::timestamptz IS NULL OR r.computed_at < $5)
+                  AND ($7::text IS NULL OR r.details ? $7)),
+             span AS (SELECT coalesce($4, min(t)) AS lo, coalesce($5, max(t) + interval '1 microsecond') AS hi FROM r),
+             b AS (
+                SELECT least(greatest(floor($6 * extract(epoch FROM (r.t - span.lo))
+                         / nullif(extract(epoch FROM (span.hi - span.lo)), 0))::int, 0), $6 - 1) AS k, r.v
+                FROM r, span)
+             SELECT b.k, span.lo + (span.hi - span.lo) * b.k / $6 AS t_start,
+                    span.lo + (span.hi - span.lo) * (b.k + 1) / $6 AS t_end,
+                    min(b.v) FILTER (WHERE b.v > '-Infinity' AND b.v < 'Infinity') AS min,
+                    avg(b.v) FILTER (WHERE b.v > '-Infinity' AND b.v < 'Infinity') AS mean,
+                    max(b.v) FILTER (WHERE b.v > '-Infinity' AND b.v < 'Infinity') AS max,
+                    count(*) AS count
+             FROM b, span GROUP BY b.k, span.lo, span.hi ORDER BY b.k"
+        );
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(
+            i32,
+            DateTime<Utc>,
+            DateTime<Utc>,
+            Option<f64>,
+            Option<f64>,
+            Option<f64>,
+            i64,
+        )> = sqlx::query_as(&sql)
+            .bind(model_id)
+            .bind(&metric.estimator)
+            .bind(version_id)
+            .bind(q.from)
+            .bind(q.to)
+            .bind(b as i32)
+            .bind(stat)
+            .fetch_all(&state.pool)
+            .await?;
+        let buckets = rows
+            .into_iter()
+            .map(|(_, t_start, t_end, min, mean, max, count)| HistoryBucket {
+                t_start,
+                t_end,
+                min: min.map(|x| x * f),
+                mean: mean.map(|x| x * f),
+                max: max.map(|x| x * f),
+                count,
+            })
+            .collect();
+        return Ok(Json(History {
+            metric: metric.to_string(),
+            unit,
+            items: vec![],
+            buckets,
+            next_cursor: None,
+        }));
+    }
+    let (expr, stat) = value_sql(&metric, 9);
+    let page = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor.clone(),
+    };
+    let limit = page.limit()?;
+    let after: Option<(DateTime<Utc>, Uuid)> = page.decode()?;
+    let sql = format!(
+        "SELECT r.computed_at, r.id, v.name, r.batch_id, {expr}, r.ci_low, r.ci_high
+         FROM results r JOIN model_versions v ON v.id = r.version_id
+         WHERE r.model_id = $1 AND r.estimator = $2
+           AND ($3::uuid IS NULL OR r.version_id = $3)
+           AND ($4::timestamptz IS NULL OR r.computed_at >= $4)
+           AND ($5::timestamptz IS NULL OR r.computed_at < $5)
+           AND ($6::timestamptz IS NULL OR (r.computed_at, r.id) > ($6, $7))
+           AND ($9::text IS NULL OR r.details ? $9)
+         ORDER BY r.computed_at, r.id LIMIT $8"
+    );
+    type Row = (
+        DateTime<Utc>,
+        Uuid,
+        String,
+        Uuid,
+        Option<f64>,
+        Option<f64>,
+        Option<f64>,
+    );
+    let mut rows: Vec<Row> = sqlx::query_as(&sql)
+        .bind(model_id)
+        .bind(&metric.estimator)
+        .bind(version_id)
+        .bind(q.from)
+        .bind(q.to)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1))
+        .bind(limit + 1)
+        .bind(stat.clone())
+        .fetch_all(&state.pool)
+        .await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| encode_cursor(&(r.0, r.1)))
+    } else {
+        None
+    };
+    let ci = |x: Option<f64>| {
+        if stat.is_some() {
+            None
+        } else {
+            x.and_then(|x| finite(x * f))
+        }
+    };
+    let items = rows
+        .into_iter()
+        .map(|(t, _, version, batch_id, v, lo, hi)| HistoryPoint {
+            t,
+            version,
+            batch_id,
+            value: v.and_then(|x| finite(x * f)),
+            ci_low: ci(lo),
+            ci_high: ci(hi),
+        })
+        .collect();
+    Ok(Json(History {
+        metric: metric.to_string(),
+        unit,
+        items,
+        buckets: vec![],
+        next_cursor,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct KpiQuery {
+    /// One metric (`estimator` or `estimator.statistic`); default: every estimator's value.
+    pub metric: Option<String>,
+    /// One KPI name (a key of the batches' `metadata.kpis`); default: every KPI found.
+    pub kpi: Option<String>,
+    /// Interval level for the correlations (default 0.95).
+    pub level: Option<f64>,
+}
+
+/// A correlation with its Fisher-z interval.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Correlation {
+    pub r: Option<f64>,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KpiCorrelation {
+    pub metric: String,
+    pub kpi: String,
+    /// Batches having both the metric and the KPI.
+    pub n: usize,
+    pub spearman: Correlation,
+    pub pearson: Correlation,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KpiReport {
+    pub model: String,
+    pub level: f64,
+    pub items: Vec<KpiCorrelation>,
+}
+
+/// How each information metric tracks each business KPI across the model's batches (all
+/// versions): Spearman's rank and Pearson's linear correlation with Fisher-z intervals
+/// (Spearman's standard error scaled by √1.06) and N. KPIs come from numeric values in a batch's
+/// `metadata.kpis`, e.g. `{"kpis": {"conversion": 0.031}}`.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{model}/kpi-correlation",
+    tag = "history",
+    params(("model" = String, Path), KpiQuery),
+    responses((status = 200, body = KpiReport), (status = 404, body = Problem, content_type = "application/problem+json"))
+)]
+pub async fn kpi_correlation(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    Query(q): Query<KpiQuery>,
+) -> Result<Json<KpiReport>> {
+    let name = path_name("model", &model)?;
+    let model_id = store::model_id(&state.pool, name.as_str())
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("model {name} not found")))?;
+    let level = q.level.unwrap_or(0.95);
+    if !(level > 0.0 && level < 1.0) {
+        return Err(Error::BadRequest("level must be between 0 and 1".into()));
+    }
+    let metric = q
+        .metric
+        .as_deref()
+        .map(MetricRef::parse)
+        .transpose()
+        .map_err(Error::BadRequest)?;
+    // Latest result per (batch, estimator), with the batch's KPIs.
+    let rows: Vec<(Uuid, String, f64, serde_json::Value, serde_json::Value)> = sqlx::query_as(
+        "SELECT DISTINCT ON (r.batch_id, r.estimator) r.batch_id, r.estimator, r.value, r.details, b.metadata -> 'kpis'
+         FROM results r JOIN batches b ON b.id = r.batch_id
+         WHERE r.model_id = $1 AND jsonb_typeof(b.metadata -> 'kpis') = 'object'
+           AND ($2::text IS NULL OR r.estimator = $2)
+         ORDER BY r.batch_id, r.estimator, r.computed_at DESC",
+    )
+    .bind(model_id)
+    .bind(metric.as_ref().map(|m| m.estimator.clone()))
+    .fetch_all(&state.pool)
+    .await?;
+    use std::collections::BTreeMap;
+    // (metric, kpi) → pairs
+    let mut pairs: BTreeMap<(String, String), (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for (_, estimator, value, details, kpis) in rows {
+        let (label, v) = match &metric {
+            Some(MetricRef {
+                statistic: Some(s), ..
+            }) => (
+                format!("{estimator}.{s}"),
+                details.get(s).and_then(|x| x.as_f64()),
+            ),
+            _ => (estimator.clone(), Some(value)),
+        };
+        let Some(v) = v.filter(|v| v.is_finite()) else {
+            continue;
+        };
+        let Some(obj) = kpis.as_object() else {
+            continue;
+        };
+        for (k, kv) in obj {
+            if q.kpi.as_ref().is_some_and(|want| want != k) {
+                continue;
+            }
+            if let Some(x) = kv.as_f64().filter(|x| x.is_finite()) {
+                let e = pairs.entry((label.clone(), k.clone())).or_default();
+                e.0.push(v);
+                e.1.push(x);
+            }
+        }
+    }
+    let items = pairs
+        .into_iter()
+        .map(|((metric, kpi), (x, y))| {
+            let corr = |r: Option<f64>, scale: f64| {
+                let ci = r.and_then(|r| stats::correlation_interval(r, x.len(), level, scale));
+                Correlation {
+                    r,
+                    ci_low: ci.map(|c| c.0),
+                    ci_high: ci.map(|c| c.1),
+                }
+            };
+            KpiCorrelation {
+                n: x.len(),
+                spearman: corr(stats::spearman(&x, &y), 1.06f64.sqrt()),
+                pearson: corr(stats::pearson(&x, &y), 1.0),
+                metric,
+                kpi,
+            }
+        })
+        .collect();
+    Ok(Json(KpiReport {
+        model: name.to_string(),
+        level,
+        items,
+    }))
+}

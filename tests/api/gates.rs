@@ -1,0 +1,393 @@
+//! Gates, aliases, comparisons, history and KPI correlation, end to end.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+use crate::support::{app, fast_workers, fresh_db, TestApp};
+
+/// A batch whose shannon_mi is known: labels 0/1, `wrong` of 8 predictions flipped.
+fn binary(wrong: usize) -> Value {
+    let labels = [0, 0, 0, 0, 1, 1, 1, 1];
+    let mut preds = labels;
+    for p in preds.iter_mut().take(wrong) {
+        *p = 1 - *p;
+    }
+    json!({"task": "multiclass", "labels": labels, "predictions": preds,
+           "estimators": [{"id": "shannon_mi", "params": {"bootstrap": 0}}]})
+}
+
+async fn upload_and_run(app: &TestApp, version: &str, body: &Value) {
+    let (s, b) = app.upload("m", version, body).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let w = app.workers(fast_workers(1));
+    for j in b["jobs"].as_array().unwrap() {
+        assert_eq!(
+            app.wait_job(j["id"].as_str().unwrap(), 30).await["state"],
+            "succeeded"
+        );
+    }
+    w.shutdown().await;
+}
+
+async fn put(app: &TestApp, uri: &str, body: Value) -> (StatusCode, Value) {
+    let (s, _, v) = app
+        .call(
+            axum::http::Request::put(uri)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await;
+    (s, v)
+}
+
+#[tokio::test]
+async fn aliases_policies_decisions_and_compare() {
+    let app = app().await;
+    upload_and_run(&app, "v1", &binary(0)).await; // 1 bit
+    upload_and_run(&app, "v2", &binary(2)).await; // [[2,2],[0,4]]-like: well below 1 bit
+    let (s, a) = put(
+        &app,
+        "/v1/models/m/aliases/production",
+        json!({"version": "v1"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert_eq!(a["version"], "v1");
+    assert_eq!(
+        put(
+            &app,
+            "/v1/models/m/aliases/production",
+            json!({"version": "v9"})
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    let rules = json!({"rules": [{"metric": "shannon_mi", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02}}]});
+    let (s, p) = put(&app, "/v1/models/m/gates/release", rules.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["version"], 1);
+    let (_, p2) = put(&app, "/v1/models/m/gates/release", rules).await;
+    assert_eq!(p2["version"], 2, "policies are versioned");
+    let (s, bad) = put(
+        &app,
+        "/v1/models/m/gates/bad",
+        json!({"rules": [{"metric": "nope", "op": "gte", "threshold": 1}]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    assert_eq!(bad["errors"][0]["pointer"], "/rules/0/metric");
+
+    let (s, _, d) = app
+        .post_json("/v1/models/m/versions/v2/gate", &json!({"gate": "release"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(d["verdict"], "fail", "{d}");
+    assert_eq!(d["policy"]["version"], 2);
+    let r = &d["rules"][0];
+    assert_eq!(r["baseline_version"], "v1");
+    approx::assert_abs_diff_eq!(r["baseline_value"].as_f64().unwrap(), 1.0, epsilon = 1e-9);
+    approx::assert_abs_diff_eq!(r["threshold"].as_f64().unwrap(), 0.98, epsilon = 1e-9);
+    assert!(r["delta"].as_f64().unwrap() < 0.0);
+    assert_eq!(
+        d["batches"].as_array().unwrap().len(),
+        2,
+        "candidate and baseline batches recorded"
+    );
+    assert_eq!(d["batches"][0]["digest"].as_str().unwrap().len(), 64);
+    let (s, stored) = app
+        .get(&format!("/v1/gate-decisions/{}", d["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(stored, d, "decisions are stored as returned");
+    let (_, _, d1) = app
+        .post_json("/v1/models/m/versions/v1/gate", &json!({"gate": "release"}))
+        .await;
+    assert_eq!(d1["verdict"], "pass", "{d1}");
+    let (_, list) = app.get("/v1/models/m/gate-decisions?limit=1").await;
+    assert_eq!(list["items"][0]["id"], d1["id"], "newest first");
+    assert!(list["next_cursor"].is_string());
+
+    let (s, c) = app
+        .get("/v1/models/m/compare?baseline=production&candidate=v2")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    let m = &c["metrics"][0];
+    assert_eq!(m["metric"], "shannon_mi");
+    approx::assert_abs_diff_eq!(
+        m["baseline"]["value"].as_f64().unwrap(),
+        1.0,
+        epsilon = 1e-9
+    );
+    approx::assert_abs_diff_eq!(
+        m["delta"].as_f64().unwrap(),
+        m["candidate"]["value"].as_f64().unwrap() - 1.0,
+        epsilon = 1e-12
+    );
+    approx::assert_abs_diff_eq!(
+        m["relative_delta"].as_f64().unwrap(),
+        m["delta"].as_f64().unwrap(),
+        epsilon = 1e-12
+    );
+
+    let (s, _, inline) = app
+        .post_json("/v1/models/m/versions/v2/gate", &json!({"rules": [{"metric": "shannon_mi.nmi", "op": "gte", "threshold": 0.1, "severity": "warning"}]}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{inline}");
+    assert!(inline["policy"].is_null());
+    let (s, _, none) = app
+        .post_json("/v1/models/m/versions/v2/gate", &json!({"gate": "missing"}))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{none}");
+}
+
+#[tokio::test]
+async fn unfinished_jobs_at_the_deadline_give_pending() {
+    let app = app().await;
+    let (s, _) = app.upload("m", "v1", &binary(1)).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let started = std::time::Instant::now();
+    let (s, _, d) = app
+        .post_json("/v1/models/m/versions/v1/gate", &json!({"rules": [{"metric": "shannon_mi", "op": "gte", "threshold": 0.1}], "wait_seconds": 0.5}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(d["verdict"], "pending", "{d}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "waited for the deadline"
+    );
+}
+
+/// Insert a synthetic result series (values in nats) for one model/version at known times.
+async fn series(app: &TestApp, model: &str, values: &[(f64, Option<f64>)], minutes_apart: i64) {
+    let (s, b) = app.upload(model, "v1", &binary(0)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let batch = b["batch"]["id"].as_str().unwrap().to_string();
+    sqlx::query("DELETE FROM jobs")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    for (i, (v, kpi)) in values.iter().enumerate() {
+        // One batch per point, each with its KPI.
+        let bid = uuid::Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO batches (id, model_id, version_id, task, n, digest, size_bytes, content_type, metadata)
+             SELECT $1, model_id, version_id, task, n, digest, size_bytes, content_type, $2 FROM batches WHERE id = $3::uuid",
+        )
+        .bind(bid)
+        .bind(match kpi { Some(k) => json!({"kpis": {"conversion": k}}), None => json!({}) })
+        .bind(&batch)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+        let job = uuid::Uuid::now_v7();
+        sqlx::query("INSERT INTO jobs (id, batch_id, estimator, estimator_version, params, params_hash, state) VALUES ($1, $2, 'shannon_mi', '1', '{}', 'h', 'succeeded')")
+            .bind(job)
+            .bind(bid)
+            .execute(&app.pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO results (id, job_id, batch_id, model_id, version_id, estimator, estimator_version, params, value, n, details, computed_at)
+             SELECT $1, $2, b.id, b.model_id, b.version_id, 'shannon_mi', '1', '{}', $3, 8, '{\"nmi\": 0.5}',
+                    timestamptz '2026-01-01 00:00:00+00' + make_interval(mins => $4)
+             FROM batches b WHERE b.id = $5",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(job)
+        .bind(v)
+        .bind((i as i64 * minutes_apart) as i32)
+        .bind(bid)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn history_downsamples_to_the_right_min_mean_max() {
+    let app = app().await;
+    let values: Vec<(f64, Option<f64>)> = (0..10).map(|i| (i as f64, None)).collect();
+    series(&app, "h", &values, 1).await;
+    // 10 points one minute apart from 00:00 to 00:09; 5 buckets over [00:00, 00:10): 2 points each.
+    let (s, h) = app
+        .get("/v1/models/h/history?metric=shannon_mi&buckets=5&unit=nats&from=2026-01-01T00:00:00Z&to=2026-01-01T00:10:00Z")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{h}");
+    let b = h["buckets"].as_array().unwrap();
+    assert_eq!(b.len(), 5, "{h}");
+    for (k, bucket) in b.iter().enumerate() {
+        assert_eq!(bucket["count"], 2, "{bucket}");
+        assert_eq!(bucket["min"].as_f64().unwrap(), 2.0 * k as f64);
+        assert_eq!(bucket["max"].as_f64().unwrap(), 2.0 * k as f64 + 1.0);
+        approx::assert_abs_diff_eq!(
+            bucket["mean"].as_f64().unwrap(),
+            2.0 * k as f64 + 0.5,
+            epsilon = 1e-12
+        );
+    }
+    assert_eq!(b[1]["t_start"], "2026-01-01T00:02:00Z");
+    // Raw points, paged, in bits by default.
+    let (_, p) = app
+        .get("/v1/models/h/history?metric=shannon_mi&limit=4")
+        .await;
+    assert_eq!(p["items"].as_array().unwrap().len(), 4);
+    approx::assert_abs_diff_eq!(
+        p["items"][1]["value"].as_f64().unwrap(),
+        1.0 / std::f64::consts::LN_2,
+        epsilon = 1e-12
+    );
+    let (_, p2) = app
+        .get(&format!(
+            "/v1/models/h/history?metric=shannon_mi&limit=100&cursor={}",
+            p["next_cursor"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        p2["items"].as_array().unwrap().len(),
+        6,
+        "10 points in all, 4 on the first page"
+    );
+    assert!(p2["next_cursor"].is_null());
+    let (_, st) = app
+        .get("/v1/models/h/history?metric=shannon_mi.nmi&limit=1")
+        .await;
+    assert_eq!(st["items"][0]["value"], 0.5, "ratios are not converted");
+    assert_eq!(
+        app.get("/v1/models/h/history?metric=bogus").await.0,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn kpi_correlation_matches_hand_computation() {
+    let app = app().await;
+    // x = (1, 2, 3, 4, 5) nats, KPI y = (2, 1, 4, 3, 5): Pearson = Spearman = 0.8 (by hand:
+    // Σ(x−3)(y−3) = 8, Σ(x−3)² = Σ(y−3)² = 10).
+    let values = [
+        (1.0, Some(2.0)),
+        (2.0, Some(1.0)),
+        (3.0, Some(4.0)),
+        (4.0, Some(3.0)),
+        (5.0, Some(5.0)),
+        (9.0, None),
+    ];
+    series(&app, "k", &values, 1).await;
+    let (s, r) = app
+        .get("/v1/models/k/kpi-correlation?metric=shannon_mi&kpi=conversion")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let item = &r["items"][0];
+    assert_eq!(item["n"], 5, "{r}");
+    approx::assert_abs_diff_eq!(item["pearson"]["r"].as_f64().unwrap(), 0.8, epsilon = 1e-12);
+    approx::assert_abs_diff_eq!(
+        item["spearman"]["r"].as_f64().unwrap(),
+        0.8,
+        epsilon = 1e-12
+    );
+    let (lo, hi) = (
+        item["pearson"]["ci_low"].as_f64().unwrap(),
+        item["pearson"]["ci_high"].as_f64().unwrap(),
+    );
+    assert!(lo < 0.8 && 0.8 < hi && lo > -1.0 && hi < 1.0);
+}
+
+#[tokio::test]
+async fn the_gate_cli_exits_with_the_verdict_against_a_running_server() {
+    let (options, _) = fresh_db().await;
+    let pool = sqlx::PgPool::connect_with(options).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let args = infoaudit::config::ServeArgs {
+        workers: Some(2),
+        ..Default::default()
+    };
+    let server = tokio::spawn(async move {
+        infoaudit::app::serve(pool, &args, Some(listener), async {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+    let bin = env!("CARGO_BIN_EXE_infoaudit");
+    let dir = std::env::temp_dir().join(format!("infoaudit-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: Vec<String>| async move {
+        let out = tokio::process::Command::new(bin)
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let s = |x: &str| x.to_string();
+    for (version, wrong) in [("v1", 0), ("v2", 2)] {
+        let f = dir.join(format!("{version}.json"));
+        std::fs::write(&f, binary(wrong).to_string()).unwrap();
+        let (code, out, err) = run(vec![
+            s("submit"),
+            s("--url"),
+            url.clone(),
+            s("--model"),
+            s("m"),
+            s("--version"),
+            s(version),
+            f.display().to_string(),
+            s("--wait"),
+            s("--timeout"),
+            s("60"),
+        ])
+        .await;
+        assert_eq!(code, 0, "submit: {out} {err}");
+        assert!(out.contains("shannon_mi"), "{out}");
+    }
+    let http = reqwest::Client::new();
+    http.put(format!("{url}/v1/models/m/aliases/production"))
+        .json(&json!({"version": "v1"}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    http.put(format!("{url}/v1/models/m/gates/release"))
+        .json(&json!({"rules": [{"metric": "shannon_mi", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02}}]}))
+        .send().await.unwrap().error_for_status().unwrap();
+    http.put(format!("{url}/v1/models/m/gates/big-sample"))
+        .json(&json!({"rules": [{"metric": "shannon_mi", "op": "gte", "threshold": 0.1, "min_samples": 1000}]}))
+        .send().await.unwrap().error_for_status().unwrap();
+    let gate = |version: &str, gate: &str| {
+        vec![
+            s("gate"),
+            s("--url"),
+            url.clone(),
+            s("--model"),
+            s("m"),
+            s("--version"),
+            s(version),
+            s("--gate"),
+            s(gate),
+            s("--wait"),
+            s("30"),
+        ]
+    };
+    let (code, out, _) = run(gate("v1", "release")).await;
+    assert_eq!(code, 0, "v1 equals production: pass\n{out}");
+    assert!(out.contains("PASS") && out.contains("shannon_mi"), "{out}");
+    let (code, out, _) = run(gate("v2", "release")).await;
+    assert_eq!(code, 1, "v2 regressed: fail\n{out}");
+    assert!(out.contains("FAIL"), "{out}");
+    let (code, out, _) = run(gate("v2", "big-sample")).await;
+    assert_eq!(code, 2, "too few samples: inconclusive\n{out}");
+    let (code, _, err) = run(gate("v2", "no-such-gate")).await;
+    assert_eq!(code, 3, "error: {err}");
+    stop_tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
