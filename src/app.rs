@@ -61,26 +61,62 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-/// Run the service until a shutdown signal.
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let (pool, local) = match &args.database_url {
+/// A pool on `DATABASE_URL`, or on the embedded cluster under `data_dir` (started if needed).
+pub async fn open_database(
+    database_url: Option<&str>,
+    data_dir: &std::path::Path,
+    max_connections: u32,
+) -> anyhow::Result<(PgPool, Option<LocalPostgres>)> {
+    match database_url {
         Some(url) => {
             let opts: sqlx::postgres::PgConnectOptions = url
                 .parse()
                 .context("DATABASE_URL is not a valid PostgreSQL URL")?;
-            (db::pool(opts, 32).await?, None)
+            Ok((db::pool(opts, max_connections).await?, None))
         }
         None => {
-            let dir = args.data_dir.clone();
+            let dir = data_dir.to_path_buf();
             let local = tokio::task::spawn_blocking(move || {
                 LocalPostgres::start(&dir, &LocalOptions::default())
             })
             .await??;
             local.ensure_database(db::LOCAL_DB).await?;
-            let pool = db::pool(local.connect_options(db::LOCAL_DB), 32).await?;
-            (pool, Some(local))
+            let pool = db::pool(local.connect_options(db::LOCAL_DB), max_connections).await?;
+            Ok((pool, Some(local)))
         }
-    };
+    }
+}
+
+/// `infoaudit keys create`: straight into the database, whether or not the service runs.
+pub async fn create_key(a: crate::config::KeysCreateArgs) -> anyhow::Result<()> {
+    let scopes = a
+        .scopes
+        .iter()
+        .map(|s| {
+            crate::auth::Scope::parse(s.trim())
+                .with_context(|| format!("unknown scope {s:?}; use ingest, read, gate, admin"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (pool, local) = open_database(a.database_url.as_deref(), &a.data_dir, 2).await?;
+    db::migrate(&pool).await?;
+    let (_, key) = crate::auth::create_key(&pool, &a.name, &scopes, a.models.as_deref()).await?;
+    pool.close().await;
+    if let Some(local) = local {
+        if local.started_here() {
+            tokio::task::spawn_blocking(move || local.stop()).await??;
+        }
+    }
+    println!("{}", key.key);
+    eprintln!(
+        "Store this key now: it is shown once. Its prefix is ia_{}.",
+        key.prefix
+    );
+    Ok(())
+}
+
+/// Run the service until a shutdown signal.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let (pool, local) = open_database(args.database_url.as_deref(), &args.data_dir, 32).await?;
     let listener = match args.role {
         Role::Worker => None,
         _ => Some(
@@ -137,6 +173,7 @@ pub async fn serve(
                 max_upload_bytes: args.max_upload_bytes,
                 max_body_bytes: args.max_body_bytes,
             },
+            require_auth: args.require_auth,
         };
         tracing::info!(addr = %listener.local_addr()?, role = ?args.role, "infoaudit listening");
         let stop_http = stop.clone();

@@ -25,6 +25,34 @@ pub enum Command {
     Gate(crate::cli::GateArgs),
     /// Upload a batch file (JSON, NDJSON or CSV) and print its id.
     Submit(crate::cli::SubmitArgs),
+    /// Manage API keys directly in the database (bootstrap the first admin key).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it once.
+    Create(KeysCreateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeysCreateArgs {
+    #[arg(long)]
+    pub name: String,
+    /// Comma-separated: ingest, read, gate, admin.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub scopes: Vec<String>,
+    /// Comma-separated model names the key is limited to (default: every model).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Option<Vec<String>>,
+    /// Data directory of the embedded PostgreSQL (used when DATABASE_URL is not set).
+    #[arg(long, env = "INFOAUDIT_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 /// Which parts of the service this process runs.
@@ -68,6 +96,10 @@ pub struct ServeArgs {
     /// Seconds in-flight jobs get to finish on shutdown before they are released for others.
     #[arg(long, env = "INFOAUDIT_SHUTDOWN_GRACE_SECONDS", default_value_t = 10.0)]
     pub shutdown_grace_seconds: f64,
+    /// Require an API key on every call except health, metrics and docs (without it, keys are
+    /// required only once one exists).
+    #[arg(long, env = "INFOAUDIT_REQUIRE_AUTH", default_value_t = false)]
+    pub require_auth: bool,
     /// Emit logs as JSON lines.
     #[arg(long, env = "INFOAUDIT_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
@@ -85,6 +117,7 @@ impl Default for ServeArgs {
             max_body_bytes: 1024 * 1024,
             lease_seconds: 30.0,
             shutdown_grace_seconds: 10.0,
+            require_auth: false,
             log_json: false,
         }
     }

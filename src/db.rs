@@ -22,6 +22,7 @@ pub struct LocalPostgres {
     socket_dir: PathBuf,
     bin_dir: PathBuf,
     run_as: Option<nix::unistd::User>,
+    started: std::sync::atomic::AtomicBool,
 }
 
 /// Settings for a private cluster.
@@ -120,6 +121,7 @@ impl LocalPostgres {
             socket_dir,
             bin_dir,
             run_as,
+            started: Default::default(),
         };
         pg.init(opts)?;
         pg.start_server(opts)?;
@@ -234,8 +236,15 @@ impl LocalPostgres {
                 self.pgdata.join("server.log").display()
             );
         }
+        self.started
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(pgdata = %self.pgdata.display(), "embedded PostgreSQL started");
         Ok(())
+    }
+
+    /// Whether this process started the server (rather than adopting a running one).
+    pub fn started_here(&self) -> bool {
+        self.started.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Connection options for a database in this cluster.

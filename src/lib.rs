@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -15,4 +16,5 @@ pub mod gate;
 pub mod queue;
 pub mod stats;
 pub mod store;
+pub mod web;
 pub mod worker;

@@ -15,6 +15,17 @@ fn main() -> ExitCode {
     let serve = match cli.command {
         Some(Command::Gate(a)) => return rt.block_on(infoaudit::cli::gate(a)),
         Some(Command::Submit(a)) => return rt.block_on(infoaudit::cli::submit(a)),
+        Some(Command::Keys {
+            command: infoaudit::config::KeysCommand::Create(a),
+        }) => {
+            return match rt.block_on(infoaudit::app::create_key(a)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Some(Command::Serve(args)) => args,
         None => ServeArgs::from_env(),
     };

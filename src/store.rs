@@ -253,13 +253,16 @@ const MODEL_SELECT: &str = "SELECT m.id, m.name, m.created_at,
 pub async fn list_models(
     pool: &PgPool,
     after: Option<&str>,
+    only: Option<&[String]>,
     limit: i64,
 ) -> sqlx::Result<Vec<ModelRow>> {
     sqlx::query_as(&format!(
-        "{MODEL_SELECT} WHERE ($1::text IS NULL OR m.name > $1) ORDER BY m.name LIMIT $2"
+        "{MODEL_SELECT} WHERE ($1::text IS NULL OR m.name > $1) AND ($3::text[] IS NULL OR m.name = ANY($3))
+         ORDER BY m.name LIMIT $2"
     ))
     .bind(after)
     .bind(limit)
+    .bind(only)
     .fetch_all(pool)
     .await
 }

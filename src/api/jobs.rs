@@ -84,9 +84,25 @@ pub struct JobFilter {
 )]
 pub async fn list_jobs(
     State(state): State<AppState>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
     Query(f): Query<JobFilter>,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<Page<Job>>> {
+    if let Some(p) = principal.filter(|p| p.models.is_some()) {
+        match &f.model {
+            Some(m) if p.allows_model(m) => {}
+            Some(m) => {
+                return Err(Error::Forbidden(format!(
+                    "this key is not allowed to use model {m}"
+                )))
+            }
+            None => {
+                return Err(Error::Forbidden(
+                    "this key is limited to some models: give ?model=".into(),
+                ))
+            }
+        }
+    }
     if let Some(s) = &f.state {
         if !["queued", "running", "succeeded", "failed", "cancelled"].contains(&s.as_str()) {
             return Err(Error::BadRequest(format!(

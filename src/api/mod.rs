@@ -5,6 +5,7 @@ pub mod estimators;
 pub mod gates;
 pub mod history;
 pub mod jobs;
+pub mod keys;
 pub mod models;
 pub mod ops;
 pub mod views;
@@ -35,6 +36,8 @@ pub struct AppState {
     /// Set on shutdown: `/readyz` fails so load balancers stop sending traffic.
     pub draining: Arc<AtomicBool>,
     pub limits: Limits,
+    /// Every call except health, metrics and docs needs a key (else only once a key exists).
+    pub require_auth: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -70,11 +73,33 @@ impl Default for Limits {
         (name = "estimators", description = "The estimator catalog"),
         (name = "gates", description = "Aliases, gate policies and decisions, comparisons"),
         (name = "history", description = "Information over time and against business KPIs"),
+        (name = "keys", description = "API keys (admin)"),
         (name = "operations", description = "Health and readiness"),
     ),
-    components(schemas(Problem, crate::error::FieldError))
+    components(schemas(Problem, crate::error::FieldError)),
+    modifiers(&BearerAuth),
+    security((), ("bearer" = []))
 )]
 struct ApiDoc;
+
+/// API keys travel as `Authorization: Bearer <key>`.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("ia_<prefix>_<secret>")
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The documented API routes (without state), for the server and for the OpenAPI document.
 fn api_routes(limits: Limits) -> OpenApiRouter<AppState> {
@@ -105,6 +130,8 @@ fn api_routes(limits: Limits) -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(gates::compare))
         .routes(utoipa_axum::routes!(history::history))
         .routes(utoipa_axum::routes!(history::kpi_correlation))
+        .routes(utoipa_axum::routes!(keys::create_key, keys::list_keys))
+        .routes(utoipa_axum::routes!(keys::revoke_key))
         .routes(utoipa_axum::routes!(ops::livez))
         .routes(utoipa_axum::routes!(ops::readyz))
 }
@@ -120,7 +147,11 @@ pub fn router(state: AppState) -> Router {
     let (api, doc) = api_routes(limits).split_for_parts();
     // Swagger UI (vendored into the binary: no CDN, no download) also serves `/openapi.json`.
     api.merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .merge(crate::web::router())
+        .route("/login", axum::routing::get(keys::login_form).post(keys::login))
+        .route("/logout", axum::routing::post(keys::logout))
         .fallback(|| async { Error::NotFound("no such route".into()) })
+        .layer(middleware::from_fn_with_state(state.clone(), crate::auth::middleware))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::from_fn(problem_everywhere))
         .layer(

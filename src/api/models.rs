@@ -42,11 +42,14 @@ fn page<T: utoipa::ToSchema, R>(
 )]
 pub async fn list_models(
     State(state): State<AppState>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
     Query(q): Query<PageQuery>,
 ) -> Result<Json<Page<Model>>> {
     let limit = q.limit()?;
     let after: Option<String> = q.decode()?;
-    let rows = store::list_models(&state.pool, after.as_deref(), limit + 1).await?;
+    let only = principal.and_then(|p| p.0.models);
+    let rows =
+        store::list_models(&state.pool, after.as_deref(), only.as_deref(), limit + 1).await?;
     Ok(Json(page(
         rows,
         limit,

@@ -403,38 +403,39 @@ fn row_slice<'s>(q: &'s ArrayView2<'_, f64>, r: usize, scratch: &'s mut Vec<f64>
     }
 }
 
-/// Rows per group in the main pass of the probabilities mode.
-const ROW_GROUP: usize = 4;
-
-/// Adds `R` consecutive rows (`rows`, R·k values, row-major) with weights `ws` to the column
-/// sums (row by row, in order, so the result is the same as R single-row calls) and the column
-/// maxima. Returns false when a value is not a probability (NaN, infinite or outside [0, 1]);
-/// the sums are then meaningless.
+/// Adds one row with weight `ws` (`None`: unit weight) to the column sums and updates the
+/// column maxima. Returns false when a value is negative or NaN; values above 1 (including +inf)
+/// are caught afterwards by the caller through the column maxima. Branch-free so that it
+/// vectorises.
 #[inline]
-fn accumulate_rows<const R: usize>(
-    rows: &[f64],
-    ws: &[f64; R],
-    q_sum: &mut [f64],
-    colmax: &mut [f64],
-) -> bool {
-    let k = q_sum.len();
-    let rows: [&[f64]; R] = std::array::from_fn(|r| &rows[r * k..(r + 1) * k]);
-    let colmax = &mut colmax[..k];
+fn accumulate_row(row: &[f64], ws: Option<f64>, q_sum: &mut [f64], colmax: &mut [f64]) -> bool {
     let mut ok = true;
-    for j in 0..k {
-        let mut acc = q_sum[j];
-        let mut mx = colmax[j];
-        for r in 0..R {
-            let v = rows[r][j];
-            ok &= (v >= 0.0) & (v <= 1.0);
-            acc += ws[r] * v;
-            // Plain comparison (no NaN handling needed: NaN makes `ok` false).
-            mx = if v > mx { v } else { mx };
+    // Plain comparisons for the maximum: NaN is already caught by `ok`.
+    match ws {
+        None => {
+            for ((a, m), &v) in q_sum.iter_mut().zip(colmax.iter_mut()).zip(row) {
+                ok &= v >= 0.0;
+                *a += v;
+                *m = if v > *m { v } else { *m };
+            }
         }
-        q_sum[j] = acc;
-        colmax[j] = mx;
+        Some(ws) => {
+            for ((a, m), &v) in q_sum.iter_mut().zip(colmax.iter_mut()).zip(row) {
+                ok &= v >= 0.0;
+                *a += ws * v;
+                *m = if v > *m { v } else { *m };
+            }
+        }
     }
     ok
+}
+
+/// The error of [`check_probabilities`] for a matrix known to hold an invalid value.
+fn first_invalid_probability(q: &ArrayView2<'_, f64>, n: usize, k: usize) -> EstimateError {
+    match check_probabilities(q, n, k) {
+        Err(e) => e,
+        Ok(()) => EstimateError::invalid("probabilities must be in [0, 1]"),
+    }
 }
 
 pub(crate) fn check_probabilities(
@@ -495,72 +496,46 @@ fn probabilities_mode(
     let mut falsified = 0usize;
     let mut scratch = Vec::new();
     // One pass over the matrix: validation, column sums (overall and per block), column maxima.
-    // Contiguous matrices are read `ROW_GROUP` rows at a time (same additions in the same order
-    // as row by row, with fewer loads and stores of the accumulators).
-    let flat = q.as_slice();
-    let weight = |s: usize| w.as_ref().map_or(1.0, |w| w[s]);
-    let mut s = 0;
-    while s < n {
+    for s in 0..n {
         if s % 65_536 == 0 && s > 0 {
             ctl.tick(0.0)?;
         }
-        let group = match flat {
-            Some(f) if s + ROW_GROUP <= n => {
-                let ws = std::array::from_fn(|r| weight(s + r));
-                let rows = &f[s * k..(s + ROW_GROUP) * k];
-                if !accumulate_rows::<ROW_GROUP>(rows, &ws, &mut q_sum, &mut colmax) {
-                    for r in s..s + ROW_GROUP {
-                        let row = &f[r * k..(r + 1) * k];
-                        if !row_is_valid(row) {
-                            return Err(invalid_row_error(r, row));
-                        }
-                    }
-                }
-                ROW_GROUP
+        let ws = w.as_ref().map(|w| w[s]);
+        let y = input.labels[s] as usize;
+        let row = row_slice(&q, s, &mut scratch);
+        if !accumulate_row(row, ws, &mut q_sum, &mut colmax) {
+            return Err(first_invalid_probability(&q, n, k));
+        }
+        let ws = ws.unwrap_or(1.0);
+        let b = if track_blocks {
+            let b = block[s] as usize * width;
+            for (a, &v) in stats[b + k..b + 2 * k].iter_mut().zip(row) {
+                *a += ws * v;
             }
-            _ => {
-                let row = row_slice(&q, s, &mut scratch);
-                if !accumulate_rows::<1>(row, &[weight(s)], &mut q_sum, &mut colmax) {
-                    return Err(invalid_row_error(s, row));
-                }
-                1
-            }
+            Some(b)
+        } else {
+            None
         };
-        for s in s..s + group {
-            let ws = weight(s);
-            let y = input.labels[s] as usize;
-            let row = match flat {
-                Some(f) => &f[s * k..(s + 1) * k],
-                None => row_slice(&q, s, &mut scratch),
-            };
-            let b = if track_blocks {
-                let b = block[s] as usize * width;
-                for (a, &v) in stats[b + k..b + 2 * k].iter_mut().zip(row) {
-                    *a += ws * v;
-                }
-                Some(b)
-            } else {
-                None
-            };
-            let qy = row[y];
-            let lq = qy.ln();
-            logq.push(lq);
-            if ws > 0.0 {
-                class_w[y] += ws;
+        let qy = row[y];
+        let lq = qy.ln();
+        logq.push(lq);
+        if ws > 0.0 {
+            class_w[y] += ws;
+            if let Some(b) = b {
+                stats[b + y] += ws;
+            }
+            if qy > 0.0 {
+                logq_sum[y] += ws * lq;
                 if let Some(b) = b {
-                    stats[b + y] += ws;
+                    stats[b + 2 * k] += ws * lq;
                 }
-                if qy > 0.0 {
-                    logq_sum[y] += ws * lq;
-                    if let Some(b) = b {
-                        stats[b + 2 * k] += ws * lq;
-                    }
-                } else {
-                    falsified += 1;
-                }
+            } else {
+                falsified += 1;
             }
         }
-        s += group;
+    }
+    if colmax.iter().any(|&m| m > 1.0) {
+        return Err(first_invalid_probability(&q, n, k));
     }
     eprintln!("TIMING main pass {:?}", __t.elapsed());
     let wt: f64 = class_w.iter().sum();

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod auth;
 mod estimators;
 mod gates;
 mod ingest;
@@ -9,3 +10,4 @@ mod openapi;
 mod queue;
 mod reads;
 mod server;
+mod web;

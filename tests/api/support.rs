@@ -22,6 +22,13 @@ use tower::ServiceExt;
 struct Cluster {
     admin: PgConnectOptions,
     template: String,
+    /// A URL for child processes: `DATABASE_URL` itself, or the embedded cluster's socket.
+    url_base: String,
+}
+
+/// A `DATABASE_URL` for another process to reach a test database.
+pub fn database_url(db: &str) -> String {
+    cluster().url_base.replace("{db}", db)
 }
 
 fn template_name() -> String {
@@ -53,14 +60,30 @@ fn init_cluster() -> Cluster {
     // One process at a time sets up (cargo nextest runs tests as separate processes).
     let lock = std::fs::File::create(root.join("setup.lock")).expect("lock file");
     lock.lock().expect("setup lock");
-    let admin = match std::env::var("DATABASE_URL") {
-        Ok(url) => url
-            .parse::<PgConnectOptions>()
-            .expect("DATABASE_URL parses"),
+    let (admin, url_base) = match std::env::var("DATABASE_URL") {
+        Ok(url) => {
+            let admin = url
+                .parse::<PgConnectOptions>()
+                .expect("DATABASE_URL parses");
+            let (head, tail) = match url.split_once('?') {
+                Some((h, t)) => (h.to_string(), format!("?{t}")),
+                None => (url.clone(), String::new()),
+            };
+            let base = head
+                .rsplit_once('/')
+                .map(|(h, _)| h.to_string())
+                .unwrap_or(head);
+            (admin, format!("{base}/{{db}}{tail}"))
+        }
         Err(_) => {
             let pg = LocalPostgres::start(&root, &LocalOptions { ephemeral: true })
                 .expect("embedded PostgreSQL starts for the tests");
-            pg.connect_options("postgres")
+            let socket = root.canonicalize().unwrap().join("postgres");
+            let url = format!(
+                "postgres://postgres@localhost/{{db}}?host={}",
+                socket.display()
+            );
+            (pg.connect_options("postgres"), url)
         }
     };
     let template = template_name();
@@ -123,7 +146,11 @@ fn init_cluster() -> Cluster {
     });
     let _ = writeln!(std::io::stderr(), "test databases from template {template}");
     drop(lock);
-    Cluster { admin, template }
+    Cluster {
+        admin,
+        template,
+        url_base,
+    }
 }
 
 /// A fresh, migrated database for one test.
@@ -167,6 +194,10 @@ pub async fn app() -> TestApp {
 }
 
 pub async fn app_with_limits(limits: Limits) -> TestApp {
+    app_with(limits, false).await
+}
+
+pub async fn app_with(limits: Limits, require_auth: bool) -> TestApp {
     let (options, _) = fresh_db().await;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(20)
@@ -179,6 +210,7 @@ pub async fn app_with_limits(limits: Limits) -> TestApp {
         wake: wake.clone(),
         draining: Default::default(),
         limits,
+        require_auth,
     };
     TestApp {
         router: api::router(state),
@@ -220,6 +252,29 @@ impl TestApp {
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
         };
         (status, headers, v)
+    }
+
+    /// A request with a bearer key.
+    pub async fn send(
+        &self,
+        method: &str,
+        uri: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut b = Request::builder().method(method).uri(uri);
+        if let Some(k) = key {
+            b = b.header("authorization", format!("Bearer {k}"));
+        }
+        let req = match body {
+            Some(v) => b
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(v).unwrap()))
+                .unwrap(),
+            None => b.body(Body::empty()).unwrap(),
+        };
+        let (s, _, v) = self.call(req).await;
+        (s, v)
     }
 
     pub async fn get(&self, uri: &str) -> (StatusCode, Value) {

@@ -1,0 +1,361 @@
+//! API keys with scopes and optional model restriction.
+//!
+//! A key looks like `ia_<prefix>_<secret>`; only the prefix and a sha256 digest of the whole key
+//! are stored, and digests are compared in constant time. Keys carry scopes (`ingest`, `read`,
+//! `gate`, `admin`; `admin` implies the others) and may be limited to a list of models, which is
+//! enforced on every route that names a model directly or through a batch, job or decision id.
+//!
+//! Authentication is required when the service runs with `--require-auth` or as soon as any key
+//! exists; with neither (the local default) every call is allowed. Health, metrics, the API
+//! document and the login page never need a key. A missing or invalid key gives 401, a valid key
+//! lacking the scope or the model 403.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, Method, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::api::AppState;
+use crate::error::Error;
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Upload batches, add and cancel jobs.
+    Ingest,
+    /// Read everything.
+    Read,
+    /// Evaluate gates.
+    Gate,
+    /// Everything, including keys, policies, aliases and deletes.
+    Admin,
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Option<Scope> {
+        Some(match s {
+            "ingest" => Scope::Ingest,
+            "read" => Scope::Read,
+            "gate" => Scope::Gate,
+            "admin" => Scope::Admin,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Read => "read",
+            Scope::Gate => "gate",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+/// The caller, as established by its key.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub key_id: Uuid,
+    pub scopes: Vec<Scope>,
+    /// `None`: every model.
+    pub models: Option<Vec<String>>,
+}
+
+impl Principal {
+    pub fn allows(&self, scope: Scope) -> bool {
+        self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
+    }
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.models
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|x| x == model))
+    }
+}
+
+/// A new key: the secret (shown once) and what is stored.
+pub struct NewKey {
+    pub key: String,
+    pub prefix: String,
+    pub hash: String,
+}
+
+pub fn generate() -> NewKey {
+    let prefix = Uuid::new_v4().simple().to_string()[..12].to_string();
+    let secret = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+    let key = format!("ia_{prefix}_{secret}");
+    let hash = digest(&key);
+    NewKey { key, prefix, hash }
+}
+
+fn digest(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Constant-time equality of two byte strings of equal length.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Create a key (returns its id and the secret, shown once).
+pub async fn create_key(
+    pool: &PgPool,
+    name: &str,
+    scopes: &[Scope],
+    models: Option<&[String]>,
+) -> sqlx::Result<(Uuid, NewKey)> {
+    let k = generate();
+    let id = Uuid::now_v7();
+    sqlx::query("INSERT INTO api_keys (id, name, prefix, key_hash, scopes, models) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(id)
+        .bind(name)
+        .bind(&k.prefix)
+        .bind(&k.hash)
+        .bind(scopes.iter().map(|s| s.as_str().to_string()).collect::<Vec<_>>())
+        .bind(models.map(|m| m.to_vec()))
+        .execute(pool)
+        .await?;
+    Ok((id, k))
+}
+
+/// Check a presented key; `None` when it is unknown, malformed or revoked.
+pub async fn verify(pool: &PgPool, key: &str) -> sqlx::Result<Option<Principal>> {
+    let Some(prefix) = key.strip_prefix("ia_").and_then(|r| r.split('_').next()) else {
+        return Ok(None);
+    };
+    type KeyRow = (Uuid, String, Vec<String>, Option<Vec<String>>);
+    let row: Option<KeyRow> = sqlx::query_as(
+        "SELECT id, key_hash, scopes, models FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL",
+    )
+    .bind(prefix)
+    .fetch_optional(pool)
+    .await?;
+    // Hash even when the prefix is unknown, so timing does not tell the two apart.
+    let presented = digest(key);
+    let Some((id, stored, scopes, models)) = row else {
+        let _ = ct_eq(presented.as_bytes(), presented.as_bytes());
+        return Ok(None);
+    };
+    if !ct_eq(presented.as_bytes(), stored.as_bytes()) {
+        return Ok(None);
+    }
+    Ok(Some(Principal {
+        key_id: id,
+        scopes: scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+        models,
+    }))
+}
+
+/// The cookie the dashboard's login form sets.
+pub const COOKIE: &str = "infoaudit_key";
+
+fn presented_key(req: &Request<Body>) -> Option<String> {
+    if let Some(v) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        return Some(v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string());
+    }
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+/// Which scope a request needs, or `None` for public routes.
+fn required_scope(method: &Method, path: &str) -> Option<Scope> {
+    let public = [
+        "/livez",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/login",
+        "/logout",
+    ];
+    if public.contains(&path) || path.starts_with("/docs") || path.starts_with("/static/") {
+        return None;
+    }
+    let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+    Some(match (method, seg.as_slice()) {
+        (_, ["v1", "api-keys", ..]) => Scope::Admin,
+        (&Method::POST, ["v1", "models", _, "versions", _, "batches"]) => Scope::Ingest,
+        (&Method::POST, ["v1", "batches", _, "jobs"]) => Scope::Ingest,
+        (&Method::POST, ["v1", "jobs", _, "cancel"]) => Scope::Ingest,
+        (&Method::POST, ["v1", "models", _, "versions", _, "gate"]) => Scope::Gate,
+        (&Method::GET | &Method::HEAD, _) => Scope::Read,
+        _ => Scope::Admin,
+    })
+}
+
+/// The model a request concerns, when it names one (directly or through an id).
+async fn model_of(pool: &PgPool, path: &str) -> sqlx::Result<Option<Option<String>>> {
+    let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let by_id = |sql: &'static str, id: &str| {
+        let id = Uuid::parse_str(id).ok();
+        async move {
+            match id {
+                Some(id) => {
+                    sqlx::query_scalar::<_, String>(sql)
+                        .bind(id)
+                        .fetch_optional(pool)
+                        .await
+                }
+                None => Ok(None),
+            }
+        }
+    };
+    Ok(match seg.as_slice() {
+        ["v1", "models", m, ..] | ["models", m, ..] => Some(Some(m.to_string())),
+        ["v1", "batches", id, ..] | ["batches", id, ..] => Some(
+            by_id("SELECT m.name FROM batches b JOIN models m ON m.id = b.model_id WHERE b.id = $1", id).await?,
+        ),
+        ["v1", "jobs", id, ..] => Some(
+            by_id(
+                "SELECT m.name FROM jobs j JOIN batches b ON b.id = j.batch_id JOIN models m ON m.id = b.model_id WHERE j.id = $1",
+                id,
+            )
+            .await?,
+        ),
+        ["v1", "gate-decisions", id] => Some(
+            by_id("SELECT m.name FROM gate_decisions d JOIN models m ON m.id = d.model_id WHERE d.id = $1", id).await?,
+        ),
+        _ => None,
+    })
+}
+
+async fn any_key(pool: &PgPool) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL)")
+        .fetch_one(pool)
+        .await
+}
+
+/// The authentication and authorisation middleware.
+pub async fn middleware(
+    State(state): State<AppState>,
+    mut req: Request<Body>,
+    next: Next,
+) -> Response {
+    match authorise(&state, &mut req).await {
+        Ok(()) => next.run(req).await,
+        Err(e) => {
+            let html = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("text/html"));
+            if html && matches!(e, Error::Unauthorized(_)) && !req.uri().path().starts_with("/v1/")
+            {
+                // A person at the dashboard: send them to the login form.
+                return axum::response::Redirect::to(&format!("/login?next={}", req.uri().path()))
+                    .into_response();
+            }
+            e.into_response()
+        }
+    }
+}
+
+async fn authorise(state: &AppState, req: &mut Request<Body>) -> Result<(), Error> {
+    let path = req.uri().path().to_string();
+    let Some(scope) = required_scope(req.method(), &path) else {
+        return Ok(());
+    };
+    let key = presented_key(req);
+    let principal = match &key {
+        Some(k) => Some(
+            verify(&state.pool, k)
+                .await?
+                .ok_or_else(|| Error::Unauthorized("the API key is invalid or revoked".into()))?,
+        ),
+        None => None,
+    };
+    let Some(p) = principal else {
+        if state.require_auth || any_key(&state.pool).await? {
+            return Err(Error::Unauthorized(
+                "an API key is required: send Authorization: Bearer <key>".into(),
+            ));
+        }
+        return Ok(());
+    };
+    if !p.allows(scope) {
+        return Err(Error::Forbidden(format!(
+            "this key lacks the {} scope",
+            scope.as_str()
+        )));
+    }
+    if p.models.is_some() {
+        match model_of(&state.pool, &path).await? {
+            Some(Some(m)) if !p.allows_model(&m) => {
+                return Err(Error::Forbidden(format!(
+                    "this key is not allowed to use model {m}"
+                )));
+            }
+            // An unknown id: let the handler answer 404.
+            Some(_) => {}
+            // Routes spanning every model: a restricted key sees only its models (handlers filter
+            // by the principal), and needs `?model=` where the handler cannot filter.
+            None => {}
+        }
+    }
+    sqlx::query("UPDATE api_keys SET last_used_at = now() WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')")
+        .bind(p.key_id)
+        .execute(&state.pool)
+        .await?;
+    req.extensions_mut().insert(p);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_random_prefixed_and_hashed() {
+        let a = generate();
+        let b = generate();
+        assert_ne!(a.key, b.key);
+        assert!(a.key.starts_with(&format!("ia_{}_", a.prefix)));
+        assert_eq!(a.hash, digest(&a.key));
+        assert!(!a.hash.contains(&a.key[16..]));
+        assert!(a.key.len() > 70);
+    }
+
+    #[test]
+    fn constant_time_comparison_is_equality() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn routes_map_to_scopes() {
+        let s = |m: &Method, p: &str| required_scope(m, p);
+        assert_eq!(s(&Method::GET, "/livez"), None);
+        assert_eq!(s(&Method::GET, "/docs/index.html"), None);
+        assert_eq!(
+            s(&Method::POST, "/v1/models/a/versions/b/batches"),
+            Some(Scope::Ingest)
+        );
+        assert_eq!(
+            s(&Method::POST, "/v1/models/a/versions/b/gate"),
+            Some(Scope::Gate)
+        );
+        assert_eq!(s(&Method::GET, "/v1/models/a"), Some(Scope::Read));
+        assert_eq!(s(&Method::PUT, "/v1/models/a/gates/g"), Some(Scope::Admin));
+        assert_eq!(s(&Method::DELETE, "/v1/batches/x"), Some(Scope::Admin));
+        assert_eq!(s(&Method::GET, "/v1/api-keys"), Some(Scope::Admin));
+        assert_eq!(s(&Method::GET, "/models/a"), Some(Scope::Read));
+    }
+}

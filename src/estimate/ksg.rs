@@ -1,0 +1,614 @@
+//! `ksg`: Kraskov–Stögbauer–Grassberger (2004) algorithm 1 for continuous x ∈ ℝ^dx, y ∈ ℝ^dy,
+//! and (in [`mixed`]) Ross (2014) for continuous features against a discrete label.
+//!
+//! KSG1 (estimators-anchors.md §4.1): ε_i = distance from z_i = (x_i, y_i) to its k-th nearest
+//! other point in the joint space (joint distance = max of the two marginal distances);
+//! n_x(i) = #{j ≠ i : ‖x_j − x_i‖ < ε_i} (strict), n_y likewise;
+//! Î = ψ(k) + ψ(N) − ⟨ψ(n_x + 1) + ψ(n_y + 1)⟩. The value is raw (scikit-learn clips at 0).
+//!
+//! Conventions:
+//! - `metric = "max"`: Chebyshev inside each space and across (scikit-learn, NPEET); with
+//!   1-column x and y, `ksg(k=3, standardize=true)` is scikit-learn's `mutual_info_regression`
+//!   without its 1e-10 noise and without its clip at 0;
+//! - `metric = "euclidean_per_space"`: Euclidean inside each space, max across (bmi's
+//!   `KSGEnsembleFirstEstimator`); identical to "max" for 1-D x and y;
+//! - `standardize`: each column is divided by its population standard deviation **without
+//!   centring** (scikit-learn `scale(with_mean=False)`; the std is computed bit-for-bit as numpy
+//!   does, with pairwise sums, so that tied data scale identically; a constant column is left
+//!   unscaled);
+//! - ties: when ε_i = 0 (duplicated points) the marginal counts are of exact duplicates, which is
+//!   what scikit-learn's `query_radius(nextafter(ε, 0))` counts; add jitter upstream if the data
+//!   are discretised.
+//!
+//! Uncertainty (never the with-replacement bootstrap, which creates zero distances; anchors §6):
+//! B random subsamples of m = ⌊fraction·N⌋ rows **without replacement**; the estimator is
+//! recomputed on each, and the standard deviation of the full-sample estimate is taken as
+//! sd_sub · √(m / (N − m)) (the finite-population-corrected subsampling variance of an
+//! asymptotically linear statistic: Var(θ_m | data) ≈ σ²(1/m − 1/N)). The interval is the
+//! normal interval θ̂ ± z_{(1+c)/2} · sd around the full-sample estimate.
+
+use super::knn::{Index, Metric};
+use super::rng::SplitMix64;
+use super::special::digamma;
+use super::{check_choice, num, Control, EstimateError, Interval, Output};
+use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+pub const VERSION: &str = "1.0.0";
+
+/// Interval method string.
+pub const INTERVAL_METHOD: &str = "normal interval from m-out-of-n subsampling without replacement: sd = sd(subsample estimates) * sqrt(m / (N - m))";
+
+pub const METRICS: [&str; 2] = ["max", "euclidean_per_space"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Params {
+    /// Neighbour order (ignored when `ks` is non-empty).
+    pub k: usize,
+    /// "max" (Chebyshev everywhere, scikit-learn) or "euclidean_per_space" (bmi).
+    pub metric: String,
+    /// Non-empty: the value is the mean of the estimates over these k (bmi: [5, 10]).
+    pub ks: Vec<usize>,
+    /// Divide each column by its population std (no centring, like scikit-learn).
+    pub standardize: bool,
+    /// Number of subsamples for the interval (0 = no interval; at most 1000).
+    pub subsamples: usize,
+    /// Subsample size as a fraction of N, in (0, 1).
+    pub subsample_fraction: f64,
+    /// Interval level in (0, 1).
+    pub confidence: f64,
+    pub seed: u64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            k: 3,
+            metric: "max".into(),
+            ks: Vec::new(),
+            standardize: true,
+            subsamples: 20,
+            subsample_fraction: 0.5,
+            confidence: 0.95,
+            seed: 0,
+        }
+    }
+}
+
+pub(crate) fn check_subsampling(b: usize, fraction: f64, confidence: f64) -> Result<(), String> {
+    if b > 1000 {
+        return Err(format!("subsamples must be between 0 and 1000 (got {b})"));
+    }
+    if !(fraction > 0.0 && fraction < 1.0) {
+        return Err(format!(
+            "subsample_fraction must be strictly between 0 and 1 (got {fraction})"
+        ));
+    }
+    if !(confidence > 0.0 && confidence < 1.0) {
+        return Err(format!(
+            "confidence must be strictly between 0 and 1 (got {confidence})"
+        ));
+    }
+    Ok(())
+}
+
+impl Params {
+    pub fn validate(&self) -> Result<(), String> {
+        check_choice("metric", &self.metric, &METRICS)?;
+        for &k in self.ks.iter().chain(std::iter::once(&self.k)) {
+            if !(1..=1000).contains(&k) {
+                return Err(format!("k must be between 1 and 1000 (got {k})"));
+            }
+        }
+        if self.ks.len() > 20 {
+            return Err(format!("ks may list at most 20 values (got {})", self.ks.len()));
+        }
+        check_subsampling(self.subsamples, self.subsample_fraction, self.confidence)
+    }
+
+    /// The neighbour orders actually used.
+    pub fn orders(&self) -> Vec<usize> {
+        if self.ks.is_empty() {
+            vec![self.k]
+        } else {
+            self.ks.clone()
+        }
+    }
+}
+
+/// Row-major copy of a matrix, columns divided by their population std when asked.
+pub(crate) fn prepare(a: ArrayView2<f64>, standardize: bool, name: &str) -> Result<Vec<f64>, EstimateError> {
+    let (n, d) = a.dim();
+    let mut out: Vec<f64> = Vec::with_capacity(n * d);
+    for row in a.rows() {
+        out.extend(row.iter());
+    }
+    if let Some(pos) = out.iter().position(|v| !v.is_finite()) {
+        return Err(EstimateError::invalid(format!(
+            "{name} has a non-finite value at row {}, column {}",
+            pos / d.max(1),
+            pos % d.max(1)
+        )));
+    }
+    if standardize && n > 0 {
+        let mut column = vec![0.0; n];
+        for c in 0..d {
+            for i in 0..n {
+                column[i] = out[i * d + c];
+            }
+            let sd = numpy_std(&mut column);
+            // scikit-learn's _handle_zeros_in_scale: a (near-)constant column is left unscaled.
+            if sd >= 10.0 * f64::EPSILON && sd.is_finite() {
+                for i in 0..n {
+                    out[i * d + c] /= sd;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// numpy's pairwise summation (`pairwise_sum` of the add ufunc: blocks of 8 accumulators up to
+/// 128 items, recursive halving above), started from 0 like `np.sum`.
+pub(crate) fn numpy_sum(a: &[f64]) -> f64 {
+    let n = a.len();
+    if n < 8 {
+        let mut r = 0.0;
+        for &v in a {
+            r += v;
+        }
+        r
+    } else if n <= 128 {
+        let mut r = [0.0; 8];
+        r.copy_from_slice(&a[..8]);
+        let full = n - n % 8;
+        let mut i = 8;
+        while i < full {
+            for j in 0..8 {
+                r[j] += a[i + j];
+            }
+            i += 8;
+        }
+        let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for &v in &a[full..] {
+            res += v;
+        }
+        res
+    } else {
+        let mut n2 = n / 2;
+        n2 -= n2 % 8;
+        numpy_sum(&a[..n2]) + numpy_sum(&a[n2..])
+    }
+}
+
+/// `np.std(x)` (population) bit-for-bit as numpy computes it (`np.nanstd` without NaNs):
+/// mean = sum/n, then sqrt(sum((x − mean)²)/n), both sums pairwise. Overwrites `x`.
+pub(crate) fn numpy_std(x: &mut [f64]) -> f64 {
+    let n = x.len() as f64;
+    let mean = 0.0 + numpy_sum(x) / n;
+    for v in x.iter_mut() {
+        let d = *v - mean;
+        *v = d * d;
+    }
+    (numpy_sum(x) / n).sqrt()
+}
+
+/// The per-k KSG1 values on prepared row-major data (n rows of x (dx) and y (dy)).
+pub(crate) fn ksg_core(xs: &[f64], dx: usize, ys: &[f64], dy: usize, metric: &str, ks: &[usize]) -> Vec<f64> {
+    let n = xs.len() / dx;
+    let mut joint = Vec::with_capacity(n * (dx + dy));
+    for i in 0..n {
+        joint.extend_from_slice(&xs[i * dx..(i + 1) * dx]);
+        joint.extend_from_slice(&ys[i * dy..(i + 1) * dy]);
+    }
+    let (mj, mx, my) = if metric == "euclidean_per_space" {
+        (
+            Metric::Euclidean(vec![dx, dx + dy]),
+            Metric::euclidean(dx),
+            Metric::euclidean(dy),
+        )
+    } else {
+        (Metric::Max, Metric::Max, Metric::Max)
+    };
+    let ji = Index::auto(joint, dx + dy, mj);
+    let xi = Index::auto(xs.to_vec(), dx, mx);
+    let yi = Index::auto(ys.to_vec(), dy, my);
+    let psi_n = digamma(n as f64);
+    ks.iter()
+        .map(|&k| {
+            let eps = ji.all_kth_keys(k);
+            let cx = xi.all_counts_below(&eps);
+            let cy = yi.all_counts_below(&eps);
+            // counts include the point itself: ψ(n_x + 1) = ψ(count)
+            let s: f64 = cx
+                .iter()
+                .zip(&cy)
+                .map(|(&a, &b)| digamma(a as f64) + digamma(b as f64))
+                .sum();
+            digamma(k as f64) + psi_n - s / n as f64
+        })
+        .collect()
+}
+
+/// m distinct indices out of n (partial Fisher–Yates), sorted.
+pub(crate) fn subsample_indices(n: usize, m: usize, rng: &mut SplitMix64) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    for i in 0..m {
+        let j = i + rng.below(n - i);
+        idx.swap(i, j);
+    }
+    idx.truncate(m);
+    idx.sort_unstable();
+    idx
+}
+
+pub(crate) fn take_rows(a: &[f64], d: usize, rows: &[usize]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(rows.len() * d);
+    for &r in rows {
+        out.extend_from_slice(&a[r * d..(r + 1) * d]);
+    }
+    out
+}
+
+/// Φ⁻¹(p) by Acklam's rational approximation (relative error < 1.2e-9).
+pub fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.383577518672690e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
+    let plow = 0.02425;
+    if p < plow {
+        let q = (-2.0 * p.ln()).sqrt();
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    } else if p <= 1.0 - plow {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    } else {
+        -normal_quantile(1.0 - p)
+    }
+}
+
+/// Subsampling interval shared by `ksg` and `mixed_ksg`; `f` computes the estimate on a subset of
+/// rows. Returns (interval or None, details).
+pub(crate) fn subsample_interval(
+    value: f64,
+    n: usize,
+    b: usize,
+    fraction: f64,
+    confidence: f64,
+    seed: u64,
+    min_m: usize,
+    ctl: &Control,
+    mut f: impl FnMut(&[usize]) -> f64,
+) -> Result<(Option<Interval>, Value), EstimateError> {
+    if b == 0 {
+        return Ok((None, json!({"interval": null, "interval_reason": "subsamples = 0"})));
+    }
+    let m = ((fraction * n as f64).floor() as usize).min(n.saturating_sub(1));
+    if m < min_m || m < 2 || b < 2 {
+        return Ok((
+            None,
+            json!({"interval": null, "interval_reason": format!("subsample size {m} is too small (need at least {} rows and 2 subsamples)", min_m.max(2))}),
+        ));
+    }
+    let mut rng = SplitMix64::new(seed ^ 0x5EED_5AB5_A3D1_E5C0);
+    let mut vals = Vec::with_capacity(b);
+    for r in 0..b {
+        let rows = subsample_indices(n, m, &mut rng);
+        vals.push(f(&rows));
+        ctl.tick((r + 2) as f64 / (b + 1) as f64)?;
+    }
+    let mean = vals.iter().sum::<f64>() / b as f64;
+    let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (b - 1) as f64;
+    let sd_sub = var.sqrt();
+    let sd = sd_sub * (m as f64 / (n - m) as f64).sqrt();
+    let z = normal_quantile(0.5 * (1.0 + confidence));
+    let interval = Interval {
+        low: value - z * sd,
+        high: value + z * sd,
+        level: confidence,
+        method: INTERVAL_METHOD.to_string(),
+        replicates: b,
+    };
+    Ok((
+        Some(interval),
+        json!({
+            "subsample_size": m,
+            "subsample_mean": num(mean),
+            "subsample_sd": num(sd_sub),
+            "sd": num(sd),
+        }),
+    ))
+}
+
+/// KSG algorithm 1 (see the module docs). `x`: N×dx, `y`: N×dy.
+pub fn ksg(x: ArrayView2<f64>, y: ArrayView2<f64>, p: &Params, ctl: &Control) -> Result<Output, EstimateError> {
+    p.validate().map_err(EstimateError::Invalid)?;
+    let (n, dx) = x.dim();
+    let (ny, dy) = y.dim();
+    if n != ny {
+        return Err(EstimateError::invalid(format!(
+            "x has {n} rows but y has {ny}"
+        )));
+    }
+    if dx == 0 || dy == 0 {
+        return Err(EstimateError::invalid("x and y need at least one column each"));
+    }
+    let ks = p.orders();
+    let kmax = *ks.iter().max().unwrap();
+    if n < kmax + 1 {
+        return Err(EstimateError::invalid(format!(
+            "KSG with k = {kmax} needs at least {} samples (got {n})",
+            kmax + 1
+        )));
+    }
+    ctl.tick(0.0)?;
+    let xs = prepare(x, p.standardize, "x")?;
+    let ys = prepare(y, p.standardize, "y")?;
+    let per_k = ksg_core(&xs, dx, &ys, dy, &p.metric, &ks);
+    let value = per_k.iter().sum::<f64>() / per_k.len() as f64;
+    ctl.tick(1.0 / (p.subsamples + 1) as f64)?;
+    let (interval, idetails) = subsample_interval(
+        value,
+        n,
+        p.subsamples,
+        p.subsample_fraction,
+        p.confidence,
+        p.seed,
+        kmax + 1,
+        ctl,
+        |rows| {
+            // The subsample is re-standardised like a fresh data set.
+            let sx = take_rows(&xs, dx, rows);
+            let sy = take_rows(&ys, dy, rows);
+            let (sx, sy) = if p.standardize {
+                let vx = ndarray::ArrayView2::from_shape((rows.len(), dx), &sx).unwrap();
+                let vy = ndarray::ArrayView2::from_shape((rows.len(), dy), &sy).unwrap();
+                (prepare(vx, true, "x").unwrap(), prepare(vy, true, "y").unwrap())
+            } else {
+                (sx, sy)
+            };
+            let v = ksg_core(&sx, dx, &sy, dy, &p.metric, &ks);
+            v.iter().sum::<f64>() / v.len() as f64
+        },
+    )?;
+    let mut details = json!({
+        "estimator": "ksg",
+        "version": VERSION,
+        "k": p.k,
+        "ks": ks,
+        "per_k": ks.iter().zip(&per_k).map(|(k, v)| json!({"k": k, "value": num(*v)})).collect::<Vec<_>>(),
+        "metric": p.metric,
+        "standardize": p.standardize,
+        "standardize_method": "each column divided by its population std, no centring (scikit-learn scale(with_mean=False))",
+        "dx": dx,
+        "dy": dy,
+        "n": n,
+        "clipped_value": num(value.max(0.0)),
+        "interval_method": INTERVAL_METHOD,
+        "seed": p.seed,
+        "params": serde_json::to_value(p).unwrap_or(Value::Null),
+    });
+    merge(&mut details, idetails);
+    Ok(Output {
+        value,
+        interval,
+        n,
+        details,
+        sufficient: None,
+    })
+}
+
+pub(crate) fn merge(a: &mut Value, b: Value) {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        for (k, v) in b {
+            a.insert(k, v);
+        }
+    }
+}
+
+/// Ross (2014) discrete–continuous k-NN MI, scikit-learn `mutual_info_classif` conventions.
+pub mod mixed {
+    use super::*;
+
+    pub const VERSION: &str = "1.0.0";
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Params {
+        /// Neighbour order within a class (scikit-learn: 3).
+        pub k: usize,
+        /// Divide each feature column by its population std (no centring), before dropping
+        /// singleton classes (scikit-learn's order).
+        pub standardize: bool,
+        pub subsamples: usize,
+        pub subsample_fraction: f64,
+        pub confidence: f64,
+        pub seed: u64,
+    }
+
+    impl Default for Params {
+        fn default() -> Self {
+            Params {
+                k: 3,
+                standardize: true,
+                subsamples: 20,
+                subsample_fraction: 0.5,
+                confidence: 0.95,
+                seed: 0,
+            }
+        }
+    }
+
+    impl Params {
+        pub fn validate(&self) -> Result<(), String> {
+            if !(1..=1000).contains(&self.k) {
+                return Err(format!("k must be between 1 and 1000 (got {})", self.k));
+            }
+            check_subsampling(self.subsamples, self.subsample_fraction, self.confidence)
+        }
+    }
+
+    /// Ross core on prepared row-major features. Returns (value, n_used, dropped) or None when
+    /// fewer than 2 samples survive.
+    pub(crate) fn ross_core(fs: &[f64], d: usize, labels: &[u32], k: usize) -> Option<(f64, usize, usize)> {
+        let n = labels.len();
+        let mut counts: std::collections::BTreeMap<u32, usize> = Default::default();
+        for &l in labels {
+            *counts.entry(l).or_default() += 1;
+        }
+        let keep: Vec<usize> = (0..n).filter(|&i| counts[&labels[i]] > 1).collect();
+        let nk = keep.len();
+        if nk < 2 {
+            return None;
+        }
+        // radius (key) and k_i per kept sample, in `keep` order
+        let mut radius = vec![0.0; nk];
+        let mut kk = vec![0usize; nk];
+        let mut pos_in_keep = vec![usize::MAX; n];
+        for (p, &i) in keep.iter().enumerate() {
+            pos_in_keep[i] = p;
+        }
+        for (&label, &count) in &counts {
+            if count < 2 {
+                continue;
+            }
+            let members: Vec<usize> = keep.iter().copied().filter(|&i| labels[i] == label).collect();
+            let kl = k.min(count - 1);
+            let idx = Index::auto(take_rows(fs, d, &members), d, Metric::Max);
+            let r = idx.all_kth_keys(kl);
+            for (j, &i) in members.iter().enumerate() {
+                radius[pos_in_keep[i]] = r[j];
+                kk[pos_in_keep[i]] = kl;
+            }
+        }
+        let all = Index::auto(take_rows(fs, d, &keep), d, Metric::Max);
+        let m = all.all_counts_below(&radius);
+        let mut s = 0.0;
+        for p in 0..nk {
+            let i = keep[p];
+            s += digamma(kk[p] as f64) - digamma(counts[&labels[i]] as f64) - digamma(m[p] as f64);
+        }
+        Some((digamma(nk as f64) + s / nk as f64, nk, n - nk))
+    }
+
+    /// Ross (2014): continuous `features` (N×d, max-norm across features when d > 1;
+    /// scikit-learn only handles one feature at a time) against discrete `labels`.
+    ///
+    /// Per sample with a label occurring more than once: k_i = min(k, count − 1); r_i = distance
+    /// to its k_i-th nearest neighbour within its class; m_i = #{all kept samples with distance
+    /// < r_i} (itself included; == 0 when r_i = 0, as scikit-learn's `nextafter` radius gives).
+    /// Samples whose label occurs once are dropped and N recounted;
+    /// Î = ψ(N) + ⟨ψ(k_i)⟩ − ⟨ψ(N_{label_i})⟩ − ⟨ψ(m_i)⟩, raw (scikit-learn clips at 0).
+    pub fn mixed_ksg(features: ArrayView2<f64>, labels: &[u32], p: &Params, ctl: &Control) -> Result<Output, EstimateError> {
+        p.validate().map_err(EstimateError::Invalid)?;
+        let (n, d) = features.dim();
+        if n != labels.len() {
+            return Err(EstimateError::invalid(format!(
+                "features has {n} rows but labels has {} entries",
+                labels.len()
+            )));
+        }
+        if d == 0 {
+            return Err(EstimateError::invalid("features needs at least one column"));
+        }
+        ctl.tick(0.0)?;
+        let fs = prepare(features, p.standardize, "features")?;
+        let Some((value, n_used, dropped)) = ross_core(&fs, d, labels, p.k) else {
+            return Err(EstimateError::invalid(
+                "mixed_ksg needs at least 2 samples whose label occurs more than once",
+            ));
+        };
+        let classes = {
+            let mut l = labels.to_vec();
+            l.sort_unstable();
+            l.dedup();
+            l.len()
+        };
+        ctl.tick(1.0 / (p.subsamples + 1) as f64)?;
+        let (interval, idetails) = subsample_interval(
+            value,
+            n,
+            p.subsamples,
+            p.subsample_fraction,
+            p.confidence,
+            p.seed,
+            p.k + 1,
+            ctl,
+            |rows| {
+                let sf = take_rows(&fs, d, rows);
+                let sf = if p.standardize {
+                    let v = ndarray::ArrayView2::from_shape((rows.len(), d), &sf).unwrap();
+                    prepare(v, true, "features").unwrap()
+                } else {
+                    sf
+                };
+                let sl: Vec<u32> = rows.iter().map(|&r| labels[r]).collect();
+                ross_core(&sf, d, &sl, p.k).map(|v| v.0).unwrap_or(f64::NAN)
+            },
+        )?;
+        // A subsample where the estimator is undefined gives NaN: then no interval.
+        let (interval, idetails) = match &interval {
+            Some(iv) if !(iv.low.is_finite() && iv.high.is_finite()) => (
+                None,
+                json!({"interval": null, "interval_reason": "the estimator was undefined on some subsample (too few repeated labels)"}),
+            ),
+            _ => (interval, idetails),
+        };
+        let mut details = json!({
+            "estimator": "mixed_ksg",
+            "version": VERSION,
+            "k": p.k,
+            "metric": "max",
+            "metric_note": "Chebyshev (max-norm) across feature columns; scikit-learn's mutual_info_classif handles one feature at a time, where this is |x_i - x_j|",
+            "standardize": p.standardize,
+            "dims": d,
+            "n": n,
+            "n_used": n_used,
+            "dropped_singletons": dropped,
+            "classes": classes,
+            "clipped_value": num(value.max(0.0)),
+            "interval_method": INTERVAL_METHOD,
+            "seed": p.seed,
+            "params": serde_json::to_value(p).unwrap_or(Value::Null),
+        });
+        merge(&mut details, idetails);
+        Ok(Output {
+            value,
+            interval,
+            n: n_used,
+            details,
+            sufficient: None,
+        })
+    }
+}

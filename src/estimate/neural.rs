@@ -1,0 +1,8 @@
+//! stub
+#[derive(Debug, Clone, Copy)]
+pub enum Bound {
+    InfoNce,
+    Mine,
+    Nwj,
+    Smile,
+}

@@ -1,0 +1,312 @@
+//! The dashboard's SQL. Every query that can touch a model's results goes through an index:
+//! `results_history` (model, estimator, time) for the history chart, `results_version_estimator`
+//! for the latest value per version, `batches_version_created` for batch lists and counts.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::domain::estimators::Kind;
+use crate::gate::MetricRef;
+
+pub fn estimator_ids() -> Vec<String> {
+    Kind::ALL.iter().map(|k| k.id().to_string()).collect()
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct ModelSummary {
+    pub name: String,
+    pub version_count: i64,
+    pub batch_count: i64,
+    pub last_upload_at: Option<DateTime<Utc>>,
+    pub latest_version_id: Option<Uuid>,
+    pub latest_version: Option<String>,
+    pub verdict: Option<String>,
+    pub verdict_version: Option<String>,
+    pub verdict_at: Option<DateTime<Utc>>,
+}
+
+/// Models by name with their newest version and last gate decision (at most `limit`).
+pub async fn models(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<ModelSummary>> {
+    sqlx::query_as(
+        "SELECT m.name,
+                coalesce(s.version_count, 0) AS version_count,
+                coalesce(s.batch_count, 0)::bigint AS batch_count,
+                s.last_upload_at,
+                lv.id AS latest_version_id, lv.name AS latest_version,
+                ld.verdict, ld.version AS verdict_version, ld.evaluated_at AS verdict_at
+         FROM models m
+         LEFT JOIN LATERAL (
+             SELECT count(*) AS version_count, sum(b.c) AS batch_count, max(b.last) AS last_upload_at
+             FROM model_versions v
+             CROSS JOIN LATERAL (SELECT count(*) AS c, max(created_at) AS last FROM batches
+                                 WHERE version_id = v.id) b
+             WHERE v.model_id = m.id) s ON true
+         LEFT JOIN LATERAL (
+             SELECT v.id, v.name FROM model_versions v WHERE v.model_id = m.id
+             ORDER BY v.created_at DESC, v.id DESC LIMIT 1) lv ON true
+         LEFT JOIN LATERAL (
+             SELECT d.verdict, v.name AS version, d.evaluated_at
+             FROM gate_decisions d JOIN model_versions v ON v.id = d.version_id
+             WHERE d.model_id = m.id ORDER BY d.evaluated_at DESC, d.id DESC LIMIT 1) ld ON true
+         ORDER BY m.name LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn model(pool: &PgPool, name: &str) -> sqlx::Result<Option<(Uuid, String)>> {
+    sqlx::query_as("SELECT id, name FROM models WHERE name = $1")
+        .bind(name)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The latest result of one estimator for one version (values in nats).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Latest {
+    pub version_id: Uuid,
+    pub estimator: String,
+    pub value: f64,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    pub batch_id: Uuid,
+    pub computed_at: DateTime<Utc>,
+    pub efficiency: Option<f64>,
+}
+
+/// The latest result per (version, estimator), one backward index probe each.
+pub async fn latest(pool: &PgPool, versions: &[Uuid]) -> sqlx::Result<Vec<Latest>> {
+    if versions.is_empty() {
+        return Ok(vec![]);
+    }
+    sqlx::query_as(
+        "SELECT v.vid AS version_id, e.est AS estimator, r.value, r.ci_low, r.ci_high, r.batch_id,
+                r.computed_at,
+                CASE WHEN jsonb_typeof(r.details -> 'efficiency') = 'number'
+                     THEN (r.details ->> 'efficiency')::float8 END AS efficiency
+         FROM unnest($1::uuid[]) AS v(vid)
+         CROSS JOIN unnest($2::text[]) AS e(est)
+         CROSS JOIN LATERAL (
+             SELECT value, ci_low, ci_high, batch_id, computed_at, details FROM results r
+             WHERE r.version_id = v.vid AND r.estimator = e.est
+             ORDER BY r.computed_at DESC LIMIT 1) r",
+    )
+    .bind(versions)
+    .bind(estimator_ids())
+    .fetch_all(pool)
+    .await
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct VersionInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub batch_count: i64,
+    pub n_total: i64,
+    pub last_upload: Option<DateTime<Utc>>,
+    pub aliases: Vec<String>,
+}
+
+/// A model's versions, newest first (at most `limit`).
+pub async fn versions(pool: &PgPool, model_id: Uuid, limit: i64) -> sqlx::Result<Vec<VersionInfo>> {
+    sqlx::query_as(
+        "SELECT v.id, v.name, v.created_at, s.batch_count, s.n_total, s.last_upload,
+                ARRAY(SELECT a.alias FROM aliases a WHERE a.version_id = v.id ORDER BY a.alias) AS aliases
+         FROM model_versions v
+         CROSS JOIN LATERAL (
+             SELECT count(*) AS batch_count, coalesce(sum(b.n), 0)::bigint AS n_total,
+                    max(b.created_at) AS last_upload
+             FROM batches b WHERE b.version_id = v.id) s
+         WHERE v.model_id = $1
+         ORDER BY v.created_at DESC, v.id DESC LIMIT $2",
+    )
+    .bind(model_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Estimators that have at least one result for the model.
+pub async fn estimators_with_results(pool: &PgPool, model_id: Uuid) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT e.est FROM unnest($2::text[]) WITH ORDINALITY AS e(est, i)
+         WHERE EXISTS (SELECT 1 FROM results r WHERE r.model_id = $1 AND r.estimator = e.est)
+         ORDER BY e.i",
+    )
+    .bind(model_id)
+    .bind(estimator_ids())
+    .fetch_all(pool)
+    .await
+}
+
+/// One downsampled group of a metric's history (values in nats for information metrics).
+#[derive(Debug, sqlx::FromRow)]
+pub struct HistGroup {
+    pub version_id: Uuid,
+    pub t_first: f64,
+    pub t_last: f64,
+    pub t_mean: f64,
+    pub min: Option<f64>,
+    pub mean: Option<f64>,
+    pub max: Option<f64>,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    pub count: i64,
+    pub neg_inf: i64,
+}
+
+/// The downsampling query of [`history`]: `$1` model, `$2` estimator, `$3` buckets, `$4` start,
+/// `$5` span in seconds, `$6` the statistic (a `details` key) when `statistic`.
+pub fn history_sql(statistic: bool) -> String {
+    let (value, ci_low, ci_high, filter) = if statistic {
+        (
+            "(r.details ->> $6)::float8",
+            "NULL::float8",
+            "NULL::float8",
+            "AND jsonb_typeof(r.details -> $6) = 'number'",
+        )
+    } else {
+        ("r.value", "r.ci_low", "r.ci_high", "")
+    };
+    format!(
+        "SELECT r.version_id,
+                min(date_part('epoch', r.computed_at)) AS t_first,
+                max(date_part('epoch', r.computed_at)) AS t_last,
+                avg(date_part('epoch', r.computed_at)) AS t_mean,
+                min({value}) FILTER (WHERE {value} > '-Infinity' AND {value} < 'Infinity') AS min,
+                avg({value}) FILTER (WHERE {value} > '-Infinity' AND {value} < 'Infinity') AS mean,
+                max({value}) FILTER (WHERE {value} > '-Infinity' AND {value} < 'Infinity') AS max,
+                avg({ci_low}) FILTER (WHERE {ci_low} > '-Infinity' AND {ci_low} < 'Infinity') AS ci_low,
+                avg({ci_high}) FILTER (WHERE {ci_high} > '-Infinity' AND {ci_high} < 'Infinity') AS ci_high,
+                count(*) AS count,
+                count(*) FILTER (WHERE {value} = '-Infinity') AS neg_inf
+         FROM results r
+         WHERE r.model_id = $1 AND r.estimator = $2 {filter}
+         GROUP BY least(greatest(floor($3 * date_part('epoch', r.computed_at - $4) / $5)::int, 0), $3 - 1),
+                  r.version_id
+         ORDER BY 4"
+    )
+}
+
+/// A metric's history downsampled in SQL: `buckets` equal-width time buckets over the metric's
+/// time span, min/mean/max (finite values only) and the mean interval per bucket and version.
+/// For an estimator's value this is an index-only scan of `results_history`.
+pub async fn history(
+    pool: &PgPool,
+    model_id: Uuid,
+    metric: &MetricRef,
+    buckets: i32,
+) -> sqlx::Result<Vec<HistGroup>> {
+    let span: (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = sqlx::query_as(
+        "SELECT min(computed_at), max(computed_at) FROM results WHERE model_id = $1 AND estimator = $2",
+    )
+    .bind(model_id)
+    .bind(&metric.estimator)
+    .fetch_one(pool)
+    .await?;
+    let (Some(lo), Some(hi)) = span else {
+        return Ok(vec![]);
+    };
+    let secs = ((hi - lo).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6).max(1e-6);
+    let sql = history_sql(metric.statistic.is_some());
+    let q = sqlx::query_as(&sql)
+        .bind(model_id)
+        .bind(&metric.estimator)
+        .bind(buckets)
+        .bind(lo)
+        .bind(secs);
+    let q = match &metric.statistic {
+        Some(s) => q.bind(s.clone()),
+        None => q,
+    };
+    q.fetch_all(pool).await
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct AliasEvent {
+    pub alias: String,
+    pub version: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+pub async fn alias_events(
+    pool: &PgPool,
+    model_id: Uuid,
+    limit: i64,
+) -> sqlx::Result<Vec<AliasEvent>> {
+    sqlx::query_as(
+        "SELECT e.alias, v.name AS version, e.at FROM alias_events e
+         LEFT JOIN model_versions v ON v.id = e.version_id
+         WHERE e.model_id = $1 ORDER BY e.at DESC, e.id DESC LIMIT $2",
+    )
+    .bind(model_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Stored decisions (as returned by the API), newest first.
+pub async fn decisions(pool: &PgPool, model_id: Uuid, limit: i64) -> sqlx::Result<Vec<Value>> {
+    sqlx::query_scalar(
+        "SELECT decision FROM gate_decisions WHERE model_id = $1
+         ORDER BY evaluated_at DESC, id DESC LIMIT $2",
+    )
+    .bind(model_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// The current version of each gate policy of a model.
+pub async fn policies(pool: &PgPool, model_id: Uuid) -> sqlx::Result<Vec<(String, i32, Value)>> {
+    sqlx::query_as(
+        "SELECT DISTINCT ON (name) name, version, rules FROM gate_policies WHERE model_id = $1
+         ORDER BY name, version DESC",
+    )
+    .bind(model_id)
+    .fetch_all(pool)
+    .await
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct BatchLine {
+    pub id: Uuid,
+    pub version: String,
+    pub task: String,
+    pub n: i64,
+    pub created_at: DateTime<Utc>,
+    pub jobs: i64,
+    pub unfinished: i64,
+    pub failed: i64,
+}
+
+/// A model's newest batches (through each version's batch index).
+pub async fn recent_batches(
+    pool: &PgPool,
+    model_id: Uuid,
+    limit: i64,
+) -> sqlx::Result<Vec<BatchLine>> {
+    sqlx::query_as(
+        "SELECT b.id, v.name AS version, b.task, b.n, b.created_at,
+                j.jobs, j.unfinished, j.failed
+         FROM model_versions v
+         CROSS JOIN LATERAL (SELECT b.id, b.task, b.n, b.created_at FROM batches b
+                             WHERE b.version_id = v.id
+                             ORDER BY b.created_at DESC, b.id DESC LIMIT $2) b
+         CROSS JOIN LATERAL (
+             SELECT count(*) AS jobs,
+                    count(*) FILTER (WHERE j.state IN ('queued', 'running')) AS unfinished,
+                    count(*) FILTER (WHERE j.state = 'failed') AS failed
+             FROM jobs j WHERE j.batch_id = b.id) j
+         WHERE v.model_id = $1
+         ORDER BY b.created_at DESC, b.id DESC LIMIT $2",
+    )
+    .bind(model_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
