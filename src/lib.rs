@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod estimate;
 pub mod gate;
+pub mod metrics;
 pub mod queue;
 pub mod stats;
 pub mod store;

@@ -74,10 +74,12 @@ pub struct JobRow {
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub request_id: Option<String>,
 }
 
 pub const JOB_COLUMNS: &str = "id, batch_id, estimator, estimator_version, params, state, attempts, \
-    max_attempts, rescues, progress, error, lease_token, cancel_requested_at, created_at, started_at, finished_at";
+    max_attempts, rescues, progress, error, lease_token, cancel_requested_at, created_at, started_at, finished_at, \
+    request_id";
 
 /// Insert the jobs of a batch (existing identical jobs are kept, not duplicated) and return every
 /// job matching the specs. Wakes workers when the transaction commits.
@@ -85,12 +87,13 @@ pub async fn enqueue(
     tx: &mut Transaction<'_, Postgres>,
     batch_id: Uuid,
     specs: &[JobSpec],
+    request_id: Option<&str>,
 ) -> sqlx::Result<Vec<JobRow>> {
     let mut out = Vec::with_capacity(specs.len());
     for s in specs {
         sqlx::query(
-            "INSERT INTO jobs (id, batch_id, estimator, estimator_version, params, params_hash)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO jobs (id, batch_id, estimator, estimator_version, params, params_hash, request_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (batch_id, estimator, estimator_version, params_hash) DO NOTHING",
         )
         .bind(Uuid::now_v7())
@@ -99,6 +102,7 @@ pub async fn enqueue(
         .bind(&s.estimator_version)
         .bind(&s.params)
         .bind(&s.params_hash)
+        .bind(request_id)
         .execute(&mut **tx)
         .await?;
         let row: JobRow = sqlx::query_as(&format!(

@@ -160,7 +160,7 @@ impl Worker {
             let notified = self.wake.notified();
             match queue::claim(&self.pool, &self.owner, &self.cfg.queue).await {
                 Ok(Some(job)) => {
-                    let span = tracing::info_span!("job", job_id = %job.id, batch_id = %job.batch_id, estimator = %job.estimator, attempt = job.attempts);
+                    let span = tracing::info_span!("job", job_id = %job.id, batch_id = %job.batch_id, estimator = %job.estimator, attempt = job.attempts, request_id = job.request_id.as_deref().unwrap_or(""));
                     self.run_job(job).instrument(span).await;
                 }
                 Ok(None) => {
@@ -236,6 +236,7 @@ impl Worker {
                         Ok(Beat::Alive { cancel: true }) => request_stop(STOP_CANCELLED),
                         Ok(Beat::Alive { cancel: false }) => {}
                         Ok(Beat::Lost) => {
+                            crate::metrics::lease_lost();
                             tracing::warn!("lease lost; abandoning the job");
                             request_stop(STOP_LEASE_LOST);
                         }
@@ -250,6 +251,14 @@ impl Worker {
         };
         let reason = stop_reason.load(Ordering::SeqCst);
         let elapsed = started.elapsed().as_secs_f64();
+        let outcome_label = match (&outcome, reason) {
+            (_, STOP_LEASE_LOST) => "lease_lost",
+            (_, STOP_SHUTDOWN) => "released",
+            (Ok(Ok(_)), _) => "succeeded",
+            (Ok(Err(EstimateError::Cancelled)), _) => "cancelled",
+            _ => "failed",
+        };
+        crate::metrics::job_finished(&job.estimator, outcome_label, elapsed);
         let written = match outcome {
             _ if reason == STOP_LEASE_LOST => Ok(false),
             Ok(Ok(out)) => {

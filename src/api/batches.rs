@@ -136,6 +136,10 @@ pub async fn read_body(
     Ok(buf)
 }
 
+fn request_id(headers: &HeaderMap) -> Option<&str> {
+    headers.get("x-request-id").and_then(|v| v.to_str().ok())
+}
+
 fn location(id: Uuid) -> (header::HeaderName, String) {
     (header::LOCATION, format!("/v1/batches/{id}"))
 }
@@ -286,7 +290,7 @@ pub async fn upload(
         },
     )
     .await?;
-    queue::enqueue(&mut tx, batch_id, &prepared.specs).await?;
+    queue::enqueue(&mut tx, batch_id, &prepared.specs, request_id(&headers)).await?;
     if let Some(key) = &idempotency_key {
         store::idempotency_store(&mut tx, key, &prepared.request_hash, batch_id).await?;
     }
@@ -451,7 +455,7 @@ pub async fn add_jobs(
     let specs = estimators::resolve(&batch, Some(&req.estimators), "estimators")
         .map_err(Error::Validation)?;
     let mut tx = state.pool.begin().await?;
-    let jobs = queue::enqueue(&mut tx, id, &specs).await?;
+    let jobs = queue::enqueue(&mut tx, id, &specs, request_id(&headers)).await?;
     tx.commit().await?;
     state.wake.notify_waiters();
     Ok((

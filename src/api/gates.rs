@@ -553,6 +553,7 @@ pub async fn evaluate(
     .bind(decision.evaluated_at)
     .execute(&state.pool)
     .await?;
+    crate::metrics::gate_verdict(verdict.as_str());
     tracing::info!(decision = %decision.id, verdict = verdict.as_str(), "gate evaluated");
     Ok(Json(decision))
 }

@@ -134,6 +134,7 @@ fn api_routes(limits: Limits) -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(keys::revoke_key))
         .routes(utoipa_axum::routes!(ops::livez))
         .routes(utoipa_axum::routes!(ops::readyz))
+        .routes(utoipa_axum::routes!(ops::metrics))
 }
 
 /// The OpenAPI document of this build.
@@ -154,6 +155,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::middleware))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::from_fn(problem_everywhere))
+        .layer(middleware::from_fn(track))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
                 |req: &Request<Body>| {
@@ -173,6 +175,25 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Count and time every request by its route template.
+async fn track(req: Request<Body>, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let resp = next.run(req).await;
+    crate::metrics::http_request(
+        &method,
+        &route,
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
 /// Turn every plain-text error response (framework rejections: bad path parameters, wrong method,
 /// body limits) into a problem document, so clients see one error shape.
 async fn problem_everywhere(req: Request<Body>, next: Next) -> Response {
@@ -181,11 +202,11 @@ async fn problem_everywhere(req: Request<Body>, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }
-    let is_problem = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if is_problem {
+    // Problem documents and pages (the dashboard's HTML errors) are already shaped.
+    let shaped = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().starts_with(b"application/problem+json") || v.as_bytes().starts_with(b"text/html")
+    });
+    if shaped {
         return resp;
     }
     let allow = resp.headers().get(header::ALLOW).cloned();

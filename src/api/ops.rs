@@ -50,3 +50,36 @@ pub async fn readyz(State(state): State<AppState>) -> Result<(StatusCode, Json<H
     }
     Ok((StatusCode::OK, Json(Health { status: "ok" })))
 }
+
+/// Prometheus metrics: HTTP requests by route template and status, latency histograms, jobs by
+/// state, oldest queued job age, job durations by estimator, lease renewals lost, gate verdicts.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, content_type = "text/plain", body = String, description = "Prometheus text exposition format 0.0.4"))
+)]
+pub async fn metrics(State(state): State<AppState>) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let by_state: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, count(*) FROM jobs GROUP BY state")
+            .fetch_all(&state.pool)
+            .await?;
+    let oldest: Option<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM now() - min(run_at))::float8 FROM jobs WHERE state = 'queued' AND run_at <= now()",
+    )
+    .fetch_one(&state.pool)
+    .await?;
+    let body = crate::metrics::render(&crate::metrics::QueueSnapshot {
+        by_state,
+        oldest_queued_seconds: oldest.unwrap_or(0.0).max(0.0),
+    });
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}

@@ -45,6 +45,8 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// `x-request-id` of the request that enqueued it (also on the worker's log lines).
+    pub request_id: Option<String>,
 }
 
 impl From<JobRow> for Job {
@@ -64,6 +66,7 @@ impl From<JobRow> for Job {
             created_at: j.created_at,
             started_at: j.started_at,
             finished_at: j.finished_at,
+            request_id: j.request_id,
         }
     }
 }

@@ -174,7 +174,7 @@ pub struct KdTree {
 impl KdTree {
     /// Build over `data` (row-major, `dim` columns).
     pub fn build(data: &[f64], dim: usize, metric: Metric) -> KdTree {
-        assert!(dim > 0 && data.len() % dim == 0);
+        assert!(dim > 0 && data.len().is_multiple_of(dim));
         let n = data.len() / dim;
         assert!(n < u32::MAX as usize);
         let mut ids: Vec<u32> = (0..n as u32).collect();
@@ -240,6 +240,15 @@ impl KdTree {
 
     pub fn len(&self) -> usize {
         self.ids.len()
+    }
+
+    /// Per-slot values back in original index order.
+    fn unpermute<T: Copy>(&self, by_slot: Vec<T>, fill: T) -> Vec<T> {
+        let mut out = vec![fill; by_slot.len()];
+        for (s, v) in by_slot.into_iter().enumerate() {
+            out[self.ids[s] as usize] = v;
+        }
+        out
     }
 
     pub fn is_empty(&self) -> bool {
@@ -376,8 +385,16 @@ impl Sorted1d {
         let (mut l, mut r) = (p, p + 1); // candidates: vals[l-1] on the left, vals[r] on the right
         let mut last = 0.0;
         for _ in 0..k {
-            let dl = if l > 0 { v - self.vals[l - 1] } else { f64::INFINITY };
-            let dr = if r < n { self.vals[r] - v } else { f64::INFINITY };
+            let dl = if l > 0 {
+                v - self.vals[l - 1]
+            } else {
+                f64::INFINITY
+            };
+            let dr = if r < n {
+                self.vals[r] - v
+            } else {
+                f64::INFINITY
+            };
             if dl <= dr {
                 last = dl;
                 l -= 1;
@@ -419,7 +436,7 @@ pub enum Index {
 
 /// Which structure [`Index::auto`] picks.
 pub fn use_tree(n: usize, dim: usize) -> bool {
-    n >= 128 && dim <= 8
+    n >= 128 && dim <= 12
 }
 
 impl Index {
@@ -538,13 +555,38 @@ impl Index {
         }
     }
 
-    /// Parallel [`Index::kth_keys`] over all members (deterministic: fixed chunks).
+    /// Parallel [`Index::kth_keys`] over all members (deterministic: fixed chunks). A tree
+    /// answers its members in tree order (neighbouring queries share the cache).
     pub fn all_kth_keys(&self, k: usize) -> Vec<f64> {
+        if let Index::Tree(t, _) = self {
+            let dim = t.dim;
+            let by_slot = par_chunks(t.len(), |r| {
+                let mut best = Vec::with_capacity(k + 1);
+                r.map(|s| {
+                    t.k_smallest(&t.pts[s * dim..(s + 1) * dim], k, Some(t.ids[s]), &mut best);
+                    if best.len() == k {
+                        best[k - 1]
+                    } else {
+                        f64::INFINITY
+                    }
+                })
+                .collect()
+            });
+            return t.unpermute(by_slot, f64::INFINITY);
+        }
         par_chunks(self.len(), |r| self.kth_keys(k, r))
     }
 
     /// Parallel [`Index::counts_below`] over all members.
     pub fn all_counts_below(&self, radii: &[f64]) -> Vec<usize> {
+        if let Index::Tree(t, _) = self {
+            let dim = t.dim;
+            let by_slot = par_chunks(t.len(), |r| {
+                r.map(|s| t.count_below(&t.pts[s * dim..(s + 1) * dim], radii[t.ids[s] as usize]))
+                    .collect()
+            });
+            return t.unpermute(by_slot, 0);
+        }
         par_chunks(self.len(), |r| self.counts_below(&radii[r.clone()], r))
     }
 
@@ -556,11 +598,17 @@ impl Index {
 }
 
 /// Brute-force k-th keys in tiles of `TILE_Q` queries × `TILE_R` reference points.
-pub fn brute_kth(data: &[f64], dim: usize, metric: &Metric, k: usize, range: Range<usize>) -> Vec<f64> {
+pub fn brute_kth(
+    data: &[f64],
+    dim: usize,
+    metric: &Metric,
+    k: usize,
+    range: Range<usize>,
+) -> Vec<f64> {
     let n = data.len() / dim;
     let mut out = Vec::with_capacity(range.len());
     let mut q0 = range.start;
-    let mut best: Vec<Vec<f64>> = vec![Vec::with_capacity(k + 1); TILE_Q];
+    let mut best: Vec<Vec<f64>> = (0..TILE_Q).map(|_| Vec::with_capacity(k + 1)).collect();
     while q0 < range.end {
         let q1 = (q0 + TILE_Q).min(range.end);
         for b in best.iter_mut() {
@@ -684,7 +732,10 @@ mod tests {
     fn data_from(vals: &[u8], dim: usize, scale: f64) -> Vec<f64> {
         // small integer grid => many ties
         let n = vals.len() / dim;
-        vals[..n * dim].iter().map(|&v| (v % 7) as f64 * scale).collect()
+        vals[..n * dim]
+            .iter()
+            .map(|&v| (v % 7) as f64 * scale)
+            .collect()
     }
 
     fn check_all(data: Vec<f64>, dim: usize, metric: Metric, k: usize) {
@@ -699,7 +750,10 @@ mod tests {
             assert_eq!(kb, s.kth_keys(k, 0..n), "kth keys sorted vs brute");
         }
         for scale in [0.0, 0.5, 1.0, 1.7] {
-            let radii: Vec<f64> = kb.iter().map(|&r| if r.is_finite() { r * scale } else { 1.0 }).collect();
+            let radii: Vec<f64> = kb
+                .iter()
+                .map(|&r| if r.is_finite() { r * scale } else { 1.0 })
+                .collect();
             let cb = brute.counts_below(&radii, 0..n);
             assert_eq!(cb, tree.counts_below(&radii, 0..n), "counts tree vs brute");
             if dim == 1 {

@@ -103,7 +103,10 @@ impl Params {
             }
         }
         if self.ks.len() > 20 {
-            return Err(format!("ks may list at most 20 values (got {})", self.ks.len()));
+            return Err(format!(
+                "ks may list at most 20 values (got {})",
+                self.ks.len()
+            ));
         }
         check_subsampling(self.subsamples, self.subsample_fraction, self.confidence)
     }
@@ -119,7 +122,11 @@ impl Params {
 }
 
 /// Row-major copy of a matrix, columns divided by their population std when asked.
-pub(crate) fn prepare(a: ArrayView2<f64>, standardize: bool, name: &str) -> Result<Vec<f64>, EstimateError> {
+pub(crate) fn prepare(
+    a: ArrayView2<f64>,
+    standardize: bool,
+    name: &str,
+) -> Result<Vec<f64>, EstimateError> {
     let (n, d) = a.dim();
     let mut out: Vec<f64> = Vec::with_capacity(n * d);
     for row in a.rows() {
@@ -196,7 +203,14 @@ pub(crate) fn numpy_std(x: &mut [f64]) -> f64 {
 }
 
 /// The per-k KSG1 values on prepared row-major data (n rows of x (dx) and y (dy)).
-pub(crate) fn ksg_core(xs: &[f64], dx: usize, ys: &[f64], dy: usize, metric: &str, ks: &[usize]) -> Vec<f64> {
+pub(crate) fn ksg_core(
+    xs: &[f64],
+    dx: usize,
+    ys: &[f64],
+    dy: usize,
+    metric: &str,
+    ks: &[usize],
+) -> Vec<f64> {
     let n = xs.len() / dx;
     let mut joint = Vec::with_capacity(n * (dx + dy));
     for i in 0..n {
@@ -253,6 +267,7 @@ pub(crate) fn take_rows(a: &[f64], d: usize, rows: &[usize]) -> Vec<f64> {
 }
 
 /// Φ⁻¹(p) by Acklam's rational approximation (relative error < 1.2e-9).
+#[allow(clippy::excessive_precision)]
 pub fn normal_quantile(p: f64) -> f64 {
     const A: [f64; 6] = [
         -3.969683028665376e1,
@@ -300,6 +315,7 @@ pub fn normal_quantile(p: f64) -> f64 {
 
 /// Subsampling interval shared by `ksg` and `mixed_ksg`; `f` computes the estimate on a subset of
 /// rows. Returns (interval or None, details).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn subsample_interval(
     value: f64,
     n: usize,
@@ -312,7 +328,10 @@ pub(crate) fn subsample_interval(
     mut f: impl FnMut(&[usize]) -> f64,
 ) -> Result<(Option<Interval>, Value), EstimateError> {
     if b == 0 {
-        return Ok((None, json!({"interval": null, "interval_reason": "subsamples = 0"})));
+        return Ok((
+            None,
+            json!({"interval": null, "interval_reason": "subsamples = 0"}),
+        ));
     }
     let m = ((fraction * n as f64).floor() as usize).min(n.saturating_sub(1));
     if m < min_m || m < 2 || b < 2 {
@@ -352,7 +371,12 @@ pub(crate) fn subsample_interval(
 }
 
 /// KSG algorithm 1 (see the module docs). `x`: N×dx, `y`: N×dy.
-pub fn ksg(x: ArrayView2<f64>, y: ArrayView2<f64>, p: &Params, ctl: &Control) -> Result<Output, EstimateError> {
+pub fn ksg(
+    x: ArrayView2<f64>,
+    y: ArrayView2<f64>,
+    p: &Params,
+    ctl: &Control,
+) -> Result<Output, EstimateError> {
     p.validate().map_err(EstimateError::Invalid)?;
     let (n, dx) = x.dim();
     let (ny, dy) = y.dim();
@@ -362,7 +386,9 @@ pub fn ksg(x: ArrayView2<f64>, y: ArrayView2<f64>, p: &Params, ctl: &Control) ->
         )));
     }
     if dx == 0 || dy == 0 {
-        return Err(EstimateError::invalid("x and y need at least one column each"));
+        return Err(EstimateError::invalid(
+            "x and y need at least one column each",
+        ));
     }
     let ks = p.orders();
     let kmax = *ks.iter().max().unwrap();
@@ -394,7 +420,10 @@ pub fn ksg(x: ArrayView2<f64>, y: ArrayView2<f64>, p: &Params, ctl: &Control) ->
             let (sx, sy) = if p.standardize {
                 let vx = ndarray::ArrayView2::from_shape((rows.len(), dx), &sx).unwrap();
                 let vy = ndarray::ArrayView2::from_shape((rows.len(), dy), &sy).unwrap();
-                (prepare(vx, true, "x").unwrap(), prepare(vy, true, "y").unwrap())
+                (
+                    prepare(vx, true, "x").unwrap(),
+                    prepare(vy, true, "y").unwrap(),
+                )
             } else {
                 (sx, sy)
             };
@@ -481,7 +510,12 @@ pub mod mixed {
 
     /// Ross core on prepared row-major features. Returns (value, n_used, dropped) or None when
     /// fewer than 2 samples survive.
-    pub(crate) fn ross_core(fs: &[f64], d: usize, labels: &[u32], k: usize) -> Option<(f64, usize, usize)> {
+    pub(crate) fn ross_core(
+        fs: &[f64],
+        d: usize,
+        labels: &[u32],
+        k: usize,
+    ) -> Option<(f64, usize, usize)> {
         let n = labels.len();
         let mut counts: std::collections::BTreeMap<u32, usize> = Default::default();
         for &l in labels {
@@ -503,7 +537,11 @@ pub mod mixed {
             if count < 2 {
                 continue;
             }
-            let members: Vec<usize> = keep.iter().copied().filter(|&i| labels[i] == label).collect();
+            let members: Vec<usize> = keep
+                .iter()
+                .copied()
+                .filter(|&i| labels[i] == label)
+                .collect();
             let kl = k.min(count - 1);
             let idx = Index::auto(take_rows(fs, d, &members), d, Metric::Max);
             let r = idx.all_kth_keys(kl);
@@ -530,7 +568,12 @@ pub mod mixed {
     /// < r_i} (itself included; == 0 when r_i = 0, as scikit-learn's `nextafter` radius gives).
     /// Samples whose label occurs once are dropped and N recounted;
     /// Î = ψ(N) + ⟨ψ(k_i)⟩ − ⟨ψ(N_{label_i})⟩ − ⟨ψ(m_i)⟩, raw (scikit-learn clips at 0).
-    pub fn mixed_ksg(features: ArrayView2<f64>, labels: &[u32], p: &Params, ctl: &Control) -> Result<Output, EstimateError> {
+    pub fn mixed_ksg(
+        features: ArrayView2<f64>,
+        labels: &[u32],
+        p: &Params,
+        ctl: &Control,
+    ) -> Result<Output, EstimateError> {
         p.validate().map_err(EstimateError::Invalid)?;
         let (n, d) = features.dim();
         if n != labels.len() {

@@ -18,6 +18,13 @@ pub mod rng;
 pub mod semantic;
 pub mod shannon;
 pub mod special;
+// continuous and neural MI (issue 4)
+pub mod knn;
+pub mod ksg;
+pub mod neural;
+pub mod samplers;
+#[cfg(test)]
+mod tests_continuous;
 
 #[cfg(test)]
 mod tests_fixtures;

@@ -19,7 +19,11 @@ fn col(v: &[f64]) -> ArrayView2<'_, f64> {
 }
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 fn ksg_value(x: ArrayView2<f64>, y: ArrayView2<f64>, k: usize, metric: &str) -> f64 {
@@ -38,7 +42,9 @@ fn ross_value(x: ArrayView2<f64>, labels: &[u32], k: usize) -> f64 {
         subsamples: 0,
         ..Default::default()
     };
-    mixed::mixed_ksg(x, labels, &p, &Control::none()).unwrap().value
+    mixed::mixed_ksg(x, labels, &p, &Control::none())
+        .unwrap()
+        .value
 }
 
 /// The Gao et al. mixture of anchors §7.4: x = below(m); y = x + 2·uniform().
@@ -229,7 +235,13 @@ fn independent_intervals_contain_zero() {
     // Ross: labels independent of the feature
     let mut g = SplitMix64::new(15);
     let labels: Vec<u32> = (0..2000).map(|_| g.below(4) as u32).collect();
-    let out = mixed::mixed_ksg(col(&x), &labels, &mixed::Params::default(), &Control::none()).unwrap();
+    let out = mixed::mixed_ksg(
+        col(&x),
+        &labels,
+        &mixed::Params::default(),
+        &Control::none(),
+    )
+    .unwrap();
     let iv = out.interval.unwrap();
     assert!(iv.low <= 0.0 && 0.0 <= iv.high, "mixed {iv:?}");
 }
@@ -280,5 +292,122 @@ fn ksg_cancellation() {
     ));
 }
 
-#[allow(dead_code)]
-fn unused(_: Array2<f64>, _: neural::Bound) {}
+fn pair_arrays(x: Vec<f64>, y: Vec<f64>) -> (Array2<f64>, Array2<f64>) {
+    let n = x.len();
+    (
+        Array2::from_shape_vec((n, 1), x).unwrap(),
+        Array2::from_shape_vec((n, 1), y).unwrap(),
+    )
+}
+
+const BOUNDS: [neural::Bound; 4] = [
+    neural::Bound::InfoNce,
+    neural::Bound::Mine,
+    neural::Bound::Nwj,
+    neural::Bound::Smile,
+];
+
+fn run_neural(
+    b: neural::Bound,
+    x: &Array2<f64>,
+    y: &Array2<f64>,
+    p: &neural::Params,
+) -> super::Output {
+    let t0 = std::time::Instant::now();
+    let out = neural::estimate(b, x.view(), y.view(), p, &Control::none()).unwrap();
+    eprintln!(
+        "{:?}: value {:.4} interval {:?} selected {} steps {} ({:.2} s)",
+        b,
+        out.value,
+        out.interval.as_ref().map(|i| (i.low, i.high)),
+        out.details["selected_step"],
+        out.details["steps_run"],
+        t0.elapsed().as_secs_f64()
+    );
+    out
+}
+
+#[test]
+fn neural_bivariate_gaussian() {
+    // 1×1 Gaussian ρ = 0.75, truth 0.413339 (anchors §7.1), N = 5000: every bound within 0.05.
+    let (x, y) = gaussian_pair_sample(0.75, 5000, 21);
+    let (x, y) = pair_arrays(x, y);
+    let truth = gaussian_pair_mi(0.75);
+    for b in BOUNDS {
+        let out = run_neural(b, &x, &y, &neural::Params::default());
+        assert!((out.value - truth).abs() < 0.05, "{b:?}: {}", out.value);
+        assert!(out.details["train_curve"].as_array().unwrap().len() <= 200);
+    }
+}
+
+#[test]
+fn neural_dense_5x5() {
+    // 5×5 dense Gaussian (all off-diagonals 0.5), truth 0.592812 (anchors §7.1): InfoNCE and
+    // MINE within 0.08 at N = 5000.
+    let cov = dense_cov(5, 5, 0.5);
+    let truth = gaussian_mi(&cov, 5);
+    let (x, y) = gaussian_sample(&cov, 5, 5000, 22);
+    for b in [neural::Bound::InfoNce, neural::Bound::Mine] {
+        let out = run_neural(b, &x, &y, &neural::Params::default());
+        assert!((out.value - truth).abs() < 0.08, "{b:?}: {}", out.value);
+    }
+}
+
+#[test]
+fn neural_independent_interval_contains_zero() {
+    let (x, y) = independent_sample(2, 2, 3000, 23);
+    for b in BOUNDS {
+        let out = run_neural(b, &x, &y, &neural::Params::default());
+        let iv = out.interval.unwrap();
+        assert!(iv.low <= 0.0 && 0.0 <= iv.high, "{b:?}: {iv:?}");
+    }
+}
+
+#[test]
+fn neural_is_deterministic() {
+    let (x, y) = gaussian_pair_sample(0.5, 600, 24);
+    let (x, y) = pair_arrays(x, y);
+    let p = neural::Params {
+        max_steps: 200,
+        ..Default::default()
+    };
+    let a = neural::estimate(
+        neural::Bound::Smile,
+        x.view(),
+        y.view(),
+        &p,
+        &Control::none(),
+    )
+    .unwrap();
+    let b = neural::estimate(
+        neural::Bound::Smile,
+        x.view(),
+        y.view(),
+        &p,
+        &Control::none(),
+    )
+    .unwrap();
+    assert_eq!(a.value.to_bits(), b.value.to_bits());
+    assert_eq!(a.details, b.details);
+}
+
+#[test]
+fn neural_concat_critic() {
+    // bmi-like concat critic (16, 8) on the 1×1 Gaussian.
+    let (x, y) = gaussian_pair_sample(0.75, 5000, 25);
+    let (x, y) = pair_arrays(x, y);
+    let p = neural::Params {
+        critic: "concat".into(),
+        hidden: vec![16, 8],
+        batch_size: 64,
+        eval_batch_size: 256,
+        learning_rate: 5e-3,
+        ..Default::default()
+    };
+    let out = run_neural(neural::Bound::InfoNce, &x, &y, &p);
+    assert!(
+        (out.value - gaussian_pair_mi(0.75)).abs() < 0.05,
+        "{}",
+        out.value
+    );
+}

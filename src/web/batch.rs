@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use super::chart::{self, Bar, Heat, RgPoint};
 use super::html::{
-    bits, bytes, crumb, esc, int, interval, job_state, json_block, json_inline, num, opt_time,
-    page, respond, time, truncate, E,
+    bits, bytes, crumb, duration, esc, int, interval, job_state, json_block, num,
+    opt_time, page, params, respond, time, truncate, E,
 };
 use super::{WebError, WebResult};
 use crate::api::views::EstimateResult;
@@ -97,12 +97,13 @@ pub async fn batch(state: &AppState, id: Uuid) -> WebResult {
         s.push_str("</details>");
     }
 
-    // Jobs.
-    s.push_str("<section><h2>Jobs</h2>");
+    // Jobs (first while some are unfinished, else after the results).
+    let mut jh = String::new();
+    jh.push_str("<section><h2>Jobs</h2>");
     if jobs.is_empty() {
-        s.push_str("<p class=\"muted\">No jobs.</p>");
+        jh.push_str("<p class=\"muted\">No jobs.</p>");
     } else {
-        s.push_str("<div class=\"table-wrap\"><table><thead><tr><th>Estimator</th><th>Parameters</th><th>State</th><th>Progress</th><th class=\"num\">Attempts</th><th>Started</th><th>Finished</th><th>Error</th></tr></thead><tbody>");
+        jh.push_str("<div class=\"table-wrap\"><table class=\"jobs\"><thead><tr><th>Estimator</th><th>State</th><th>Progress</th><th class=\"num\">Attempts</th><th>Started</th><th class=\"num\">Duration</th><th>Parameters</th><th>Error</th></tr></thead><tbody>");
         for j in &jobs {
             let pct = (j.progress.clamp(0.0, 1.0) * 100.0).round();
             let progress = if j.state == "succeeded" { 100.0 } else { pct };
@@ -115,25 +116,32 @@ pub async fn batch(state: &AppState, id: Uuid) -> WebResult {
                     format!("<span class=\"strong\">{}</span> {}", E(title), E(detail))
                 })
                 .unwrap_or_default();
+            let took = match (j.started_at, j.finished_at) {
+                (Some(a), Some(b)) => duration(b - a),
+                (Some(a), None) if j.state == "running" => format!("{} so far", duration(chrono::Utc::now() - a)),
+                _ => "—".into(),
+            };
             let _ = write!(
-                s,
-                "<tr><td class=\"mono\">{}</td><td class=\"mono small params\">{}</td><td>{}</td>\
-                 <td><div class=\"progress\" title=\"{progress}%\"><span style=\"width:{progress}%\"></span></div> <span class=\"small\">{progress}%</span></td>\
-                 <td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"small\">{err}</td></tr>",
+                jh,
+                "<tr><td class=\"mono\">{}</td><td>{}</td>\
+                 <td class=\"nowrap\"><span class=\"progress\" title=\"{progress}%\"><span style=\"width:{progress}%\"></span></span> <span class=\"small\">{progress}%</span></td>\
+                 <td class=\"num\">{}</td><td>{}</td><td class=\"num\">{took}</td><td class=\"small params\">{}</td><td class=\"small\">{err}</td></tr>",
                 E(&j.estimator),
-                json_inline(&j.params),
                 job_state(&j.state),
                 j.attempts,
                 opt_time(j.started_at.as_ref()),
-                opt_time(j.finished_at.as_ref()),
+                params(&j.params),
             );
         }
-        s.push_str("</tbody></table></div>");
+        jh.push_str("</tbody></table></div>");
         if unfinished {
-            s.push_str("<p class=\"muted small\">Jobs are still running; this page reloads every 3 seconds.</p>");
+            jh.push_str("<p class=\"muted small\">Jobs are still running; this page reloads every 3 seconds.</p>");
         }
     }
-    s.push_str("</section>");
+    jh.push_str("</section>");
+    if unfinished {
+        s.push_str(&jh);
+    }
 
     // Results summary.
     if !results.is_empty() {
@@ -151,7 +159,7 @@ pub async fn batch(state: &AppState, id: Uuid) -> WebResult {
                 .unwrap_or_default();
             let _ = write!(
                 s,
-                "<tr><td class=\"mono strong\">{}</td><td class=\"num strong\">{}</td><td class=\"num\">{}{level}</td><td class=\"small\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                "<tr><td class=\"mono strong\">{}</td><td class=\"num strong nowrap\">{}</td><td class=\"num nowrap\">{}{level}</td><td class=\"small\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
                 E(&r.estimator),
                 bits(r.value, r.value_special.as_deref()),
                 interval(r.ci_low, r.ci_high),
@@ -403,16 +411,20 @@ pub async fn batch(state: &AppState, id: Uuid) -> WebResult {
         }
     }
 
+    if !unfinished {
+        s.push_str(&jh);
+    }
+
     // Every statistic, for the curious.
     if !results.is_empty() {
         s.push_str("<section><h2>All statistics</h2>");
         for r in &results {
             let _ = write!(
                 s,
-                "<details class=\"stats\"><summary><span class=\"mono\">{}</span> <span class=\"muted small\">version {} · params {}</span></summary>{}</details>",
+                "<details class=\"stats\"><summary><span class=\"mono\">{}</span> <span class=\"muted small\">version {} · {}</span></summary>{}</details>",
                 E(&r.estimator),
                 E(&r.estimator_version),
-                json_inline(&r.params),
+                params(&r.params),
                 stats_table(&r.details)
             );
         }

@@ -102,7 +102,7 @@ fn tick_label(v: f64, step: f64) -> String {
 fn svg_open(out: &mut String, w: f64, h: f64, label: &str, class: &str) {
     let _ = write!(
         out,
-        "<svg class=\"chart {class}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{}\" \
+        "<svg class=\"chart {class}\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{}\" \
          xmlns=\"http://www.w3.org/2000/svg\" font-family=\"system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif\" font-size=\"12\">",
         E(label)
     );
@@ -130,27 +130,29 @@ fn y_axis(out: &mut String, ys: &Scale, ticks: &[f64], step: f64, x0: f64, x1: f
 
 /// Ticks over [t0, t1] (seconds since the epoch) at a readable step, at most `max_n`.
 fn time_ticks(t0: f64, t1: f64, max_n: usize) -> (Vec<f64>, f64) {
-    const STEPS: [f64; 22] = [
-        1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,
-        10800.0, 21600.0, 43200.0, 86400.0, 172800.0, 604800.0, 2592000.0, 31536000.0,
+    const STEPS: [f64; 25] = [
+        0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0,
+        3600.0, 7200.0, 10800.0, 21600.0, 43200.0, 86400.0, 172800.0, 604800.0, 2592000.0,
+        31536000.0,
     ];
-    let span = (t1 - t0).max(1.0);
+    let span = (t1 - t0).max(0.1);
     let step = STEPS
         .iter()
         .copied()
         .find(|s| span / s <= max_n as f64)
         .unwrap_or_else(|| (span / max_n as f64 / 31536000.0).ceil() * 31536000.0);
     let mut ticks = Vec::new();
-    let mut t = (t0 / step).ceil() * step;
-    while t <= t1 && ticks.len() < 200 {
-        ticks.push(t);
-        t += step;
+    let first = (t0 / step).ceil() as i64;
+    let mut i = first;
+    while (i as f64) * step <= t1 && ticks.len() < 200 {
+        ticks.push(i as f64 * step);
+        i += 1;
     }
     (ticks, step)
 }
 
 fn utc(t: f64) -> DateTime<Utc> {
-    Utc.timestamp_opt(t.floor() as i64, 0)
+    Utc.timestamp_micros((t * 1e6).round() as i64)
         .single()
         .unwrap_or_default()
 }
@@ -172,6 +174,8 @@ fn time_labels(ticks: &[f64], step: f64) -> Vec<(String, Option<String>)> {
             prev_day = Some(day);
             if step >= 86400.0 {
                 (d.format("%Y-%m-%d").to_string(), None)
+            } else if step < 1.0 {
+                (d.format("%H:%M:%S%.1f").to_string(), date)
             } else if step < 60.0 {
                 (
                     format!("{:02}:{:02}:{:02}", d.hour(), d.minute(), d.second()),
@@ -220,7 +224,7 @@ pub fn history(
     y_label: &str,
     unit: &str,
 ) -> String {
-    let (w, h) = (960.0, 380.0);
+    let (w, h) = (1180.0, 400.0);
     let lanes = 3usize;
     let lane_h = 15.0;
     let (ml, mr, mt, mb) = (78.0, 24.0, 14.0 + lanes as f64 * lane_h, 52.0);
@@ -238,7 +242,7 @@ pub fn history(
     if !t0.is_finite() {
         return String::new();
     }
-    let pad = ((t1 - t0) * 0.02).max(30.0);
+    let pad = if t1 > t0 { (t1 - t0) * 0.03 } else { 30.0 };
     let xs = Scale::new(t0 - pad, t1 + pad, ml, w - mr);
     let mut v0 = f64::INFINITY;
     let mut v1 = f64::NEG_INFINITY;
@@ -733,7 +737,7 @@ pub fn bars(
         .unwrap_or(4);
     let mr = 18.0 + text_width(&"0".repeat(longest_text), 12.0).max(60.0);
     let row = 22.0;
-    let (w, mt, mb) = (960.0, 40.0, 12.0);
+    let (w, mt, mb) = (1180.0, 40.0, 12.0);
     let h = mt + items.len() as f64 * row + mb;
     let mut lo: f64 = 0.0;
     let mut hi: f64 = 0.0;

@@ -111,7 +111,7 @@ pub fn page(title: &str, crumbs: &[Crumb], refresh: Option<u32>, body: &str) -> 
     s.push_str(body);
     s.push_str("</main><footer>Information values are in bits (stored in nats, divided by ln 2). \
         Intervals are the estimators' stored intervals (usually 95%). \
-        <a href=\"/docs\">API docs</a> · <a href=\"/openapi.json\">openapi.json</a></footer></body></html>\n");
+        Times are UTC. <a href=\"/docs\">API docs</a> · <a href=\"/openapi.json\">openapi.json</a></footer></body></html>\n");
     s
 }
 
@@ -228,12 +228,28 @@ pub fn bytes(n: i64) -> String {
 // ---------------------------------------------------------------------------------------------
 // Time
 
+/// A time in UTC to the minute, with the full time in the tooltip.
 pub fn time(t: &DateTime<Utc>) -> String {
     format!(
-        "<time datetime=\"{}\">{}</time>",
-        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        t.format("%Y-%m-%d %H:%M:%S UTC")
+        "<time datetime=\"{}\" title=\"{}\">{}</time>",
+        t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        t.format("%Y-%m-%d %H:%M:%S%.3f UTC"),
+        t.format("%Y-%m-%d %H:%M")
     )
+}
+
+/// A duration for humans: `850 ms`, `12.3 s`, `4 min 5 s`, `2 h 10 min`.
+pub fn duration(d: chrono::TimeDelta) -> String {
+    let ms = d.num_milliseconds().max(0);
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else if ms < 3_600_000 {
+        format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000)
+    } else {
+        format!("{} h {} min", ms / 3_600_000, (ms % 3_600_000) / 60_000)
+    }
 }
 
 pub fn opt_time(t: Option<&DateTime<Utc>>) -> String {
@@ -267,6 +283,25 @@ pub fn job_state(s: &str) -> String {
 
 pub fn alias_badge(a: &str) -> String {
     format!("<span class=\"badge alias\">{}</span>", E(a))
+}
+
+/// Parameters as `key=value` pairs (values as compact JSON), escaped.
+pub fn params(v: &serde_json::Value) -> String {
+    match v.as_object() {
+        Some(o) if !o.is_empty() => o
+            .iter()
+            .map(|(k, x)| {
+                let x = match x {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                format!("<span class=\"kv\">{}={}</span>", E(k), E(&x))
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        Some(_) => "<span class=\"muted\">defaults</span>".into(),
+        None => json_inline(v),
+    }
 }
 
 /// Compact one-line JSON, escaped.

@@ -105,7 +105,7 @@ pub async fn index(state: &AppState) -> WebResult {
         let href = format!("/models/{}", m.name);
         let _ = write!(
             b,
-            "<tr><td><a class=\"strong\" href=\"{}\">{}</a></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td>",
+            "<tr><td class=\"nowrap\"><a class=\"strong\" href=\"{}\">{}</a></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"nowrap\">{}</td>",
             E(&href),
             E(&m.name),
             int(m.version_count),
@@ -121,7 +121,7 @@ pub async fn index(state: &AppState) -> WebResult {
             (Some(v), Some(ver), Some(at)) => {
                 let _ = write!(
                     b,
-                    "{} <span class=\"muted\">{} · {}</span>",
+                    "<span class=\"nowrap\">{} {}</span><span class=\"ci\">{}</span>",
                     verdict(v),
                     E(ver),
                     time(at)

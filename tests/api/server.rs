@@ -58,10 +58,8 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    assert!(
-        resp.headers()["x-request-id"].to_str().unwrap().len() >= 32,
-        "request ids are issued"
-    );
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(request_id.len() >= 32, "request ids are issued");
     let body: serde_json::Value = resp.json().await.unwrap();
     let job = body["jobs"][0]["id"].as_str().unwrap().to_string();
     let mut result = serde_json::Value::Null;
@@ -82,6 +80,30 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
     }
     // A perfect 2-class predictor with balanced classes: exactly 1 bit.
     approx::assert_abs_diff_eq!(result["value"].as_f64().unwrap(), 1.0, epsilon = 1e-12);
+    let job_view: serde_json::Value = http
+        .get(format!("{base}/v1/jobs/{job}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        job_view["request_id"], request_id,
+        "the request id follows the job"
+    );
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    for needle in [
+        "infoaudit_http_requests_total{method=\"POST\",route=\"/v1/models/{model}/versions/{version}/batches\",status=\"202\"}",
+        "infoaudit_jobs{state=\"succeeded\"} 1",
+        "infoaudit_job_duration_seconds_count{estimator=\"shannon_mi\",outcome=\"succeeded\"}",
+        "infoaudit_http_request_duration_seconds_bucket{route=\"/livez\",le=\"+Inf\"}",
+        "infoaudit_oldest_queued_job_age_seconds 0",
+    ] {
+        assert!(text.contains(needle), "{needle} in\n{text}");
+    }
     stop_tx.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(30), server)
         .await

@@ -1,6 +1,6 @@
 //! The dashboard's HTML pages through the real router against a real PostgreSQL.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -298,19 +298,6 @@ async fn model_page_with_many_results_downsamples_in_sql() {
     println!("web perf: history plan\n{plan}");
     assert!(plan.contains("results_history"), "{plan}");
 
-    let mut timings = |label: &'static str| {
-        let label = label.to_string();
-        move |mut v: Vec<Duration>| {
-            v.sort();
-            println!(
-                "web perf: {label}: min {:?}, median {:?}, max {:?} over {} renders",
-                v[0],
-                v[v.len() / 2],
-                v[v.len() - 1],
-                v.len()
-            );
-        }
-    };
     for (label, uri) in [
         ("GET /models/big", "/models/big".to_string()),
         (
@@ -335,14 +322,13 @@ async fn model_page_with_many_results_downsamples_in_sql() {
             assert!(dots <= 800, "{dots} marks drawn");
             println!("web perf: {uri}: {} bytes, {dots} marks", last.len());
         }
-        timings("x")(v.clone());
-        let _ = label;
-        let mut v = v;
         v.sort();
         println!(
-            "web perf: {label}: median {:?} (min {:?})",
+            "web perf: {label}: median {:?}, min {:?}, max {:?} over {} renders",
             v[v.len() / 2],
-            v[0]
+            v[0],
+            v[v.len() - 1],
+            v.len()
         );
     }
 }

@@ -1,0 +1,516 @@
+//! `cargo bench --bench continuous [-- --rust-only | --table | --no-neural]`: the continuous and
+//! neural MI estimators of `infoaudit::estimate` against reference implementations (see
+//! `benches/README.md`, section "continuous").
+//!
+//! Default run:
+//! - `ksg` (k=3, max-norm, standardised, no interval) on a 1-D Gaussian pair (ρ = 0.75) at
+//!   N = 10⁴ and 10⁵ against scikit-learn's `mutual_info_regression` (its 1e-10 noise on, so the
+//!   values agree to ~1e-6 rather than bit-for-bit; ours is reported unclipped);
+//! - the benchmark-convention KSG (Euclidean within each space, max across, mean of k = 5, 10) on
+//!   the 5×5 dense Gaussian at N = 5000 against a chunked numpy brute force of the same estimator
+//!   (bmi's `KSGEnsembleFirstEstimator` algorithm);
+//! - the four neural bounds (default params) on the 5×5 dense Gaussian at N = 5000: seconds per
+//!   fit and the error against the truth 0.592812.
+//!
+//! The data are generated with `SplitMix64`, written as little-endian f64 files under
+//! `target/bench-data/` (or `$INFOAUDIT_BENCH_DATA`) and read by `benches/continuous_ref.py`
+//! (interpreter: `$INFOAUDIT_BENCH_PYTHON`, default `/work/venv/bin/python` when present, else
+//! `python3`), which prints its timings and values as one JSON line.
+//!
+//! `--table`: the §8.3-like accuracy table (KSG-5 and KSG-10, bmi convention, N = 5000, 3 seeds)
+//! on the Gaussian / Student-t cores and a few marginal transforms, next to bmi's numbers.
+
+use infoaudit::estimate::samplers::*;
+use infoaudit::estimate::{ksg, neural, Control};
+use ndarray::{Array2, ArrayView2};
+use serde_json::{json, Value};
+use std::hint::black_box;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+const MIN_RUNS: usize = 3;
+const MAX_RUNS: usize = 15;
+const BUDGET_S: f64 = 2.0;
+
+#[derive(Clone, Copy)]
+struct Timing {
+    best: f64,
+    median: f64,
+    runs: usize,
+}
+
+fn time_it<T>(mut f: impl FnMut() -> T) -> (Timing, T) {
+    let mut times = Vec::new();
+    let mut spent = 0.0;
+    let mut last;
+    loop {
+        let t0 = Instant::now();
+        last = black_box(f());
+        let dt = t0.elapsed().as_secs_f64();
+        times.push(dt);
+        spent += dt;
+        if times.len() >= MAX_RUNS || (times.len() >= MIN_RUNS && spent >= BUDGET_S) {
+            break;
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    let median = if n % 2 == 1 {
+        times[n / 2]
+    } else {
+        0.5 * (times[n / 2 - 1] + times[n / 2])
+    };
+    (
+        Timing {
+            best: times[0],
+            median,
+            runs: n,
+        },
+        last,
+    )
+}
+
+fn fmt_s(t: f64) -> String {
+    if t >= 1.0 {
+        format!("{t:.3} s")
+    } else if t >= 1e-3 {
+        format!("{:.2} ms", t * 1e3)
+    } else {
+        format!("{:.1} us", t * 1e6)
+    }
+}
+
+fn data_dir() -> PathBuf {
+    match std::env::var_os("INFOAUDIT_BENCH_DATA") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"),
+    }
+}
+
+fn write_f64(path: &Path, v: &[f64]) -> std::io::Result<()> {
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for x in v {
+        w.write_all(&x.to_le_bytes())?;
+    }
+    w.flush()
+}
+
+fn python() -> String {
+    if let Some(p) = std::env::var_os("INFOAUDIT_BENCH_PYTHON") {
+        return p.to_string_lossy().into_owned();
+    }
+    if Path::new("/work/venv/bin/python").exists() {
+        "/work/venv/bin/python".into()
+    } else {
+        "python3".into()
+    }
+}
+
+fn run_reference(dir: &Path) -> Option<Value> {
+    let py = python();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/continuous_ref.py");
+    eprintln!("reference: {py} {} ...", script.display());
+    let out = Command::new(&py)
+        .arg(&script)
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| eprintln!("comparison skipped: cannot run {py}: {e}"))
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok())?;
+    if v.get("skipped").is_some() || !out.status.success() {
+        eprintln!("comparison skipped: {}", v["skipped"]);
+        return None;
+    }
+    Some(v)
+}
+
+fn col(v: &[f64]) -> ArrayView2<'_, f64> {
+    ArrayView2::from_shape((v.len(), 1), v).unwrap()
+}
+
+fn ksg_plain(x: ArrayView2<f64>, y: ArrayView2<f64>) -> f64 {
+    let p = ksg::Params {
+        subsamples: 0,
+        ..Default::default()
+    };
+    ksg::ksg(x, y, &p, &Control::none()).unwrap().value
+}
+
+fn ksg_bmi(x: ArrayView2<f64>, y: ArrayView2<f64>, ks: &[usize]) -> (f64, Vec<f64>) {
+    let p = ksg::Params {
+        metric: "euclidean_per_space".into(),
+        ks: ks.to_vec(),
+        subsamples: 0,
+        ..Default::default()
+    };
+    let out = ksg::ksg(x, y, &p, &Control::none()).unwrap();
+    let per: Vec<f64> = out.details["per_k"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["value"].as_f64().unwrap_or(f64::NAN))
+        .collect();
+    (out.value, per)
+}
+
+struct Row {
+    case: String,
+    rust: Timing,
+    value: f64,
+    reference: Option<(&'static str, f64)>,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--table") {
+        table();
+        return Ok(());
+    }
+    let rust_only = args.iter().any(|a| a == "--rust-only");
+    let no_neural = args.iter().any(|a| a == "--no-neural");
+    let dir = data_dir();
+    std::fs::create_dir_all(&dir)?;
+    let mut rows = Vec::new();
+    let mut files = serde_json::Map::new();
+
+    for n in [10_000usize, 100_000] {
+        let (x, y) = gaussian_pair_sample(0.75, n, 1);
+        let name = format!("cont_pair_{n}");
+        write_f64(&dir.join(format!("{name}_x.f64")), &x)?;
+        write_f64(&dir.join(format!("{name}_y.f64")), &y)?;
+        files.insert(name.clone(), json!({"n": n, "dx": 1, "dy": 1}));
+        eprintln!("rust: ksg N={n} ...");
+        let (t, v) = time_it(|| ksg_plain(col(&x), col(&y)));
+        rows.push(Row {
+            case: format!("ksg k=3 max 1x1 N={n}"),
+            rust: t,
+            value: v,
+            reference: Some((if n == 10_000 { "sk_1e4" } else { "sk_1e5" }, 1e-6)),
+        });
+    }
+    let cov = dense_cov(5, 5, 0.5);
+    let truth = gaussian_mi(&cov, 5);
+    let (x5, y5) = gaussian_sample(&cov, 5, 5000, 1);
+    write_f64(&dir.join("cont_dense5_x.f64"), x5.as_slice().unwrap())?;
+    write_f64(&dir.join("cont_dense5_y.f64"), y5.as_slice().unwrap())?;
+    files.insert("cont_dense5".into(), json!({"n": 5000, "dx": 5, "dy": 5}));
+    eprintln!("rust: bmi-convention KSG 5x5 ...");
+    let (t, v) = time_it(|| ksg_bmi(x5.view(), y5.view(), &[5, 10]).0);
+    rows.push(Row {
+        case: "ksg euclid/space k=(5,10) 5x5 N=5000".into(),
+        rust: t,
+        value: v,
+        reference: Some(("bmi_5x5", 1e-9)),
+    });
+    std::fs::write(
+        dir.join("continuous_manifest.json"),
+        serde_json::to_vec_pretty(&json!({"files": files}))?,
+    )?;
+
+    let mut neural_rows = Vec::new();
+    if !no_neural {
+        for b in ["infonce", "mine", "nwj", "smile"] {
+            eprintln!("rust: {b} 5x5 ...");
+            let bound = neural::Bound::from_id(b).unwrap();
+            let t0 = Instant::now();
+            let out = neural::estimate(
+                bound,
+                x5.view(),
+                y5.view(),
+                &neural::Params::default(),
+                &Control::none(),
+            )
+            .unwrap();
+            neural_rows.push((
+                b,
+                t0.elapsed().as_secs_f64(),
+                out.value,
+                out.details["steps_run"].clone(),
+            ));
+        }
+    }
+
+    let reference = if rust_only { None } else { run_reference(&dir) };
+    println!();
+    println!(
+        "{:<40} {:>26} {:>26} {:>8}  value (rust | reference)",
+        "case", "rust best (median) xruns", "ref best (median) xruns", "ratio"
+    );
+    let mut ok = true;
+    for r in &rows {
+        let rs = format!(
+            "{} ({}) x{}",
+            fmt_s(r.rust.best),
+            fmt_s(r.rust.median),
+            r.rust.runs
+        );
+        let (refs, ratio, val) = match (&reference, r.reference) {
+            (Some(rf), Some((key, tol))) => {
+                let t = &rf["timings"][key];
+                let rv = rf["values"][key].as_f64().unwrap_or(f64::NAN);
+                // scikit-learn clips at 0
+                let ours = if key.starts_with("sk") {
+                    r.value.max(0.0)
+                } else {
+                    r.value
+                };
+                let good = (ours - rv).abs() <= tol;
+                ok &= good;
+                (
+                    format!(
+                        "{} ({}) x{}",
+                        fmt_s(t["best"].as_f64().unwrap_or(f64::NAN)),
+                        fmt_s(t["median"].as_f64().unwrap_or(f64::NAN)),
+                        t["runs"]
+                    ),
+                    format!(
+                        "{:.1}x",
+                        t["best"].as_f64().unwrap_or(f64::NAN) / r.rust.best
+                    ),
+                    format!(
+                        "{:.9} | {rv:.9}{}",
+                        r.value,
+                        if good { "" } else { " MISMATCH" }
+                    ),
+                )
+            }
+            _ => ("-".into(), "-".into(), format!("{:.9}", r.value)),
+        };
+        println!("{:<40} {rs:>26} {refs:>26} {ratio:>8}  {val}", r.case);
+    }
+    if !neural_rows.is_empty() {
+        println!();
+        println!("neural bounds, default params, 5x5 dense Gaussian N=5000 (truth {truth:.6}); one fit each:");
+        for (b, secs, v, steps) in neural_rows {
+            println!(
+                "  {b:<8} {:>9}  value {v:.4}  error {:+.4}  steps {steps}",
+                fmt_s(secs),
+                v - truth
+            );
+        }
+    }
+    if !ok {
+        eprintln!("VALUE MISMATCH between Rust and the reference");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// §8.3-like accuracy table
+// ---------------------------------------------------------------------------------------------
+
+/// A task: (name, true MI, bmi KSG-5 mean, bmi KSG-10 mean, sampler(seed) → (x, y)).
+type Sampler = Box<dyn Fn(u64) -> (Array2<f64>, Array2<f64>)>;
+
+fn gauss(cov: Array2<f64>, d: usize) -> Sampler {
+    Box::new(move |seed| gaussian_sample(&cov, d, 5000, seed))
+}
+
+fn student(d: usize, nu: u32) -> Sampler {
+    Box::new(move |seed| split(&student_sample(&Array2::eye(2 * d), nu, 5000, seed), d))
+}
+
+fn mapped(s: Sampler, f: fn(f64) -> f64) -> Sampler {
+    Box::new(move |seed| {
+        let (x, y) = s(seed);
+        (x.mapv(f), y.mapv(f))
+    })
+}
+
+fn table() {
+    let rho = |r: f64| {
+        let mut c = Array2::<f64>::eye(2);
+        c[[0, 1]] = r;
+        c[[1, 0]] = r;
+        c
+    };
+    let sid = |d: usize, nu: f64| student_mi(&Array2::eye(2 * d), d, nu);
+    // bmi reference numbers: estimators-anchors.md §8.3 (bmi 0.1.3, N = 5000, 5 seeds).
+    let tasks: Vec<(&str, f64, f64, f64, Sampler)> = vec![
+        (
+            "1v1-normal-0.75",
+            0.413339,
+            0.408,
+            0.415,
+            gauss(rho(0.75), 1),
+        ),
+        (
+            "normal_cdf-1v1-normal-0.75",
+            0.413339,
+            0.412,
+            0.415,
+            mapped(gauss(rho(0.75), 1), normal_cdf),
+        ),
+        (
+            "wiggly-1v1-normal-0.75 (our map)",
+            0.413339,
+            0.411,
+            0.413,
+            mapped(gauss(rho(0.75), 1), wiggly),
+        ),
+        (
+            "half_cube-1v1-normal-0.75",
+            0.413339,
+            0.408,
+            0.408,
+            mapped(gauss(rho(0.75), 1), half_cube),
+        ),
+        (
+            "student-identity-1-1-1",
+            sid(1, 1.0),
+            0.162,
+            0.137,
+            student(1, 1),
+        ),
+        (
+            "asinh-student-identity-1-1-1",
+            sid(1, 1.0),
+            0.225,
+            0.225,
+            mapped(student(1, 1), f64::asinh),
+        ),
+        (
+            "multinormal-dense-2-2-0.5",
+            0.293893,
+            0.289,
+            0.290,
+            gauss(dense_cov(2, 2, 0.5), 2),
+        ),
+        (
+            "multinormal-dense-3-3-0.5",
+            0.413339,
+            0.406,
+            0.401,
+            gauss(dense_cov(3, 3, 0.5), 3),
+        ),
+        (
+            "multinormal-dense-5-5-0.5",
+            0.592812,
+            0.571,
+            0.559,
+            gauss(dense_cov(5, 5, 0.5), 5),
+        ),
+        (
+            "multinormal-dense-25-25-0.5",
+            1.292184,
+            1.080,
+            1.051,
+            gauss(dense_cov(25, 25, 0.5), 25),
+        ),
+        (
+            "multinormal-sparse-2-2-2-2.0",
+            1.021651,
+            1.024,
+            1.017,
+            gauss(sparse_pair_cov(2, 2, 2, 0.8), 2),
+        ),
+        (
+            "multinormal-sparse-3-3-2-2.0",
+            1.021651,
+            0.942,
+            0.908,
+            gauss(sparse_pair_cov(3, 3, 2, 0.8), 3),
+        ),
+        (
+            "multinormal-sparse-5-5-2-2.0",
+            1.021651,
+            0.754,
+            0.698,
+            gauss(sparse_pair_cov(5, 5, 2, 0.8), 5),
+        ),
+        (
+            "multinormal-sparse-25-25-2-2.0",
+            1.021651,
+            0.205,
+            0.184,
+            gauss(sparse_pair_cov(25, 25, 2, 0.8), 25),
+        ),
+        (
+            "student-identity-2-2-1",
+            sid(2, 1.0),
+            0.233,
+            0.198,
+            student(2, 1),
+        ),
+        (
+            "student-identity-3-3-2",
+            sid(3, 2.0),
+            0.123,
+            0.117,
+            student(3, 2),
+        ),
+        (
+            "student-identity-5-5-2",
+            sid(5, 2.0),
+            0.195,
+            0.201,
+            student(5, 2),
+        ),
+        (
+            "asinh-student-identity-2-2-1",
+            sid(2, 1.0),
+            0.397,
+            0.365,
+            mapped(student(2, 1), f64::asinh),
+        ),
+        (
+            "asinh-student-identity-5-5-2",
+            sid(5, 2.0),
+            0.237,
+            0.233,
+            mapped(student(5, 2), f64::asinh),
+        ),
+        (
+            "normal_cdf-multinormal-sparse-5-5-2-2.0",
+            1.021651,
+            0.723,
+            0.676,
+            mapped(gauss(sparse_pair_cov(5, 5, 2, 0.8), 5), normal_cdf),
+        ),
+        (
+            "half_cube-multinormal-sparse-5-5-2-2.0",
+            1.021651,
+            0.674,
+            0.621,
+            mapped(gauss(sparse_pair_cov(5, 5, 2, 0.8), 5), half_cube),
+        ),
+    ];
+    let seeds = 3u64;
+    println!("KSG (Euclidean per space, max across, standardised), N = 5000, {seeds} seeds; bmi = estimators-anchors.md §8.3 (bmi 0.1.3, 5 seeds, other samples)");
+    println!(
+        "{:<42} {:>7} {:>16} {:>7} {:>16} {:>7} {:>8}",
+        "task", "true", "ours K5 mean±sd", "bmi K5", "ours K10 mean±sd", "bmi K10", "s/fit"
+    );
+    for (name, truth, b5, b10, sampler) in tasks {
+        let mut v5 = Vec::new();
+        let mut v10 = Vec::new();
+        let t0 = Instant::now();
+        for s in 0..seeds {
+            let (x, y) = sampler(s);
+            let (_, per) = ksg_bmi(x.view(), y.view(), &[5, 10]);
+            v5.push(per[0]);
+            v10.push(per[1]);
+        }
+        let secs = t0.elapsed().as_secs_f64() / seeds as f64;
+        let ms = |v: &[f64]| {
+            let m = v.iter().sum::<f64>() / v.len() as f64;
+            let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt();
+            format!("{m:.3} ± {sd:.3}")
+        };
+        println!(
+            "{name:<42} {truth:>7.3} {:>16} {b5:>7.3} {:>16} {b10:>7.3} {secs:>8.2}",
+            ms(&v5),
+            ms(&v10)
+        );
+    }
+}

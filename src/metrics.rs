@@ -1,0 +1,191 @@
+//! Prometheus metrics, kept in-process (one registry per process) and rendered as text.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{LazyLock, Mutex};
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const JOB_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+];
+
+#[derive(Default, Clone)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, buckets: &[f64], v: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; buckets.len()];
+        }
+        for (i, b) in buckets.iter().enumerate() {
+            if v <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    http_requests: BTreeMap<(String, String, u16), u64>,
+    http_latency: BTreeMap<String, Histogram>,
+    job_duration: BTreeMap<(String, String), Histogram>,
+    leases_lost: u64,
+    jobs_reaped: u64,
+    gate_verdicts: BTreeMap<String, u64>,
+}
+
+static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Default::default);
+
+fn with<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
+    let mut g = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    f(&mut g)
+}
+
+pub fn http_request(method: &str, route: &str, status: u16, seconds: f64) {
+    with(|r| {
+        *r.http_requests
+            .entry((method.to_string(), route.to_string(), status))
+            .or_default() += 1;
+        r.http_latency
+            .entry(route.to_string())
+            .or_default()
+            .observe(LATENCY_BUCKETS, seconds);
+    });
+}
+
+pub fn job_finished(estimator: &str, outcome: &str, seconds: f64) {
+    with(|r| {
+        r.job_duration
+            .entry((estimator.to_string(), outcome.to_string()))
+            .or_default()
+            .observe(JOB_BUCKETS, seconds)
+    });
+}
+
+pub fn lease_lost() {
+    with(|r| r.leases_lost += 1);
+}
+
+pub fn jobs_reaped(n: u64) {
+    with(|r| r.jobs_reaped += n);
+}
+
+pub fn gate_verdict(verdict: &str) {
+    with(|r| *r.gate_verdicts.entry(verdict.to_string()).or_default() += 1);
+}
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn histogram(out: &mut String, name: &str, labels: &str, buckets: &[f64], h: &Histogram) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    for (i, b) in buckets.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}",
+            h.counts.get(i).copied().unwrap_or(0)
+        );
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
+}
+
+/// Queue figures read from the database at scrape time.
+pub struct QueueSnapshot {
+    pub by_state: Vec<(String, i64)>,
+    pub oldest_queued_seconds: f64,
+}
+
+/// The text exposition.
+pub fn render(queue: &QueueSnapshot) -> String {
+    let mut out = String::new();
+    with(|r| {
+        out.push_str("# HELP infoaudit_http_requests_total HTTP requests by method, route template and status.\n# TYPE infoaudit_http_requests_total counter\n");
+        for ((m, route, s), n) in &r.http_requests {
+            let _ = writeln!(
+                out,
+                "infoaudit_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{s}\"}} {n}",
+                label(m),
+                label(route)
+            );
+        }
+        out.push_str("# HELP infoaudit_http_request_duration_seconds HTTP request latency by route template.\n# TYPE infoaudit_http_request_duration_seconds histogram\n");
+        for (route, h) in &r.http_latency {
+            histogram(
+                &mut out,
+                "infoaudit_http_request_duration_seconds",
+                &format!("route=\"{}\"", label(route)),
+                LATENCY_BUCKETS,
+                h,
+            );
+        }
+        out.push_str("# HELP infoaudit_job_duration_seconds Estimator job run time by estimator and outcome (this process's workers).\n# TYPE infoaudit_job_duration_seconds histogram\n");
+        for ((e, o), h) in &r.job_duration {
+            histogram(
+                &mut out,
+                "infoaudit_job_duration_seconds",
+                &format!("estimator=\"{}\",outcome=\"{}\"", label(e), label(o)),
+                JOB_BUCKETS,
+                h,
+            );
+        }
+        let _ = writeln!(out, "# HELP infoaudit_lease_renewals_lost_total Heartbeats that found the job's lease taken back.\n# TYPE infoaudit_lease_renewals_lost_total counter\ninfoaudit_lease_renewals_lost_total {}", r.leases_lost);
+        let _ = writeln!(out, "# HELP infoaudit_jobs_reaped_total Jobs taken back from workers whose lease expired.\n# TYPE infoaudit_jobs_reaped_total counter\ninfoaudit_jobs_reaped_total {}", r.jobs_reaped);
+        out.push_str("# HELP infoaudit_gate_verdicts_total Gate decisions by verdict.\n# TYPE infoaudit_gate_verdicts_total counter\n");
+        for (v, n) in &r.gate_verdicts {
+            let _ = writeln!(
+                out,
+                "infoaudit_gate_verdicts_total{{verdict=\"{}\"}} {n}",
+                label(v)
+            );
+        }
+    });
+    out.push_str(
+        "# HELP infoaudit_jobs Jobs by state (whole queue).\n# TYPE infoaudit_jobs gauge\n",
+    );
+    for state in ["queued", "running", "succeeded", "failed", "cancelled"] {
+        let n = queue
+            .by_state
+            .iter()
+            .find(|(s, _)| s == state)
+            .map(|x| x.1)
+            .unwrap_or(0);
+        let _ = writeln!(out, "infoaudit_jobs{{state=\"{state}\"}} {n}");
+    }
+    let _ = writeln!(out, "# HELP infoaudit_oldest_queued_job_age_seconds Age of the oldest due queued job.\n# TYPE infoaudit_oldest_queued_job_age_seconds gauge\ninfoaudit_oldest_queued_job_age_seconds {}", queue.oldest_queued_seconds);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_labels_escaped() {
+        let mut h = Histogram::default();
+        for v in [0.003, 0.02, 0.02, 7.0] {
+            h.observe(LATENCY_BUCKETS, v);
+        }
+        let mut out = String::new();
+        histogram(&mut out, "x", "route=\"/a\"", LATENCY_BUCKETS, &h);
+        assert!(out.contains("x_bucket{route=\"/a\",le=\"0.005\"} 1"));
+        assert!(out.contains("x_bucket{route=\"/a\",le=\"0.025\"} 3"));
+        assert!(out.contains("x_bucket{route=\"/a\",le=\"10\"} 4"));
+        assert!(out.contains("x_bucket{route=\"/a\",le=\"+Inf\"} 4"));
+        assert!(out.contains("x_count{route=\"/a\"} 4"));
+        assert_eq!(label("a\"b"), "a\\\"b");
+    }
+}

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Seed a running infoaudit through its HTTP API for the browser test (stdlib only).
+
+Creates:
+- `fraud-detector`: versions v1..v3 (five batches, classes including one named like a script tag,
+  metadata with a script tag), aliases production (moved v1 -> v2) and candidate -> v3, a gate
+  policy `release` and two decisions;
+- `image-tagger`: a multilabel batch;
+- `species`: a 15-class batch with long class names.
+
+Waits for every job to finish and prints a JSON object with the batch ids.
+Usage: seed.py BASE_URL
+"""
+
+import json
+import random
+import sys
+import time
+import urllib.error
+import urllib.request
+
+BASE = sys.argv[1].rstrip("/")
+EVIL = "<script>alert(1)</script>"
+
+
+def call(method, path, body=None, expect=(200, 202, 204)):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(BASE + path, data=data, method=method)
+    if data is not None:
+        req.add_header("content-type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            status, raw = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    if status not in expect:
+        raise SystemExit(f"{method} {path} -> {status}: {raw[:2000]!r}")
+    return json.loads(raw) if raw else None
+
+
+def softmax_rows(rng, labels, k, acc, sharp):
+    probs = []
+    for y in labels:
+        pred = y if rng.random() < acc else rng.choice([c for c in range(k) if c != y])
+        row = [rng.random() * 0.5 for _ in range(k)]
+        row[pred] += sharp
+        s = sum(row)
+        probs.append([round(x / s, 6) for x in row])
+        # Rows must sum to 1 within 1e-3: fix rounding on the largest entry.
+        d = 1.0 - sum(probs[-1])
+        i = max(range(k), key=lambda j: probs[-1][j])
+        probs[-1][i] = round(probs[-1][i] + d, 6)
+    return probs
+
+
+def multiclass(rng, n, classes, acc, sharp=2.0, metadata=None, weights=None):
+    k = len(classes)
+    w = weights or [1.0] * k
+    labels = rng.choices(range(k), weights=w, k=n)
+    body = {
+        "task": "multiclass",
+        "classes": classes,
+        "labels": labels,
+        "probabilities": softmax_rows(rng, labels, k, acc, sharp),
+    }
+    if metadata:
+        body["metadata"] = metadata
+    return body
+
+
+def upload(model, version, body):
+    r = call("POST", f"/v1/models/{model}/versions/{version}/batches", body)
+    return r["batch"]["id"], [j["id"] for j in r["jobs"]]
+
+
+def wait_jobs(job_ids, timeout=300):
+    deadline = time.time() + timeout
+    pending = set(job_ids)
+    while pending:
+        for j in list(pending):
+            st = call("GET", f"/v1/jobs/{j}")["state"]
+            if st in ("succeeded", "failed", "cancelled"):
+                if st != "succeeded":
+                    print(f"warning: job {j} ended {st}", file=sys.stderr)
+                pending.discard(j)
+        if pending:
+            if time.time() > deadline:
+                raise SystemExit(f"jobs did not finish in {timeout}s: {sorted(pending)}")
+            time.sleep(0.3)
+
+
+def main():
+    rng = random.Random(7)
+    classes = ["legit", "fraud", EVIL]
+    jobs, out = [], {}
+    fraud = []
+    for version, acc, batches in [("v1", 0.78, 2), ("v2", 0.86, 2), ("v3", 0.83, 1)]:
+        for b in range(batches):
+            meta = {"pipeline_run": f"{version}-{b}", "note": "<script>alert(2)</script>",
+                    "kpis": {"conversion": round(0.02 + acc / 50 + rng.random() / 500, 5)}}
+            bid, js = upload("fraud-detector", version,
+                             multiclass(rng, 400, classes, acc, metadata=meta, weights=[5, 2, 1]))
+            fraud.append(bid)
+            jobs += js
+        wait_jobs(jobs)
+        if version == "v1":
+            call("PUT", "/v1/models/fraud-detector/aliases/production", {"version": "v1"})
+        if version == "v2":
+            call("PUT", "/v1/models/fraud-detector/aliases/production", {"version": "v2"})
+    call("PUT", "/v1/models/fraud-detector/aliases/candidate", {"version": "v3"})
+    call("PUT", "/v1/models/fraud-detector/gates/release", {"rules": [
+        {"metric": "semantic_mi", "op": "gte", "baseline": "production",
+         "max_regression": {"relative": 0.05}},
+        {"metric": "shannon_mi.nmi", "op": "gte", "threshold": 0.25, "severity": "warning"},
+    ]})
+    out["decision_v2"] = call("POST", "/v1/models/fraud-detector/versions/v2/gate",
+                              {"gate": "release", "wait_seconds": 30})["verdict"]
+    out["decision_v3"] = call("POST", "/v1/models/fraud-detector/versions/v3/gate",
+                              {"gate": "release", "wait_seconds": 30})["verdict"]
+    out["fraud"] = fraud
+
+    # Multilabel.
+    labels_n = ["outdoor", "person", "vehicle", "animal", "food"]
+    n = 300
+    y, s = [], []
+    for _ in range(n):
+        row = [1 if rng.random() < p else 0 for p in (0.5, 0.4, 0.2, 0.15, 0.1)]
+        y.append(row)
+        s.append([round(min(1.0, max(0.0, (0.75 if t else 0.2) + rng.gauss(0, 0.18))), 4) for t in row])
+    bid, js = upload("image-tagger", "2026.01", {
+        "task": "multilabel", "classes": labels_n, "labels": y, "scores": s})
+    jobs += js
+    out["tagger"] = bid
+
+    # Many classes with long names.
+    species = [f"{g} {e}" for g, e in [
+        ("Parus", "major"), ("Cyanistes", "caeruleus"), ("Erithacus", "rubecula"),
+        ("Turdus", "merula"), ("Fringilla", "coelebs"), ("Passer", "domesticus"),
+        ("Sturnus", "vulgaris"), ("Pica", "pica"), ("Corvus", "corone"),
+        ("Columba", "palumbus"), ("Sitta", "europaea"), ("Troglodytes", "troglodytes"),
+        ("Aegithalos", "caudatus"), ("Carduelis", "carduelis"),
+        ("Phylloscopus collybita (common chiffchaff)", "")]]
+    species = [x.strip() for x in species]
+    bid, js = upload("species", "resnet-50", multiclass(rng, 900, species, 0.7, sharp=1.5))
+    jobs += js
+    out["species"] = bid
+    wait_jobs(jobs)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
