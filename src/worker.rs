@@ -331,7 +331,70 @@ pub fn compute(
     let kind = Kind::parse(estimator)
         .ok_or_else(|| EstimateError::Invalid(format!("unknown estimator {estimator:?}")))?;
     let p = params.clone();
+    if let Some(bound) = kind.bound() {
+        let BatchData::Pairs { x, y } = &batch.data else {
+            return Err(EstimateError::Invalid(format!(
+                "{} needs a pairs batch",
+                kind.id()
+            )));
+        };
+        let params: estimate::neural::Params = serde_json::from_value(p).map_err(bad_params)?;
+        return estimate::neural::estimate(bound, x.view(), y.view(), &params, control);
+    }
     match &batch.data {
+        BatchData::Pairs { x, y } => match kind {
+            Kind::Ksg => estimate::ksg::ksg(
+                x.view(),
+                y.view(),
+                &serde_json::from_value(p).map_err(bad_params)?,
+                control,
+            ),
+            k => Err(EstimateError::Invalid(format!(
+                "{} does not apply to pairs batches",
+                k.id()
+            ))),
+        },
+        BatchData::Regression {
+            targets,
+            predictions,
+        } => match kind {
+            Kind::Ksg => {
+                let t =
+                    ndarray::ArrayView2::from_shape((targets.len(), 1), targets).expect("column");
+                let q = ndarray::ArrayView2::from_shape((predictions.len(), 1), predictions)
+                    .expect("column");
+                estimate::ksg::ksg(
+                    t,
+                    q,
+                    &serde_json::from_value(p).map_err(bad_params)?,
+                    control,
+                )
+            }
+            k => Err(EstimateError::Invalid(format!(
+                "{} does not apply to regression batches",
+                k.id()
+            ))),
+        },
+        BatchData::Multiclass {
+            labels,
+            features: Some(f),
+            ..
+        } if kind == Kind::MixedKsg => estimate::ksg::mixed::mixed_ksg(
+            f.view(),
+            labels,
+            &serde_json::from_value(p).map_err(bad_params)?,
+            control,
+        ),
+        BatchData::Multiclass {
+            labels,
+            probabilities: Some(q),
+            ..
+        } if kind == Kind::MixedKsg => estimate::ksg::mixed::mixed_ksg(
+            q.view(),
+            labels,
+            &serde_json::from_value(p).map_err(bad_params)?,
+            control,
+        ),
         BatchData::Multiclass {
             labels,
             probabilities,
@@ -369,6 +432,10 @@ pub fn compute(
                     &serde_json::from_value(p).map_err(bad_params)?,
                     control,
                 ),
+                k => Err(EstimateError::Invalid(format!(
+                    "{} does not apply to multiclass batches",
+                    k.id()
+                ))),
             }
         }
         BatchData::Multilabel {

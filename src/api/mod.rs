@@ -204,7 +204,8 @@ async fn problem_everywhere(req: Request<Body>, next: Next) -> Response {
     }
     // Problem documents and pages (the dashboard's HTML errors) are already shaped.
     let shaped = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
-        v.as_bytes().starts_with(b"application/problem+json") || v.as_bytes().starts_with(b"text/html")
+        v.as_bytes().starts_with(b"application/problem+json")
+            || v.as_bytes().starts_with(b"text/html")
     });
     if shaped {
         return resp;

@@ -132,6 +132,8 @@ pub enum BatchData {
         predictions: Option<Vec<u32>>,
         prediction_form: LabelForm,
         probabilities: Option<Matrix>,
+        /// Optional N×d features or embeddings (for the discrete–continuous k-NN estimator).
+        features: Option<Matrix>,
     },
     Multilabel {
         /// N×L indicators (0 or 1).
@@ -140,6 +142,14 @@ pub enum BatchData {
         predictions: Option<Matrix>,
         prediction_form: LabelForm,
         scores: Option<Matrix>,
+    },
+    Pairs {
+        x: Matrix,
+        y: Matrix,
+    },
+    Regression {
+        targets: Vec<f64>,
+        predictions: Vec<f64>,
     },
 }
 
@@ -153,6 +163,16 @@ impl Batch {
             &self.data,
             BatchData::Multiclass {
                 probabilities: Some(_),
+                ..
+            }
+        )
+    }
+
+    pub fn has_features(&self) -> bool {
+        matches!(
+            &self.data,
+            BatchData::Multiclass {
+                features: Some(_),
                 ..
             }
         )
@@ -402,6 +422,33 @@ fn multilabel_column(
     (Matrix::new(col.len(), l, data), form.unwrap_or_default())
 }
 
+fn finite_values(errors: &mut Errors, field: &str, m: &Matrix) {
+    for r in 0..m.rows {
+        for (c, v) in m.row(r).iter().enumerate() {
+            if !v.is_finite() {
+                errors.push(format!("/{field}/{r}/{c}"), "must be a finite number");
+            }
+        }
+        if errors.full() {
+            return;
+        }
+    }
+}
+
+fn real_column(errors: &mut Errors, field: &str, col: &[Label]) -> Vec<f64> {
+    col.iter()
+        .enumerate()
+        .map(|(i, l)| match l {
+            Label::Index(v) => *v as f64,
+            Label::Number(v) if v.is_finite() => *v,
+            _ => {
+                errors.push(format!("/{field}/{i}"), "must be a finite number");
+                0.0
+            }
+        })
+        .collect()
+}
+
 /// A validated upload: the batch, the estimators it asked for, and its metadata object.
 #[derive(Debug)]
 pub struct Validated {
@@ -411,28 +458,131 @@ pub struct Validated {
 }
 
 impl BatchRequest {
+    /// Pairs (`x`, `y`) and regression (`targets`, `predictions`) batches.
+    fn validate_continuous(self, task: Task) -> Result<Validated, Vec<FieldError>> {
+        let mut e = Errors::default();
+        let allowed: &[&str] = match task {
+            Task::Pairs => &["x", "y"],
+            _ => &["targets", "predictions"],
+        };
+        for (field, present) in [
+            ("labels", self.labels.is_some()),
+            ("classes", self.classes.is_some()),
+            ("probabilities", self.probabilities.is_some()),
+            ("scores", self.scores.is_some()),
+            ("truth_matrix", self.truth_matrix.is_some()),
+            ("x", self.x.is_some()),
+            ("y", self.y.is_some()),
+            ("targets", self.targets.is_some()),
+            ("predictions", self.predictions.is_some()),
+        ] {
+            if present && !allowed.contains(&field) {
+                e.push(
+                    format!("/{field}"),
+                    format!("is not used by task {}", task.as_str()),
+                );
+            }
+        }
+        let metadata = self.metadata.unwrap_or_else(|| serde_json::json!({}));
+        if !metadata.is_object() {
+            e.push("/metadata", "must be a JSON object");
+        }
+        let (n, data) = match task {
+            Task::Pairs => {
+                let (Some(x), Some(y)) = (self.x, self.y) else {
+                    e.push(
+                        if e.is_empty() { "/x" } else { "/y" },
+                        "pairs need both x and y",
+                    );
+                    return Err(e.0);
+                };
+                let n = x.rows;
+                for (field, m) in [("x", &x), ("y", &y)] {
+                    if shape(&mut e, field, m, n, None) {
+                        if m.cols == 0 {
+                            e.push(format!("/{field}/0"), "rows must not be empty");
+                        }
+                        finite_values(&mut e, field, m);
+                    }
+                }
+                (n, BatchData::Pairs { x, y })
+            }
+            _ => {
+                let (Some(targets), Some(predictions)) = (self.targets, self.predictions) else {
+                    e.push("/targets", "regression needs targets and predictions");
+                    return Err(e.0);
+                };
+                let n = targets.len();
+                for (i, v) in targets.iter().enumerate() {
+                    if !v.is_finite() {
+                        e.push(format!("/targets/{i}"), "must be a finite number");
+                    }
+                }
+                if predictions.len() != n {
+                    e.push(
+                        "/predictions",
+                        format!("has {} entries but targets has {n}", predictions.len()),
+                    );
+                }
+                let predictions = real_column(&mut e, "predictions", &predictions);
+                (
+                    n,
+                    BatchData::Regression {
+                        targets,
+                        predictions,
+                    },
+                )
+            }
+        };
+        if n < 2 {
+            e.push(
+                if task == Task::Pairs {
+                    "/x"
+                } else {
+                    "/targets"
+                },
+                format!("has {n} samples; at least 2 are required"),
+            );
+        }
+        if let Some(w) = &self.weights {
+            e.push("/weights", format!("sample weights are not defined for the estimators of task {} (k-NN and neural)", task.as_str()));
+            let _ = w;
+        }
+        if !e.is_empty() {
+            return Err(e.0);
+        }
+        Ok(Validated {
+            batch: Batch {
+                task,
+                classes: vec![],
+                n,
+                data,
+                weights: None,
+                truth_matrix: None,
+            },
+            estimators: self.estimators,
+            metadata,
+        })
+    }
+
     /// Validate into a `Batch`, or every field error found (up to a cap), each with its pointer.
     pub fn validate(self) -> Result<Validated, Vec<FieldError>> {
         let mut e = Errors::default();
         let task = match self.task {
-            Some(t @ (Task::Multiclass | Task::Multilabel)) => t,
-            Some(t) => {
+            Some(t) => t,
+            None => {
                 e.push(
                     "/task",
-                    format!(
-                        "task {:?} is not accepted yet: its estimators are not available; use multiclass or multilabel",
-                        t.as_str()
-                    ),
+                    "is required: multiclass, multilabel, pairs or regression",
                 );
                 return Err(e.0);
             }
-            None => {
-                e.push("/task", "is required: multiclass or multilabel");
-                return Err(e.0);
-            }
         };
+        if matches!(task, Task::Pairs | Task::Regression) {
+            return self.validate_continuous(task);
+        }
         for (field, present) in [
-            ("x", self.x.is_some()),
+            ("x", self.x.is_some() && task == Task::Multilabel),
             ("y", self.y.is_some()),
             ("targets", self.targets.is_some()),
             (
@@ -578,6 +728,13 @@ impl BatchRequest {
                     }
                     other => other,
                 };
+                let features = match self.x {
+                    Some(m) if shape(&mut e, "x", &m, n, None) => {
+                        finite_values(&mut e, "x", &m);
+                        Some(m)
+                    }
+                    other => other,
+                };
                 let (labels, label_form) = multiclass_column(&mut e, "labels", &labels, k, &index);
                 let (predictions, prediction_form) = match &self.predictions {
                     Some(p) if p.len() == n => {
@@ -592,6 +749,7 @@ impl BatchRequest {
                     predictions,
                     prediction_form,
                     probabilities,
+                    features,
                 }
             }
             Task::Multilabel => {
@@ -621,7 +779,7 @@ impl BatchRequest {
                     scores,
                 }
             }
-            Task::Pairs | Task::Regression => unreachable!("rejected above"),
+            Task::Pairs | Task::Regression => unreachable!("handled by validate_continuous"),
         };
         if !e.is_empty() {
             return Err(e.0);
@@ -680,6 +838,7 @@ impl Batch {
                 predictions,
                 prediction_form,
                 probabilities,
+                features,
             } => {
                 v.push(("labels", Arr::U32(labels)));
                 if let Some(p) = predictions {
@@ -688,7 +847,23 @@ impl Batch {
                 if let Some(m) = probabilities {
                     v.push(("probabilities", Arr::F64(m)));
                 }
+                if let Some(m) = features {
+                    v.push(("x", Arr::F64(m)));
+                }
                 (*label_form, *prediction_form)
+            }
+            BatchData::Pairs { x, y } => {
+                v.push(("x", Arr::F64(x)));
+                v.push(("y", Arr::F64(y)));
+                (LabelForm::Index, LabelForm::Index)
+            }
+            BatchData::Regression {
+                targets,
+                predictions,
+            } => {
+                v.push(("targets", Arr::F64Vec(targets)));
+                v.push(("predictions_real", Arr::F64Vec(predictions)));
+                (LabelForm::Index, LabelForm::Index)
             }
             BatchData::Multilabel {
                 labels,
@@ -818,6 +993,7 @@ impl Batch {
                 predictions: u32s.remove("predictions"),
                 prediction_form: header.prediction_form,
                 probabilities: f64s.remove("probabilities"),
+                features: f64s.remove("x"),
             },
             Task::Multilabel => BatchData::Multilabel {
                 labels: f64s.remove("labels").context("labels missing")?,
@@ -826,7 +1002,17 @@ impl Batch {
                 prediction_form: header.prediction_form,
                 scores: f64s.remove("scores"),
             },
-            t => bail!("task {} cannot be stored yet", t.as_str()),
+            Task::Pairs => BatchData::Pairs {
+                x: f64s.remove("x").context("x missing")?,
+                y: f64s.remove("y").context("y missing")?,
+            },
+            Task::Regression => BatchData::Regression {
+                targets: f64s.remove("targets").context("targets missing")?.data,
+                predictions: f64s
+                    .remove("predictions_real")
+                    .context("predictions missing")?
+                    .data,
+            },
         };
         Ok(Batch {
             task: header.task,
@@ -868,7 +1054,9 @@ impl Batch {
         };
         let mut o = Map::new();
         o.insert("task".into(), json!(self.task));
-        o.insert("classes".into(), json!(self.classes));
+        if !self.classes.is_empty() {
+            o.insert("classes".into(), json!(self.classes));
+        }
         match &self.data {
             BatchData::Multiclass {
                 labels,
@@ -876,6 +1064,7 @@ impl Batch {
                 predictions,
                 prediction_form,
                 probabilities,
+                features,
             } => {
                 o.insert("labels".into(), class_col(labels, *label_form));
                 if let Some(m) = probabilities {
@@ -884,6 +1073,20 @@ impl Batch {
                 if let Some(p) = predictions {
                     o.insert("predictions".into(), class_col(p, *prediction_form));
                 }
+                if let Some(m) = features {
+                    o.insert("x".into(), json!(m));
+                }
+            }
+            BatchData::Pairs { x, y } => {
+                o.insert("x".into(), json!(x));
+                o.insert("y".into(), json!(y));
+            }
+            BatchData::Regression {
+                targets,
+                predictions,
+            } => {
+                o.insert("targets".into(), json!(targets));
+                o.insert("predictions".into(), json!(predictions));
             }
             BatchData::Multilabel {
                 labels,

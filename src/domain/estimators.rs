@@ -83,15 +83,48 @@ pub enum Kind {
     SemanticMi,
     CeBound,
     RgCurve,
+    Ksg,
+    MixedKsg,
+    InfoNce,
+    Mine,
+    Nwj,
+    Smile,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 10] = [
         Kind::ShannonMi,
         Kind::SemanticMi,
         Kind::CeBound,
         Kind::RgCurve,
+        Kind::Ksg,
+        Kind::MixedKsg,
+        Kind::InfoNce,
+        Kind::Mine,
+        Kind::Nwj,
+        Kind::Smile,
     ];
+
+    /// Estimators that run by default when a batch names none. The neural bounds (a network
+    /// trained per batch) and mixed_ksg (k-NN search in the feature or probability space, costly
+    /// for large N × K) run only on request.
+    pub fn default_on(self) -> bool {
+        !matches!(
+            self,
+            Kind::InfoNce | Kind::Mine | Kind::Nwj | Kind::Smile | Kind::MixedKsg
+        )
+    }
+
+    /// The neural bound of this estimator, if it is one.
+    pub fn bound(self) -> Option<estimate::neural::Bound> {
+        match self {
+            Kind::InfoNce => Some(estimate::neural::Bound::InfoNce),
+            Kind::Mine => Some(estimate::neural::Bound::Mine),
+            Kind::Nwj => Some(estimate::neural::Bound::Nwj),
+            Kind::Smile => Some(estimate::neural::Bound::Smile),
+            _ => None,
+        }
+    }
 
     pub fn id(self) -> &'static str {
         match self {
@@ -99,6 +132,12 @@ impl Kind {
             Kind::SemanticMi => "semantic_mi",
             Kind::CeBound => "ce_bound",
             Kind::RgCurve => "rg_curve",
+            Kind::Ksg => "ksg",
+            Kind::MixedKsg => "mixed_ksg",
+            Kind::InfoNce => "infonce",
+            Kind::Mine => "mine",
+            Kind::Nwj => "nwj",
+            Kind::Smile => "smile",
         }
     }
 
@@ -112,6 +151,9 @@ impl Kind {
             Kind::SemanticMi => estimate::semantic::VERSION,
             Kind::CeBound => estimate::ce_bound::VERSION,
             Kind::RgCurve => estimate::rg::VERSION,
+            Kind::Ksg => estimate::ksg::VERSION,
+            Kind::MixedKsg => estimate::ksg::mixed::VERSION,
+            Kind::InfoNce | Kind::Mine | Kind::Nwj | Kind::Smile => estimate::neural::VERSION,
         }
     }
 
@@ -128,6 +170,13 @@ impl Kind {
             (Kind::CeBound, Task::Multiclass) if b.has_probabilities() => None,
             (Kind::CeBound, Task::Multiclass) => Some("ce_bound needs `probabilities`".into()),
             (Kind::RgCurve, Task::Multiclass) => None,
+            (Kind::Ksg, Task::Pairs | Task::Regression) => None,
+            (Kind::MixedKsg, Task::Multiclass) if b.has_probabilities() || b.has_features() => None,
+            (Kind::MixedKsg, Task::Multiclass) => Some(
+                "mixed_ksg needs features (`x`) or `probabilities` to compare with the labels"
+                    .into(),
+            ),
+            (Kind::InfoNce | Kind::Mine | Kind::Nwj | Kind::Smile, Task::Pairs) => None,
             (k, t) => Some(format!("{} does not apply to task {}", k.id(), t.as_str())),
         }
     }
@@ -158,6 +207,11 @@ impl Kind {
             Kind::SemanticMi => canon::<estimate::semantic::Params>(params, |p| p.validate()),
             Kind::CeBound => canon::<estimate::ce_bound::Params>(params, |p| p.validate()),
             Kind::RgCurve => canon::<estimate::rg::Params>(params, |p| p.validate()),
+            Kind::Ksg => canon::<estimate::ksg::Params>(params, |p| p.validate()),
+            Kind::MixedKsg => canon::<estimate::ksg::mixed::Params>(params, |p| p.validate()),
+            Kind::InfoNce | Kind::Mine | Kind::Nwj | Kind::Smile => {
+                canon::<estimate::neural::Params>(params, |p| p.validate())
+            }
         }
     }
 
@@ -236,6 +290,73 @@ impl Kind {
                 mergeable: true,
                 params: bootstrap(),
             },
+            Kind::Ksg => EstimatorInfo {
+                id: self.id(),
+                version: self.version(),
+                tasks: vec![Task::Pairs, Task::Regression],
+                requires: "pairs: x and y rows; regression: targets and predictions",
+                unit: "bits",
+                value: "KSG (Kraskov–Stögbauer–Grassberger) algorithm 1 k-NN estimate of I(X;Y), standardised inputs, raw (not clipped at 0)",
+                details: vec!["k", "per_k", "metric", "subsample_sd"],
+                mergeable: false,
+                params: vec![
+                    p("k", "integer", ">= 1", "neighbours"),
+                    p("metric", "string", "max | euclidean_per_space", "max: Chebyshev over the joint space (scikit-learn); euclidean_per_space: the Beyond-Normal benchmark's convention"),
+                    p("ks", "array", "integers >= 1", "non-empty: report the mean over these k (benchmark: [5, 10])"),
+                    p("standardize", "boolean", "", "divide each column by its standard deviation"),
+                    p("subsamples", "integer", ">= 0", "m-out-of-n subsamples (without replacement) for the interval; 0: none"),
+                    p("subsample_fraction", "number", "(0, 1)", "m / N"),
+                    p("confidence", "number", "(0, 1)", "interval level"),
+                    p("seed", "integer", "any u64", "seed of the subsampling"),
+                ],
+            },
+            Kind::MixedKsg => EstimatorInfo {
+                id: self.id(),
+                version: self.version(),
+                tasks: vec![Task::Multiclass],
+                requires: "features `x`, or probabilities (used as features)",
+                unit: "bits",
+                value: "Ross (2014) discrete–continuous k-NN estimate of I(label; features)",
+                details: vec!["k", "dims", "n_used", "dropped_singletons"],
+                mergeable: false,
+                params: vec![
+                    p("k", "integer", ">= 1", "neighbours"),
+                    p("standardize", "boolean", "", "divide each column by its standard deviation"),
+                    p("subsamples", "integer", ">= 0", "m-out-of-n subsamples for the interval"),
+                    p("subsample_fraction", "number", "(0, 1)", "m / N"),
+                    p("confidence", "number", "(0, 1)", "interval level"),
+                    p("seed", "integer", "any u64", "seed"),
+                ],
+            },
+            Kind::InfoNce | Kind::Mine | Kind::Nwj | Kind::Smile => EstimatorInfo {
+                id: self.id(),
+                version: self.version(),
+                tasks: vec![Task::Pairs],
+                requires: "x and y rows; at least min_samples pairs",
+                unit: "bits",
+                value: match self {
+                    Kind::InfoNce => "InfoNCE lower bound with a trained MLP critic, on held-out pairs (≤ log batch size)",
+                    Kind::Mine => "Donsker–Varadhan (MINE, moving-average gradient) bound on held-out pairs",
+                    Kind::Nwj => "NWJ (f-divergence) bound on held-out pairs",
+                    _ => "SMILE (clipped Donsker–Varadhan, tau) estimate on held-out pairs",
+                },
+                details: vec!["train_curve", "selected_step", "log_batch_ceiling", "n_train", "n_test"],
+                mergeable: false,
+                params: vec![
+                    p("hidden", "array", "layer widths", "critic hidden layers"),
+                    p("activation", "string", "relu | tanh | leaky_relu", "hidden activation"),
+                    p("critic", "string", "separable | concat", "critic form"),
+                    p("batch_size", "integer", ">= 2", "training minibatch"),
+                    p("learning_rate", "number", "> 0", "Adam step size"),
+                    p("max_steps", "integer", ">= 1", "training steps at most"),
+                    p("eval_every", "integer", ">= 1", "steps between held-out evaluations"),
+                    p("patience", "integer", ">= 1", "evaluations without improvement before stopping"),
+                    p("test_fraction", "number", "(0, 1)", "share of pairs held out"),
+                    p("min_samples", "integer", ">= 2", "refuse smaller batches"),
+                    p("tau", "number", "> 0", "SMILE clip"),
+                    p("seed", "integer", "any u64", "seed of initialisation and batching"),
+                ],
+            },
             Kind::RgCurve => EstimatorInfo {
                 id: self.id(),
                 version: self.version(),
@@ -277,7 +398,7 @@ pub fn resolve(
     let Some(requested) = requested else {
         return Ok(Kind::ALL
             .into_iter()
-            .filter(|k| k.not_applicable(batch).is_none())
+            .filter(|k| k.default_on() && k.not_applicable(batch).is_none())
             .map(|k| spec(k, serde_json::json!({})).expect("defaults are valid"))
             .collect());
     };
@@ -325,6 +446,16 @@ pub fn resolve(
 /// Keys in `details` whose numbers are amounts of information (converted with `?unit=`); every
 /// other number (ratios, counts, probabilities) is left as it is.
 pub const INFORMATION_KEYS: &[&str] = &[
+    "subsample_mean",
+    "subsample_sd",
+    "sd",
+    "clipped_value",
+    "validation_value",
+    "in_sample_value",
+    "held_out",
+    "train",
+    "log_batch_ceiling",
+    "train_batch_ceiling",
     "mi",
     "miller_madow",
     "jackknife",

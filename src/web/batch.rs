@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use super::chart::{self, Bar, Heat, RgPoint};
 use super::html::{
-    bits, bytes, crumb, duration, esc, int, interval, job_state, json_block, num,
-    opt_time, page, params, respond, time, truncate, E,
+    bits, bytes, crumb, duration, esc, int, interval, job_state, json_block, num, opt_time, page,
+    params, respond, time, truncate, E,
 };
 use super::{WebError, WebResult};
 use crate::api::views::EstimateResult;
@@ -71,9 +71,9 @@ pub async fn batch(state: &AppState, id: Uuid) -> WebResult {
          <div><dt>Version</dt><dd>{v}</dd></div>\
          <div><dt>Task</dt><dd>{task}</dd></div>\
          <div><dt>Samples (N)</dt><dd>{n}</dd></div>\
-         <div><dt>{cl}</dt><dd>{k}</dd></div>\
          <div><dt>Uploaded</dt><dd>{at}</dd></div>\
          <div><dt>Size</dt><dd>{size} <span class=\"muted\">{ct}</span></dd></div>\
+         <div class=\"wide\"><dt>{cl}</dt><dd>{k}</dd></div>\
          <div class=\"wide\"><dt>Digest (sha256)</dt><dd class=\"mono small\">{digest}</dd></div>\
          </dl>",
         m = E(&b.model),
@@ -118,7 +118,9 @@ pub async fn batch(state: &AppState, id: Uuid) -> WebResult {
                 .unwrap_or_default();
             let took = match (j.started_at, j.finished_at) {
                 (Some(a), Some(b)) => duration(b - a),
-                (Some(a), None) if j.state == "running" => format!("{} so far", duration(chrono::Utc::now() - a)),
+                (Some(a), None) if j.state == "running" => {
+                    format!("{} so far", duration(chrono::Utc::now() - a))
+                }
                 _ => "—".into(),
             };
             let _ = write!(
@@ -453,13 +455,13 @@ pub async fn batch(state: &AppState, id: Uuid) -> WebResult {
 fn classes_summary(classes: &[String]) -> String {
     let shown: Vec<String> = classes
         .iter()
-        .take(12)
+        .take(40)
         .map(|c| format!("<span class=\"cls\">{}</span>", E(&truncate(c, 30))))
         .collect();
-    let more = if classes.len() > 12 {
+    let more = if classes.len() > 40 {
         format!(
             " <span class=\"muted\">… {} more</span>",
-            classes.len() - 12
+            classes.len() - 40
         )
     } else {
         String::new()

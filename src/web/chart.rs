@@ -175,7 +175,16 @@ fn time_labels(ticks: &[f64], step: f64) -> Vec<(String, Option<String>)> {
             if step >= 86400.0 {
                 (d.format("%Y-%m-%d").to_string(), None)
             } else if step < 1.0 {
-                (d.format("%H:%M:%S%.1f").to_string(), date)
+                (
+                    format!(
+                        "{:02}:{:02}:{:02}.{}",
+                        d.hour(),
+                        d.minute(),
+                        d.second(),
+                        d.timestamp_subsec_millis() / 100
+                    ),
+                    date,
+                )
             } else if step < 60.0 {
                 (
                     format!("{:02}:{:02}:{:02}", d.hour(), d.minute(), d.second()),
@@ -349,11 +358,24 @@ pub fn history(
         out.push_str("</g>");
     }
 
-    // Bands and lines per version.
+    // Bands and lines per version, broken where a version has a gap much longer than its usual
+    // spacing (so a band never bridges days without data).
+    let bucket = (t1 - t0).max(1e-3) / 240.0;
     for vi in 0..versions.len() {
         let pts: Vec<&&HistPoint> = finite.iter().filter(|p| p.version == vi).collect();
         if pts.is_empty() {
             continue;
+        }
+        let mut gaps: Vec<f64> = pts.windows(2).map(|w| w[1].t - w[0].t).collect();
+        gaps.sort_by(f64::total_cmp);
+        let typical = gaps.get(gaps.len() / 2).copied().unwrap_or(0.0);
+        let max_gap = (typical * 5.0).max(bucket * 3.0);
+        let mut segments: Vec<Vec<&HistPoint>> = vec![vec![]];
+        for (i, p) in pts.iter().enumerate() {
+            if i > 0 && p.t - pts[i - 1].t > max_gap {
+                segments.push(vec![]);
+            }
+            segments.last_mut().unwrap().push(p);
         }
         let c = color(vi);
         // Interval bands over consecutive runs of points that have one.
@@ -399,17 +421,19 @@ pub fn history(
             );
             run.clear();
         };
-        for p in &pts {
-            if p.ci_low.is_some() && p.ci_high.is_some() {
-                run.push(p);
-            } else {
-                flush(&mut run, &mut out);
+        for seg in &segments {
+            for p in seg {
+                if p.ci_low.is_some() && p.ci_high.is_some() {
+                    run.push(p);
+                } else {
+                    flush(&mut run, &mut out);
+                }
             }
+            flush(&mut run, &mut out);
         }
-        flush(&mut run, &mut out);
-        if pts.len() > 1 {
+        for seg in segments.iter().filter(|s| s.len() > 1) {
             let mut d = String::new();
-            for (i, p) in pts.iter().enumerate() {
+            for (i, p) in seg.iter().enumerate() {
                 let _ = write!(
                     d,
                     "{}{:.1},{:.1}",
@@ -539,7 +563,7 @@ pub fn heatmap(h: &Heat) -> String {
         .unwrap_or(1)
         .min(22);
     let ml = 40.0 + text_width(&"m".repeat(longest_row), 12.0);
-    let cell = (620.0 / kc.max(kr) as f64).clamp(4.0, 56.0);
+    let cell = (620.0 / kc.max(kr) as f64).clamp(4.0, 64.0);
     // Column labels are rotated 45°: they need about 0.72 of their width in height.
     let mb = 40.0 + text_width(&"m".repeat(longest_col), 12.0) * 0.72;
     let mt = 14.0;

@@ -4,11 +4,23 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::domain::estimators::Kind;
 use crate::gate::MetricRef;
+
+/// A read-only transaction for one page: one consistent snapshot, and no JIT compilation (the
+/// planner's estimates for the lateral joins can pass `jit_above_cost`, and compiling costs far
+/// more than these index lookups).
+pub async fn snapshot(pool: &PgPool) -> sqlx::Result<Transaction<'static, Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
+    Ok(tx)
+}
 
 pub fn estimator_ids() -> Vec<String> {
     Kind::ALL.iter().map(|k| k.id().to_string()).collect()
@@ -28,7 +40,7 @@ pub struct ModelSummary {
 }
 
 /// Models by name with their newest version and last gate decision (at most `limit`).
-pub async fn models(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<ModelSummary>> {
+pub async fn models(c: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<ModelSummary>> {
     sqlx::query_as(
         "SELECT m.name,
                 coalesce(s.version_count, 0) AS version_count,
@@ -53,14 +65,14 @@ pub async fn models(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<ModelSummary>
          ORDER BY m.name LIMIT $1",
     )
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(&mut *c)
     .await
 }
 
-pub async fn model(pool: &PgPool, name: &str) -> sqlx::Result<Option<(Uuid, String)>> {
+pub async fn model(c: &mut PgConnection, name: &str) -> sqlx::Result<Option<(Uuid, String)>> {
     sqlx::query_as("SELECT id, name FROM models WHERE name = $1")
         .bind(name)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *c)
         .await
 }
 
@@ -78,7 +90,7 @@ pub struct Latest {
 }
 
 /// The latest result per (version, estimator), one backward index probe each.
-pub async fn latest(pool: &PgPool, versions: &[Uuid]) -> sqlx::Result<Vec<Latest>> {
+pub async fn latest(c: &mut PgConnection, versions: &[Uuid]) -> sqlx::Result<Vec<Latest>> {
     if versions.is_empty() {
         return Ok(vec![]);
     }
@@ -96,7 +108,7 @@ pub async fn latest(pool: &PgPool, versions: &[Uuid]) -> sqlx::Result<Vec<Latest
     )
     .bind(versions)
     .bind(estimator_ids())
-    .fetch_all(pool)
+    .fetch_all(&mut *c)
     .await
 }
 
@@ -112,7 +124,11 @@ pub struct VersionInfo {
 }
 
 /// A model's versions, newest first (at most `limit`).
-pub async fn versions(pool: &PgPool, model_id: Uuid, limit: i64) -> sqlx::Result<Vec<VersionInfo>> {
+pub async fn versions(
+    c: &mut PgConnection,
+    model_id: Uuid,
+    limit: i64,
+) -> sqlx::Result<Vec<VersionInfo>> {
     sqlx::query_as(
         "SELECT v.id, v.name, v.created_at, s.batch_count, s.n_total, s.last_upload,
                 ARRAY(SELECT a.alias FROM aliases a WHERE a.version_id = v.id ORDER BY a.alias) AS aliases
@@ -126,12 +142,15 @@ pub async fn versions(pool: &PgPool, model_id: Uuid, limit: i64) -> sqlx::Result
     )
     .bind(model_id)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(&mut *c)
     .await
 }
 
 /// Estimators that have at least one result for the model.
-pub async fn estimators_with_results(pool: &PgPool, model_id: Uuid) -> sqlx::Result<Vec<String>> {
+pub async fn estimators_with_results(
+    c: &mut PgConnection,
+    model_id: Uuid,
+) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
         "SELECT e.est FROM unnest($2::text[]) WITH ORDINALITY AS e(est, i)
          WHERE EXISTS (SELECT 1 FROM results r WHERE r.model_id = $1 AND r.estimator = e.est)
@@ -139,7 +158,7 @@ pub async fn estimators_with_results(pool: &PgPool, model_id: Uuid) -> sqlx::Res
     )
     .bind(model_id)
     .bind(estimator_ids())
-    .fetch_all(pool)
+    .fetch_all(&mut *c)
     .await
 }
 
@@ -159,36 +178,59 @@ pub struct HistGroup {
     pub neg_inf: i64,
 }
 
-/// The downsampling query of [`history`]: `$1` model, `$2` estimator, `$3` buckets, `$4` start,
-/// `$5` span in seconds, `$6` the statistic (a `details` key) when `statistic`.
+/// Results read per (time bucket, version) for a statistic kept in `details` (the JSON lives in
+/// the heap, often TOASTed; the value, in the index).
+pub const STATISTIC_SAMPLE: i32 = 12;
+
+/// The downsampling query of [`history`]: `$1` model, `$2` estimator, `$3` buckets, `$4` start
+/// (seconds since the epoch), `$5` span in seconds; with `statistic`, `$6` the `details` key and
+/// `$7` the sample size per group.
+///
+/// An estimator's value: each row's time and finite value are computed once (the fenced
+/// subquery, an index-only scan of `results_history`), then grouped per bucket and version.
+/// A statistic: the rows are bucketed from the index alone, and only up to `$7` evenly spread
+/// results per group are fetched for their `details` (`count` still counts every result).
 pub fn history_sql(statistic: bool) -> String {
-    let (value, ci_low, ci_high, filter) = if statistic {
-        (
-            "(r.details ->> $6)::float8",
-            "NULL::float8",
-            "NULL::float8",
-            "AND jsonb_typeof(r.details -> $6) = 'number'",
-        )
-    } else {
-        ("r.value", "r.ci_low", "r.ci_high", "")
-    };
+    let finite = |x: &str| format!("CASE WHEN {x} > '-Infinity' AND {x} < 'Infinity' THEN {x} END");
+    if statistic {
+        return format!(
+            "WITH a AS (
+                SELECT id, version_id, e, least(greatest(floor($3 * (e - $4) / $5)::int, 0), $3 - 1) AS k
+                FROM (SELECT r.id, r.version_id, date_part('epoch', r.computed_at) AS e FROM results r
+                      WHERE r.model_id = $1 AND r.estimator = $2 OFFSET 0) r),
+             w AS (
+                SELECT id, version_id, e, k,
+                       row_number() OVER (PARTITION BY k, version_id ORDER BY e) AS rn,
+                       count(*) OVER (PARTITION BY k, version_id) AS n
+                FROM a),
+             p AS (
+                SELECT w.version_id, w.k, w.e, w.n, {} AS v
+                FROM w JOIN results r ON r.id = w.id
+                WHERE (w.rn - 1) % ceil(w.n::float8 / $7)::int = 0
+                  AND jsonb_typeof(r.details -> $6) = 'number')
+             SELECT version_id, min(e) AS t_first, max(e) AS t_last, avg(e) AS t_mean,
+                    min(v) AS min, avg(v) AS mean, max(v) AS max,
+                    NULL::float8 AS ci_low, NULL::float8 AS ci_high,
+                    max(n) AS count, 0::bigint AS neg_inf
+             FROM p GROUP BY k, version_id ORDER BY t_mean",
+            finite("(r.details ->> $6)::float8")
+        );
+    }
     format!(
-        "SELECT r.version_id,
-                min(date_part('epoch', r.computed_at)) AS t_first,
-                max(date_part('epoch', r.computed_at)) AS t_last,
-                avg(date_part('epoch', r.computed_at)) AS t_mean,
-                min({value}) FILTER (WHERE {value} > '-Infinity' AND {value} < 'Infinity') AS min,
-                avg({value}) FILTER (WHERE {value} > '-Infinity' AND {value} < 'Infinity') AS mean,
-                max({value}) FILTER (WHERE {value} > '-Infinity' AND {value} < 'Infinity') AS max,
-                avg({ci_low}) FILTER (WHERE {ci_low} > '-Infinity' AND {ci_low} < 'Infinity') AS ci_low,
-                avg({ci_high}) FILTER (WHERE {ci_high} > '-Infinity' AND {ci_high} < 'Infinity') AS ci_high,
-                count(*) AS count,
-                count(*) FILTER (WHERE {value} = '-Infinity') AS neg_inf
-         FROM results r
-         WHERE r.model_id = $1 AND r.estimator = $2 {filter}
-         GROUP BY least(greatest(floor($3 * date_part('epoch', r.computed_at - $4) / $5)::int, 0), $3 - 1),
-                  r.version_id
-         ORDER BY 4"
+        "SELECT version_id, min(e) AS t_first, max(e) AS t_last, avg(e) AS t_mean,
+                min(v) AS min, avg(v) AS mean, max(v) AS max,
+                avg(lo) AS ci_low, avg(hi) AS ci_high,
+                count(*) AS count, count(*) FILTER (WHERE neg_inf) AS neg_inf
+         FROM (SELECT r.version_id, date_part('epoch', r.computed_at) AS e,
+                      {} AS v, {} AS lo, {} AS hi, r.value = '-Infinity' AS neg_inf
+               FROM results r
+               WHERE r.model_id = $1 AND r.estimator = $2
+               OFFSET 0) x
+         GROUP BY least(greatest(floor($3 * (e - $4) / $5)::int, 0), $3 - 1), version_id
+         ORDER BY t_mean",
+        finite("r.value"),
+        finite("r.ci_low"),
+        finite("r.ci_high"),
     )
 }
 
@@ -196,7 +238,7 @@ pub fn history_sql(statistic: bool) -> String {
 /// time span, min/mean/max (finite values only) and the mean interval per bucket and version.
 /// For an estimator's value this is an index-only scan of `results_history`.
 pub async fn history(
-    pool: &PgPool,
+    c: &mut PgConnection,
     model_id: Uuid,
     metric: &MetricRef,
     buckets: i32,
@@ -206,24 +248,25 @@ pub async fn history(
     )
     .bind(model_id)
     .bind(&metric.estimator)
-    .fetch_one(pool)
+    .fetch_one(&mut *c)
     .await?;
     let (Some(lo), Some(hi)) = span else {
         return Ok(vec![]);
     };
     let secs = ((hi - lo).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6).max(1e-6);
+    let start = lo.timestamp_micros() as f64 / 1e6;
     let sql = history_sql(metric.statistic.is_some());
     let q = sqlx::query_as(&sql)
         .bind(model_id)
         .bind(&metric.estimator)
         .bind(buckets)
-        .bind(lo)
+        .bind(start)
         .bind(secs);
     let q = match &metric.statistic {
-        Some(s) => q.bind(s.clone()),
+        Some(s) => q.bind(s.clone()).bind(STATISTIC_SAMPLE),
         None => q,
     };
-    q.fetch_all(pool).await
+    q.fetch_all(&mut *c).await
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -234,7 +277,7 @@ pub struct AliasEvent {
 }
 
 pub async fn alias_events(
-    pool: &PgPool,
+    c: &mut PgConnection,
     model_id: Uuid,
     limit: i64,
 ) -> sqlx::Result<Vec<AliasEvent>> {
@@ -245,30 +288,37 @@ pub async fn alias_events(
     )
     .bind(model_id)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(&mut *c)
     .await
 }
 
 /// Stored decisions (as returned by the API), newest first.
-pub async fn decisions(pool: &PgPool, model_id: Uuid, limit: i64) -> sqlx::Result<Vec<Value>> {
+pub async fn decisions(
+    c: &mut PgConnection,
+    model_id: Uuid,
+    limit: i64,
+) -> sqlx::Result<Vec<Value>> {
     sqlx::query_scalar(
         "SELECT decision FROM gate_decisions WHERE model_id = $1
          ORDER BY evaluated_at DESC, id DESC LIMIT $2",
     )
     .bind(model_id)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(&mut *c)
     .await
 }
 
 /// The current version of each gate policy of a model.
-pub async fn policies(pool: &PgPool, model_id: Uuid) -> sqlx::Result<Vec<(String, i32, Value)>> {
+pub async fn policies(
+    c: &mut PgConnection,
+    model_id: Uuid,
+) -> sqlx::Result<Vec<(String, i32, Value)>> {
     sqlx::query_as(
         "SELECT DISTINCT ON (name) name, version, rules FROM gate_policies WHERE model_id = $1
          ORDER BY name, version DESC",
     )
     .bind(model_id)
-    .fetch_all(pool)
+    .fetch_all(&mut *c)
     .await
 }
 
@@ -286,7 +336,7 @@ pub struct BatchLine {
 
 /// A model's newest batches (through each version's batch index).
 pub async fn recent_batches(
-    pool: &PgPool,
+    c: &mut PgConnection,
     model_id: Uuid,
     limit: i64,
 ) -> sqlx::Result<Vec<BatchLine>> {
@@ -307,6 +357,6 @@ pub async fn recent_batches(
     )
     .bind(model_id)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(&mut *c)
     .await
 }

@@ -62,11 +62,13 @@ fn metric_cell(l: Option<&Latest>, with_efficiency: bool) -> String {
 
 pub async fn index(state: &AppState) -> WebResult {
     const LIMIT: i64 = 500;
-    let models = data::models(&state.pool, LIMIT + 1).await?;
+    let mut tx = data::snapshot(&state.pool).await?;
+    let models = data::models(&mut tx, LIMIT + 1).await?;
     let more = models.len() as i64 > LIMIT;
     let models = &models[..models.len().min(LIMIT as usize)];
     let latest_ids: Vec<Uuid> = models.iter().filter_map(|m| m.latest_version_id).collect();
-    let latest = data::latest(&state.pool, &latest_ids).await?;
+    let latest = data::latest(&mut tx, &latest_ids).await?;
+    tx.commit().await?;
     let by: HashMap<(Uuid, &str), &Latest> = latest
         .iter()
         .map(|l| ((l.version_id, l.estimator.as_str()), l))
@@ -93,7 +95,7 @@ pub async fn index(state: &AppState) -> WebResult {
         models.len(),
         if models.len() == 1 { "" } else { "s" }
     );
-    b.push_str("<div class=\"table-wrap\"><table class=\"models\"><thead><tr><th>Model</th><th class=\"num\">Versions</th><th class=\"num\">Batches</th><th>Newest version</th>");
+    b.push_str("<div class=\"table-wrap\"><table class=\"models\"><thead><tr><th>Model</th><th class=\"num\">Versions</th><th>Newest version</th>");
     for (_, title) in HEADLINE {
         let _ = write!(
             b,
@@ -105,11 +107,12 @@ pub async fn index(state: &AppState) -> WebResult {
         let href = format!("/models/{}", m.name);
         let _ = write!(
             b,
-            "<tr><td class=\"nowrap\"><a class=\"strong\" href=\"{}\">{}</a></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"nowrap\">{}</td>",
+            "<tr><td class=\"nowrap\"><a class=\"strong\" href=\"{}\">{}</a></td><td class=\"num\"><span class=\"v\">{}</span><span class=\"ci\">{} batch{}</span></td><td class=\"nowrap\">{}</td>",
             E(&href),
             E(&m.name),
             int(m.version_count),
             int(m.batch_count),
+            if m.batch_count == 1 { "" } else { "es" },
             m.latest_version.as_deref().map(esc).unwrap_or_else(|| "—".into())
         );
         for (est, _) in HEADLINE {
@@ -163,11 +166,14 @@ fn offered_metrics(estimators: &[String]) -> Vec<String> {
 }
 
 pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebResult {
-    let pool = &state.pool;
+    let __t = std::time::Instant::now();
+    let mut tx = data::snapshot(&state.pool).await?;
+    let pool = &mut *tx;
+    eprintln!("WEBT snapshot {:?}", __t.elapsed());
     let Some((model_id, name)) = data::model(pool, name).await? else {
         return Err(WebError::NotFound(format!("There is no model {name}.")));
     };
-    let mut versions = data::versions(pool, model_id, 1000).await?;
+    let mut versions = data::versions(pool, model_id, 1000).await?; eprintln!("WEBT versions(pool {:?}", __t.elapsed());
     versions.reverse(); // oldest first: colour i is the i-th version
     let index: HashMap<Uuid, usize> = versions
         .iter()
@@ -175,12 +181,12 @@ pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebRes
         .map(|(i, v)| (v.id, i))
         .collect();
     let ids: Vec<Uuid> = versions.iter().rev().take(200).map(|v| v.id).collect();
-    let latest = data::latest(pool, &ids).await?;
+    let latest = data::latest(pool, &ids).await?; eprintln!("WEBT latest(pool {:?}", __t.elapsed());
     let by: HashMap<(Uuid, &str), &Latest> = latest
         .iter()
         .map(|l| ((l.version_id, l.estimator.as_str()), l))
         .collect();
-    let estimators = data::estimators_with_results(pool, model_id).await?;
+    let estimators = data::estimators_with_results(pool, model_id).await?; eprintln!("WEBT estimators_with_results(pool {:?}", __t.elapsed());
     let offered = offered_metrics(&estimators);
 
     // The chosen metric: the query's, else semantic MI, else the first with results.
@@ -257,11 +263,11 @@ pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebRes
     match &chosen {
         None => b.push_str("<p class=\"muted\">No results yet: the chart appears when the first estimator job has finished.</p>"),
         Some(m) => {
-            let groups = data::history(pool, model_id, m, HISTORY_BUCKETS).await?;
+            let groups = data::history(pool, model_id, m, HISTORY_BUCKETS).await?; eprintln!("WEBT history(pool {:?}", __t.elapsed());
             let info = m.statistic.as_deref().is_none_or(is_information);
             let f = if info { BITS } else { 1.0 };
             let unit = if info { "bits" } else { "ratio" };
-            let events = data::alias_events(pool, model_id, 60).await?;
+            let events = data::alias_events(pool, model_id, 60).await?; eprintln!("WEBT alias_events(pool {:?}", __t.elapsed());
             if groups.is_empty() {
                 let _ = write!(
                     b,
@@ -321,7 +327,14 @@ pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebRes
                     if total == 1 { "" } else { "s" },
                     int(points.len() as i64),
                     if points.len() == 1 { "" } else { "s" },
-                    if m.statistic.is_none() { "; band: mean interval" } else { "" },
+                    if m.statistic.is_none() {
+                        "; band: mean interval".to_string()
+                    } else {
+                        format!(
+                            "; a statistic is read from up to {} evenly spread results per point",
+                            data::STATISTIC_SAMPLE
+                        )
+                    },
                     if neg_inf > 0 {
                         format!(" {} result(s) are −∞ and not drawn.", int(neg_inf))
                     } else {
@@ -396,7 +409,7 @@ pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebRes
     b.push_str("</section>");
 
     // Gate decisions.
-    let decisions = data::decisions(pool, model_id, 20).await?;
+    let decisions = data::decisions(pool, model_id, 20).await?; eprintln!("WEBT decisions(pool {:?}", __t.elapsed());
     b.push_str("<section><h2>Gate decisions</h2>");
     if decisions.is_empty() {
         b.push_str("<p class=\"muted\">No gate decisions yet (<code>POST /v1/models/{model}/versions/{version}/gate</code>).</p>");
@@ -406,7 +419,7 @@ pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebRes
     }
     b.push_str("</section>");
 
-    let policies = data::policies(pool, model_id).await?;
+    let policies = data::policies(pool, model_id).await?; eprintln!("WEBT policies(pool {:?}", __t.elapsed());
     if !policies.is_empty() {
         b.push_str("<section><h2>Gate policies</h2><ul class=\"policies\">");
         for (gate, version, rules) in &policies {
@@ -424,7 +437,8 @@ pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebRes
     }
 
     // Recent batches.
-    let recent = data::recent_batches(pool, model_id, 15).await?;
+    let recent = data::recent_batches(pool, model_id, 15).await?; eprintln!("WEBT recent_batches(pool {:?}", __t.elapsed());
+    tx.commit().await?;
     b.push_str("<section><h2>Recent batches</h2>");
     if recent.is_empty() {
         b.push_str("<p class=\"muted\">No batches.</p>");
@@ -459,6 +473,7 @@ pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebRes
     }
     b.push_str("</section>");
 
+    eprintln!("WEBT end {:?}", __t.elapsed());
     Ok(respond(
         StatusCode::OK,
         page(
@@ -556,7 +571,7 @@ fn decision(d: &Value) -> String {
         .map(|t| time(&t.with_timezone(&chrono::Utc)))
         .unwrap_or_default();
     let mut s = format!(
-        "<article class=\"decision v-{}\"><header>{} <span class=\"strong\">{}</span> <span class=\"muted\">{policy} · {at}</span></header>",
+        "<article class=\"decision d-{}\"><header>{} <span class=\"strong\">{}</span> <span class=\"muted\">{policy} · {at}</span></header>",
         match v {
             "pass" | "warn" | "fail" | "inconclusive" | "pending" => v,
             _ => "other",
@@ -592,7 +607,7 @@ fn decision(d: &Value) -> String {
         };
         let _ = write!(
             s,
-            "<tr><td class=\"mono\">{}</td><td>{}{sev}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{baseline}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            "<tr><td class=\"mono\">{}</td><td>{}{sev}</td><td class=\"num nowrap\">{}</td><td class=\"num nowrap\">{}</td><td class=\"num nowrap\">{}</td><td class=\"nowrap\">{baseline}</td><td class=\"num nowrap\">{}</td><td>{}</td></tr>",
             E(metric),
             verdict(r["verdict"].as_str().unwrap_or("?")),
             f("value"),

@@ -3,6 +3,7 @@
 mod support;
 
 mod auth;
+mod continuous;
 mod estimators;
 mod gates;
 mod ingest;
