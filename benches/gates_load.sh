@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# History and gate latency under load (issue: p99 under 50 ms with 50 concurrent clients).
+# Starts the release binary on a fresh embedded cluster, seeds ROWS result rows for one metric of
+# one model straight into PostgreSQL, stores a 10-rule policy, then runs the load generator.
+#   cargo build --release && bash benches/gates_load.sh [ROWS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS=${1:-1000000}; PORT=${PORT:-18282}; URL="http://127.0.0.1:$PORT"
+work=$(mktemp -d /tmp/infoaudit-gates.XXXXXX); chmod 755 "$work"
+INFOAUDIT_ADDR=127.0.0.1:$PORT ./target/release/infoaudit serve --data-dir "$work/data" >"$work/log" 2>&1 &
+pid=$!
+trap 'kill -INT $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 1 120); do curl -sf "$URL/readyz" >/dev/null && break; sleep 0.5; done
+batch() { python3 -c "import json,random; random.seed($1); n=2000; y=[random.randrange(4) for _ in range(n)]; p=[v if random.random()<0.8 else random.randrange(4) for v in y]; print(json.dumps({'task':'multiclass','labels':y,'predictions':p,'estimators':['shannon_mi']}))"; }
+for v in v1 v2; do batch ${v#v} | curl -sf -o /dev/null -H 'content-type: application/json' --data-binary @- "$URL/v1/models/load/versions/$v/batches"; done
+curl -sf -o /dev/null -X PUT -H 'content-type: application/json' -d '{"version":"v1"}' "$URL/v1/models/load/aliases/production"
+rules=$(python3 -c "import json; r=[{'metric':'shannon_mi','op':'gte','baseline':'production','max_regression':{'relative':0.02+i/100}} for i in range(5)]+[{'metric':m,'op':'gte','threshold':0.01} for m in ['shannon_mi.nmi','shannon_mi.ami','shannon_mi.miller_madow','shannon_mi','shannon_mi.jackknife']]; print(json.dumps({'rules':r}))")
+curl -sf -o /dev/null -X PUT -H 'content-type: application/json' -d "$rules" "$URL/v1/models/load/gates/release"
+sleep 3
+psql "postgresql://postgres@localhost/infoaudit?host=$work/data/postgres" -qtA -v ON_ERROR_STOP=1 <<SQL
+INSERT INTO jobs (id, batch_id, estimator, estimator_version, params, params_hash, state)
+SELECT gen_random_uuid(), (SELECT id FROM batches LIMIT 1), 'shannon_mi', 'hist', '{}', 'h' || i, 'succeeded'
+FROM generate_series(1, $ROWS) i;
+INSERT INTO results (id, job_id, batch_id, model_id, version_id, estimator, estimator_version, params, value, ci_low, ci_high, n, details, computed_at)
+SELECT gen_random_uuid(), j.id, j.batch_id, b.model_id, b.version_id, 'shannon_mi', 'hist', '{"h":1}',
+       0.5 + random() * 0.1, 0.45, 0.65, 2000, '{}', now() - interval '1 year' + (row_number() OVER ()) * interval '30 seconds'
+FROM jobs j JOIN batches b ON b.id = j.batch_id WHERE j.estimator_version = 'hist';
+ANALYZE results;
+SQL
+echo "seeded: $(psql "postgresql://postgres@localhost/infoaudit?host=$work/data/postgres" -qtAc 'select count(*) from results') result rows"
+cargo bench --bench load -- "$URL" "/v1/models/load/history?metric=shannon_mi&buckets=500" --clients 50 --requests 2000
+cargo bench --bench load -- "$URL" "/v1/models/load/versions/v2/gate" --post '{"gate":"release"}' --clients 50 --requests 2000
