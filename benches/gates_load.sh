@@ -2,7 +2,7 @@
 # History and gate latency under load (issue: p99 under 50 ms with 50 concurrent clients).
 # Starts the release binary on a fresh embedded cluster, seeds ROWS result rows for one metric of
 # one model straight into PostgreSQL, stores a 10-rule policy, then runs the load generator.
-#   cargo build --release && bash benches/gates_load.sh [ROWS]
+#   cargo build --release --bench load && bash benches/gates_load.sh [ROWS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${1:-1000000}; PORT=${PORT:-18282}; URL="http://127.0.0.1:$PORT"
@@ -28,5 +28,8 @@ FROM jobs j JOIN batches b ON b.id = j.batch_id WHERE j.estimator_version = 'his
 ANALYZE results;
 SQL
 echo "seeded: $(psql "postgresql://postgres@localhost/infoaudit?host=$work/data/postgres" -qtAc 'select count(*) from results') result rows"
-cargo bench --bench load -- "$URL" "/v1/models/load/history?metric=shannon_mi&buckets=500" --clients 50 --requests 2000
-cargo bench --bench load -- "$URL" "/v1/models/load/versions/v2/gate" --post '{"gate":"release"}' --clients 50 --requests 2000
+# The load generator (built by `cargo build --release --bench load`).
+load=$(ls -t target/release/deps/load-* 2>/dev/null | grep -v '\.d$' | head -n1 || true)
+[ -x "$load" ] || { cargo build --release --bench load; load=$(ls -t target/release/deps/load-* | grep -v '\.d$' | head -n1 || true); }
+"$load" "$URL" "/v1/models/load/history?metric=shannon_mi&buckets=500" --clients 50 --requests 2000
+"$load" "$URL" "/v1/models/load/versions/v2/gate" --post '{"gate":"release"}' --clients 50 --requests 2000

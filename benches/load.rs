@@ -7,7 +7,9 @@
 use std::time::{Duration, Instant};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
@@ -19,15 +21,22 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     if args.len() < 2 {
         eprintln!("usage: load URL PATH [--post JSON] [--clients 50] [--requests 2000]");
         return;
     }
     let (base, path) = (args[0].clone(), args[1].clone());
     let body = arg(&args, "--post");
-    let clients: usize = arg(&args, "--clients").and_then(|v| v.parse().ok()).unwrap_or(50);
-    let requests: usize = arg(&args, "--requests").and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let clients: usize = arg(&args, "--clients")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let requests: usize = arg(&args, "--requests")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async move {
         let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build().expect("client");

@@ -543,6 +543,7 @@ fn blues(f: f64) -> String {
 
 /// The heat map: cells coloured by the share of their true-class row (so every class's
 /// confusions are visible whatever its frequency), counts written in cells when they fit.
+#[allow(clippy::needless_range_loop)] // cells are addressed by (row, column)
 pub fn heatmap(h: &Heat) -> String {
     let (kr, kc) = (h.rows.len(), h.cols.len());
     if kr == 0 || kc == 0 {

@@ -118,24 +118,23 @@ pub struct VersionInfo {
     pub name: String,
     pub created_at: DateTime<Utc>,
     pub batch_count: i64,
-    pub n_total: i64,
     pub last_upload: Option<DateTime<Utc>>,
     pub aliases: Vec<String>,
 }
 
-/// A model's versions, newest first (at most `limit`).
+/// A model's versions, newest first (at most `limit`), with batch counts and last upload from
+/// the batch index alone (no heap reads, so no sample totals).
 pub async fn versions(
     c: &mut PgConnection,
     model_id: Uuid,
     limit: i64,
 ) -> sqlx::Result<Vec<VersionInfo>> {
     sqlx::query_as(
-        "SELECT v.id, v.name, v.created_at, s.batch_count, s.n_total, s.last_upload,
+        "SELECT v.id, v.name, v.created_at, s.batch_count, s.last_upload,
                 ARRAY(SELECT a.alias FROM aliases a WHERE a.version_id = v.id ORDER BY a.alias) AS aliases
          FROM model_versions v
          CROSS JOIN LATERAL (
-             SELECT count(*) AS batch_count, coalesce(sum(b.n), 0)::bigint AS n_total,
-                    max(b.created_at) AS last_upload
+             SELECT count(*) AS batch_count, max(b.created_at) AS last_upload
              FROM batches b WHERE b.version_id = v.id) s
          WHERE v.model_id = $1
          ORDER BY v.created_at DESC, v.id DESC LIMIT $2",
@@ -188,32 +187,34 @@ pub const STATISTIC_SAMPLE: i32 = 12;
 ///
 /// An estimator's value: each row's time and finite value are computed once (the fenced
 /// subquery, an index-only scan of `results_history`), then grouped per bucket and version.
-/// A statistic: the rows are bucketed from the index alone, and only up to `$7` evenly spread
-/// results per group are fetched for their `details` (`count` still counts every result).
+/// A statistic: the rows are bucketed from the index alone (ids collected in time order), and only
+/// up to `$7` evenly spread results per group are fetched for their `details` (`count` still
+/// counts every result).
 pub fn history_sql(statistic: bool) -> String {
     let finite = |x: &str| format!("CASE WHEN {x} > '-Infinity' AND {x} < 'Infinity' THEN {x} END");
     if statistic {
+        let v = "(r.details ->> $6)::float8";
         return format!(
-            "WITH a AS (
-                SELECT id, version_id, e, least(greatest(floor($3 * (e - $4) / $5)::int, 0), $3 - 1) AS k
-                FROM (SELECT r.id, r.version_id, date_part('epoch', r.computed_at) AS e FROM results r
-                      WHERE r.model_id = $1 AND r.estimator = $2 OFFSET 0) r),
-             w AS (
-                SELECT id, version_id, e, k,
-                       row_number() OVER (PARTITION BY k, version_id ORDER BY e) AS rn,
-                       count(*) OVER (PARTITION BY k, version_id) AS n
-                FROM a),
-             p AS (
-                SELECT w.version_id, w.k, w.e, w.n, {} AS v
-                FROM w JOIN results r ON r.id = w.id
-                WHERE (w.rn - 1) % ceil(w.n::float8 / $7)::int = 0
-                  AND jsonb_typeof(r.details -> $6) = 'number')
-             SELECT version_id, min(e) AS t_first, max(e) AS t_last, avg(e) AS t_mean,
-                    min(v) AS min, avg(v) AS mean, max(v) AS max,
-                    NULL::float8 AS ci_low, NULL::float8 AS ci_high,
-                    max(n) AS count, 0::bigint AS neg_inf
-             FROM p GROUP BY k, version_id ORDER BY t_mean",
-            finite("(r.details ->> $6)::float8")
+            "WITH g AS (
+                SELECT k, version_id, min(e) AS t_first, max(e) AS t_last, avg(e) AS t_mean,
+                       count(*) AS n, array_agg(id) AS ids
+                FROM (SELECT id, version_id, e,
+                             least(greatest(floor($3 * (e - $4) / $5)::int, 0), $3 - 1) AS k
+                      FROM (SELECT r.id, r.version_id, date_part('epoch', r.computed_at) AS e
+                            FROM results r WHERE r.model_id = $1 AND r.estimator = $2
+                            OFFSET 0) r) x
+                GROUP BY k, version_id)
+             SELECT g.version_id, g.t_first, g.t_last, g.t_mean, s.min, s.mean, s.max,
+                    NULL::float8 AS ci_low, NULL::float8 AS ci_high, g.n AS count, 0::bigint AS neg_inf
+             FROM g CROSS JOIN LATERAL (
+                SELECT min(v) AS min, avg(v) AS mean, max(v) AS max
+                FROM (SELECT {} AS v FROM results r
+                      WHERE r.id = ANY (ARRAY(
+                                SELECT g.ids[1 + (i * g.n) / least(g.n, $7)]
+                                FROM generate_series(0, least(g.n, $7) - 1) i))
+                        AND jsonb_typeof(r.details -> $6) = 'number') y) s
+             ORDER BY g.t_mean",
+            finite(v)
         );
     }
     format!(

@@ -166,14 +166,12 @@ fn offered_metrics(estimators: &[String]) -> Vec<String> {
 }
 
 pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebResult {
-    let __t = std::time::Instant::now();
     let mut tx = data::snapshot(&state.pool).await?;
     let pool = &mut *tx;
-    eprintln!("WEBT snapshot {:?}", __t.elapsed());
     let Some((model_id, name)) = data::model(pool, name).await? else {
         return Err(WebError::NotFound(format!("There is no model {name}.")));
     };
-    let mut versions = data::versions(pool, model_id, 1000).await?; eprintln!("WEBT versions(pool {:?}", __t.elapsed());
+    let mut versions = data::versions(pool, model_id, 1000).await?;
     versions.reverse(); // oldest first: colour i is the i-th version
     let index: HashMap<Uuid, usize> = versions
         .iter()
@@ -181,12 +179,12 @@ pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebRes
         .map(|(i, v)| (v.id, i))
         .collect();
     let ids: Vec<Uuid> = versions.iter().rev().take(200).map(|v| v.id).collect();
-    let latest = data::latest(pool, &ids).await?; eprintln!("WEBT latest(pool {:?}", __t.elapsed());
+    let latest = data::latest(pool, &ids).await?;
     let by: HashMap<(Uuid, &str), &Latest> = latest
         .iter()
         .map(|l| ((l.version_id, l.estimator.as_str()), l))
         .collect();
-    let estimators = data::estimators_with_results(pool, model_id).await?; eprintln!("WEBT estimators_with_results(pool {:?}", __t.elapsed());
+    let estimators = data::estimators_with_results(pool, model_id).await?;
     let offered = offered_metrics(&estimators);
 
     // The chosen metric: the query's, else semantic MI, else the first with results.
@@ -212,17 +210,15 @@ pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebRes
 
     let mut b = String::with_capacity(64 * 1024);
     let batches: i64 = versions.iter().map(|v| v.batch_count).sum();
-    let samples: i64 = versions.iter().map(|v| v.n_total).sum();
     let last = versions.iter().filter_map(|v| v.last_upload).max();
     let _ = write!(
         b,
-        "<h1>{}</h1><p class=\"lead\">{} version{} · {} batch{} · {} samples · last upload {}</p>",
+        "<h1>{}</h1><p class=\"lead\">{} version{} · {} batch{} · last upload {}</p>",
         E(&name),
         int(versions.len() as i64),
         if versions.len() == 1 { "" } else { "s" },
         int(batches),
         if batches == 1 { "" } else { "es" },
-        int(samples),
         opt_time(last.as_ref())
     );
     let aliases: Vec<(String, String)> = versions
@@ -263,11 +259,11 @@ pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebRes
     match &chosen {
         None => b.push_str("<p class=\"muted\">No results yet: the chart appears when the first estimator job has finished.</p>"),
         Some(m) => {
-            let groups = data::history(pool, model_id, m, HISTORY_BUCKETS).await?; eprintln!("WEBT history(pool {:?}", __t.elapsed());
+            let groups = data::history(pool, model_id, m, HISTORY_BUCKETS).await?;
             let info = m.statistic.as_deref().is_none_or(is_information);
             let f = if info { BITS } else { 1.0 };
             let unit = if info { "bits" } else { "ratio" };
-            let events = data::alias_events(pool, model_id, 60).await?; eprintln!("WEBT alias_events(pool {:?}", __t.elapsed());
+            let events = data::alias_events(pool, model_id, 60).await?;
             if groups.is_empty() {
                 let _ = write!(
                     b,
@@ -352,7 +348,7 @@ pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebRes
     if versions.is_empty() {
         b.push_str("<p class=\"muted\">No versions yet.</p>");
     } else {
-        b.push_str("<div class=\"table-wrap\"><table><thead><tr><th>Version</th><th>Created</th><th class=\"num\">Batches</th><th class=\"num\">Samples</th>");
+        b.push_str("<div class=\"table-wrap\"><table><thead><tr><th>Version</th><th>Created</th><th>Last upload</th><th class=\"num\">Batches</th>");
         for (_, title) in HEADLINE {
             let _ = write!(
                 b,
@@ -373,10 +369,10 @@ pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebRes
             }
             let _ = write!(
                 b,
-                "</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>",
+                "</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>",
                 time(&v.created_at),
-                int(v.batch_count),
-                int(v.n_total)
+                opt_time(v.last_upload.as_ref()),
+                int(v.batch_count)
             );
             let mut newest: Option<&Latest> = None;
             for (est, _) in HEADLINE {
@@ -409,7 +405,7 @@ pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebRes
     b.push_str("</section>");
 
     // Gate decisions.
-    let decisions = data::decisions(pool, model_id, 20).await?; eprintln!("WEBT decisions(pool {:?}", __t.elapsed());
+    let decisions = data::decisions(pool, model_id, 20).await?;
     b.push_str("<section><h2>Gate decisions</h2>");
     if decisions.is_empty() {
         b.push_str("<p class=\"muted\">No gate decisions yet (<code>POST /v1/models/{model}/versions/{version}/gate</code>).</p>");
@@ -419,7 +415,7 @@ pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebRes
     }
     b.push_str("</section>");
 
-    let policies = data::policies(pool, model_id).await?; eprintln!("WEBT policies(pool {:?}", __t.elapsed());
+    let policies = data::policies(pool, model_id).await?;
     if !policies.is_empty() {
         b.push_str("<section><h2>Gate policies</h2><ul class=\"policies\">");
         for (gate, version, rules) in &policies {
@@ -437,7 +433,7 @@ pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebRes
     }
 
     // Recent batches.
-    let recent = data::recent_batches(pool, model_id, 15).await?; eprintln!("WEBT recent_batches(pool {:?}", __t.elapsed());
+    let recent = data::recent_batches(pool, model_id, 15).await?;
     tx.commit().await?;
     b.push_str("<section><h2>Recent batches</h2>");
     if recent.is_empty() {
@@ -473,7 +469,6 @@ pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebRes
     }
     b.push_str("</section>");
 
-    eprintln!("WEBT end {:?}", __t.elapsed());
     Ok(respond(
         StatusCode::OK,
         page(

@@ -28,7 +28,7 @@ for tool in python3 curl; do
 done
 
 say "cargo build"
-cargo build --quiet --bin infoaudit
+cargo build --quiet --locked --bin infoaudit
 
 WORK=$(mktemp -d /tmp/infoaudit-browser.XXXXXX)
 SHOTS="$ROOT/target/browser-screenshots"
@@ -133,10 +133,15 @@ check batch-species "/batches/$SPECIES" 1 'Parus major' 'Confusion matrix'
 check model-tagger '/models/image-tagger' 1 'image-tagger'
 
 say "404 pages"
-for path in /models/no-such-model /batches/00000000-0000-0000-0000-000000000000; do
-  code=$(curl -s -o /dev/null -w '%{http_code}' -m 10 "$BASE$path")
-  [ "$code" = 404 ] || fail "$path answered $code, not 404"
+for path in /models/no-such-model /batches/00000000-0000-0000-0000-000000000000 /batches/nope; do
+  code=$(curl -s -o "$WORK/404.html" -w '%{http_code} %{content_type}' -m 10 "$BASE$path")
+  case "$code" in
+    "404 text/html"*) grep -q 'There is no' "$WORK/404.html" || fail "$path: the 404 page does not say what is missing" ;;
+    *) fail "$path answered \"$code\", not a 404 HTML page" ;;
+  esac
 done
+chrome --screenshot="$SHOTS/not-found.png" --window-size=1400,600 "$BASE/models/no-such-model" >/dev/null \
+  || fail "not-found: screenshot failed"
 
 say "stopping the service (SIGINT)"
 kill -INT "$SERVER_PID"
