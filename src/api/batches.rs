@@ -10,6 +10,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::ingest::{self, UploadQuery};
 use super::views::{Accepted, Batch as BatchView, BatchDetail, EstimateResult, Job};
 use super::{AppState, UnitQuery};
 use crate::domain::batch::{sha256_hex, Batch, BatchRequest};
@@ -173,28 +174,39 @@ async fn accepted(state: &AppState, batch_id: Uuid, status: StatusCode) -> Resul
         ("model" = String, Path, description = "Model name: 1–128 of [A-Za-z0-9._-], not starting with '.'"),
         ("version" = String, Path, description = "Version name, same rules"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: same key and body → the same batch"),
+        ("Content-Encoding" = Option<String>, Header, description = "gzip or zstd: the body is decompressed as it arrives; the decoded size is held to the upload limit too"),
+        UploadQuery,
     ),
-    request_body(content = BatchRequest, content_type = "application/json", description = "A batch in columnar form"),
+    request_body(
+        description = "A batch: columnar JSON, NDJSON (one sample per line: `{\"label\": 2, \"probabilities\": [0.1, 0.2, 0.7]}`; fields label, prediction, probabilities, scores, x, y, target, weight), or CSV (a header row; columns label, prediction, p_<class>, score_<label>, x_<i>, y_<i>, target, weight; multilabel cells list names separated by |). NDJSON and CSV take task, classes, estimators and metadata from the query; their errors name the row (from 0) and the column.",
+        content(
+            (BatchRequest = "application/json"),
+            (String = "application/x-ndjson", example = json!("{\"label\": \"cat\", \"probabilities\": [0.7, 0.2, 0.1]}\n{\"label\": \"dog\", \"probabilities\": [0.1, 0.8, 0.1]}\n")),
+            (String = "text/csv", example = json!("label,p_cat,p_dog,p_bird\ncat,0.7,0.2,0.1\ndog,0.1,0.8,0.1\n")),
+        )
+    ),
     responses(
         (status = 202, description = "Stored, with its jobs queued", body = Accepted,
             headers(("Location" = String, description = "/v1/batches/{id}"))),
-        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not valid JSON, or a compressed body is corrupt", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A request with this Idempotency-Key is still in flight", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over the upload limit", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON, NDJSON or CSV, or a Content-Encoding other than gzip or zstd", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid batch, names, or Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn upload(
     State(state): State<AppState>,
     Path((model, version)): Path<(String, String)>,
+    Query(query): Query<UploadQuery>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response> {
     let model = path_name("model", &model)?;
     let version = path_name("version", &version)?;
-    json_content_type(&headers)?;
-    let body = read_body(body, &headers, state.limits.max_upload_bytes).await?;
+    let format = ingest::format_of(&headers)?;
+    let coding = ingest::coding_of(&headers)?;
+    let options = query.options(format)?;
     let idempotency_key = headers
         .get("idempotency-key")
         .map(|v| {
@@ -209,35 +221,36 @@ pub async fn upload(
                 })
         })
         .transpose()?;
-    let content_type = "application/json";
+    let content_type = format.media_type();
+    let upload = ingest::Upload {
+        format,
+        coding,
+        limit: state.limits.max_upload_bytes as u64,
+        declared_length: headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok()),
+        options,
+        path: format!("/v1/models/{model}/versions/{version}/batches"),
+    };
+    let reader = ingest::blocking_reader(body);
 
-    // Parse, validate and encode off the async threads; the body is dropped as soon as it is parsed.
-    let path = format!("/v1/models/{model}/versions/{version}/batches");
+    // Read, decompress, parse, validate and encode off the async threads; the text is dropped as
+    // soon as it is parsed (NDJSON and CSV are never held whole).
     let prepared = tokio::task::spawn_blocking(move || -> Result<Prepared> {
-        let request_hash = {
-            use sha2::{Digest, Sha256};
-            let mut h = Sha256::new();
-            for part in [
-                path.as_bytes(),
-                b"\n",
-                content_type.as_bytes(),
-                b"\n",
-                &body,
-            ] {
-                h.update(part);
-            }
-            hex::encode(h.finalize())
+        let decoded = upload.decode(reader)?;
+        let located = |errors: Vec<FieldError>| match &decoded.columns {
+            Some(map) => Error::Validation(map.locate(errors)),
+            None => Error::Validation(errors),
         };
-        let req: BatchRequest = parse_json(&body)?;
-        drop(body);
-        let valid = req.validate().map_err(Error::Validation)?;
+        let valid = decoded.request.validate().map_err(located)?;
         let (batch, metadata) = (valid.batch, valid.metadata);
         let specs = estimators::resolve(&batch, valid.estimators.as_deref(), "estimators")
-            .map_err(Error::Validation)?;
+            .map_err(located)?;
         let stored = batch.encode();
         let digest = sha256_hex(&stored);
         Ok(Prepared {
-            request_hash,
+            request_hash: decoded.request_hash,
             stored,
             digest,
             metadata,

@@ -4,6 +4,7 @@ pub mod batches;
 pub mod estimators;
 pub mod gates;
 pub mod history;
+pub mod ingest;
 pub mod jobs;
 pub mod keys;
 pub mod models;

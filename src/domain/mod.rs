@@ -4,3 +4,4 @@ pub mod batch;
 pub mod columns;
 pub mod estimators;
 pub mod names;
+pub mod rows;

@@ -5,6 +5,7 @@ mod support;
 mod auth;
 mod continuous;
 mod estimators;
+mod formats;
 mod gates;
 mod ingest;
 mod openapi;

@@ -1,0 +1,400 @@
+//! Reading an upload body: media type and content coding negotiation, incremental decompression,
+//! size limits on both the wire bytes and the decoded bytes, and the request fingerprint for
+//! `Idempotency-Key`. Runs on a blocking thread fed by the async body, so a large or compressed
+//! upload is decoded as it arrives and never held twice.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::http::{header, HeaderMap};
+use futures_util::TryStreamExt;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use utoipa::IntoParams;
+
+use super::batches::parse_json;
+use crate::domain::batch::{BatchRequest, Task};
+use crate::domain::estimators::EstimatorRef;
+use crate::domain::rows::{self, ColumnMap, RowOptions, RowsError};
+use crate::error::{Error, FieldError, Result};
+
+/// The body formats an upload may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Ndjson,
+    Csv,
+}
+
+impl Format {
+    /// The canonical media type, stored with the batch.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json",
+            Format::Ndjson => "application/x-ndjson",
+            Format::Csv => "text/csv",
+        }
+    }
+}
+
+/// The content codings an upload may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    Identity,
+    Gzip,
+    Zstd,
+}
+
+impl Coding {
+    fn name(self) -> &'static str {
+        match self {
+            Coding::Identity => "identity",
+            Coding::Gzip => "gzip",
+            Coding::Zstd => "zstd",
+        }
+    }
+}
+
+/// Which body format the `Content-Type` names (415 otherwise).
+pub fn format_of(headers: &HeaderMap) -> Result<Format> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    const ACCEPTED: &str = "send application/json, application/x-ndjson or text/csv";
+    match mime.as_str() {
+        "application/json" => Ok(Format::Json),
+        m if m.starts_with("application/") && m.ends_with("+json") => Ok(Format::Json),
+        "application/x-ndjson"
+        | "application/ndjson"
+        | "application/jsonl"
+        | "application/x-jsonlines" => Ok(Format::Ndjson),
+        "text/csv" | "application/csv" => Ok(Format::Csv),
+        "" => Err(Error::UnsupportedMediaType(format!(
+            "no Content-Type given; {ACCEPTED}"
+        ))),
+        m => Err(Error::UnsupportedMediaType(format!(
+            "{m} is not accepted here; {ACCEPTED}"
+        ))),
+    }
+}
+
+/// Which content coding `Content-Encoding` names (415 otherwise; one coding at most).
+pub fn coding_of(headers: &HeaderMap) -> Result<Coding> {
+    let Some(v) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(Coding::Identity);
+    };
+    let v = v.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    match v.as_str() {
+        "" | "identity" => Ok(Coding::Identity),
+        "gzip" | "x-gzip" => Ok(Coding::Gzip),
+        "zstd" => Ok(Coding::Zstd),
+        other => Err(Error::UnsupportedMediaType(format!(
+            "Content-Encoding {other:?} is not accepted; send gzip, zstd or an uncompressed body"
+        ))),
+    }
+}
+
+/// Batch options for NDJSON and CSV bodies (JSON bodies carry them as fields).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UploadQuery {
+    /// NDJSON/CSV only: `multiclass | multilabel | pairs | regression`; default: from the columns
+    /// (`y`→pairs, `target`→regression, `scores`→multilabel, else multiclass).
+    pub task: Option<String>,
+    /// NDJSON/CSV only: comma-separated class (or label) names; CSV default: the `p_`/`score_`
+    /// column suffixes in header order.
+    pub classes: Option<String>,
+    /// NDJSON/CSV only: comma-separated estimator ids, or a JSON array of ids and `{id, params}`.
+    pub estimators: Option<String>,
+    /// NDJSON/CSV only: a JSON object kept with the batch (e.g. `{"kpis": {"conversion": 0.03}}`).
+    pub metadata: Option<String>,
+}
+
+impl UploadQuery {
+    fn is_empty(&self) -> bool {
+        self.task.is_none()
+            && self.classes.is_none()
+            && self.estimators.is_none()
+            && self.metadata.is_none()
+    }
+
+    /// The row options, or every query parameter that is wrong.
+    pub fn options(&self, format: Format) -> Result<RowOptions> {
+        let err = |field: &str, message: String| FieldError {
+            pointer: None,
+            row: None,
+            column: None,
+            message: format!("query parameter `{field}`: {message}"),
+        };
+        if format == Format::Json {
+            if self.is_empty() {
+                return Ok(RowOptions::default());
+            }
+            return Err(Error::Validation(vec![err(
+                "task",
+                "the query options apply to NDJSON and CSV bodies; a JSON body carries task, \
+                 classes, estimators and metadata as fields"
+                    .into(),
+            )]));
+        }
+        let mut errors = Vec::new();
+        let task = self.task.as_deref().and_then(|t| {
+            let parsed = Task::parse(t);
+            if parsed.is_none() {
+                errors.push(err(
+                    "task",
+                    format!("{t:?} is not one of multiclass, multilabel, pairs, regression"),
+                ));
+            }
+            parsed
+        });
+        let classes = self.classes.as_deref().map(|c| {
+            c.split(',')
+                .map(|s| s.trim().to_string())
+                .collect::<Vec<_>>()
+        });
+        let estimators = match self.estimators.as_deref().map(str::trim) {
+            None => None,
+            Some(e) if e.starts_with('[') => match serde_json::from_str::<Vec<EstimatorRef>>(e) {
+                Ok(v) => Some(v),
+                Err(x) => {
+                    errors.push(err(
+                        "estimators",
+                        format!("is not a JSON array of estimators: {x}"),
+                    ));
+                    None
+                }
+            },
+            Some(e) => Some(
+                e.split(',')
+                    .map(|s| EstimatorRef::Id(s.trim().to_string()))
+                    .collect(),
+            ),
+        };
+        let metadata = self.metadata.as_deref().and_then(|m| {
+            match serde_json::from_str::<serde_json::Value>(m) {
+                Ok(v) if v.is_object() => Some(v),
+                Ok(_) => {
+                    errors.push(err("metadata", "must be a JSON object".into()));
+                    None
+                }
+                Err(x) => {
+                    errors.push(err("metadata", format!("is not JSON: {x}")));
+                    None
+                }
+            }
+        });
+        if !errors.is_empty() {
+            return Err(Error::Validation(errors));
+        }
+        Ok(RowOptions {
+            task,
+            classes,
+            estimators,
+            metadata,
+        })
+    }
+}
+
+/// What went wrong while the body was being read, shared between the readers in the chain.
+#[derive(Default)]
+struct Flags {
+    over_wire: AtomicBool,
+    over_decoded: AtomicBool,
+    wire_failed: AtomicBool,
+}
+
+/// The wire side: counts and fingerprints the bytes as sent, and stops past the limit.
+struct Wire<R> {
+    inner: R,
+    seen: u64,
+    limit: u64,
+    hasher: Arc<Mutex<Sha256>>,
+    flags: Arc<Flags>,
+}
+
+impl<R: Read> Read for Wire<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                self.flags.wire_failed.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        self.seen += n as u64;
+        if self.seen > self.limit {
+            self.flags.over_wire.store(true, Ordering::Relaxed);
+            return Err(io::Error::other("the body is over the upload limit"));
+        }
+        if let Ok(mut h) = self.hasher.lock() {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+/// The decoded side: stops once the decoded text passes the limit (a compression bomb ends here).
+struct DecodedLimit<R> {
+    inner: R,
+    seen: u64,
+    limit: u64,
+    flags: Arc<Flags>,
+}
+
+impl<R: Read> Read for DecodedLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.seen += n as u64;
+        if self.seen > self.limit {
+            self.flags.over_decoded.store(true, Ordering::Relaxed);
+            return Err(io::Error::other(
+                "the decoded body is over the upload limit",
+            ));
+        }
+        Ok(n)
+    }
+}
+
+/// An upload body decoded into a request, with its fingerprint.
+pub struct Decoded {
+    pub request: BatchRequest,
+    /// Translates validation pointers to rows and columns (NDJSON, CSV); `None` for JSON.
+    pub columns: Option<ColumnMap>,
+    /// sha256 of the path, media type, coding and wire bytes: what `Idempotency-Key` compares.
+    pub request_hash: String,
+}
+
+/// A body being read on a blocking thread.
+pub struct Upload {
+    pub format: Format,
+    pub coding: Coding,
+    pub limit: u64,
+    pub declared_length: Option<u64>,
+    pub options: RowOptions,
+    pub path: String,
+}
+
+/// Turn the async body into a blocking reader. Must be called on the runtime; the reader is then
+/// used on a blocking thread.
+pub fn blocking_reader(body: axum::body::Body) -> impl Read + Send + 'static {
+    let stream = body.into_data_stream().map_err(io::Error::other);
+    tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream))
+}
+
+impl Upload {
+    /// Read, decompress and decode the body (blocking). Limits: the wire bytes and the decoded
+    /// bytes are each held to `limit` (413); a corrupt compressed stream is a 400.
+    pub fn decode<R: Read>(self, body: R) -> Result<Decoded> {
+        let too_large = |what: &str| {
+            Error::PayloadTooLarge(format!(
+                "the {what} is larger than the {}-byte upload limit",
+                self.limit
+            ))
+        };
+        if self.declared_length.is_some_and(|n| n > self.limit) {
+            return Err(too_large("body"));
+        }
+        let hasher = Arc::new(Mutex::new(Sha256::new()));
+        if let Ok(mut h) = hasher.lock() {
+            for part in [
+                self.path.as_bytes(),
+                b"\n",
+                self.format.media_type().as_bytes(),
+                b"\n",
+                self.coding.name().as_bytes(),
+                b"\n",
+            ] {
+                h.update(part);
+            }
+        }
+        let flags = Arc::new(Flags::default());
+        let wire = Wire {
+            inner: body,
+            seen: 0,
+            limit: self.limit,
+            hasher: hasher.clone(),
+            flags: flags.clone(),
+        };
+        let inflated: Box<dyn Read> = match self.coding {
+            Coding::Identity => Box::new(wire),
+            Coding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(wire))),
+            Coding::Zstd => match zstd::stream::read::Decoder::new(wire) {
+                Ok(d) => Box::new(d),
+                Err(e) => return Err(Error::Internal(e.into())),
+            },
+        };
+        let decoded = DecodedLimit {
+            inner: inflated,
+            seen: 0,
+            limit: self.limit,
+            flags: flags.clone(),
+        };
+        let coding = self.coding;
+        let failure = |e: io::Error| -> Error {
+            if flags.over_wire.load(Ordering::Relaxed) {
+                too_large("body")
+            } else if flags.over_decoded.load(Ordering::Relaxed) {
+                too_large("decoded body")
+            } else if flags.wire_failed.load(Ordering::Relaxed) || coding == Coding::Identity {
+                Error::BadRequest(format!("could not read the body: {e}"))
+            } else {
+                Error::BadRequest(format!(
+                    "the {} body could not be decompressed: {e}",
+                    coding.name()
+                ))
+            }
+        };
+        let (request, columns) = match self.format {
+            Format::Json => {
+                let capacity = match coding {
+                    Coding::Identity => self.declared_length.unwrap_or(0),
+                    _ => self.declared_length.unwrap_or(0).saturating_mul(4),
+                };
+                let mut text = Vec::with_capacity(capacity.min(self.limit) as usize);
+                let mut decoded = decoded;
+                decoded.read_to_end(&mut text).map_err(failure)?;
+                drop(decoded);
+                let request = parse_json::<BatchRequest>(&text)?;
+                (request, None)
+            }
+            Format::Ndjson => {
+                let reader = BufReader::with_capacity(64 * 1024, decoded);
+                split(rows::decode_ndjson(reader, self.options), failure)?
+            }
+            Format::Csv => {
+                let reader: Box<dyn BufRead> =
+                    Box::new(BufReader::with_capacity(64 * 1024, decoded));
+                split(rows::decode_csv(reader, self.options), failure)?
+            }
+        };
+        let request_hash = match hasher.lock() {
+            Ok(h) => hex::encode(h.clone().finalize()),
+            Err(_) => return Err(Error::Internal(anyhow::anyhow!("request hash poisoned"))),
+        };
+        Ok(Decoded {
+            request,
+            columns,
+            request_hash,
+        })
+    }
+}
+
+fn split(
+    r: std::result::Result<(BatchRequest, ColumnMap), RowsError>,
+    failure: impl Fn(io::Error) -> Error,
+) -> Result<(BatchRequest, Option<ColumnMap>)> {
+    match r {
+        Ok((req, map)) => Ok((req, Some(map))),
+        Err(RowsError::Io(e)) => Err(failure(e)),
+        Err(RowsError::Invalid(errors)) => Err(Error::Validation(errors)),
+    }
+}

@@ -1,0 +1,941 @@
+//! Line-oriented upload bodies: NDJSON (one sample per line) and CSV (a header row, one sample per
+//! row), decoded row by row into the columnar [`BatchRequest`]. Each line is parsed and dropped, so
+//! memory grows with the batch's numbers, not with the size of its text.
+//!
+//! Options that have no per-row form (task, classes, estimators, metadata) come from the request's
+//! query parameters ([`RowOptions`]). Validation still happens once, in
+//! [`BatchRequest::validate`]; [`ColumnMap::locate`] turns its JSON Pointers (`/probabilities/17/2`)
+//! into the row and column of the body (`{"row": 17, "column": "p_bird"}`).
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, Read};
+
+use serde::Deserialize;
+
+use super::batch::{BatchRequest, Task};
+use super::columns::{Label, Matrix};
+use super::estimators::EstimatorRef;
+use crate::error::FieldError;
+
+/// At most this many row errors are collected before decoding stops.
+const MAX_ROW_ERRORS: usize = 50;
+
+/// Batch-level options of a line-oriented body, from the query string.
+#[derive(Debug, Clone, Default)]
+pub struct RowOptions {
+    pub task: Option<Task>,
+    pub classes: Option<Vec<String>>,
+    pub estimators: Option<Vec<EstimatorRef>>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Why a line-oriented body could not be turned into a request.
+#[derive(Debug)]
+pub enum RowsError {
+    /// Reading the body failed (the connection, the decompressor, or the size limit).
+    Io(io::Error),
+    /// Rows or cells that do not parse, each with its row and column.
+    Invalid(Vec<FieldError>),
+}
+
+impl From<io::Error> for RowsError {
+    fn from(e: io::Error) -> Self {
+        RowsError::Io(e)
+    }
+}
+
+fn row_error(row: u64, column: Option<&str>, message: impl Into<String>) -> FieldError {
+    FieldError {
+        pointer: None,
+        row: Some(row),
+        column: column.map(str::to_string),
+        message: message.into(),
+    }
+}
+
+fn column_error(column: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        pointer: None,
+        row: None,
+        column: Some(column.to_string()),
+        message: message.into(),
+    }
+}
+
+/// Where each request field came from in a line-oriented body, to translate validation pointers.
+#[derive(Debug, Clone, Default)]
+pub struct ColumnMap {
+    /// Matrix fields (`probabilities`, `scores`, `x`, `y`): the body column of each matrix column
+    /// (CSV), or empty when the whole row is one column (NDJSON).
+    matrix: HashMap<&'static str, Vec<String>>,
+    csv: bool,
+}
+
+impl ColumnMap {
+    /// The per-row column name of a scalar request field.
+    fn scalar(field: &str) -> Option<&'static str> {
+        Some(match field {
+            "labels" => "label",
+            "predictions" => "prediction",
+            "targets" => "target",
+            "weights" => "weight",
+            "probabilities" => "probabilities",
+            "scores" => "scores",
+            "x" => "x",
+            "y" => "y",
+            _ => return None,
+        })
+    }
+
+    /// Rewrite validation errors from JSON Pointers into rows and columns of the body; errors about
+    /// query options name the query parameter.
+    pub fn locate(&self, errors: Vec<FieldError>) -> Vec<FieldError> {
+        errors.into_iter().map(|e| self.locate_one(e)).collect()
+    }
+
+    fn locate_one(&self, e: FieldError) -> FieldError {
+        let Some(pointer) = e.pointer.as_deref() else {
+            return e;
+        };
+        let mut parts = pointer.trim_start_matches('/').split('/');
+        let field = parts.next().unwrap_or("");
+        let row = parts.next().and_then(|s| s.parse::<u64>().ok());
+        let col = parts.next().and_then(|s| s.parse::<usize>().ok());
+        if matches!(field, "task" | "classes" | "estimators" | "metadata") {
+            return FieldError {
+                pointer: None,
+                row: None,
+                column: None,
+                message: format!("query parameter `{field}`: {}", e.message),
+            };
+        }
+        let Some(name) = Self::scalar(field) else {
+            return e;
+        };
+        let column = match (self.matrix.get(field), col) {
+            (Some(names), Some(c)) if self.csv => names.get(c).cloned(),
+            (Some(names), None) if self.csv && !names.is_empty() => {
+                Some(names.join(",").chars().take(200).collect())
+            }
+            _ => Some(name.to_string()),
+        };
+        FieldError {
+            pointer: None,
+            row,
+            column,
+            message: e.message,
+        }
+    }
+}
+
+/// A matrix built one row at a time; every row must have the first row's width.
+struct MatrixColumn {
+    name: &'static str,
+    present: Option<bool>,
+    cols: usize,
+    data: Vec<f64>,
+}
+
+impl MatrixColumn {
+    fn new(name: &'static str) -> Self {
+        MatrixColumn {
+            name,
+            present: None,
+            cols: 0,
+            data: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, row: u64, values: Option<&[f64]>, errors: &mut Vec<FieldError>) {
+        match (self.present, values) {
+            (None, Some(v)) => {
+                self.present = Some(true);
+                self.cols = v.len();
+                self.data.extend_from_slice(v);
+            }
+            (None, None) => self.present = Some(false),
+            (Some(true), Some(v)) if v.len() == self.cols => self.data.extend_from_slice(v),
+            (Some(true), Some(v)) => errors.push(row_error(
+                row,
+                Some(self.name),
+                format!("has {} values but the first row has {}", v.len(), self.cols),
+            )),
+            (Some(true), None) => errors.push(row_error(
+                row,
+                Some(self.name),
+                "is missing; the first row has it, so every row needs it",
+            )),
+            (Some(false), Some(_)) => errors.push(row_error(
+                row,
+                Some(self.name),
+                "is not in the first row; every row must have the same fields",
+            )),
+            (Some(false), None) => {}
+        }
+    }
+
+    fn finish(self, rows: usize) -> Option<Matrix> {
+        (self.present == Some(true)).then(|| Matrix::new(rows, self.cols, self.data))
+    }
+}
+
+/// A scalar column built one row at a time, present in every row or in none.
+struct ScalarColumn<T> {
+    name: &'static str,
+    present: Option<bool>,
+    values: Vec<T>,
+}
+
+impl<T> ScalarColumn<T> {
+    fn new(name: &'static str) -> Self {
+        ScalarColumn {
+            name,
+            present: None,
+            values: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, row: u64, value: Option<T>, errors: &mut Vec<FieldError>) {
+        match (self.present, value) {
+            (None, Some(v)) => {
+                self.present = Some(true);
+                self.values.push(v);
+            }
+            (None, None) => self.present = Some(false),
+            (Some(true), Some(v)) => self.values.push(v),
+            (Some(true), None) => errors.push(row_error(
+                row,
+                Some(self.name),
+                "is missing; the first row has it, so every row needs it",
+            )),
+            (Some(false), Some(_)) => errors.push(row_error(
+                row,
+                Some(self.name),
+                "is not in the first row; every row must have the same fields",
+            )),
+            (Some(false), None) => {}
+        }
+    }
+
+    fn finish(self) -> Option<Vec<T>> {
+        (self.present == Some(true)).then_some(self.values)
+    }
+}
+
+/// The columns of a line-oriented body, filled row by row.
+struct Builder {
+    rows: usize,
+    labels: ScalarColumn<Label>,
+    predictions: ScalarColumn<Label>,
+    targets: ScalarColumn<f64>,
+    weights: ScalarColumn<f64>,
+    probabilities: MatrixColumn,
+    scores: MatrixColumn,
+    x: MatrixColumn,
+    y: MatrixColumn,
+    errors: Vec<FieldError>,
+}
+
+impl Builder {
+    fn new() -> Self {
+        Builder {
+            rows: 0,
+            labels: ScalarColumn::new("label"),
+            predictions: ScalarColumn::new("prediction"),
+            targets: ScalarColumn::new("target"),
+            weights: ScalarColumn::new("weight"),
+            probabilities: MatrixColumn::new("probabilities"),
+            scores: MatrixColumn::new("scores"),
+            x: MatrixColumn::new("x"),
+            y: MatrixColumn::new("y"),
+            errors: Vec::new(),
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.errors.len() >= MAX_ROW_ERRORS
+    }
+
+    fn finish(self, options: RowOptions) -> Result<BatchRequest, RowsError> {
+        if !self.errors.is_empty() {
+            let mut errors = self.errors;
+            errors.truncate(MAX_ROW_ERRORS);
+            return Err(RowsError::Invalid(errors));
+        }
+        let rows = self.rows;
+        let probabilities = self.probabilities.finish(rows);
+        let scores = self.scores.finish(rows);
+        let x = self.x.finish(rows);
+        let y = self.y.finish(rows);
+        let targets = self.targets.finish();
+        // Without an explicit task, the columns say which one it is.
+        let task = options.task.unwrap_or(if y.is_some() {
+            Task::Pairs
+        } else if targets.is_some() {
+            Task::Regression
+        } else if scores.is_some() {
+            Task::Multilabel
+        } else {
+            Task::Multiclass
+        });
+        Ok(BatchRequest {
+            task: Some(task),
+            classes: options.classes,
+            labels: self.labels.finish(),
+            probabilities,
+            predictions: self.predictions.finish(),
+            scores,
+            x,
+            y,
+            targets,
+            weights: self.weights.finish(),
+            truth_matrix: None,
+            estimators: options.estimators,
+            metadata: options.metadata,
+        })
+    }
+}
+
+/// One NDJSON line: a sample in per-row form.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NdjsonRow {
+    label: Option<Label>,
+    prediction: Option<Label>,
+    probabilities: Option<Vec<f64>>,
+    scores: Option<Vec<f64>>,
+    x: Option<Vec<f64>>,
+    y: Option<Vec<f64>>,
+    target: Option<f64>,
+    weight: Option<f64>,
+}
+
+/// Decode an NDJSON body: one JSON object per line with the fields `label`, `prediction`,
+/// `probabilities`, `scores`, `x`, `y`, `target`, `weight` (those that apply to the task, the same
+/// ones on every line). Blank lines are skipped; rows are numbered from 0 over the other lines.
+pub fn decode_ndjson<R: BufRead>(
+    mut reader: R,
+    options: RowOptions,
+) -> Result<(BatchRequest, ColumnMap), RowsError> {
+    let mut b = Builder::new();
+    let mut line = Vec::new();
+    let mut line_no = 0u64;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        line_no += 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let row = b.rows as u64;
+        match serde_json::from_slice::<NdjsonRow>(&line) {
+            Ok(r) => {
+                b.labels.push(row, r.label, &mut b.errors);
+                b.predictions.push(row, r.prediction, &mut b.errors);
+                b.targets.push(row, r.target, &mut b.errors);
+                b.weights.push(row, r.weight, &mut b.errors);
+                b.probabilities
+                    .push(row, r.probabilities.as_deref(), &mut b.errors);
+                b.scores.push(row, r.scores.as_deref(), &mut b.errors);
+                b.x.push(row, r.x.as_deref(), &mut b.errors);
+                b.y.push(row, r.y.as_deref(), &mut b.errors);
+            }
+            Err(e) => {
+                let message = e.to_string();
+                let message = message.split(" at line ").next().unwrap_or(&message);
+                b.errors.push(row_error(
+                    row,
+                    None,
+                    format!("line {line_no} is not a sample object: {message}"),
+                ));
+            }
+        }
+        b.rows += 1;
+        if b.full() {
+            break;
+        }
+    }
+    let map = ColumnMap::default();
+    b.finish(options).map(|r| (r, map))
+}
+
+/// What one CSV column holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Role {
+    Label,
+    Prediction,
+    Target,
+    Weight,
+    /// Class probability, by position among the `p_` columns.
+    P(usize),
+    /// Multilabel score, by position among the `score_` columns.
+    Score(usize),
+    X(usize),
+    Y(usize),
+    /// A column already reported as an error.
+    Ignore,
+}
+
+/// The header of a CSV body, resolved into roles and matrix column orders.
+struct CsvLayout {
+    roles: Vec<Role>,
+    /// `p_` (or `score_`) suffixes in the order of the matrix columns.
+    class_columns: Vec<String>,
+    x_names: Vec<String>,
+    y_names: Vec<String>,
+}
+
+/// Resolve the header. `p_<class>` and `score_<label>` columns define the classes (in header
+/// order) unless `classes` is given, in which case they are put in the classes' order;
+/// `x_<i>`/`y_<i>` are ordered by `i`.
+fn csv_layout(header: &[String], options: &mut RowOptions) -> Result<CsvLayout, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut roles = Vec::with_capacity(header.len());
+    let mut seen = HashMap::new();
+    let (mut p_cols, mut score_cols, mut xs, mut ys) = (vec![], vec![], vec![], vec![]);
+    for (c, name) in header.iter().enumerate() {
+        if seen.insert(name.as_str(), c).is_some() {
+            errors.push(column_error(name, "appears twice in the header"));
+        }
+        let indexed = |rest: &str, errors: &mut Vec<FieldError>| match rest.parse::<usize>() {
+            Ok(i) => Some(i),
+            Err(_) => {
+                errors.push(column_error(
+                    name,
+                    "x_ and y_ columns need a numeric suffix (x_0, x_1, ...)",
+                ));
+                None
+            }
+        };
+        let role = match name.as_str() {
+            "label" => Some(Role::Label),
+            "prediction" => Some(Role::Prediction),
+            "target" => Some(Role::Target),
+            "weight" => Some(Role::Weight),
+            n if n.starts_with("p_") && n.len() > 2 => {
+                p_cols.push((c, n[2..].to_string()));
+                None
+            }
+            n if n.starts_with("score_") && n.len() > 6 => {
+                score_cols.push((c, n[6..].to_string()));
+                None
+            }
+            n if n.starts_with("x_") => {
+                if let Some(i) = indexed(&n[2..], &mut errors) {
+                    xs.push((i, c));
+                }
+                None
+            }
+            n if n.starts_with("y_") => {
+                if let Some(i) = indexed(&n[2..], &mut errors) {
+                    ys.push((i, c));
+                }
+                None
+            }
+            _ => {
+                errors.push(column_error(
+                    name,
+                    "unknown column; expected label, prediction, target, weight, p_<class>, score_<label>, x_<i> or y_<i>",
+                ));
+                None
+            }
+        };
+        roles.push(role);
+    }
+    if !p_cols.is_empty() && !score_cols.is_empty() {
+        errors.push(column_error(
+            &score_cols[0].1,
+            "p_ (multiclass) and score_ (multilabel) columns cannot be mixed",
+        ));
+    }
+    let class_cols = if p_cols.is_empty() {
+        &score_cols
+    } else {
+        &p_cols
+    };
+    let prefix = if p_cols.is_empty() { "score_" } else { "p_" };
+    // Order the class columns by the given classes, or adopt them as the classes.
+    let order: Vec<(usize, String)> = match &options.classes {
+        Some(classes) if !class_cols.is_empty() => {
+            let by_name: HashMap<&str, usize> =
+                class_cols.iter().map(|(c, n)| (n.as_str(), *c)).collect();
+            for (_, n) in class_cols {
+                if !classes.contains(n) {
+                    errors.push(column_error(
+                        &format!("{prefix}{n}"),
+                        format!("{n:?} is not one of the classes given in the query"),
+                    ));
+                }
+            }
+            let mut order = Vec::new();
+            for name in classes {
+                match by_name.get(name.as_str()) {
+                    Some(&c) => order.push((c, name.clone())),
+                    None => errors.push(column_error(
+                        &format!("{prefix}{name}"),
+                        "is missing: every class needs a column",
+                    )),
+                }
+            }
+            order
+        }
+        _ => class_cols.clone(),
+    };
+    if options.classes.is_none() && !order.is_empty() {
+        options.classes = Some(order.iter().map(|(_, n)| n.clone()).collect());
+    }
+    let is_p = !p_cols.is_empty();
+    for (j, (c, _)) in order.iter().enumerate() {
+        roles[*c] = Some(if is_p { Role::P(j) } else { Role::Score(j) });
+    }
+    xs.sort_unstable();
+    ys.sort_unstable();
+    for (j, (_, c)) in xs.iter().enumerate() {
+        roles[*c] = Some(Role::X(j));
+    }
+    for (j, (_, c)) in ys.iter().enumerate() {
+        roles[*c] = Some(Role::Y(j));
+    }
+    // A column still without a role was reported above.
+    let roles: Vec<Role> = roles
+        .into_iter()
+        .map(|r| r.unwrap_or(Role::Ignore))
+        .collect();
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(CsvLayout {
+        roles,
+        class_columns: order
+            .into_iter()
+            .map(|(_, n)| format!("{prefix}{n}"))
+            .collect(),
+        x_names: xs.iter().map(|(_, c)| header[*c].clone()).collect(),
+        y_names: ys.iter().map(|(_, c)| header[*c].clone()).collect(),
+    })
+}
+
+fn parse_number(cell: &str) -> Option<f64> {
+    cell.parse::<f64>().ok()
+}
+
+/// A label cell: a known class name, else an integer index, else a name (validation reports it).
+/// Multilabel cells hold label names separated by `|` (empty: no label).
+fn parse_label(cell: &str, task: Option<Task>, classes: Option<&HashMap<String, ()>>) -> Label {
+    if task == Some(Task::Multilabel) {
+        if cell.is_empty() {
+            return Label::Row(Vec::new());
+        }
+        return Label::Row(
+            cell.split('|')
+                .map(|s| Label::Name(s.trim().to_string()))
+                .collect(),
+        );
+    }
+    if classes.is_some_and(|c| c.contains_key(cell)) {
+        return Label::Name(cell.to_string());
+    }
+    match cell.parse::<i64>() {
+        Ok(i) => Label::Index(i),
+        Err(_) => Label::Name(cell.to_string()),
+    }
+}
+
+/// Decode a CSV body: a header row, then one sample per row. Columns: `label`, `prediction`,
+/// `p_<class>` (multiclass probabilities), `score_<label>` (multilabel scores), `x_<i>`/`y_<i>`
+/// (pairs, or multiclass features in `x_`), `target` (regression), `weight`. Multilabel `label`
+/// and `prediction` cells list label names separated by `|`.
+pub fn decode_csv<R: Read>(
+    reader: R,
+    mut options: RowOptions,
+) -> Result<(BatchRequest, ColumnMap), RowsError> {
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .flexible(false)
+        .from_reader(reader);
+    let header: Vec<String> = match csv.headers() {
+        Ok(h) => h.iter().map(str::to_string).collect(),
+        Err(e) => return Err(csv_failure(e, 0)),
+    };
+    if header.iter().all(String::is_empty) {
+        return Err(RowsError::Invalid(vec![FieldError {
+            pointer: None,
+            row: None,
+            column: None,
+            message: "the CSV body has no header row".into(),
+        }]));
+    }
+    let layout = csv_layout(&header, &mut options).map_err(RowsError::Invalid)?;
+    let has_scores = layout.roles.iter().any(|r| matches!(r, Role::Score(_)));
+    let has_y = layout.roles.iter().any(|r| matches!(r, Role::Y(_)));
+    let has_target = layout.roles.contains(&Role::Target);
+    let task = options.task.or(if has_y {
+        Some(Task::Pairs)
+    } else if has_target {
+        Some(Task::Regression)
+    } else if has_scores {
+        Some(Task::Multilabel)
+    } else {
+        Some(Task::Multiclass)
+    });
+    let class_set: Option<HashMap<String, ()>> = options
+        .classes
+        .as_ref()
+        .map(|c| c.iter().map(|n| (n.clone(), ())).collect());
+    let regression = task == Some(Task::Regression);
+
+    let width = |pred: fn(&Role) -> bool| layout.roles.iter().filter(|r| pred(r)).count();
+    let (np, ns, nx, ny) = (
+        width(|r| matches!(r, Role::P(_))),
+        width(|r| matches!(r, Role::Score(_))),
+        width(|r| matches!(r, Role::X(_))),
+        width(|r| matches!(r, Role::Y(_))),
+    );
+    let (mut p, mut s, mut x, mut y) = (vec![0.0; np], vec![0.0; ns], vec![0.0; nx], vec![0.0; ny]);
+    let mut b = Builder::new();
+    let mut record = csv::StringRecord::new();
+    loop {
+        let row = b.rows as u64;
+        match csv.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => match csv_failure(e, row) {
+                RowsError::Io(e) => return Err(RowsError::Io(e)),
+                RowsError::Invalid(mut errs) => {
+                    b.errors.append(&mut errs);
+                    b.rows += 1;
+                    if b.full() {
+                        break;
+                    }
+                    continue;
+                }
+            },
+        }
+        let (mut label, mut prediction, mut target, mut weight) = (None, None, None, None);
+        for (c, cell) in record.iter().enumerate() {
+            let number = |errors: &mut Vec<FieldError>| {
+                parse_number(cell).or_else(|| {
+                    errors.push(row_error(
+                        row,
+                        Some(&header[c]),
+                        format!("{cell:?} is not a number"),
+                    ));
+                    Some(0.0)
+                })
+            };
+            match layout.roles[c] {
+                Role::Label => label = Some(parse_label(cell, task, class_set.as_ref())),
+                Role::Prediction if regression => {
+                    prediction = number(&mut b.errors).map(Label::Number)
+                }
+                Role::Prediction => prediction = Some(parse_label(cell, task, class_set.as_ref())),
+                Role::Target => target = number(&mut b.errors),
+                Role::Weight => weight = number(&mut b.errors),
+                Role::P(j) => p[j] = number(&mut b.errors).unwrap_or(0.0),
+                Role::Ignore => {}
+                Role::Score(j) => s[j] = number(&mut b.errors).unwrap_or(0.0),
+                Role::X(j) => x[j] = number(&mut b.errors).unwrap_or(0.0),
+                Role::Y(j) => y[j] = number(&mut b.errors).unwrap_or(0.0),
+            }
+        }
+        b.labels.push(row, label, &mut b.errors);
+        b.predictions.push(row, prediction, &mut b.errors);
+        b.targets.push(row, target, &mut b.errors);
+        b.weights.push(row, weight, &mut b.errors);
+        b.probabilities
+            .push(row, (np > 0).then_some(&p[..]), &mut b.errors);
+        b.scores
+            .push(row, (ns > 0).then_some(&s[..]), &mut b.errors);
+        b.x.push(row, (nx > 0).then_some(&x[..]), &mut b.errors);
+        b.y.push(row, (ny > 0).then_some(&y[..]), &mut b.errors);
+        b.rows += 1;
+        if b.full() {
+            break;
+        }
+    }
+    let mut map = ColumnMap {
+        csv: true,
+        ..ColumnMap::default()
+    };
+    let matrix_field = if has_scores {
+        "scores"
+    } else {
+        "probabilities"
+    };
+    map.matrix.insert(matrix_field, layout.class_columns);
+    map.matrix.insert("x", layout.x_names);
+    map.matrix.insert("y", layout.y_names);
+    if options.task.is_none() {
+        options.task = task;
+    }
+    b.finish(options).map(|r| (r, map))
+}
+
+fn csv_failure(e: csv::Error, row: u64) -> RowsError {
+    let message = e.to_string();
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => RowsError::Io(io),
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => RowsError::Invalid(vec![row_error(
+            row,
+            None,
+            format!("has {len} cells but the header has {expected_len}"),
+        )]),
+        csv::ErrorKind::Utf8 { .. } => {
+            RowsError::Invalid(vec![row_error(row, None, "is not valid UTF-8")])
+        }
+        _ => RowsError::Invalid(vec![row_error(row, None, message)]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::batch::BatchData;
+    use proptest::prelude::*;
+
+    fn ndjson(text: &str, options: RowOptions) -> Result<BatchRequest, Vec<FieldError>> {
+        match decode_ndjson(text.as_bytes(), options) {
+            Ok((r, _)) => Ok(r),
+            Err(RowsError::Invalid(e)) => Err(e),
+            Err(RowsError::Io(e)) => panic!("io error {e}"),
+        }
+    }
+
+    fn csv_body(
+        text: &str,
+        options: RowOptions,
+    ) -> Result<(BatchRequest, ColumnMap), Vec<FieldError>> {
+        match decode_csv(text.as_bytes(), options) {
+            Ok(r) => Ok(r),
+            Err(RowsError::Invalid(e)) => Err(e),
+            Err(RowsError::Io(e)) => panic!("io error {e}"),
+        }
+    }
+
+    fn json(text: &str) -> BatchRequest {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn ndjson_equals_the_columnar_json_form() {
+        let rows = "{\"label\": \"cat\", \"probabilities\": [0.7, 0.2, 0.1]}\n\
+                    {\"label\": 2, \"probabilities\": [0.1, 0.3, 0.6], \"prediction\": 2}\n\n\
+                    {\"label\": 1, \"probabilities\": [0.2, 0.5, 0.3], \"prediction\": \"dog\"}\n";
+        // Predictions present on some rows only: an error naming the row and column.
+        let err = ndjson(rows, RowOptions::default()).unwrap_err();
+        assert_eq!(err[0].row, Some(1));
+        assert_eq!(err[0].column.as_deref(), Some("prediction"));
+
+        let rows = "{\"label\": \"cat\", \"probabilities\": [0.7, 0.2, 0.1]}\n\
+                    {\"label\": 2, \"probabilities\": [0.1, 0.3, 0.6]}\n\n\
+                    {\"label\": 1, \"probabilities\": [0.2, 0.5, 0.3]}";
+        let options = RowOptions {
+            classes: Some(vec!["cat".into(), "dog".into(), "bird".into()]),
+            ..RowOptions::default()
+        };
+        let from_rows = ndjson(rows, options).unwrap().validate().unwrap();
+        let from_json = json(
+            r#"{"task": "multiclass", "classes": ["cat", "dog", "bird"], "labels": ["cat", 2, 1],
+                "probabilities": [[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3]]}"#,
+        )
+        .validate()
+        .unwrap();
+        assert_eq!(from_rows.batch, from_json.batch);
+    }
+
+    #[test]
+    fn ndjson_reports_bad_lines_and_ragged_rows_by_row() {
+        let rows = "{\"label\": 0, \"probabilities\": [0.5, 0.5]}\n\
+                    {\"label\": 1, \"probabilities\": [0.5, 0.25, 0.25]}\n\
+                    not json\n\
+                    {\"label\": 1, \"probabilitis\": [0.5, 0.5]}\n";
+        let err = ndjson(rows, RowOptions::default()).unwrap_err();
+        assert_eq!(err.len(), 3, "{err:?}");
+        assert_eq!(
+            (err[0].row, err[0].column.as_deref()),
+            (Some(1), Some("probabilities"))
+        );
+        assert!(
+            err[0].message.contains("first row has 2"),
+            "{}",
+            err[0].message
+        );
+        assert_eq!(err[1].row, Some(2));
+        assert!(err[1].message.contains("line 3"), "{}", err[1].message);
+        assert_eq!(err[2].row, Some(3));
+        assert!(
+            err[2].message.contains("probabilitis"),
+            "{}",
+            err[2].message
+        );
+    }
+
+    #[test]
+    fn validation_pointers_become_rows_and_columns() {
+        let text = "label,p_cat,p_dog\ncat,0.9,0.1\ndog,0.3,0.8\nbird,0.5,0.5\ncat,-0.5,1.5\n";
+        let (req, map) = csv_body(text, RowOptions::default()).unwrap();
+        let errors = map.locate(req.validate().unwrap_err());
+        let at = |row: u64| -> Vec<&str> {
+            errors
+                .iter()
+                .filter(|e| e.row == Some(row))
+                .filter_map(|e| e.column.as_deref())
+                .collect()
+        };
+        // A row sum names the row's probability columns; a cell names its own column.
+        assert_eq!(at(1), vec!["p_cat,p_dog"], "{errors:?}");
+        assert_eq!(at(2), vec!["label"], "{errors:?}");
+        assert_eq!(at(3), vec!["p_cat", "p_dog"], "{errors:?}");
+        assert!(errors.iter().all(|e| e.pointer.is_none()));
+    }
+
+    #[test]
+    fn csv_multiclass_orders_probability_columns_by_the_given_classes() {
+        let text = "label, p_dog ,p_cat,weight\ncat,0.2,0.8,1\ndog,0.6,0.4,2.5\n1,0.5,0.5,0\n";
+        let options = RowOptions {
+            classes: Some(vec!["cat".into(), "dog".into()]),
+            ..RowOptions::default()
+        };
+        let (req, _) = csv_body(text, options).unwrap();
+        let v = req.validate().unwrap();
+        let expected = json(
+            r#"{"task": "multiclass", "classes": ["cat", "dog"], "labels": ["cat", "dog", 1],
+                "probabilities": [[0.8, 0.2], [0.4, 0.6], [0.5, 0.5]], "weights": [1, 2.5, 0]}"#,
+        )
+        .validate()
+        .unwrap();
+        assert_eq!(v.batch, expected.batch);
+    }
+
+    #[test]
+    fn csv_covers_every_task() {
+        let (r, _) = csv_body("x_1,x_0,y_0\n1,2,3\n4,5,6.5\n", RowOptions::default()).unwrap();
+        let v = r.validate().unwrap();
+        match v.batch.data {
+            BatchData::Pairs { x, y } => {
+                assert_eq!(x.data, vec![2.0, 1.0, 5.0, 4.0]);
+                assert_eq!(y.data, vec![3.0, 6.5]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let (r, _) =
+            csv_body("target,prediction\n1.5,1\n-2,0.25\n", RowOptions::default()).unwrap();
+        assert_eq!(r.validate().unwrap().batch.task, Task::Regression);
+        let (r, _) = csv_body(
+            "label,score_a,score_b\na|b,0.9,0.8\n,0.1,0.2\nb,0.3,0.7\n",
+            RowOptions::default(),
+        )
+        .unwrap();
+        let v = r.validate().unwrap();
+        let expected = json(
+            r#"{"task": "multilabel", "classes": ["a", "b"], "labels": [["a","b"], [], ["b"]],
+                "scores": [[0.9, 0.8], [0.1, 0.2], [0.3, 0.7]]}"#,
+        )
+        .validate()
+        .unwrap();
+        assert_eq!(v.batch, expected.batch);
+    }
+
+    #[test]
+    fn csv_rejects_bad_headers_and_cells() {
+        let err = csv_body("label,p_a,p_a,colour\n", RowOptions::default()).unwrap_err();
+        assert!(err.iter().any(|e| e.column.as_deref() == Some("p_a")));
+        assert!(err.iter().any(|e| e.column.as_deref() == Some("colour")));
+        let err = csv_body("label,p_a,p_b\na,x,0.5\nb,0.5\n", RowOptions::default()).unwrap_err();
+        assert_eq!(
+            (err[0].row, err[0].column.as_deref()),
+            (Some(0), Some("p_a"))
+        );
+        assert!(err[0].message.contains("not a number"));
+        assert_eq!(err[1].row, Some(1));
+        assert!(err[1].message.contains("3"), "{}", err[1].message);
+        let err = csv_body("", RowOptions::default()).unwrap_err();
+        assert!(err[0].message.contains("header"));
+    }
+
+    /// A random well-formed multiclass batch, written three ways.
+    fn forms(labels: &[u8], k: usize) -> (String, String, String) {
+        let k = k.max(2);
+        let probs: Vec<Vec<f64>> = labels
+            .iter()
+            .map(|&l| {
+                let mut row = vec![0.25 / (k - 1) as f64; k];
+                row[l as usize % k] = 0.75;
+                row
+            })
+            .collect();
+        let labels: Vec<usize> = labels.iter().map(|&l| l as usize % k).collect();
+        let body = serde_json::json!({
+            "task": "multiclass",
+            "classes": (0..k).map(|i| format!("c{i}")).collect::<Vec<_>>(),
+            "labels": labels, "probabilities": probs,
+        });
+        let mut nd = String::new();
+        let mut csv = String::from("label");
+        for i in 0..k {
+            csv.push_str(&format!(",p_c{i}"));
+        }
+        csv.push('\n');
+        for (l, p) in labels.iter().zip(&probs) {
+            nd.push_str(&serde_json::json!({"label": l, "probabilities": p}).to_string());
+            nd.push('\n');
+            csv.push_str(&format!("c{l}"));
+            for v in p {
+                csv.push_str(&format!(",{v:?}"));
+            }
+            csv.push('\n');
+        }
+        (body.to_string(), nd, csv)
+    }
+
+    proptest! {
+        #[test]
+        fn line_bodies_decode_like_the_json_body(labels in proptest::collection::vec(any::<u8>(), 0..60), k in 2usize..6) {
+            let (body, nd, csv) = forms(&labels, k);
+            let from_json = json(&body).validate().map(|v| v.batch).map_err(|e| e.len());
+            let options = RowOptions {
+                classes: Some((0..k).map(|i| format!("c{i}")).collect()),
+                ..RowOptions::default()
+            };
+            let from_nd = ndjson(&nd, options.clone()).unwrap().validate().map(|v| v.batch).map_err(|e| e.len());
+            let (req, _) = csv_body(&csv, RowOptions::default()).unwrap();
+            let from_csv = req.validate().map(|v| v.batch);
+            prop_assert_eq!(&from_nd.as_ref().ok(), &from_json.as_ref().ok());
+            if let (Ok(a), Ok(b)) = (&from_csv, &from_json) {
+                // CSV labels are names; the numbers must be the same.
+                match (&a.data, &b.data) {
+                    (BatchData::Multiclass { labels: la, probabilities: pa, .. },
+                     BatchData::Multiclass { labels: lb, probabilities: pb, .. }) => {
+                        prop_assert_eq!(la, lb);
+                        prop_assert_eq!(pa, pb);
+                    }
+                    _ => prop_assert!(false),
+                }
+            } else {
+                prop_assert_eq!(from_csv.is_ok(), from_json.is_ok());
+            }
+        }
+
+        #[test]
+        fn decoders_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = decode_ndjson(&bytes[..], RowOptions::default());
+            let _ = decode_csv(&bytes[..], RowOptions::default());
+        }
+
+        #[test]
+        fn decoders_never_panic_on_near_miss_text(text in "[a-z_0-9,.\\-|\" \\[\\]{}:\n]{0,300}") {
+            let _ = decode_ndjson(text.as_bytes(), RowOptions::default());
+            if let Ok((req, map)) = decode_csv(text.as_bytes(), RowOptions::default()) {
+                if let Err(e) = req.validate() {
+                    let located = map.locate(e);
+                    prop_assert!(located.iter().all(|e| e.pointer.is_none() || e.row.is_none()));
+                }
+            }
+        }
+    }
+}

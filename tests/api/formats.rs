@@ -1,0 +1,305 @@
+//! Line-oriented bodies (NDJSON, CSV) and compressed bodies (gzip, zstd): each decodes to the same
+//! stored batch as its JSON form; errors name the row and column; limits hold on the decoded size.
+
+use std::io::Write;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{json, Value};
+
+use crate::support::{app, app_with_limits, fast_workers, TestApp};
+
+const PATH: &str = "/v1/models/m/versions/v/batches";
+
+fn columnar() -> Value {
+    json!({
+        "task": "multiclass",
+        "classes": ["cat", "dog", "bird"],
+        "labels": ["cat", "bird", "dog", "cat", "dog"],
+        "probabilities": [[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3], [0.6, 0.3, 0.1], [0.25, 0.5, 0.25]],
+        "estimators": ["shannon_mi", "semantic_mi"],
+        "metadata": {"kpis": {"conversion": 0.031}}
+    })
+}
+
+fn ndjson() -> String {
+    let b = columnar();
+    let mut out = String::new();
+    for (l, p) in b["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(b["probabilities"].as_array().unwrap())
+    {
+        out.push_str(&json!({"label": l, "probabilities": p}).to_string());
+        out.push('\n');
+    }
+    out
+}
+
+fn csv() -> String {
+    let b = columnar();
+    let mut out = String::from("label,p_cat,p_dog,p_bird\n");
+    for (l, p) in b["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(b["probabilities"].as_array().unwrap())
+    {
+        let p: Vec<String> = p
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        out.push_str(&format!("{},{}\n", l.as_str().unwrap(), p.join(",")));
+    }
+    out
+}
+
+const QUERY: &str = "?classes=cat,dog,bird&estimators=shannon_mi,semantic_mi&metadata=%7B%22kpis%22%3A%7B%22conversion%22%3A0.031%7D%7D";
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn zstd(bytes: &[u8]) -> Vec<u8> {
+    zstd::stream::encode_all(bytes, 3).unwrap()
+}
+
+async fn post(
+    app: &TestApp,
+    uri: &str,
+    content_type: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let mut r = Request::post(uri).header("content-type", content_type);
+    if let Some(e) = encoding {
+        r = r.header("content-encoding", e);
+    }
+    let (s, _, v) = app.call(r.body(Body::from(body)).unwrap()).await;
+    (s, v)
+}
+
+/// Every body form of the same batch: stored with the same digest, data and metadata, and its
+/// jobs give the same values.
+#[tokio::test]
+async fn every_format_and_coding_stores_the_same_batch() {
+    let app = app().await;
+    let json_bytes = serde_json::to_vec(&columnar()).unwrap();
+    let nd = ndjson().into_bytes();
+    let csv = csv().into_bytes();
+    let uri = format!("{PATH}{QUERY}");
+    let cases: Vec<(&str, &str, Option<&str>, Vec<u8>)> = vec![
+        ("json", PATH, None, json_bytes.clone()),
+        ("json+gzip", PATH, Some("gzip"), gzip(&json_bytes)),
+        ("ndjson", &uri, None, nd.clone()),
+        ("ndjson+gzip", &uri, Some("gzip"), gzip(&nd)),
+        ("ndjson+zstd", &uri, Some("zstd"), zstd(&nd)),
+        ("csv", &uri, None, csv.clone()),
+        ("csv+zstd", &uri, Some("zstd"), zstd(&csv)),
+    ];
+    let mut digests = Vec::new();
+    let mut ids = Vec::new();
+    for (name, uri, enc, body) in cases {
+        let ct = match name.split('+').next().unwrap() {
+            "json" => "application/json",
+            "ndjson" => "application/x-ndjson",
+            _ => "text/csv; charset=utf-8",
+        };
+        let (s, b) = post(&app, uri, ct, enc, body).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{name}: {b}");
+        assert_eq!(b["batch"]["n"], 5, "{name}");
+        assert_eq!(b["jobs"].as_array().unwrap().len(), 2, "{name}");
+        digests.push((name, b["batch"]["digest"].as_str().unwrap().to_string()));
+        ids.push(b["batch"]["id"].as_str().unwrap().to_string());
+    }
+    for (name, d) in &digests {
+        assert_eq!(d, &digests[0].1, "{name} stored a different batch");
+    }
+    let (_, data) = app.get(&format!("/v1/batches/{}/data", ids[3])).await;
+    let mut expected = columnar();
+    expected.as_object_mut().unwrap().remove("estimators");
+    assert_eq!(
+        data, expected,
+        "the NDJSON upload reads back as the JSON form"
+    );
+    let (_, detail) = app.get(&format!("/v1/batches/{}", ids[5])).await;
+    assert_eq!(detail["metadata"]["kpis"]["conversion"], 0.031);
+
+    let pool = app.workers(fast_workers(2));
+    let mut values = Vec::new();
+    for id in &ids {
+        for _ in 0..200 {
+            let (_, d) = app.get(&format!("/v1/batches/{id}")).await;
+            let done = d["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|j| j["state"] == "succeeded");
+            if done {
+                let mut v: Vec<(String, f64)> = d["results"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| {
+                        (
+                            r["estimator"].as_str().unwrap().to_string(),
+                            r["value"].as_f64().unwrap(),
+                        )
+                    })
+                    .collect();
+                v.sort_by(|a, b| a.0.cmp(&b.0));
+                values.push(v);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    pool.shutdown().await;
+    assert_eq!(values.len(), ids.len(), "every batch ran");
+    for v in &values {
+        assert_eq!(v, &values[0]);
+    }
+}
+
+#[tokio::test]
+async fn line_errors_name_row_and_column_and_store_nothing() {
+    let app = app().await;
+    let body = "label,p_cat,p_dog\ncat,0.9,0.1\ndog,0.3,0.8\nbird,0.5,0.5\ncat,abc,0.5\n";
+    let (s, p) = post(&app, PATH, "text/csv", None, body.into()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    // The cell that does not parse is reported first (decoding stops before validation).
+    assert_eq!(
+        p["errors"][0],
+        json!({"row": 3, "column": "p_cat", "message": "\"abc\" is not a number"})
+    );
+
+    let body = "label,p_cat,p_dog\ncat,0.9,0.1\ndog,0.3,0.8\nbird,0.5,0.5\n";
+    let (s, p) = post(&app, PATH, "text/csv", None, body.into()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    let errors = p["errors"].as_array().unwrap();
+    assert!(errors.contains(&json!({"row": 1, "column": "p_cat,p_dog", "message": "probabilities sum to 1.1; they must sum to 1 (within 0.001)"})), "{p}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["row"] == 2 && e["column"] == "label"),
+        "{p}"
+    );
+
+    let nd = "{\"label\": 0, \"probabilities\": [0.5, 0.5]}\n{\"label\": 1}\n";
+    let (s, p) = post(&app, PATH, "application/x-ndjson", None, nd.into()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["errors"][0]["row"], 1);
+    assert_eq!(p["errors"][0]["column"], "probabilities");
+
+    let (s, p) = post(
+        &app,
+        &format!("{PATH}?task=binary"),
+        "application/x-ndjson",
+        None,
+        nd.into(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert!(
+        p["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("query parameter `task`"),
+        "{p}"
+    );
+
+    let (s, p) = post(
+        &app,
+        &format!("{PATH}?estimators=shannon_mi,nope"),
+        "application/x-ndjson",
+        None,
+        "{\"label\": 0, \"prediction\": 0}\n{\"label\": 1, \"prediction\": 0}\n".into(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert!(
+        p["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("query parameter `estimators`"),
+        "{p}"
+    );
+
+    let json_bytes = serde_json::to_vec(&columnar()).unwrap();
+    let (s, p) = post(
+        &app,
+        &format!("{PATH}?task=multiclass"),
+        "application/json",
+        None,
+        json_bytes,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(app.count("batches").await, 0);
+    assert_eq!(app.count("jobs").await, 0);
+}
+
+#[tokio::test]
+async fn codings_are_checked_and_bombs_stop_at_the_limit() {
+    let app = app_with_limits(infoaudit::api::Limits {
+        max_upload_bytes: 1 << 20,
+        max_body_bytes: 1 << 16,
+    })
+    .await;
+    let nd = ndjson().into_bytes();
+    let (s, p) = post(&app, PATH, "application/x-ndjson", Some("br"), nd.clone()).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("gzip, zstd"), "{p}");
+
+    let (s, p) = post(&app, PATH, "application/x-ndjson", Some("gzip"), nd.clone()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("gzip"), "{p}");
+    let mut truncated = zstd(&nd);
+    truncated.truncate(truncated.len() / 2);
+    let (s, p) = post(&app, PATH, "application/x-ndjson", Some("zstd"), truncated).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{p}");
+
+    // 64 MiB of blank lines compress to ~64 KiB: well under the wire limit, far over the decoded one.
+    let bomb = vec![b'\n'; 64 << 20];
+    for (coding, packed) in [("gzip", gzip(&bomb)), ("zstd", zstd(&bomb))] {
+        assert!(
+            packed.len() < 1 << 20,
+            "{coding} bomb is {} bytes",
+            packed.len()
+        );
+        let (s, p) = post(
+            &app,
+            PATH,
+            "application/x-ndjson",
+            Some(coding),
+            packed.clone(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{coding}: {p}");
+        assert!(
+            p["detail"].as_str().unwrap().contains("decoded body"),
+            "{p}"
+        );
+        let (s, p) = post(&app, PATH, "application/json", Some(coding), packed).await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{coding} json: {p}");
+    }
+    // Over the wire limit without a Content-Length (streamed): still 413.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..40).map(|_| Ok(vec![b' '; 64 << 10])).collect();
+    let body = Body::from_stream(futures_util::stream::iter(chunks));
+    let (s, _, p) = app
+        .call(
+            Request::post(PATH)
+                .header("content-type", "text/csv")
+                .body(body)
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{p}");
+    assert_eq!(app.count("batches").await, 0);
+}
