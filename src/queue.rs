@@ -203,7 +203,7 @@ pub async fn finish(pool: &PgPool, job: &JobRow, result: &NewResult) -> sqlx::Re
     let mut tx = pool.begin().await?;
     let done = sqlx::query(
         "UPDATE jobs SET state = 'succeeded', progress = 1, finished_at = now(), error = NULL,
-             lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+             ran_by = lease_owner, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
          WHERE id = $1 AND lease_token = $2 AND state = 'running'",
     )
     .bind(job.id)
@@ -243,7 +243,7 @@ pub async fn finish(pool: &PgPool, job: &JobRow, result: &NewResult) -> sqlx::Re
 pub async fn fail(pool: &PgPool, job: &JobRow, problem: &Problem) -> sqlx::Result<bool> {
     let n = sqlx::query(
         "UPDATE jobs SET state = 'failed', finished_at = now(), error = $3,
-             lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+             ran_by = lease_owner, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
          WHERE id = $1 AND lease_token = $2 AND state = 'running'",
     )
     .bind(job.id)

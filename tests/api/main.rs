@@ -9,6 +9,7 @@ mod formats;
 mod gates;
 mod ingest;
 mod openapi;
+mod processes;
 mod queue;
 mod reads;
 mod server;
