@@ -25,7 +25,9 @@ pub struct HistoryQuery {
     pub from: Option<DateTime<Utc>>,
     /// Up to this time (RFC 3339, exclusive).
     pub to: Option<DateTime<Utc>>,
-    /// Downsample server-side to at most this many equal-width time buckets (1–10000).
+    /// Downsample server-side to at most this many time buckets (1–10000). Buckets are equal
+    /// width; when a bucket spans a minute or more they are aligned to whole UTC minutes, hours or
+    /// days (the range's start rounded down), so they are read from pre-aggregated cells.
     pub buckets: Option<u32>,
     /// `bits` (default) or `nats`.
     pub unit: Option<Unit>,
@@ -79,6 +81,12 @@ fn value_sql(m: &MetricRef, idx: usize) -> (String, Option<String>) {
 
 /// A metric's history: raw points (cursor-paged), or with `buckets=B` at most B equal-width time
 /// buckets of {t_start, t_end, min, mean, max, count}.
+///
+/// With buckets of a minute or longer, the bucket edges are aligned to whole UTC minutes, hours or
+/// days (the first starts at the range's start rounded down; `t_start`/`t_end` are clipped to the
+/// range asked for), and the primary value is read from per-cell rollups kept as results arrive,
+/// so the cost grows with the number of cells, not of results. Statistics (`estimator.statistic`)
+/// and finer buckets are computed from the result rows.
 #[utoipa::path(
     get,
     path = "/v1/models/{model}/history",
@@ -120,6 +128,27 @@ pub async fn history(
             return Err(Error::BadRequest(
                 "buckets must be between 1 and 10000".into(),
             ));
+        }
+        if metric.statistic.is_none() {
+            if let Some(buckets) =
+                rollup_buckets(&state.pool, model_id, &metric.estimator, version_id, &q, b).await?
+            {
+                return Ok(Json(History {
+                    metric: metric.to_string(),
+                    unit,
+                    items: vec![],
+                    buckets: buckets
+                        .into_iter()
+                        .map(|x| HistoryBucket {
+                            min: x.min.map(|v| v * f),
+                            mean: x.mean.map(|v| v * f),
+                            max: x.max.map(|v| v * f),
+                            ..x
+                        })
+                        .collect(),
+                    next_cursor: None,
+                }));
+            }
         }
         let sql = format!(
             "WITH r AS (
@@ -385,4 +414,197 @@ pub async fn kpi_correlation(
         level,
         items,
     }))
+}
+
+/// One bucket aggregated from cells: index, count, finite count, finite sum, min, max.
+type CellRow = (i64, i64, i64, f64, Option<f64>, Option<f64>);
+
+/// How a downsampled history is read from the rollup cells.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RollupPlan {
+    /// Cell size in seconds (60, 3600 or 86400).
+    unit: i64,
+    /// Start of bucket 0 (the range start rounded down to the unit), epoch seconds.
+    origin: i64,
+    /// Bucket width in seconds, a multiple of `unit`.
+    step: i64,
+    /// Whole cells read from the rollups: `[cell_lo, cell_hi)`, epoch seconds. Outside them, up to
+    /// the range's ends, rows are read one by one (only where the caller cut the range mid-cell).
+    cell_lo: i64,
+    cell_hi: i64,
+}
+
+/// Plan aligned buckets over `[lo, hi)` (microseconds since the epoch): `None` when a bucket
+/// would be narrower than a minute (rows are then read directly).
+fn rollup_plan(
+    lo_us: i64,
+    hi_us: i64,
+    buckets: u32,
+    lo_given: bool,
+    hi_given: bool,
+) -> Option<RollupPlan> {
+    if hi_us <= lo_us || buckets == 0 {
+        return None;
+    }
+    let width_s = (hi_us - lo_us) as f64 / 1e6 / f64::from(buckets);
+    let unit = [86_400i64, 3_600, 60]
+        .into_iter()
+        .find(|u| width_s >= *u as f64)?;
+    let floor = |us: i64| us.div_euclid(unit * 1_000_000) * unit;
+    let ceil = |us: i64| {
+        let f = floor(us);
+        if f * 1_000_000 == us {
+            f
+        } else {
+            f + unit
+        }
+    };
+    let origin = floor(lo_us);
+    let span_s = (hi_us - origin * 1_000_000) as f64 / 1e6;
+    let cells_per_bucket = (span_s / f64::from(buckets) / unit as f64).ceil().max(1.0) as i64;
+    let step = cells_per_bucket * unit;
+    let cell_lo = if lo_given { ceil(lo_us) } else { origin };
+    let cell_hi = if hi_given { floor(hi_us) } else { ceil(hi_us) };
+    Some(RollupPlan {
+        unit,
+        origin,
+        step,
+        cell_lo,
+        cell_hi: cell_hi.max(cell_lo),
+    })
+}
+
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or_default()
+}
+
+/// Downsampled history of an estimator's primary value from the rollup cells (plus the rows of
+/// the partial cells at a caller-given edge). `None` when the buckets are finer than a minute.
+async fn rollup_buckets(
+    pool: &sqlx::PgPool,
+    model_id: Uuid,
+    estimator: &str,
+    version_id: Option<Uuid>,
+    q: &HistoryQuery,
+    buckets: u32,
+) -> Result<Option<Vec<HistoryBucket>>> {
+    let (lo, hi) = match (q.from, q.to) {
+        (Some(lo), Some(hi)) => (lo, hi),
+        _ => {
+            let span: (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = sqlx::query_as(
+                "SELECT min(computed_at), max(computed_at) FROM results
+                 WHERE model_id = $1 AND estimator = $2 AND ($3::uuid IS NULL OR version_id = $3)",
+            )
+            .bind(model_id)
+            .bind(estimator)
+            .bind(version_id)
+            .fetch_one(pool)
+            .await?;
+            match span {
+                (Some(first), Some(last)) => (
+                    q.from.unwrap_or(first),
+                    q.to.unwrap_or(last + chrono::Duration::microseconds(1)),
+                ),
+                _ => return Ok(Some(vec![])),
+            }
+        }
+    };
+    let Some(plan) = rollup_plan(
+        lo.timestamp_micros(),
+        hi.timestamp_micros(),
+        buckets,
+        q.from.is_some(),
+        q.to.is_some(),
+    ) else {
+        return Ok(None);
+    };
+    let rows: Vec<CellRow> = sqlx::query_as(
+        "WITH cells AS (
+            SELECT cell AS t, n, n_finite, sum, min, max FROM result_rollups
+            WHERE model_id = $1 AND estimator = $2 AND unit_s = $3
+              AND ($4::uuid IS NULL OR version_id = $4) AND cell >= $5 AND cell < $6
+            UNION ALL
+            SELECT computed_at, 1, fin::int, CASE WHEN fin THEN value ELSE 0 END,
+                   CASE WHEN fin THEN value END, CASE WHEN fin THEN value END
+            FROM (SELECT computed_at, value,
+                         (value > '-Infinity'::float8 AND value < 'Infinity'::float8) AS fin
+                  FROM results
+                  WHERE model_id = $1 AND estimator = $2 AND ($4::uuid IS NULL OR version_id = $4)
+                    AND ((computed_at >= $7 AND computed_at < $5)
+                      OR (computed_at >= $6 AND computed_at < $8))) edge)
+         SELECT floor(extract(epoch FROM (t - $9))::float8 / $10)::int8 AS k,
+                sum(n)::int8, sum(n_finite)::int8, sum(sum), min(min), max(max)
+         FROM cells GROUP BY k ORDER BY k",
+    )
+    .bind(model_id)
+    .bind(estimator)
+    .bind(plan.unit as i32)
+    .bind(version_id)
+    .bind(at(plan.cell_lo))
+    .bind(at(plan.cell_hi))
+    .bind(lo)
+    .bind(hi)
+    .bind(at(plan.origin))
+    .bind(plan.step as f64)
+    .fetch_all(pool)
+    .await?;
+    Ok(Some(
+        rows.into_iter()
+            .map(|(k, n, n_finite, sum, min, max)| {
+                let start = at(plan.origin + k * plan.step);
+                let end = at(plan.origin + (k + 1) * plan.step);
+                HistoryBucket {
+                    t_start: start.max(lo),
+                    t_end: end.min(hi),
+                    min,
+                    mean: (n_finite > 0).then(|| sum / n_finite as f64),
+                    max,
+                    count: n,
+                }
+            })
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000;
+
+    #[test]
+    fn plans_align_buckets_to_whole_cells_and_never_exceed_the_count() {
+        // 10 minutes from 00:00 in 5 buckets: 2-minute buckets of minute cells.
+        let p = rollup_plan(0, 600 * S, 5, true, true).unwrap();
+        assert_eq!(
+            (p.unit, p.origin, p.step, p.cell_lo, p.cell_hi),
+            (60, 0, 120, 0, 600)
+        );
+        // Sub-minute buckets are not planned.
+        assert_eq!(rollup_plan(0, 299 * S, 5, true, true), None);
+        // A year of data in 500 buckets: hour cells, whole-hour buckets, at most 500 of them.
+        for (lo, hi) in [
+            (17 * S + 3, 365 * 86_400 * S),
+            (-86_399 * S, 86_400 * 900 * S + 1),
+        ] {
+            for b in [1u32, 7, 500, 10_000] {
+                if let Some(p) = rollup_plan(lo, hi, b, false, false) {
+                    assert_eq!(p.step % p.unit, 0);
+                    assert_eq!(p.origin % p.unit, 0);
+                    assert!(p.origin * S <= lo);
+                    let count = (hi - p.origin * S + p.step * S - 1) / (p.step * S);
+                    assert!(count <= i64::from(b), "{b} buckets: {count} {p:?}");
+                    assert!(p.step as f64 >= (hi - lo) as f64 / 1e6 / f64::from(b) - 1e-9);
+                }
+            }
+        }
+        // A caller-given edge inside a cell: that cell is read row by row.
+        let p = rollup_plan(90 * S, 3_690 * S, 2, true, true).unwrap();
+        assert_eq!(
+            (p.unit, p.origin, p.cell_lo, p.cell_hi),
+            (60, 60, 120, 3_660)
+        );
+        let p = rollup_plan(90 * S, 3_690 * S, 2, false, false).unwrap();
+        assert_eq!((p.cell_lo, p.cell_hi), (60, 3_720));
+    }
 }

@@ -12,5 +12,6 @@ mod openapi;
 mod processes;
 mod queue;
 mod reads;
+mod rollups;
 mod server;
 mod web;

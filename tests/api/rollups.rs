@@ -1,0 +1,189 @@
+//! Downsampled history read from the rollup cells must equal the same buckets computed from the
+//! raw result rows: for any bucket count, range cut and version filter, and after a delete.
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::{json, Value};
+
+use crate::support::{app, classifier_batch, TestApp};
+
+struct Point {
+    t: DateTime<Utc>,
+    version: &'static str,
+    value: f64,
+}
+
+async fn batch(app: &TestApp, version: &str) -> String {
+    let mut b = classifier_batch(50, 3, 0.8, 1);
+    b["estimators"] = json!(["shannon_mi"]);
+    let (s, v) = app.upload("r", version, &b).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    v["batch"]["id"].as_str().unwrap().to_string()
+}
+
+async fn insert(app: &TestApp, batch: &str, points: &[&Point]) {
+    let times: Vec<DateTime<Utc>> = points.iter().map(|p| p.t).collect();
+    let values: Vec<f64> = points.iter().map(|p| p.value).collect();
+    let n = points.len() as i32;
+    sqlx::query(
+        "WITH p AS (SELECT * FROM unnest($2::timestamptz[], $3::float8[]) WITH ORDINALITY AS p(t, v, i)),
+              j AS (INSERT INTO jobs (id, batch_id, estimator, estimator_version, params, params_hash, state)
+                    SELECT gen_random_uuid(), $1::uuid, 'shannon_mi', 'r', '{}', 'p' || i, 'succeeded' FROM p
+                    RETURNING id, params_hash)
+         INSERT INTO results (id, job_id, batch_id, model_id, version_id, estimator, estimator_version, params, value, n, details, computed_at)
+         SELECT gen_random_uuid(), j.id, b.id, b.model_id, b.version_id, 'shannon_mi', 'r', '{}', p.v, 50, '{}', p.t
+         FROM p JOIN j ON j.params_hash = 'p' || p.i, batches b WHERE b.id = $1::uuid AND $4 > 0",
+    )
+    .bind(batch)
+    .bind(&times)
+    .bind(&values)
+    .bind(n)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
+fn ts(v: &Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// Query and compare every bucket with the raw points inside it.
+async fn check(app: &TestApp, points: &[Point], query: &str, version: Option<&str>, buckets: u32) {
+    let (s, h) = app
+        .get(&format!(
+            "/v1/models/r/history?metric=shannon_mi&unit=nats&buckets={buckets}{query}"
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{h}");
+    let got = h["buckets"].as_array().unwrap();
+    assert!(
+        got.len() <= buckets as usize,
+        "{query}: {} buckets",
+        got.len()
+    );
+    let mut covered = 0;
+    for b in got {
+        let (start, end) = (ts(&b["t_start"]), ts(&b["t_end"]));
+        let inside: Vec<&Point> = points
+            .iter()
+            .filter(|p| version.is_none_or(|v| p.version == v) && p.t >= start && p.t < end)
+            .collect();
+        let finite: Vec<f64> = inside
+            .iter()
+            .map(|p| p.value)
+            .filter(|v| v.is_finite())
+            .collect();
+        assert_eq!(b["count"], inside.len(), "{query} {b}");
+        covered += inside.len();
+        if finite.is_empty() {
+            assert!(b["mean"].is_null(), "{b}");
+            continue;
+        }
+        let min = finite.iter().cloned().fold(f64::INFINITY, f64::min);
+        let max = finite.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let mean = finite.iter().sum::<f64>() / finite.len() as f64;
+        assert_eq!(b["min"].as_f64().unwrap(), min, "{query} {b}");
+        assert_eq!(b["max"].as_f64().unwrap(), max, "{query} {b}");
+        approx::assert_abs_diff_eq!(b["mean"].as_f64().unwrap(), mean, epsilon = 1e-12);
+    }
+    // Every point in the range is in exactly one bucket.
+    let parse = |key: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+            .map(|v| DateTime::parse_from_rfc3339(v).unwrap().with_timezone(&Utc))
+    };
+    let (from, to) = (parse("from"), parse("to"));
+    let expected = points
+        .iter()
+        .filter(|p| version.is_none_or(|v| p.version == v))
+        .filter(|p| from.is_none_or(|f| p.t >= f) && to.is_none_or(|t| p.t < t))
+        .count();
+    assert_eq!(covered, expected, "{query}");
+}
+
+#[tokio::test]
+async fn rollup_buckets_equal_the_raw_rows() {
+    let app = app().await;
+    let b1 = batch(&app, "v1").await;
+    let b2 = batch(&app, "v2").await;
+    // 600 points over about three days at irregular times (to the microsecond), two versions,
+    // some -Infinity values.
+    let base = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+    let mut g = infoaudit::estimate::rng::SplitMix64::new(11);
+    let mut t = base;
+    let points: Vec<Point> = (0..600)
+        .map(|i| {
+            t += Duration::microseconds((g.uniform() * 860e6) as i64 + 1);
+            Point {
+                t,
+                version: if g.uniform() < 0.6 { "v1" } else { "v2" },
+                value: if i % 97 == 5 {
+                    f64::NEG_INFINITY
+                } else {
+                    g.uniform()
+                },
+            }
+        })
+        .collect();
+    let of = |v: &str| points.iter().filter(|p| p.version == v).collect::<Vec<_>>();
+    insert(&app, &b1, &of("v1")).await;
+    insert(&app, &b2, &of("v2")).await;
+
+    let cut_from = "2026-03-01T05:17:23.5Z";
+    let cut_to = "2026-03-03T19:02:11Z";
+    for buckets in [1, 3, 10, 48, 100, 500, 2000, 10_000] {
+        check(&app, &points, "", None, buckets).await;
+        check(&app, &points, "&version=v2", Some("v2"), buckets).await;
+        check(
+            &app,
+            &points,
+            &format!("&from={cut_from}&to={cut_to}"),
+            None,
+            buckets,
+        )
+        .await;
+        check(
+            &app,
+            &points,
+            &format!("&version=v1&from={cut_from}"),
+            Some("v1"),
+            buckets,
+        )
+        .await;
+    }
+    // The cells were used: they hold every result once per cell size.
+    let cells: i64 =
+        sqlx::query_scalar("SELECT sum(n)::int8 FROM result_rollups WHERE unit_s = 3600")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(cells, 600);
+
+    // Deleting a batch takes its results out of the cells.
+    let (s, _) = app
+        .send("DELETE", &format!("/v1/batches/{b2}"), None, None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let left: Vec<Point> = points.into_iter().filter(|p| p.version == "v1").collect();
+    for buckets in [1, 10, 500] {
+        check(&app, &left, "", None, buckets).await;
+        check(
+            &app,
+            &left,
+            &format!("&from={cut_from}&to={cut_to}"),
+            None,
+            buckets,
+        )
+        .await;
+    }
+    let cells: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(n), 0)::int8 FROM result_rollups WHERE unit_s = 86400",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(cells, left.len() as i64);
+}
