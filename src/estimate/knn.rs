@@ -135,6 +135,163 @@ impl Metric {
     }
 }
 
+/// A metric's key with its group structure fixed at compile time, so that the inner loops of the
+/// tree and of brute force are specialised for it. The arithmetic is [`Metric::key`]'s and
+/// [`Metric::box_key`]'s, in the same order (bit-identical keys).
+trait Kernel: Copy + Send + Sync {
+    fn key(&self, a: &[f64], b: &[f64]) -> f64;
+    fn box_key(&self, q: &[f64], lo: &[f64], hi: &[f64], far: bool) -> f64;
+}
+
+#[inline(always)]
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    let mut m = 0.0f64;
+    for (x, y) in a.iter().zip(b) {
+        let d = (x - y).abs();
+        if d > m {
+            m = d;
+        }
+    }
+    m
+}
+
+#[inline(always)]
+fn sum_sq_diff(a: &[f64], b: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for (x, y) in a.iter().zip(b) {
+        let d = x - y;
+        s += d * d;
+    }
+    s
+}
+
+#[inline(always)]
+fn gap(q: f64, lo: f64, hi: f64, far: bool) -> f64 {
+    if far {
+        (q - lo).max(hi - q)
+    } else if q < lo {
+        lo - q
+    } else if q > hi {
+        q - hi
+    } else {
+        0.0
+    }
+}
+
+#[inline(always)]
+fn box_sum(q: &[f64], lo: &[f64], hi: &[f64], far: bool) -> f64 {
+    let mut s = 0.0;
+    for ((&q, &l), &h) in q.iter().zip(lo).zip(hi) {
+        let d = gap(q, l, h, far);
+        s += d * d;
+    }
+    s
+}
+
+/// [`Metric::Max`].
+#[derive(Clone, Copy)]
+struct MaxKernel;
+
+impl Kernel for MaxKernel {
+    #[inline(always)]
+    fn key(&self, a: &[f64], b: &[f64]) -> f64 {
+        max_abs_diff(a, b)
+    }
+
+    #[inline(always)]
+    fn box_key(&self, q: &[f64], lo: &[f64], hi: &[f64], far: bool) -> f64 {
+        let mut m = 0.0f64;
+        for ((&q, &l), &h) in q.iter().zip(lo).zip(hi) {
+            m = m.max(gap(q, l, h, far));
+        }
+        m
+    }
+}
+
+/// [`Metric::Euclidean`] with one group (the plain squared Euclidean distance).
+#[derive(Clone, Copy)]
+struct SumKernel;
+
+impl Kernel for SumKernel {
+    #[inline(always)]
+    fn key(&self, a: &[f64], b: &[f64]) -> f64 {
+        // max(0, s) == s: a sum of squares is never negative (nor −0)
+        sum_sq_diff(a, b)
+    }
+
+    #[inline(always)]
+    fn box_key(&self, q: &[f64], lo: &[f64], hi: &[f64], far: bool) -> f64 {
+        0.0f64.max(box_sum(q, lo, hi, far))
+    }
+}
+
+/// [`Metric::Euclidean`] with two groups, the first ending at `.0`.
+#[derive(Clone, Copy)]
+struct TwoSumKernel(usize);
+
+impl Kernel for TwoSumKernel {
+    #[inline(always)]
+    fn key(&self, a: &[f64], b: &[f64]) -> f64 {
+        let (a0, a1) = a.split_at(self.0);
+        let (b0, b1) = b.split_at(self.0);
+        let s0 = sum_sq_diff(a0, b0);
+        let s1 = sum_sq_diff(a1, b1);
+        if s1 > s0 {
+            s1
+        } else {
+            s0
+        }
+    }
+
+    #[inline(always)]
+    fn box_key(&self, q: &[f64], lo: &[f64], hi: &[f64], far: bool) -> f64 {
+        let e = self.0;
+        let s0 = box_sum(&q[..e], &lo[..e], &hi[..e], far);
+        let s1 = box_sum(&q[e..], &lo[e..], &hi[e..], far);
+        0.0f64.max(s0).max(s1)
+    }
+}
+
+/// Any metric (no specialisation).
+#[derive(Clone, Copy)]
+struct AnyKernel<'a>(&'a Metric);
+
+impl Kernel for AnyKernel<'_> {
+    #[inline(always)]
+    fn key(&self, a: &[f64], b: &[f64]) -> f64 {
+        self.0.key(a, b)
+    }
+
+    #[inline(always)]
+    fn box_key(&self, q: &[f64], lo: &[f64], hi: &[f64], far: bool) -> f64 {
+        self.0.box_key(q, lo, hi, far)
+    }
+}
+
+/// Evaluate `$body` with `$k` bound to the [`Kernel`] of `$metric`.
+macro_rules! with_kernel {
+    ($metric:expr, |$k:ident| $body:expr) => {
+        match $metric {
+            Metric::Max => {
+                let $k = MaxKernel;
+                $body
+            }
+            Metric::Euclidean(e) if e.len() == 1 => {
+                let $k = SumKernel;
+                $body
+            }
+            Metric::Euclidean(e) if e.len() == 2 => {
+                let $k = TwoSumKernel(e[0]);
+                $body
+            }
+            m => {
+                let $k = AnyKernel(m);
+                $body
+            }
+        }
+    };
+}
+
 /// Insert `d` into the ascending list `best` of at most `k` keys.
 #[inline]
 fn push_best(best: &mut Vec<f64>, k: usize, d: f64) {
@@ -259,18 +416,29 @@ impl KdTree {
         if self.is_empty() || k == 0 {
             return;
         }
-        self.knn_rec(0, q, k, skip.unwrap_or(u32::MAX), best);
+        let skip = skip.unwrap_or(u32::MAX);
+        with_kernel!(&self.metric, |kern| self.knn_rec(kern, 0, q, k, skip, best))
     }
 
-    fn knn_rec(&self, node: usize, q: &[f64], k: usize, skip: u32, best: &mut Vec<f64>) {
+    fn knn_rec<K: Kernel>(
+        &self,
+        kern: K,
+        node: usize,
+        q: &[f64],
+        k: usize,
+        skip: u32,
+        best: &mut Vec<f64>,
+    ) {
         let nd = self.nodes[node];
         if nd.left == 0 {
             let dim = self.dim;
-            for s in nd.start as usize..nd.end as usize {
-                if self.ids[s] == skip {
+            let (start, end) = (nd.start as usize, nd.end as usize);
+            let pts = &self.pts[start * dim..end * dim];
+            for (p, &id) in pts.chunks_exact(dim).zip(&self.ids[start..end]) {
+                if id == skip {
                     continue;
                 }
-                let d = self.metric.key(q, &self.pts[s * dim..(s + 1) * dim]);
+                let d = kern.key(q, p);
                 if best.len() < k || d < best[k - 1] {
                     push_best(best, k, d);
                 }
@@ -280,8 +448,8 @@ impl KdTree {
         let (l, r) = (nd.left as usize, nd.right as usize);
         let (llo, lhi) = self.node_box(l);
         let (rlo, rhi) = self.node_box(r);
-        let dl = self.metric.box_key(q, llo, lhi, false);
-        let dr = self.metric.box_key(q, rlo, rhi, false);
+        let dl = kern.box_key(q, llo, lhi, false);
+        let dr = kern.box_key(q, rlo, rhi, false);
         let order = if dl <= dr {
             [(l, dl), (r, dr)]
         } else {
@@ -291,42 +459,86 @@ impl KdTree {
             if best.len() == k && d >= best[k - 1] {
                 continue;
             }
-            self.knn_rec(child, q, k, skip, best);
+            self.knn_rec(kern, child, q, k, skip, best);
         }
     }
 
     /// Count of points with `key < r` (`r > 0`) or `key == 0` (`r == 0`); see the module docs.
     pub fn count_below(&self, q: &[f64], r: f64) -> usize {
-        if self.is_empty() {
-            return 0;
-        }
-        self.count_rec(0, q, r, r <= 0.0)
+        let mut out = [0usize];
+        self.counts_below_multi(q, &[r], &mut out);
+        out[0]
     }
 
-    fn count_rec(&self, node: usize, q: &[f64], r: f64, inclusive: bool) -> usize {
+    /// [`KdTree::count_below`] for several radii at once (one traversal; at most 32 radii),
+    /// added to `out`.
+    pub fn counts_below_multi(&self, q: &[f64], radii: &[f64], out: &mut [usize]) {
+        assert!(radii.len() <= 32 && out.len() == radii.len());
+        if self.is_empty() || radii.is_empty() {
+            return;
+        }
+        let active = if radii.len() == 32 {
+            u32::MAX
+        } else {
+            (1u32 << radii.len()) - 1
+        };
+        with_kernel!(&self.metric, |kern| self
+            .count_rec(kern, 0, q, radii, active, out))
+    }
+
+    fn count_rec<K: Kernel>(
+        &self,
+        kern: K,
+        node: usize,
+        q: &[f64],
+        radii: &[f64],
+        mut active: u32,
+        out: &mut [usize],
+    ) {
         let nd = self.nodes[node];
         let (lo, hi) = self.node_box(node);
-        let dmin = self.metric.box_key(q, lo, hi, false);
-        if (inclusive && dmin > r) || (!inclusive && dmin >= r) {
-            return 0;
+        let dmin = kern.box_key(q, lo, hi, false);
+        let mut dmax = f64::NAN;
+        let mut bits = active;
+        while bits != 0 {
+            let j = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let r = radii[j];
+            let inside = |d: f64| if r <= 0.0 { d <= 0.0 } else { d < r };
+            if !inside(dmin) {
+                active &= !(1 << j);
+                continue;
+            }
+            if dmax.is_nan() {
+                dmax = kern.box_key(q, lo, hi, true);
+            }
+            if inside(dmax) {
+                out[j] += (nd.end - nd.start) as usize;
+                active &= !(1 << j);
+            }
         }
-        let dmax = self.metric.box_key(q, lo, hi, true);
-        if (inclusive && dmax <= r) || (!inclusive && dmax < r) {
-            return (nd.end - nd.start) as usize;
+        if active == 0 {
+            return;
         }
         if nd.left == 0 {
             let dim = self.dim;
-            let mut c = 0;
-            for s in nd.start as usize..nd.end as usize {
-                let d = self.metric.key(q, &self.pts[s * dim..(s + 1) * dim]);
-                if (inclusive && d <= r) || (!inclusive && d < r) {
-                    c += 1;
+            let (start, end) = (nd.start as usize, nd.end as usize);
+            for p in self.pts[start * dim..end * dim].chunks_exact(dim) {
+                let d = kern.key(q, p);
+                let mut bits = active;
+                while bits != 0 {
+                    let j = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let r = radii[j];
+                    if (r <= 0.0 && d <= 0.0) || d < r {
+                        out[j] += 1;
+                    }
                 }
             }
-            return c;
+            return;
         }
-        self.count_rec(nd.left as usize, q, r, inclusive)
-            + self.count_rec(nd.right as usize, q, r, inclusive)
+        self.count_rec(kern, nd.left as usize, q, radii, active, out);
+        self.count_rec(kern, nd.right as usize, q, radii, active, out);
     }
 }
 
@@ -533,16 +745,64 @@ fn gallop(len: usize, holds: impl Fn(usize) -> bool) -> usize {
     a
 }
 
-/// Indices of `vals` in ascending `total_cmp` order (ties in index order), via integer keys.
+/// Indices of `vals` in ascending `total_cmp` order (ties in index order): a stable LSD radix
+/// sort on the upper 32 bits of the order-preserving integer key, then a comparison sort of each
+/// run of equal upper bits (rare for continuous data) by the full key.
 pub fn sorted_order(vals: &[f64]) -> Vec<u32> {
-    assert!(vals.len() < u32::MAX as usize);
-    let mut keyed: Vec<(u64, u32)> = vals
+    let n = vals.len();
+    assert!(n < u32::MAX as usize);
+    let keys: Vec<u64> = vals.iter().map(|&v| total_key(v)).collect();
+    if n < 512 {
+        let mut keyed: Vec<(u64, u32)> = keys.iter().zip(0u32..).map(|(&k, i)| (k, i)).collect();
+        keyed.sort_unstable();
+        return keyed.into_iter().map(|(_, i)| i).collect();
+    }
+    // (upper 32 bits of the key, index) packed in one word: the passes move no other data
+    let mut cur: Vec<u64> = keys
         .iter()
-        .enumerate()
-        .map(|(i, &v)| (total_key(v), i as u32))
+        .zip(0u64..)
+        .map(|(&k, i)| (k & !0xFFFF_FFFF) | i)
         .collect();
-    keyed.sort_unstable();
-    keyed.into_iter().map(|(_, i)| i).collect()
+    let mut hist = [[0usize; 256]; 4];
+    for &w in &cur {
+        for (b, row) in hist.iter_mut().enumerate() {
+            row[((w >> (32 + 8 * b)) & 255) as usize] += 1;
+        }
+    }
+    let mut tmp = vec![0u64; n];
+    for (b, row) in hist.iter().enumerate() {
+        if row.contains(&n) {
+            continue; // every key has the same byte here
+        }
+        let mut offset = [0usize; 256];
+        let mut acc = 0;
+        for (o, &c) in offset.iter_mut().zip(row) {
+            *o = acc;
+            acc += c;
+        }
+        for &w in &cur {
+            let d = ((w >> (32 + 8 * b)) & 255) as usize;
+            tmp[offset[d]] = w;
+            offset[d] += 1;
+        }
+        std::mem::swap(&mut cur, &mut tmp);
+    }
+    let hi_of = |w: u64| w >> 32;
+    let mut idx: Vec<u32> = cur.iter().map(|&w| w as u32).collect();
+    // runs of equal upper bits: order by the full key (then index, as they are now)
+    let mut start = 0;
+    while start < n {
+        let h = hi_of(cur[start]);
+        let mut end = start + 1;
+        while end < n && hi_of(cur[end]) == h {
+            end += 1;
+        }
+        if end - start > 1 {
+            idx[start..end].sort_unstable_by_key(|&i| (keys[i as usize], i));
+        }
+        start = end;
+    }
+    idx
 }
 
 /// An unsigned key whose order is `f64::total_cmp`'s.
@@ -960,6 +1220,59 @@ impl Index {
         }
     }
 
+    /// [`Index::counts_below`] for several radius sets at once; flat, row-major (member
+    /// `i`, set `c` at `(i - range.start) * sets.len() + c`). Brute force and the tree compute
+    /// each key once for all the sets.
+    pub fn counts_below_multi(&self, sets: &[&[f64]], range: Range<usize>) -> Vec<usize> {
+        let m = sets.len();
+        match self {
+            Index::Brute { data, dim, metric } => {
+                brute_counts_multi(data, *dim, metric, sets, range)
+            }
+            Index::Tree(t, data) if m <= 32 => {
+                let dim = t.dim;
+                let mut out = vec![0usize; range.len() * m];
+                let mut radii = vec![0.0; m];
+                for (row, i) in range.clone().enumerate() {
+                    for (r, set) in radii.iter_mut().zip(sets) {
+                        *r = set[row];
+                    }
+                    t.counts_below_multi(
+                        &data[i * dim..(i + 1) * dim],
+                        &radii,
+                        &mut out[row * m..(row + 1) * m],
+                    );
+                }
+                out
+            }
+            _ => {
+                let per: Vec<Vec<usize>> = sets
+                    .iter()
+                    .map(|set| self.counts_below(set, range.clone()))
+                    .collect();
+                (0..range.len() * m).map(|f| per[f % m][f / m]).collect()
+            }
+        }
+    }
+
+    /// Parallel [`Index::counts_below_multi`] over all members, one vector per radius set.
+    pub fn all_counts_below_multi(&self, sets: &[Vec<f64>]) -> Vec<Vec<usize>> {
+        let m = sets.len();
+        match self {
+            Index::Brute { .. } | Index::Tree(..) if m > 1 => {
+                let refs: Vec<&[f64]> = sets.iter().map(|v| &v[..]).collect();
+                let flat = par_chunks(self.len(), |r| {
+                    let local: Vec<&[f64]> = refs.iter().map(|v| &v[r.clone()]).collect();
+                    self.counts_below_multi(&local, r)
+                });
+                (0..m)
+                    .map(|c| flat.iter().skip(c).step_by(m).copied().collect())
+                    .collect()
+            }
+            _ => sets.iter().map(|set| self.all_counts_below(set)).collect(),
+        }
+    }
+
     /// Count for one member (see the module docs).
     pub fn count_below(&self, i: usize, r: f64) -> usize {
         self.counts_below(&[r], i..i + 1)[0]
@@ -1093,11 +1406,22 @@ pub fn brute_kth(
     brute_kth_multi(data, dim, metric, &[k], range)
 }
 
-/// Brute-force k-th keys in tiles of `TILE_Q` queries × `TILE_R` reference points.
+/// Brute-force k-th keys in tiles of `TILE_Q` queries × `TILE_R` reference points, for several
+/// orders at once (flat, row-major as [`Index::kth_keys_multi`]).
 pub fn brute_kth_multi(
     data: &[f64],
     dim: usize,
     metric: &Metric,
+    ks: &[usize],
+    range: Range<usize>,
+) -> Vec<f64> {
+    with_kernel!(metric, |kern| brute_kth_impl(kern, data, dim, ks, range))
+}
+
+fn brute_kth_impl<K: Kernel>(
+    kern: K,
+    data: &[f64],
+    dim: usize,
     ks: &[usize],
     range: Range<usize>,
 ) -> Vec<f64> {
@@ -1114,15 +1438,24 @@ pub fn brute_kth_multi(
         let mut r0 = 0;
         while r0 < n {
             let r1 = (r0 + TILE_R).min(n);
+            let block = &data[r0 * dim..r1 * dim];
             for (qi, b) in (q0..q1).zip(best.iter_mut()) {
+                if k == 0 {
+                    break;
+                }
                 let q = &data[qi * dim..(qi + 1) * dim];
-                for j in r0..r1 {
-                    if j == qi {
-                        continue;
-                    }
-                    let d = metric.key(q, &data[j * dim..(j + 1) * dim]);
-                    if k > 0 && (b.len() < k || d < b[k - 1]) {
+                let mut bound = if b.len() == k {
+                    b[k - 1]
+                } else {
+                    f64::INFINITY
+                };
+                for (j, p) in (r0..r1).zip(block.chunks_exact(dim)) {
+                    let d = kern.key(q, p);
+                    if d < bound && j != qi {
                         push_best(b, k, d);
+                        if b.len() == k {
+                            bound = b[k - 1];
+                        }
                     }
                 }
             }
@@ -1144,25 +1477,68 @@ pub fn brute_counts(
     radii: &[f64],
     range: Range<usize>,
 ) -> Vec<usize> {
+    brute_counts_multi(data, dim, metric, &[radii], range)
+}
+
+/// [`brute_counts`] for several radius sets at once (each pair's key is computed once); flat,
+/// row-major: member `i`, set `c` at `(i - range.start) * sets.len() + c`.
+pub fn brute_counts_multi(
+    data: &[f64],
+    dim: usize,
+    metric: &Metric,
+    sets: &[&[f64]],
+    range: Range<usize>,
+) -> Vec<usize> {
+    with_kernel!(metric, |kern| brute_counts_impl(
+        kern, data, dim, sets, range
+    ))
+}
+
+fn brute_counts_impl<K: Kernel>(
+    kern: K,
+    data: &[f64],
+    dim: usize,
+    sets: &[&[f64]],
+    range: Range<usize>,
+) -> Vec<usize> {
     let n = data.len() / dim;
-    let mut out = vec![0usize; range.len()];
+    let m = sets.len();
+    let mut out = vec![0usize; range.len() * m];
+    let mut radii = vec![0.0; m];
     let mut q0 = range.start;
     while q0 < range.end {
         let q1 = (q0 + TILE_Q).min(range.end);
         let mut r0 = 0;
         while r0 < n {
             let r1 = (r0 + TILE_R).min(n);
+            let block = &data[r0 * dim..r1 * dim];
             for qi in q0..q1 {
                 let q = &data[qi * dim..(qi + 1) * dim];
-                let r = radii[qi - range.start];
-                let mut c = 0;
-                for p in data[r0 * dim..r1 * dim].chunks_exact(dim) {
-                    let d = metric.key(q, p);
-                    if d < r || (r <= 0.0 && d <= 0.0) {
-                        c += 1;
+                let row = qi - range.start;
+                for (r, set) in radii.iter_mut().zip(sets) {
+                    *r = set[row];
+                }
+                let counts = &mut out[row * m..(row + 1) * m];
+                if m == 1 {
+                    let r = radii[0];
+                    let mut c = 0;
+                    for p in block.chunks_exact(dim) {
+                        let d = kern.key(q, p);
+                        if d < r || (r <= 0.0 && d <= 0.0) {
+                            c += 1;
+                        }
+                    }
+                    counts[0] += c;
+                    continue;
+                }
+                for p in block.chunks_exact(dim) {
+                    let d = kern.key(q, p);
+                    for (c, &r) in counts.iter_mut().zip(&radii) {
+                        if d < r || (r <= 0.0 && d <= 0.0) {
+                            *c += 1;
+                        }
                     }
                 }
-                out[qi - range.start] += c;
             }
             r0 = r1;
         }
@@ -1355,6 +1731,19 @@ mod tests {
             let bx = Index::with("brute", xs, 1, m1);
             let r = &got[1];
             assert_eq!(sorted.all_counts_below(r), bx.counts_below(r, 0..3000));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn sorted_order_is_a_stable_total_order(vals in proptest::collection::vec(any::<u16>(), 0..3000), scale in prop_oneof![Just(1e-9), Just(1.0), Just(1e300)]) {
+            // many ties, equal upper bits and signed zeros
+            let data: Vec<f64> = vals.iter().map(|&v| match v % 5 { 0 => -0.0, 1 => 0.0, _ => (v as f64 - 30000.0) * scale + 1.0 }).collect();
+            let got = sorted_order(&data);
+            let mut want: Vec<u32> = (0..data.len() as u32).collect();
+            want.sort_by(|&a, &b| data[a as usize].total_cmp(&data[b as usize]).then(a.cmp(&b)));
+            prop_assert_eq!(got, want);
         }
     }
 

@@ -239,20 +239,27 @@ pub(crate) fn ksg_core(
     );
     let psi_n = digamma(n as f64);
     let mut psi = DigammaTable::default();
-    ji.all_kth_keys_multi(ks)
-        .iter()
-        .zip(ks)
-        .map(|(eps, &k)| {
-            // sequential sweeps (1-D) run side by side; the others are parallel inside
-            let (cx, cy) = if xi.is_sequential() && yi.is_sequential() {
-                join(|| xi.all_counts_below(eps), || yi.all_counts_below(eps))
-            } else {
-                (xi.all_counts_below(eps), yi.all_counts_below(eps))
-            };
+    let eps = ji.all_kth_keys_multi(ks);
+    // sequential sweeps (1-D) run side by side; the others are parallel inside and count every
+    // k in one pass
+    let (cx, cy) = if xi.is_sequential() && yi.is_sequential() {
+        join(
+            || xi.all_counts_below_multi(&eps),
+            || yi.all_counts_below_multi(&eps),
+        )
+    } else {
+        (
+            xi.all_counts_below_multi(&eps),
+            yi.all_counts_below_multi(&eps),
+        )
+    };
+    ks.iter()
+        .zip(cx.iter().zip(&cy))
+        .map(|(&k, (cx, cy))| {
             // counts include the point itself: ψ(n_x + 1) = ψ(count)
             let s: f64 = cx
                 .iter()
-                .zip(&cy)
+                .zip(cy)
                 .map(|(&a, &b)| psi.get(a) + psi.get(b))
                 .sum();
             digamma(k as f64) + psi_n - s / n as f64
