@@ -17,7 +17,15 @@
 //! - brute force in cache-friendly tiles (a tile of queries against a block of reference points);
 //! - [`Sorted1d`]: a sorted copy of 1-D data; k-th neighbour by a two-pointer walk, radius counts
 //!   by binary search on the *computed* differences (exact, because floating-point subtraction is
-//!   monotone).
+//!   monotone); the counts of all members at once by two sweeps over the queries ordered by their
+//!   interval ends, each boundary walked from the previous one (O(N) after a sort);
+//! - [`Plane`]: 2-D points under a max-type metric (the KSG joint space of 1-D x and 1-D y):
+//!   equal-count vertical strips sorted by y, searched by short contiguous walks.
+//!
+//! The inner loops are specialised per metric shape (a `Kernel` for the max-norm, one or two
+//! Euclidean groups) with the arithmetic of [`Metric::key`] in the same order, so every path
+//! computes the same keys bit for bit. Searches for several k share one pass (the k_max nearest),
+//! and counts for several radii share one key per pair.
 //!
 //! [`Index::auto`] picks one. Counting semantics ([`Index::count_below`]): the number of points
 //! `j` (the query point itself included) with `key(i, j) < r` when `r > 0`, and with
@@ -1091,14 +1099,14 @@ fn columns(flat: Vec<f64>, cols: usize) -> Vec<Vec<f64>> {
 }
 
 impl Index {
-    /// Sorted array for 1-D; strips for 2-D with a max-type metric ([`Plane`]); a k-d tree for
-    /// low dimension and N ≥ 128; brute force otherwise. `k_hint`: the neighbour order the index
-    /// will mostly serve (it only tunes [`Plane`]).
+    /// Sorted array for 1-D; strips for 2-D with a max-type metric ([`Plane`], N ≥ 32); a k-d
+    /// tree for low dimension and N ≥ 128; brute force otherwise.
     pub fn auto(data: Vec<f64>, dim: usize, metric: Metric) -> Index {
         Index::auto_for(data, dim, metric, 3)
     }
 
-    /// [`Index::auto`] with a neighbour-order hint.
+    /// [`Index::auto`] with `k_hint`, the neighbour order the index will mostly serve (it only
+    /// sizes the strips of [`Plane`]).
     pub fn auto_for(data: Vec<f64>, dim: usize, metric: Metric, k_hint: usize) -> Index {
         let n = data.len() / dim.max(1);
         if dim == 1 {
@@ -1716,9 +1724,9 @@ mod tests {
             assert!(matches!(plane, Index::Plane(..)));
             let want = brute.kth_keys_multi(&[1, 5, 10], 0..3000);
             let got = plane.all_kth_keys_multi(&[1, 5, 10]);
-            for c in 0..3 {
+            for (c, g) in got.iter().enumerate() {
                 let w: Vec<f64> = want.iter().skip(c).step_by(3).copied().collect();
-                assert_eq!(got[c], w);
+                assert_eq!(g, &w);
                 assert_eq!(plane.all_counts_below(&w), brute.counts_below(&w, 0..3000));
             }
             let xs: Vec<f64> = data.iter().step_by(2).copied().collect();
