@@ -17,8 +17,11 @@
 //! (interpreter: `$INFOAUDIT_BENCH_PYTHON`, default `/work/venv/bin/python` when present, else
 //! `python3`), which prints its timings and values as one JSON line.
 //!
-//! `--table`: the §8.3-like accuracy table (KSG-5 and KSG-10, bmi convention, N = 5000, 3 seeds)
-//! on the Gaussian / Student-t cores and a few marginal transforms, next to bmi's numbers.
+//! `--table [FILTER]`: the §8.3 accuracy table (KSG-5 and KSG-10, bmi convention, N = 5000,
+//! 3 seeds) on all 40 bmi tasks (samplers re-implemented; see `estimate::samplers`), next to
+//! bmi's numbers; FILTER keeps the tasks whose name contains it.
+//! `--neural-table [FILTER]`: InfoNCE, NWJ, MINE and SMILE (default params, seed 0) on the
+//! 12-task subset of the §8.3 neural table, next to bmi's numbers.
 
 use infoaudit::estimate::samplers::*;
 use infoaudit::estimate::{ksg, neural, Control};
@@ -171,8 +174,20 @@ struct Row {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // optional task-name filter after --table / --neural-table
+    let filter = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .filter(|f| !f.starts_with("--"))
+            .cloned()
+    };
     if args.iter().any(|a| a == "--table") {
-        table();
+        table(filter("--table").as_deref());
+        return Ok(());
+    }
+    if args.iter().any(|a| a == "--neural-table") {
+        neural_table(filter("--neural-table").as_deref());
         return Ok(());
     }
     let rust_only = args.iter().any(|a| a == "--rust-only");
@@ -309,15 +324,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 // §8.3-like accuracy table
 // ---------------------------------------------------------------------------------------------
 
-/// A task: (name, true MI, bmi KSG-5 mean, bmi KSG-10 mean, sampler(seed) → (x, y)).
+/// A task's sampler: seed → (x, y), N = 5000.
 type Sampler = Box<dyn Fn(u64) -> (Array2<f64>, Array2<f64>)>;
 
+/// A task: name, true MI, bmi KSG-5 and KSG-10 means (estimators-anchors.md §8.3), sampler.
+struct Task {
+    name: &'static str,
+    truth: f64,
+    bmi5: f64,
+    bmi10: f64,
+    sampler: Sampler,
+}
+
+fn task(name: &'static str, truth: f64, bmi5: f64, bmi10: f64, sampler: Sampler) -> Task {
+    Task {
+        name,
+        truth,
+        bmi5,
+        bmi10,
+        sampler,
+    }
+}
+
+const N_TABLE: usize = 5000;
+
 fn gauss(cov: Array2<f64>, d: usize) -> Sampler {
-    Box::new(move |seed| gaussian_sample(&cov, d, 5000, seed))
+    Box::new(move |seed| gaussian_sample(&cov, d, N_TABLE, seed))
 }
 
 fn student(d: usize, nu: u32) -> Sampler {
-    Box::new(move |seed| split(&student_sample(&Array2::eye(2 * d), nu, 5000, seed), d))
+    Box::new(move |seed| split(&student_sample(&Array2::eye(2 * d), nu, N_TABLE, seed), d))
 }
 
 fn mapped(s: Sampler, f: fn(f64) -> f64) -> Sampler {
@@ -327,190 +363,476 @@ fn mapped(s: Sampler, f: fn(f64) -> f64) -> Sampler {
     })
 }
 
-fn table() {
-    let rho = |r: f64| {
-        let mut c = Array2::<f64>::eye(2);
-        c[[0, 1]] = r;
-        c[[1, 0]] = r;
-        c
-    };
+fn rho(r: f64) -> Array2<f64> {
+    let mut c = Array2::<f64>::eye(2);
+    c[[0, 1]] = r;
+    c[[1, 0]] = r;
+    c
+}
+
+/// bmi's 2-pair sparse Gaussian (`task_multinormal_sparse`): its sampler uses the correlation
+/// matrix of the latent-variable model (unit variances, corr(X_i, Y_i) = 0.8 for i < 2), which
+/// matters for the transforms that are not affine (normal CDF, spiral).
+fn sparse(d: usize) -> Sampler {
+    gauss(sparse_pair_cov(d, d, 2, 0.8), d)
+}
+
+/// bmi `transform_spiral_task` (normalised speed): X rotated in its (0, 1) plane with speed
+/// 1/dim_x, Y in its (1, 2) plane with speed 1/dim_y (anchors §8.4).
+fn spiral(s: Sampler) -> Sampler {
+    Box::new(move |seed| {
+        let (mut x, mut y) = s(seed);
+        let (dx, dy) = (x.ncols(), y.ncols());
+        spiral_rows(&mut x, 0, 1, 1.0 / dx as f64);
+        spiral_rows(&mut y, 1, 2, 1.0 / dy as f64);
+        (x, y)
+    })
+}
+
+fn tasks() -> Vec<Task> {
     let sid = |d: usize, nu: f64| student_mi(&Array2::eye(2 * d), d, nu);
-    // bmi reference numbers: estimators-anchors.md §8.3 (bmi 0.1.3, N = 5000, 5 seeds).
-    let tasks: Vec<(&str, f64, f64, f64, Sampler)> = vec![
-        (
+    let sparse_mi = 1.021651;
+    let additive = |eps: f64| -> Sampler {
+        Box::new(move |seed| {
+            let (x, y) = additive_uniform_sample(eps, N_TABLE, seed);
+            (
+                Array2::from_shape_vec((N_TABLE, 1), x).unwrap(),
+                Array2::from_shape_vec((N_TABLE, 1), y).unwrap(),
+            )
+        })
+    };
+    let bimodal: Sampler = Box::new(|seed| {
+        let (x, y) = gaussian_sample(&rho(0.75), 1, N_TABLE, seed);
+        (x.mapv(bimodal_x), y.mapv(bimodal_y))
+    });
+    // swissroll_x-normal_cdf-1v1-normal-0.75: X = swissroll(Φ(x)) (2-D), Y = Φ(y)
+    let swissroll_task: Sampler = Box::new(|seed| {
+        let (x, y) = gaussian_sample(&rho(0.75), 1, N_TABLE, seed);
+        let mut sx = Array2::<f64>::zeros((N_TABLE, 2));
+        for (i, v) in x.column(0).iter().enumerate() {
+            let [a, b] = swissroll(normal_cdf(*v));
+            sx[[i, 0]] = a;
+            sx[[i, 1]] = b;
+        }
+        (sx, y.mapv(normal_cdf))
+    });
+    vec![
+        task(
             "1v1-normal-0.75",
             0.413339,
             0.408,
             0.415,
             gauss(rho(0.75), 1),
         ),
-        (
+        task(
             "normal_cdf-1v1-normal-0.75",
             0.413339,
             0.412,
             0.415,
             mapped(gauss(rho(0.75), 1), normal_cdf),
         ),
-        (
+        task(
+            "1v1-additive-0.1",
+            additive_uniform_mi(0.1),
+            1.684,
+            1.669,
+            additive(0.1),
+        ),
+        task(
+            "1v1-additive-0.75",
+            additive_uniform_mi(0.75),
+            0.328,
+            0.323,
+            additive(0.75),
+        ),
+        task("1v1-bimodal-0.75", 0.413339, 0.410, 0.415, bimodal),
+        task(
             "wiggly-1v1-normal-0.75 (our map)",
             0.413339,
             0.411,
             0.413,
             mapped(gauss(rho(0.75), 1), wiggly),
         ),
-        (
+        task(
             "half_cube-1v1-normal-0.75",
             0.413339,
             0.408,
             0.408,
             mapped(gauss(rho(0.75), 1), half_cube),
         ),
-        (
+        task(
             "student-identity-1-1-1",
             sid(1, 1.0),
             0.162,
             0.137,
             student(1, 1),
         ),
-        (
+        task(
             "asinh-student-identity-1-1-1",
             sid(1, 1.0),
             0.225,
             0.225,
             mapped(student(1, 1), f64::asinh),
         ),
-        (
+        task(
+            "swissroll_x-normal_cdf-1v1-normal-0.75",
+            0.413339,
+            0.412,
+            0.416,
+            swissroll_task,
+        ),
+        task(
             "multinormal-dense-2-2-0.5",
             0.293893,
             0.289,
             0.290,
             gauss(dense_cov(2, 2, 0.5), 2),
         ),
-        (
+        task(
             "multinormal-dense-3-3-0.5",
             0.413339,
             0.406,
             0.401,
             gauss(dense_cov(3, 3, 0.5), 3),
         ),
-        (
+        task(
             "multinormal-dense-5-5-0.5",
             0.592812,
             0.571,
             0.559,
             gauss(dense_cov(5, 5, 0.5), 5),
         ),
-        (
+        task(
             "multinormal-dense-25-25-0.5",
             1.292184,
             1.080,
             1.051,
             gauss(dense_cov(25, 25, 0.5), 25),
         ),
-        (
+        task(
+            "multinormal-dense-50-50-0.5",
+            1.624265,
+            1.278,
+            1.246,
+            gauss(dense_cov(50, 50, 0.5), 50),
+        ),
+        task(
             "multinormal-sparse-2-2-2-2.0",
-            1.021651,
+            sparse_mi,
             1.024,
             1.017,
             gauss(sparse_pair_cov(2, 2, 2, 0.8), 2),
         ),
-        (
+        task(
             "multinormal-sparse-3-3-2-2.0",
-            1.021651,
+            sparse_mi,
             0.942,
             0.908,
             gauss(sparse_pair_cov(3, 3, 2, 0.8), 3),
         ),
-        (
+        task(
             "multinormal-sparse-5-5-2-2.0",
-            1.021651,
+            sparse_mi,
             0.754,
             0.698,
             gauss(sparse_pair_cov(5, 5, 2, 0.8), 5),
         ),
-        (
+        task(
             "multinormal-sparse-25-25-2-2.0",
-            1.021651,
+            sparse_mi,
             0.205,
             0.184,
             gauss(sparse_pair_cov(25, 25, 2, 0.8), 25),
         ),
-        (
+        task(
             "student-identity-2-2-1",
             sid(2, 1.0),
             0.233,
             0.198,
             student(2, 1),
         ),
-        (
+        task(
+            "student-identity-2-2-2",
+            sid(2, 2.0),
+            0.098,
+            0.082,
+            student(2, 2),
+        ),
+        task(
             "student-identity-3-3-2",
             sid(3, 2.0),
             0.123,
             0.117,
             student(3, 2),
         ),
-        (
+        task(
+            "student-identity-3-3-3",
+            sid(3, 3.0),
+            0.067,
+            0.068,
+            student(3, 3),
+        ),
+        task(
             "student-identity-5-5-2",
             sid(5, 2.0),
             0.195,
             0.201,
             student(5, 2),
         ),
-        (
+        task(
+            "student-identity-5-5-3",
+            sid(5, 3.0),
+            0.144,
+            0.156,
+            student(5, 3),
+        ),
+        task(
+            "normal_cdf-multinormal-sparse-3-3-2-2.0",
+            sparse_mi,
+            0.907,
+            0.878,
+            mapped(sparse(3), normal_cdf),
+        ),
+        task(
+            "normal_cdf-multinormal-sparse-5-5-2-2.0",
+            sparse_mi,
+            0.723,
+            0.676,
+            mapped(sparse(5), normal_cdf),
+        ),
+        task(
+            "normal_cdf-multinormal-sparse-25-25-2-2.0",
+            sparse_mi,
+            0.206,
+            0.182,
+            mapped(sparse(25), normal_cdf),
+        ),
+        task(
+            "half_cube-multinormal-sparse-3-3-2-2.0",
+            sparse_mi,
+            0.869,
+            0.826,
+            mapped(sparse(3), half_cube),
+        ),
+        task(
+            "half_cube-multinormal-sparse-5-5-2-2.0",
+            sparse_mi,
+            0.674,
+            0.621,
+            mapped(sparse(5), half_cube),
+        ),
+        task(
+            "half_cube-multinormal-sparse-25-25-2-2.0",
+            sparse_mi,
+            0.185,
+            0.167,
+            mapped(sparse(25), half_cube),
+        ),
+        task(
+            "spiral-multinormal-sparse-3-3-2-2.0",
+            sparse_mi,
+            0.704,
+            0.647,
+            spiral(sparse(3)),
+        ),
+        task(
+            "spiral-multinormal-sparse-5-5-2-2.0",
+            sparse_mi,
+            0.561,
+            0.508,
+            spiral(sparse(5)),
+        ),
+        task(
+            "spiral-multinormal-sparse-25-25-2-2.0",
+            sparse_mi,
+            0.184,
+            0.166,
+            spiral(sparse(25)),
+        ),
+        task(
+            "spiral-normal_cdf-multinormal-sparse-3-3-2-2.0",
+            sparse_mi,
+            0.885,
+            0.849,
+            spiral(mapped(sparse(3), normal_cdf)),
+        ),
+        task(
+            "spiral-normal_cdf-multinormal-sparse-5-5-2-2.0",
+            sparse_mi,
+            0.698,
+            0.647,
+            spiral(mapped(sparse(5), normal_cdf)),
+        ),
+        task(
+            "spiral-normal_cdf-multinormal-sparse-25-25-2-2.0",
+            sparse_mi,
+            0.200,
+            0.176,
+            spiral(mapped(sparse(25), normal_cdf)),
+        ),
+        task(
             "asinh-student-identity-2-2-1",
             sid(2, 1.0),
             0.397,
             0.365,
             mapped(student(2, 1), f64::asinh),
         ),
-        (
+        task(
+            "asinh-student-identity-3-3-2",
+            sid(3, 2.0),
+            0.184,
+            0.165,
+            mapped(student(3, 2), f64::asinh),
+        ),
+        task(
             "asinh-student-identity-5-5-2",
             sid(5, 2.0),
             0.237,
             0.233,
             mapped(student(5, 2), f64::asinh),
         ),
-        (
-            "normal_cdf-multinormal-sparse-5-5-2-2.0",
-            1.021651,
-            0.723,
-            0.676,
-            mapped(gauss(sparse_pair_cov(5, 5, 2, 0.8), 5), normal_cdf),
-        ),
-        (
-            "half_cube-multinormal-sparse-5-5-2-2.0",
-            1.021651,
-            0.674,
-            0.621,
-            mapped(gauss(sparse_pair_cov(5, 5, 2, 0.8), 5), half_cube),
-        ),
-    ];
+    ]
+}
+
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    let sd = if v.len() > 1 {
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+    } else {
+        0.0
+    };
+    (m, sd)
+}
+
+/// ✔ when |log(estimate / truth)| < log 1.5 (bmi's "solved" criterion, on the mean).
+fn within(est: f64, truth: f64) -> &'static str {
+    if est > 0.0 && (est / truth).ln().abs() < 1.5f64.ln() {
+        "✔"
+    } else {
+        "✘"
+    }
+}
+
+fn table(filter: Option<&str>) {
     let seeds = 3u64;
-    println!("KSG (Euclidean per space, max across, standardised), N = 5000, {seeds} seeds; bmi = estimators-anchors.md §8.3 (bmi 0.1.3, 5 seeds, other samples)");
+    println!("KSG (Euclidean per space, max across, standardised), N = {N_TABLE}, {seeds} seeds; bmi = estimators-anchors.md §8.3 (bmi 0.1.3, 5 seeds, other samples)");
     println!(
-        "{:<42} {:>7} {:>16} {:>7} {:>16} {:>7} {:>8}",
-        "task", "true", "ours K5 mean±sd", "bmi K5", "ours K10 mean±sd", "bmi K10", "s/fit"
+        "{:<50} {:>7} {:>16} {:>7} {:>16} {:>7} {:>5} {:>8}",
+        "task", "true", "ours K5 mean±sd", "bmi K5", "ours K10 mean±sd", "bmi K10", "×1.5", "s/fit"
     );
-    for (name, truth, b5, b10, sampler) in tasks {
+    let t_all = Instant::now();
+    for t in tasks() {
+        if filter.is_some_and(|f| !t.name.contains(f)) {
+            continue;
+        }
         let mut v5 = Vec::new();
         let mut v10 = Vec::new();
-        let t0 = Instant::now();
+        let mut secs = 0.0;
         for s in 0..seeds {
-            let (x, y) = sampler(s);
+            let (x, y) = (t.sampler)(s);
+            let t0 = Instant::now();
             let (_, per) = ksg_bmi(x.view(), y.view(), &[5, 10]);
+            secs += t0.elapsed().as_secs_f64();
             v5.push(per[0]);
             v10.push(per[1]);
         }
-        let secs = t0.elapsed().as_secs_f64() / seeds as f64;
-        let ms = |v: &[f64]| {
-            let m = v.iter().sum::<f64>() / v.len() as f64;
-            let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt();
-            format!("{m:.3} ± {sd:.3}")
-        };
+        let ((m5, s5), (m10, s10)) = (mean_sd(&v5), mean_sd(&v10));
         println!(
-            "{name:<42} {truth:>7.3} {:>16} {b5:>7.3} {:>16} {b10:>7.3} {secs:>8.2}",
-            ms(&v5),
-            ms(&v10)
+            "{:<50} {:>7.3} {:>16} {:>7.3} {:>16} {:>7.3} {:>2}/{} {:>8.2}",
+            t.name,
+            t.truth,
+            format!("{m5:.3} ± {s5:.3}"),
+            t.bmi5,
+            format!("{m10:.3} ± {s10:.3}"),
+            t.bmi10,
+            within(m5, t.truth),
+            within(m10, t.truth),
+            secs / seeds as f64
         );
     }
+    println!("table: {:.1} s in all", t_all.elapsed().as_secs_f64());
+}
+
+/// The 12 tasks of the neural table of estimators-anchors.md §8.3, with bmi's InfoNCE, NWJ and
+/// MINE values (one seed, bmi defaults).
+const NEURAL_TASKS: [(&str, f64, f64, f64); 12] = [
+    ("1v1-normal-0.75", 0.384, 0.375, 0.395),
+    ("1v1-additive-0.1", 1.642, 1.675, 1.655),
+    ("student-identity-1-1-1", 0.151, -0.379, 0.129),
+    ("multinormal-dense-5-5-0.5", 0.553, 0.543, 0.576),
+    ("multinormal-dense-25-25-0.5", 1.043, -0.001, 1.077),
+    ("multinormal-sparse-5-5-2-2.0", 0.958, 0.936, 0.928),
+    ("multinormal-sparse-25-25-2-2.0", 0.720, 0.794, 0.646),
+    ("student-identity-5-5-2", 0.179, 0.029, 0.075),
+    (
+        "half_cube-multinormal-sparse-25-25-2-2.0",
+        0.589,
+        0.758,
+        0.633,
+    ),
+    ("spiral-multinormal-sparse-5-5-2-2.0", 0.486, 0.494, 0.487),
+    ("asinh-student-identity-5-5-2", 0.309, 0.008, 0.006),
+    ("multinormal-dense-50-50-0.5", 1.169, 1.408, 1.477),
+];
+
+fn neural_table(filter: Option<&str>) {
+    let all = tasks();
+    println!("neural bounds, default params (N = {N_TABLE}, half held out), seed 0; bmi = estimators-anchors.md §8.3 (bmi defaults, 1 seed, other samples)");
+    println!(
+        "{:<42} {:>6} {:>15} {:>15} {:>15} {:>15}",
+        "task", "true", "InfoNCE (bmi)", "NWJ (bmi)", "MINE (bmi)", "SMILE"
+    );
+    let t_all = Instant::now();
+    for (name, nce, nwj, mine) in NEURAL_TASKS {
+        if filter.is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        let t = all
+            .iter()
+            .find(|t| t.name == name)
+            .expect("task in the KSG list");
+        let (x, y) = (t.sampler)(0);
+        let mut cells = Vec::new();
+        let mut secs = Vec::new();
+        for (b, reference) in [
+            ("infonce", Some(nce)),
+            ("nwj", Some(nwj)),
+            ("mine", Some(mine)),
+            ("smile", None),
+        ] {
+            let bound = neural::Bound::from_id(b).unwrap();
+            let t0 = Instant::now();
+            let v = neural::estimate(
+                bound,
+                x.view(),
+                y.view(),
+                &neural::Params::default(),
+                &Control::none(),
+            )
+            .map(|o| o.value)
+            .unwrap_or(f64::NAN);
+            secs.push(t0.elapsed().as_secs_f64());
+            cells.push(match reference {
+                Some(r) => format!("{v:.3} ({r:.3})"),
+                None => format!("{v:.3}"),
+            });
+        }
+        println!(
+            "{:<42} {:>6.3} {:>15} {:>15} {:>15} {:>15}   s/fit: {}",
+            name,
+            t.truth,
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            secs.iter()
+                .map(|s| format!("{s:.1}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    println!(
+        "neural table: {:.1} s in all",
+        t_all.elapsed().as_secs_f64()
+    );
 }

@@ -27,7 +27,7 @@
 //! asymptotically linear statistic: Var(θ_m | data) ≈ σ²(1/m − 1/N)). The interval is the
 //! normal interval θ̂ ± z_{(1+c)/2} · sd around the full-sample estimate.
 
-use super::knn::{Index, Metric};
+use super::knn::{join, Index, Metric};
 use super::rng::SplitMix64;
 use super::special::digamma;
 use super::{check_choice, num, Control, EstimateError, Interval, Output};
@@ -226,24 +226,66 @@ pub(crate) fn ksg_core(
     } else {
         (Metric::Max, Metric::Max, Metric::Max)
     };
-    let ji = Index::auto(joint, dx + dy, mj);
-    let xi = Index::auto(xs.to_vec(), dx, mx);
-    let yi = Index::auto(ys.to_vec(), dy, my);
+    let kmax = ks.iter().copied().max().unwrap_or(1);
+    // The three indexes are independent: build the joint one on a second thread.
+    let (ji, (xi, yi)) = join(
+        || Index::auto_for(joint, dx + dy, mj, kmax),
+        || {
+            (
+                Index::auto(xs.to_vec(), dx, mx),
+                Index::auto(ys.to_vec(), dy, my),
+            )
+        },
+    );
     let psi_n = digamma(n as f64);
+    let mut psi = DigammaTable::default();
+    let eps = ji.all_kth_keys_multi(ks);
+    // sequential sweeps (1-D) run side by side; the others are parallel inside and count every
+    // k in one pass
+    let (cx, cy) = if xi.is_sequential() && yi.is_sequential() {
+        join(
+            || xi.all_counts_below_multi(&eps),
+            || yi.all_counts_below_multi(&eps),
+        )
+    } else {
+        (
+            xi.all_counts_below_multi(&eps),
+            yi.all_counts_below_multi(&eps),
+        )
+    };
     ks.iter()
-        .map(|&k| {
-            let eps = ji.all_kth_keys(k);
-            let cx = xi.all_counts_below(&eps);
-            let cy = yi.all_counts_below(&eps);
+        .zip(cx.iter().zip(&cy))
+        .map(|(&k, (cx, cy))| {
             // counts include the point itself: ψ(n_x + 1) = ψ(count)
             let s: f64 = cx
                 .iter()
-                .zip(&cy)
-                .map(|(&a, &b)| digamma(a as f64) + digamma(b as f64))
+                .zip(cy)
+                .map(|(&a, &b)| psi.get(a) + psi.get(b))
                 .sum();
             digamma(k as f64) + psi_n - s / n as f64
         })
         .collect()
+}
+
+/// ψ at non-negative integers, computed once each (the same values as [`digamma`]).
+#[derive(Default)]
+pub(crate) struct DigammaTable(Vec<f64>);
+
+impl DigammaTable {
+    #[inline]
+    pub(crate) fn get(&mut self, c: usize) -> f64 {
+        if c >= self.0.len() {
+            self.0.resize((c + 1).max(2 * self.0.len()), f64::NAN);
+        }
+        let v = self.0[c];
+        if v.is_nan() {
+            let v = digamma(c as f64);
+            self.0[c] = v;
+            v
+        } else {
+            v
+        }
+    }
 }
 
 /// m distinct indices out of n (partial Fisher–Yates), sorted.

@@ -260,6 +260,86 @@ pub fn wiggly(x: f64) -> f64 {
     x + 0.4 * x.sin() + 0.15 * (2.0 * x + 0.5).sin()
 }
 
+/// bmi's `AdditiveUniformSampler`: X ~ U(0, 1), Y = X + N with N ~ U(−ε, ε) independent.
+pub fn additive_uniform_sample(eps: f64, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+    let mut g = SplitMix64::new(seed);
+    let mut x = Vec::with_capacity(n);
+    let mut y = Vec::with_capacity(n);
+    for _ in 0..n {
+        let a = g.uniform();
+        let b = g.uniform();
+        x.push(a);
+        y.push(a + eps * (2.0 * b - 1.0));
+    }
+    (x, y)
+}
+
+/// MI of [`additive_uniform_sample`] (closed form, bmi `AdditiveUniformSampler`): I = h(Y) − h(N)
+/// with the trapezoidal density of Y: ε − ln(2ε) for ε ≤ ½, and 1/(4ε) above (the ramps of Y
+/// contribute ∫₀¹ −u ln u du = ¼ per unit of width).
+pub fn additive_uniform_mi(eps: f64) -> f64 {
+    if eps > 0.5 {
+        0.25 / eps
+    } else {
+        eps - (2.0 * eps).ln()
+    }
+}
+
+/// The CDF of a mixture of unit-variance normals with `(weight, mean)` components.
+pub fn normal_mixture_cdf(components: &[(f64, f64)], t: f64) -> f64 {
+    components.iter().map(|&(w, m)| w * normal_cdf(t - m)).sum()
+}
+
+/// The inverse of [`normal_mixture_cdf`] by bisection (to ~1e-12 in t), for p in (0, 1).
+pub fn normal_mixture_quantile(components: &[(f64, f64)], p: f64) -> f64 {
+    let (mut lo, mut hi) = (-40.0f64, 40.0f64);
+    for _ in 0..100 {
+        let mid = 0.5 * (lo + hi);
+        if normal_mixture_cdf(components, mid) < p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+        if hi - lo < 1e-12 {
+            break;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// bmi "1v1-bimodal" margins: x ↦ F⁻¹(Φ(x)) with F the CDF of 0.3·N(0, 1) + 0.7·N(5, 1) for X
+/// and of 0.5·N(−1, 1) + 0.5·N(3, 1) for Y (bmi `task_bimodal_gaussians`); both maps are
+/// strictly increasing, so the MI is the Gaussian core's.
+pub fn bimodal_x(x: f64) -> f64 {
+    normal_mixture_quantile(&[(0.3, 0.0), (0.7, 5.0)], normal_cdf(x))
+}
+
+/// See [`bimodal_x`].
+pub fn bimodal_y(y: f64) -> f64 {
+    normal_mixture_quantile(&[(0.5, -1.0), (0.5, 3.0)], normal_cdf(y))
+}
+
+/// bmi `swissroll2d`: u ∈ [0, 1] ↦ (t cos t, t sin t) with t = 1.5π(1 + 2u); injective and
+/// smooth, so it preserves MI (bmi `SwissRollSampler`).
+pub fn swissroll(u: f64) -> [f64; 2] {
+    let t = 1.5 * std::f64::consts::PI * (1.0 + 2.0 * u);
+    [t * t.cos(), t * t.sin()]
+}
+
+/// bmi `Spiral` with the generator `so_generator(d, i, j)` (A[i][j] = 1, A[j][i] = −1) and
+/// `speed`: x ↦ exp(θA)·x with θ = speed·‖x‖², i.e. a rotation by θ in the (i, j) plane
+/// (x_i ← cos θ·x_i + sin θ·x_j, x_j ← −sin θ·x_i + cos θ·x_j). A diffeomorphism (its inverse
+/// rotates back by the same θ, as ‖x‖ is preserved), so it preserves MI. In place, per row.
+pub fn spiral_rows(a: &mut Array2<f64>, i: usize, j: usize, speed: f64) {
+    for mut row in a.rows_mut() {
+        let r2: f64 = row.iter().map(|v| v * v).sum();
+        let (s, c) = (speed * r2).sin_cos();
+        let (xi, xj) = (row[i], row[j]);
+        row[i] = c * xi + s * xj;
+        row[j] = -s * xi + c * xj;
+    }
+}
+
 /// Apply `f` to every entry.
 pub fn map(a: &Array2<f64>, f: impl Fn(f64) -> f64) -> Array2<f64> {
     a.mapv(f)
@@ -309,6 +389,32 @@ mod tests {
         assert!((normal_cdf(0.0) - 0.5).abs() < 1e-15);
         assert!((normal_cdf(1.0) - 0.8413447460685429).abs() < 1e-13);
         assert!((normal_cdf(-2.5) - 0.006209665325776132).abs() < 1e-14);
+    }
+
+    #[test]
+    fn new_samplers() {
+        // bmi: 1v1-additive-0.1 → 1.709438, 1v1-additive-0.75 → 0.333333 (anchors §8.1)
+        assert!((additive_uniform_mi(0.1) - 1.709438).abs() < 1e-6);
+        assert!((additive_uniform_mi(0.75) - 0.333333).abs() < 1e-6);
+        let (x, y) = additive_uniform_sample(0.1, 1000, 1);
+        assert!(x
+            .iter()
+            .zip(&y)
+            .all(|(a, b)| (0.0..1.0).contains(a) && (b - a).abs() <= 0.1));
+        for p in [0.01, 0.3, 0.5, 0.9, 0.999] {
+            let c = [(0.3, 0.0), (0.7, 5.0)];
+            assert!((normal_mixture_cdf(&c, normal_mixture_quantile(&c, p)) - p).abs() < 1e-10);
+        }
+        assert!(bimodal_x(-1.0) < bimodal_x(0.0) && bimodal_x(0.0) < bimodal_x(1.0));
+        let mut a = Array2::from_shape_vec((1, 3), vec![0.3, -1.2, 0.7]).unwrap();
+        let before: f64 = a.iter().map(|v| v * v).sum();
+        spiral_rows(&mut a, 1, 2, 1.0 / 3.0);
+        let after: f64 = a.iter().map(|v| v * v).sum();
+        assert!((before - after).abs() < 1e-12 && a[[0, 0]] == 0.3);
+        spiral_rows(&mut a, 1, 2, -1.0 / 3.0);
+        assert!((a[[0, 1]] + 1.2).abs() < 1e-12 && (a[[0, 2]] - 0.7).abs() < 1e-12);
+        let [sx, sy] = swissroll(0.0);
+        assert!(sx.abs() < 1e-12 && (sy + 1.5 * std::f64::consts::PI).abs() < 1e-12);
     }
 
     #[test]
