@@ -140,13 +140,90 @@ fn api_routes(limits: Limits) -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of this build.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes(Limits::default()).split_for_parts().1
+    let mut doc = api_routes(Limits::default()).split_for_parts().1;
+    document_common_responses(&mut doc);
+    doc
+}
+
+/// Responses every operation of a kind can give, whatever its handler says: 401/403 from the
+/// key check on `/v1/` routes, 400 from malformed path or query parameters, 404 for unknown ids,
+/// 413/415 for bodies, 422 for invalid names in the path.
+fn document_common_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build()
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in ops.into_iter().flatten() {
+            // Names in the path: say what the service accepts, so clients (and fuzzers) know.
+            for p in op.parameters.iter_mut().flatten() {
+                if p.parameter_in == ParameterIn::Path
+                    && ["model", "version", "gate", "alias"].contains(&p.name.as_str())
+                {
+                    p.schema = Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .pattern(Some(crate::domain::names::PATTERN))
+                            .min_length(Some(1))
+                            .max_length(Some(128))
+                            .build()
+                            .into(),
+                    );
+                }
+            }
+            let params = op.parameters.as_deref().unwrap_or_default();
+            let has_path = params.iter().any(|p| p.parameter_in == ParameterIn::Path);
+            let has_query = params.iter().any(|p| p.parameter_in == ParameterIn::Query);
+            let has_body = op.request_body.is_some();
+            let named = params.iter().any(|p| {
+                p.parameter_in == ParameterIn::Path
+                    && ["model", "version", "gate", "alias"].contains(&p.name.as_str())
+            });
+            let mut add = |code: &str, description: &str, when: bool| {
+                if when && !op.responses.responses.contains_key(code) {
+                    op.responses
+                        .responses
+                        .insert(code.to_string(), problem(description).into());
+                }
+            };
+            let v1 = path.starts_with("/v1/");
+            add(
+                "400",
+                "Malformed parameters or body",
+                has_path || has_query || has_body,
+            );
+            add("401", "No valid API key (when keys are in use)", v1);
+            add("403", "The key lacks the scope or the model", v1);
+            add("404", "Not found", has_path);
+            add("413", "Body over the limit", has_body);
+            add("415", "Unsupported media type", has_body);
+            add("422", "Invalid name or body", named || has_body);
+        }
+    }
 }
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits;
-    let (api, doc) = api_routes(limits).split_for_parts();
+    let (api, mut doc) = api_routes(limits).split_for_parts();
+    document_common_responses(&mut doc);
     // Swagger UI (vendored into the binary: no CDN, no download) also serves `/openapi.json`.
     api.merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc))
         .merge(crate::web::router())

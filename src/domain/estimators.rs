@@ -39,7 +39,7 @@ pub struct ParamInfo {
     /// JSON type of the value.
     #[serde(rename = "type")]
     pub kind: &'static str,
-    #[schema(value_type = Object)]
+    /// The default value (a number, string or boolean, as the type says).
     pub default: serde_json::Value,
     /// The allowed values, in words.
     pub range: &'static str,

@@ -5,6 +5,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// The accepted names as a regular expression (for the OpenAPI document).
+pub const PATTERN: &str = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$";
+
 /// A validated resource name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
@@ -71,7 +74,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn valid_pattern_always_parses(s in "[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}") {
+        fn valid_pattern_always_parses(s in PATTERN.trim_start_matches('^').trim_end_matches('$')) {
             let name = Name::parse(&s).unwrap();
             prop_assert_eq!(name.as_str(), s.as_str());
         }
