@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 REQUESTS=${1:-6000}; CLIENTS=${2:-32}; ESTIMATORS=${3:-'["shannon_mi"]'}
 PORT=${PORT:-18383}; URL="http://127.0.0.1:$PORT"
 work=$(mktemp -d /tmp/infoaudit-upload.XXXXXX); chmod 755 "$work"
-INFOAUDIT_ADDR=127.0.0.1:$PORT ./target/release/infoaudit serve --data-dir "$work/data" >"$work/log" 2>&1 &
+INFOAUDIT_ADDR=127.0.0.1:$PORT ./target/release/infoaudit serve --role "${ROLE:-all}" --data-dir "$work/data" >"$work/log" 2>&1 &
 pid=$!
 trap 'kill -INT $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 1 120); do curl -sf "$URL/readyz" >/dev/null && break; sleep 0.5; done
