@@ -8,6 +8,9 @@
 //!   POST that body instead of GET.
 //! - `--read PATH --read-clients R`: meanwhile, R more tasks GET `PATH` back to back until the
 //!   main requests are done; their latencies are reported on a second line.
+//! - `--rate R`: an offered load of R requests/s in all instead of back to back: each client sends
+//!   on a fixed schedule and latency is counted from the scheduled time (a client that falls
+//!   behind is charged for the wait, so queueing is not hidden).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,12 +46,21 @@ async fn client(
     t: Target,
     count: Option<usize>,
     stop: Arc<AtomicBool>,
+    interval: Option<Duration>,
 ) -> Tally {
     let mut lat = Vec::new();
     let mut codes = BTreeMap::<u16, usize>::new();
     let mut sent = 0;
+    let first = Instant::now();
     while count.map_or(!stop.load(Ordering::Relaxed), |n| sent < n) {
-        let started = Instant::now();
+        let started = match interval {
+            Some(every) => {
+                let due = first + every * sent as u32;
+                tokio::time::sleep_until(due.into()).await;
+                due
+            }
+            None => Instant::now(),
+        };
         let req = match &t.body {
             Some(b) => http
                 .post(&t.url)
@@ -98,7 +110,7 @@ fn main() {
         .filter(|a| a != "--bench")
         .collect();
     if args.len() < 2 {
-        eprintln!("usage: load URL PATH [--post JSON | --post-file FILE] [--content-type T] [--clients 50] [--requests 2000] [--read PATH --read-clients 4]");
+        eprintln!("usage: load URL PATH [--post JSON | --post-file FILE] [--content-type T] [--clients 50] [--requests 2000] [--rate R] [--read PATH --read-clients 4]");
         return;
     }
     let (base, path) = (args[0].clone(), args[1].clone());
@@ -117,6 +129,11 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
     let read = arg(&args, "--read");
+    // Each client's share of the offered rate.
+    let interval = arg(&args, "--rate")
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(clients as f64 / r));
     let read_clients: usize = arg(&args, "--read-clients")
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
@@ -141,15 +158,22 @@ fn main() {
                     content_type: String::new(),
                 };
                 let (http, stop) = (http.clone(), stop.clone());
-                (0..read_clients)
-                    .map(move |_| tokio::spawn(client(http.clone(), t.clone(), None, stop.clone())))
+                (0..read_clients).map(move |_| {
+                    tokio::spawn(client(http.clone(), t.clone(), None, stop.clone(), None))
+                })
             })
             .collect();
         let started = Instant::now();
         let tasks: Vec<_> = (0..clients)
             .map(|c| {
                 let n = requests / clients + usize::from(c < requests % clients);
-                tokio::spawn(client(http.clone(), main.clone(), Some(n), stop.clone()))
+                tokio::spawn(client(
+                    http.clone(),
+                    main.clone(),
+                    Some(n),
+                    stop.clone(),
+                    interval,
+                ))
             })
             .collect();
         let mut tallies = Vec::new();
@@ -158,7 +182,14 @@ fn main() {
         }
         let wall = started.elapsed().as_secs_f64();
         stop.store(true, Ordering::Relaxed);
-        report(&path, clients, wall, tallies);
+        let label = match interval {
+            Some(i) => format!(
+                "{path} (offered {:.0} req/s)",
+                clients as f64 / i.as_secs_f64()
+            ),
+            None => path.clone(),
+        };
+        report(&label, clients, wall, tallies);
         if let Some(p) = &read {
             let mut tallies = Vec::new();
             for t in readers {

@@ -81,6 +81,19 @@ pub async fn ensure_version(
     model: &str,
     version: &str,
 ) -> sqlx::Result<(Uuid, Uuid)> {
+    // The usual case: both exist (one round trip).
+    let found: Option<(Uuid, Option<Uuid>)> = sqlx::query_as(
+        "SELECT m.id, v.id FROM models m
+         LEFT JOIN model_versions v ON v.model_id = m.id AND v.name = $2
+         WHERE m.name = $1",
+    )
+    .bind(model)
+    .bind(version)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some((model_id, Some(version_id))) = found {
+        return Ok((model_id, version_id));
+    }
     sqlx::query("INSERT INTO models (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
         .bind(Uuid::now_v7())
         .bind(model)
@@ -446,6 +459,14 @@ pub async fn unfinished_jobs(
 
 pub async fn model_id(pool: &PgPool, name: &str) -> sqlx::Result<Option<Uuid>> {
     sqlx::query_scalar("SELECT id FROM models WHERE name = $1")
+        .bind(name)
+        .fetch_optional(pool)
+        .await
+}
+
+/// A model's id and its results generation (bumped whenever a result is added or removed).
+pub async fn model_generation(pool: &PgPool, name: &str) -> sqlx::Result<Option<(Uuid, i64)>> {
+    sqlx::query_as("SELECT id, results_generation FROM models WHERE name = $1")
         .bind(name)
         .fetch_optional(pool)
         .await

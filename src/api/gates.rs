@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -360,15 +363,28 @@ struct Observed {
     batches: Vec<BatchRef>,
 }
 
+/// What one evaluation has read of a version's estimator: unfinished jobs and result rows. Rules
+/// on the same estimator (its value and its statistics) read them once.
+type Reads = HashMap<(Uuid, String), (i64, Arc<Vec<store::MetricRow>>)>;
+
 async fn observe(
     state: &AppState,
+    reads: &mut Reads,
     version: (Uuid, &str),
     metric: &MetricRef,
     unit: Unit,
 ) -> Result<Observed> {
-    let unfinished =
-        store::unfinished_jobs(&state.pool, version.0, Some(&metric.estimator)).await?;
-    let rows = store::metric_rows(&state.pool, version.0, &metric.estimator).await?;
+    let key = (version.0, metric.estimator.clone());
+    let (unfinished, rows) = match reads.get(&key) {
+        Some((u, rows)) => (*u, rows.clone()),
+        None => {
+            let u = store::unfinished_jobs(&state.pool, version.0, Some(&metric.estimator)).await?;
+            let rows =
+                Arc::new(store::metric_rows(&state.pool, version.0, &metric.estimator).await?);
+            reads.insert(key, (u, rows.clone()));
+            (u, rows)
+        }
+    };
     let points: Vec<_> = rows.iter().map(|r| r.point()).collect();
     let latest_params = points.last().map(|p| p.params.clone());
     let batches = rows
@@ -486,15 +502,16 @@ pub async fn evaluate(
     }
     let mut outcomes = Vec::with_capacity(rules.len());
     let mut batches: Vec<BatchRef> = Vec::new();
+    let mut reads = Reads::new();
     for rule in &rules {
         let metric = MetricRef::parse(&rule.metric).map_err(|m| Error::field("/rules", m))?;
-        let cand = observe(&state, (version_id, &version), &metric, unit).await?;
+        let cand = observe(&state, &mut reads, (version_id, &version), &metric, unit).await?;
         let base = match &rule.baseline {
             Some(b) => {
                 match store::resolve_version(&state.pool, model_id, b, Some(version_id)).await? {
                     Some((bid, bname)) => Some((
                         bname.clone(),
-                        observe(&state, (bid, &bname), &metric, unit).await?,
+                        observe(&state, &mut reads, (bid, &bname), &metric, unit).await?,
                     )),
                     None => None,
                 }
@@ -697,6 +714,7 @@ pub async fn compare(
     .fetch_all(&state.pool)
     .await?;
     let mut metrics = Vec::new();
+    let mut reads = Reads::new();
     for e in estimators {
         let m = MetricRef {
             estimator: e.clone(),
@@ -718,8 +736,8 @@ pub async fn compare(
                 source: None,
             },
         };
-        let b = side(observe(&state, (bid, &bname), &m, unit).await?);
-        let c = side(observe(&state, (cid, &cname), &m, unit).await?);
+        let b = side(observe(&state, &mut reads, (bid, &bname), &m, unit).await?);
+        let c = side(observe(&state, &mut reads, (cid, &cname), &m, unit).await?);
         let delta = match (b.value, c.value) {
             (Some(x), Some(y)) => Some(y - x),
             _ => None,

@@ -1,7 +1,12 @@
 //! A model's information over time, and its relation to business KPIs.
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -102,17 +107,11 @@ pub async fn history(
     State(state): State<AppState>,
     Path(model): Path<String>,
     Query(q): Query<HistoryQuery>,
-) -> Result<Json<History>> {
+) -> Result<Response> {
     let name = path_name("model", &model)?;
-    let model_id = store::model_id(&state.pool, name.as_str())
+    let (model_id, generation) = store::model_generation(&state.pool, name.as_str())
         .await?
         .ok_or_else(|| Error::NotFound(format!("model {name} not found")))?;
-    let metric = MetricRef::parse(&q.metric).map_err(Error::BadRequest)?;
-    let unit = q.unit.unwrap_or_default();
-    let f = match &metric.statistic {
-        Some(s) if !crate::domain::estimators::is_information(s) => 1.0,
-        _ => unit.factor(),
-    };
     let version_id = match &q.version {
         Some(v) => Some(
             store::resolve_version(&state.pool, model_id, v, None)
@@ -121,6 +120,69 @@ pub async fn history(
                 .0,
         ),
         None => None,
+    };
+    // Downsampled answers are cached per query while the model's results stay the same (the
+    // generation is read before computing, so a cached answer is never older than its key).
+    let key = q.buckets.map(|b| {
+        format!(
+            "{model_id}|{}|{version_id:?}|{:?}|{:?}|{b}|{:?}",
+            q.metric, q.from, q.to, q.unit
+        )
+    });
+    if let Some(body) = key
+        .as_ref()
+        .and_then(|k| state.history_cache.get(k, generation))
+    {
+        return Ok(json_body(body));
+    }
+    let h = compute_history(&state, model_id, version_id, &q).await?;
+    let body = Bytes::from(serde_json::to_vec(&h).map_err(|e| Error::Internal(e.into()))?);
+    if let Some(k) = key {
+        state.history_cache.put(k, generation, body.clone());
+    }
+    Ok(json_body(body))
+}
+
+fn json_body(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Downsampled histories by query, each with the results generation it was computed at.
+#[derive(Default)]
+pub struct HistoryCache(std::sync::Mutex<HashMap<String, (i64, Bytes)>>);
+
+impl HistoryCache {
+    /// At most this many answers are kept; past it the cache starts over.
+    const CAPACITY: usize = 1024;
+
+    fn get(&self, key: &str, generation: i64) -> Option<Bytes> {
+        let map = self.0.lock().ok()?;
+        map.get(key)
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, b)| b.clone())
+    }
+
+    fn put(&self, key: String, generation: i64, body: Bytes) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= Self::CAPACITY && !map.contains_key(&key) {
+                map.clear();
+            }
+            map.insert(key, (generation, body));
+        }
+    }
+}
+
+async fn compute_history(
+    state: &AppState,
+    model_id: Uuid,
+    version_id: Option<Uuid>,
+    q: &HistoryQuery,
+) -> Result<History> {
+    let metric = MetricRef::parse(&q.metric).map_err(Error::BadRequest)?;
+    let unit = q.unit.unwrap_or_default();
+    let f = match &metric.statistic {
+        Some(s) if !crate::domain::estimators::is_information(s) => 1.0,
+        _ => unit.factor(),
     };
     if let Some(b) = q.buckets {
         let (expr, stat) = value_sql(&metric, 7);
@@ -131,9 +193,9 @@ pub async fn history(
         }
         if metric.statistic.is_none() {
             if let Some(buckets) =
-                rollup_buckets(&state.pool, model_id, &metric.estimator, version_id, &q, b).await?
+                rollup_buckets(&state.pool, model_id, &metric.estimator, version_id, q, b).await?
             {
-                return Ok(Json(History {
+                return Ok(History {
                     metric: metric.to_string(),
                     unit,
                     items: vec![],
@@ -147,7 +209,7 @@ pub async fn history(
                         })
                         .collect(),
                     next_cursor: None,
-                }));
+                });
             }
         }
         let sql = format!(
@@ -201,13 +263,13 @@ pub async fn history(
                 count,
             })
             .collect();
-        return Ok(Json(History {
+        return Ok(History {
             metric: metric.to_string(),
             unit,
             items: vec![],
             buckets,
             next_cursor: None,
-        }));
+        });
     }
     let (expr, stat) = value_sql(&metric, 9);
     let page = PageQuery {
@@ -272,13 +334,13 @@ pub async fn history(
             ci_high: ci(hi),
         })
         .collect();
-    Ok(Json(History {
+    Ok(History {
         metric: metric.to_string(),
         unit,
         items,
         buckets: vec![],
         next_cursor,
-    }))
+    })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

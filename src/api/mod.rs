@@ -39,6 +39,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Every call except health, metrics and docs needs a key (else only once a key exists).
     pub require_auth: bool,
+    /// Downsampled histories already computed, valid while the model's results generation holds.
+    pub history_cache: Arc<history::HistoryCache>,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -28,16 +28,17 @@ async fn insert(app: &TestApp, batch: &str, points: &[&Point]) {
     sqlx::query(
         "WITH p AS (SELECT * FROM unnest($2::timestamptz[], $3::float8[]) WITH ORDINALITY AS p(t, v, i)),
               j AS (INSERT INTO jobs (id, batch_id, estimator, estimator_version, params, params_hash, state)
-                    SELECT gen_random_uuid(), $1::uuid, 'shannon_mi', 'r', '{}', 'p' || i, 'succeeded' FROM p
+                    SELECT gen_random_uuid(), $1::uuid, 'shannon_mi', 'r', '{}', $5 || i, 'succeeded' FROM p
                     RETURNING id, params_hash)
          INSERT INTO results (id, job_id, batch_id, model_id, version_id, estimator, estimator_version, params, value, n, details, computed_at)
          SELECT gen_random_uuid(), j.id, b.id, b.model_id, b.version_id, 'shannon_mi', 'r', '{}', p.v, 50, '{}', p.t
-         FROM p JOIN j ON j.params_hash = 'p' || p.i, batches b WHERE b.id = $1::uuid AND $4 > 0",
+         FROM p JOIN j ON j.params_hash = $5 || p.i, batches b WHERE b.id = $1::uuid AND $4 > 0",
     )
     .bind(batch)
     .bind(&times)
     .bind(&values)
     .bind(n)
+    .bind(format!("p{}-", uuid::Uuid::new_v4().simple()))
     .execute(&app.pool)
     .await
     .unwrap();
@@ -154,6 +155,24 @@ async fn rollup_buckets_equal_the_raw_rows() {
         )
         .await;
     }
+    // A new result changes the answer of a query asked before (no stale cached answer).
+    let late = Point {
+        t: points.last().unwrap().t - Duration::hours(20),
+        version: "v1",
+        value: 7.5,
+    };
+    insert(&app, &b1, &[&late]).await;
+    let mut points = points;
+    points.push(late);
+    for buckets in [1, 10, 500] {
+        check(&app, &points, "", None, buckets).await;
+    }
+    points.pop();
+    sqlx::query("DELETE FROM results WHERE value = 7.5")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
     // The cells were used: they hold every result once per cell size.
     let cells: i64 =
         sqlx::query_scalar("SELECT sum(n)::int8 FROM result_rollups WHERE unit_s = 3600")
