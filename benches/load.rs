@@ -47,11 +47,14 @@ async fn client(
     count: Option<usize>,
     stop: Arc<AtomicBool>,
     interval: Option<Duration>,
+    offset: Duration,
 ) -> Tally {
     let mut lat = Vec::new();
     let mut codes = BTreeMap::<u16, usize>::new();
     let mut sent = 0;
-    let first = Instant::now();
+    // Clients are staggered over one interval, so the offered load is spread evenly, not sent in
+    // bursts of `clients` requests at once.
+    let first = Instant::now() + offset;
     while count.map_or(!stop.load(Ordering::Relaxed), |n| sent < n) {
         let started = match interval {
             Some(every) => {
@@ -159,7 +162,14 @@ fn main() {
                 };
                 let (http, stop) = (http.clone(), stop.clone());
                 (0..read_clients).map(move |_| {
-                    tokio::spawn(client(http.clone(), t.clone(), None, stop.clone(), None))
+                    tokio::spawn(client(
+                        http.clone(),
+                        t.clone(),
+                        None,
+                        stop.clone(),
+                        None,
+                        Duration::ZERO,
+                    ))
                 })
             })
             .collect();
@@ -173,6 +183,7 @@ fn main() {
                     Some(n),
                     stop.clone(),
                     interval,
+                    interval.map_or(Duration::ZERO, |i| i * c as u32 / clients as u32),
                 ))
             })
             .collect();
