@@ -33,16 +33,7 @@ fn body_rejection(r: BytesRejection) -> Error {
 }
 
 fn json_content_type(headers: &HeaderMap) -> Result<()> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let mime = ingest::media_type(headers);
     if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
         Ok(())
     } else if mime.is_empty() {

@@ -56,18 +56,22 @@ impl Coding {
     }
 }
 
-/// Which body format the `Content-Type` names (415 otherwise).
-pub fn format_of(headers: &HeaderMap) -> Result<Format> {
-    let ct = headers
+/// The media type of `Content-Type`, lower case, without parameters ("" when absent).
+pub fn media_type(headers: &HeaderMap) -> String {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = ct
+        .unwrap_or("")
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase();
+        .to_ascii_lowercase()
+}
+
+/// Which body format the `Content-Type` names (415 otherwise).
+pub fn format_of(headers: &HeaderMap) -> Result<Format> {
+    let mime = media_type(headers);
     const ACCEPTED: &str = "send application/json, application/x-ndjson or text/csv";
     match mime.as_str() {
         "application/json" => Ok(Format::Json),

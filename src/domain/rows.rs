@@ -128,6 +128,16 @@ impl ColumnMap {
     }
 }
 
+/// Report a field present in this row but not the first, or the other way round.
+fn presence_mismatch(first: bool, here: bool, row: u64, name: &str, errors: &mut Vec<FieldError>) {
+    let message = match (first, here) {
+        (true, false) => "is missing; the first row has it, so every row needs it",
+        (false, true) => "is not in the first row; every row must have the same fields",
+        _ => return,
+    };
+    errors.push(row_error(row, Some(name), message));
+}
+
 /// A matrix built one row at a time; every row must have the first row's width.
 struct MatrixColumn {
     name: &'static str,
@@ -160,17 +170,9 @@ impl MatrixColumn {
                 Some(self.name),
                 format!("has {} values but the first row has {}", v.len(), self.cols),
             )),
-            (Some(true), None) => errors.push(row_error(
-                row,
-                Some(self.name),
-                "is missing; the first row has it, so every row needs it",
-            )),
-            (Some(false), Some(_)) => errors.push(row_error(
-                row,
-                Some(self.name),
-                "is not in the first row; every row must have the same fields",
-            )),
-            (Some(false), None) => {}
+            (Some(first), given) => {
+                presence_mismatch(first, given.is_some(), row, self.name, errors)
+            }
         }
     }
 
@@ -203,17 +205,9 @@ impl<T> ScalarColumn<T> {
             }
             (None, None) => self.present = Some(false),
             (Some(true), Some(v)) => self.values.push(v),
-            (Some(true), None) => errors.push(row_error(
-                row,
-                Some(self.name),
-                "is missing; the first row has it, so every row needs it",
-            )),
-            (Some(false), Some(_)) => errors.push(row_error(
-                row,
-                Some(self.name),
-                "is not in the first row; every row must have the same fields",
-            )),
-            (Some(false), None) => {}
+            (Some(first), given) => {
+                presence_mismatch(first, given.is_some(), row, self.name, errors)
+            }
         }
     }
 
