@@ -93,41 +93,6 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
     }
 }
 
-/// Read a request body into one buffer sized from `Content-Length` (no doubling, no second
-/// copy), refusing more than `limit` bytes with 413 as soon as the limit is passed.
-pub async fn read_body(
-    body: axum::body::Body,
-    headers: &HeaderMap,
-    limit: usize,
-) -> Result<Vec<u8>> {
-    use http_body_util::BodyExt;
-    let too_large = || {
-        Error::PayloadTooLarge(format!(
-            "the body is larger than the {limit}-byte limit of this route"
-        ))
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let mut buf = Vec::with_capacity(declared.unwrap_or(0));
-    let mut body = body;
-    while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|e| Error::BadRequest(format!("could not read the body: {e}")))?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > limit {
-                return Err(too_large());
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    Ok(buf)
-}
-
 fn request_id(headers: &HeaderMap) -> Option<&str> {
     headers.get("x-request-id").and_then(|v| v.to_str().ok())
 }

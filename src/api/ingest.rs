@@ -123,11 +123,16 @@ pub struct UploadQuery {
 }
 
 impl UploadQuery {
-    fn is_empty(&self) -> bool {
-        self.task.is_none()
-            && self.classes.is_none()
-            && self.estimators.is_none()
-            && self.metadata.is_none()
+    /// The first option given, if any.
+    fn first_given(&self) -> Option<&'static str> {
+        [
+            ("task", self.task.is_some()),
+            ("classes", self.classes.is_some()),
+            ("estimators", self.estimators.is_some()),
+            ("metadata", self.metadata.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(name, given)| given.then_some(name))
     }
 
     /// The row options, or every query parameter that is wrong.
@@ -139,11 +144,11 @@ impl UploadQuery {
             message: format!("query parameter `{field}`: {message}"),
         };
         if format == Format::Json {
-            if self.is_empty() {
+            let Some(given) = self.first_given() else {
                 return Ok(RowOptions::default());
-            }
+            };
             return Err(Error::Validation(vec![err(
-                "task",
+                given,
                 "the query options apply to NDJSON and CSV bodies; a JSON body carries task, \
                  classes, estimators and metadata as fields"
                     .into(),
