@@ -68,9 +68,9 @@ impl Service {
         self.url.as_deref().unwrap()
     }
 
-    fn sigkill(&mut self) {
+    fn signal(&mut self, sig: nix::sys::signal::Signal) {
         let pid = self.child.id().expect("still running") as i32;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
     }
 
     async fn stop(mut self) {
@@ -232,34 +232,51 @@ async fn sigkill_while_jobs_run_then_restart_loses_nothing() {
             ids
         })
     };
-    // Kill once some jobs have finished and others are running.
+    // Kill once some jobs have finished and others are running. A job seen running can finish
+    // before a signal lands, so the process is frozen first (SIGSTOP: it can send nothing more),
+    // statements it had already sent are given time to complete, and the running set is read
+    // while it is frozen; if nothing is running at that moment it is thawed and we wait again.
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (done, running): (i64, Vec<uuid::Uuid>) = (
+    let stale: Vec<uuid::Uuid> = loop {
+        let (done, running): (i64, i64) = (
             sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'succeeded'")
                 .fetch_one(&pool)
                 .await
                 .unwrap(),
-            sqlx::query_scalar("SELECT id FROM jobs WHERE state = 'running'")
-                .fetch_all(&pool)
+            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'running'")
+                .fetch_one(&pool)
                 .await
                 .unwrap(),
         );
         let uploading = sent.load(std::sync::atomic::Ordering::Relaxed);
-        if done > 0 && !running.is_empty() && (3..60).contains(&uploading) {
-            break;
+        if done > 0 && running > 0 && (3..60).contains(&uploading) {
+            svc.signal(nix::sys::signal::SIGSTOP);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let frozen: Vec<uuid::Uuid> =
+                sqlx::query_scalar("SELECT id FROM jobs WHERE state = 'running'")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            if !frozen.is_empty() {
+                svc.signal(nix::sys::signal::SIGKILL);
+                break frozen;
+            }
+            svc.signal(nix::sys::signal::SIGCONT);
         }
         assert!(Instant::now() < deadline, "jobs never started");
         tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    svc.sigkill();
+    };
     let _ = svc.child.wait().await;
     accepted.extend(uploader.await.unwrap());
-    let stale: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM jobs WHERE state = 'running'")
+    let after: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM jobs WHERE state = 'running'")
         .fetch_all(&pool)
         .await
         .unwrap();
-    assert!(!stale.is_empty(), "the kill left running jobs behind");
+    assert_eq!(
+        after.iter().collect::<HashSet<_>>(),
+        stale.iter().collect::<HashSet<_>>(),
+        "the jobs running while the process was frozen are the ones the kill left running"
+    );
 
     // Restart on the same database: the expired leases are taken back and run again.
     let svc = start("all", &db, Some(port), &args).await;
