@@ -52,7 +52,7 @@ curl -s -o /dev/null -w "history, first (uncached) answer: %{time_total} s\n" "$
 "$load" "$URL" "$hist" --clients 50 --requests 8000 --rate 2000
 for i in 1 2 3; do curl -s -o /dev/null -w "gate, one alone: %{time_total} s\n" -H "content-type: application/json" -d "{\"gate\":\"release\"}" "$URL/v1/models/load/versions/v2/gate"; done
 "$load" "$URL" "/v1/models/load/versions/v2/gate" --post '{"gate":"release"}' --clients 50 --requests 2000
-for rate in 200 300; do
+for rate in 200 300 500; do
   "$load" "$URL" "/v1/models/load/versions/v2/gate" --post '{"gate":"release"}' --clients 50 --requests 4000 --rate "$rate"
 done
 # The uncached cost again, with the cache bypassed by a different range each time.

@@ -1,5 +1,7 @@
 //! SQL for models, versions, batches and results (the queue's SQL is in `queue`).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -395,6 +397,8 @@ pub async fn idempotency_store(
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MetricRow {
+    pub version_id: Uuid,
+    pub estimator: String,
     pub batch_id: Uuid,
     pub digest: String,
     pub params: Value,
@@ -422,39 +426,122 @@ impl MetricRow {
     }
 }
 
-/// Every result of one estimator for a version, oldest first.
+/// Every result of the given estimators for the given versions, oldest first (one statement
+/// for all of them).
 pub async fn metric_rows(
     pool: &PgPool,
-    version_id: Uuid,
-    estimator: &str,
+    versions: &[Uuid],
+    estimators: &[String],
 ) -> sqlx::Result<Vec<MetricRow>> {
     sqlx::query_as(
-        "SELECT r.batch_id, b.digest, r.params, r.value, r.ci_low, r.ci_high, r.ci_level, r.n,
-                r.details, r.sufficient
+        "SELECT r.version_id, r.estimator, r.batch_id, b.digest, r.params, r.value, r.ci_low,
+                r.ci_high, r.ci_level, r.n, r.details, r.sufficient
          FROM results r JOIN batches b ON b.id = r.batch_id
-         WHERE r.version_id = $1 AND r.estimator = $2 ORDER BY r.computed_at, r.id",
+         WHERE r.version_id = ANY($1) AND r.estimator = ANY($2) ORDER BY r.computed_at, r.id",
     )
-    .bind(version_id)
-    .bind(estimator)
+    .bind(versions)
+    .bind(estimators)
     .fetch_all(pool)
     .await
 }
 
-/// Jobs of a version (optionally of one estimator) that are queued or running.
-pub async fn unfinished_jobs(
-    pool: &PgPool,
-    version_id: Uuid,
-    estimator: Option<&str>,
-) -> sqlx::Result<i64> {
+/// Jobs of a version that are queued or running.
+pub async fn unfinished_jobs(pool: &PgPool, version_id: Uuid) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "SELECT count(*) FROM jobs j JOIN batches b ON b.id = j.batch_id
-         WHERE b.version_id = $1 AND j.state IN ('queued', 'running')
-           AND ($2::text IS NULL OR j.estimator = $2)",
+         WHERE b.version_id = $1 AND j.state IN ('queued', 'running')",
     )
     .bind(version_id)
-    .bind(estimator)
     .fetch_one(pool)
     .await
+}
+
+/// Queued or running jobs per (version, estimator), for the given versions and estimators;
+/// pairs with none are absent.
+pub async fn unfinished_jobs_by_estimator(
+    pool: &PgPool,
+    versions: &[Uuid],
+    estimators: &[String],
+) -> sqlx::Result<Vec<(Uuid, String, i64)>> {
+    sqlx::query_as(
+        "SELECT b.version_id, j.estimator, count(*) FROM jobs j JOIN batches b ON b.id = j.batch_id
+         WHERE b.version_id = ANY($1) AND j.estimator = ANY($2)
+           AND j.state IN ('queued', 'running')
+         GROUP BY b.version_id, j.estimator",
+    )
+    .bind(versions)
+    .bind(estimators)
+    .fetch_all(pool)
+    .await
+}
+
+/// Everything a gate evaluation reads about a model before its results, in one statement.
+pub struct GateContext {
+    pub model_id: Uuid,
+    /// The version of that name (not alias), when it exists.
+    pub version: Option<(Uuid, String)>,
+    /// The latest version of the named policy and its rules, when asked for and stored.
+    pub policy: Option<(i32, Value)>,
+    /// Every alias of the model and the version it names.
+    pub aliases: HashMap<String, (Uuid, String)>,
+}
+
+/// The model named `model`, its version `version`, the latest version of policy `policy` and its
+/// aliases (`None` when the model does not exist).
+pub async fn gate_context(
+    pool: &PgPool,
+    model: &str,
+    version: &str,
+    policy: Option<&str>,
+) -> sqlx::Result<Option<GateContext>> {
+    type Row = (
+        Uuid,
+        Option<Uuid>,
+        Option<String>,
+        Option<i32>,
+        Option<Value>,
+        Option<Vec<String>>,
+        Option<Vec<Uuid>>,
+        Option<Vec<String>>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT m.id, v.id, v.name, p.version, p.rules, a.aliases, a.ids, a.names
+         FROM models m
+         LEFT JOIN model_versions v ON v.model_id = m.id AND v.name = $2
+         LEFT JOIN LATERAL (
+             SELECT version, rules FROM gate_policies
+             WHERE model_id = m.id AND name = $3 ORDER BY version DESC LIMIT 1) p ON true
+         LEFT JOIN LATERAL (
+             SELECT array_agg(al.alias) AS aliases, array_agg(av.id) AS ids,
+                    array_agg(av.name) AS names
+             FROM aliases al JOIN model_versions av ON av.id = al.version_id
+             WHERE al.model_id = m.id) a ON true
+         WHERE m.name = $1",
+    )
+    .bind(model)
+    .bind(version)
+    .bind(policy)
+    .fetch_optional(pool)
+    .await?;
+    Ok(
+        row.map(|(model_id, vid, vname, pv, rules, al, ids, names)| {
+            let aliases = al
+                .unwrap_or_default()
+                .into_iter()
+                .zip(
+                    ids.unwrap_or_default()
+                        .into_iter()
+                        .zip(names.unwrap_or_default()),
+                )
+                .collect();
+            GateContext {
+                model_id,
+                version: vid.zip(vname),
+                policy: pv.zip(rules),
+                aliases,
+            }
+        }),
+    )
 }
 
 pub async fn model_id(pool: &PgPool, name: &str) -> sqlx::Result<Option<Uuid>> {

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -363,58 +362,92 @@ struct Observed {
     batches: Vec<BatchRef>,
 }
 
-/// What one evaluation has read of a version's estimator: unfinished jobs and result rows. Rules
-/// on the same estimator (its value and its statistics) read them once.
-type Reads = HashMap<(Uuid, String), (i64, Arc<Vec<store::MetricRow>>)>;
+/// What one request has read: per (version, estimator), the unfinished jobs and the result rows
+/// (oldest first). Everything a request needs is loaded up front in two statements; rules on the
+/// same estimator (its value and its statistics) share the rows.
+#[derive(Default)]
+struct Reads(HashMap<(Uuid, String), (i64, Vec<store::MetricRow>)>);
 
-async fn observe(
-    state: &AppState,
-    reads: &mut Reads,
-    version: (Uuid, &str),
-    metric: &MetricRef,
-    unit: Unit,
-) -> Result<Observed> {
-    let key = (version.0, metric.estimator.clone());
-    let (unfinished, rows) = match reads.get(&key) {
-        Some((u, rows)) => (*u, rows.clone()),
-        None => {
-            let u = store::unfinished_jobs(&state.pool, version.0, Some(&metric.estimator)).await?;
-            let rows =
-                Arc::new(store::metric_rows(&state.pool, version.0, &metric.estimator).await?);
-            reads.insert(key, (u, rows.clone()));
-            (u, rows)
+impl Reads {
+    /// Load every pair of `versions` × `estimators` not loaded yet.
+    async fn load(
+        &mut self,
+        state: &AppState,
+        versions: &[Uuid],
+        estimators: &[String],
+    ) -> Result<()> {
+        let versions: Vec<Uuid> = versions
+            .iter()
+            .filter(|v| {
+                estimators
+                    .iter()
+                    .any(|e| !self.0.contains_key(&(**v, e.clone())))
+            })
+            .copied()
+            .collect();
+        if versions.is_empty() || estimators.is_empty() {
+            return Ok(());
         }
-    };
-    let points: Vec<_> = rows.iter().map(|r| r.point()).collect();
-    let latest_params = points.last().map(|p| p.params.clone());
-    let batches = rows
-        .iter()
-        .filter(|r| Some(&r.params) == latest_params.as_ref())
-        .map(|r| BatchRef {
-            version: version.1.to_string(),
-            batch_id: r.batch_id,
-            digest: r.digest.clone(),
-        })
-        .collect();
-    if unfinished > 0 {
-        return Ok(Observed {
-            input: Input::Pending,
-            source: None,
-            batches,
-        });
+        let (unfinished, rows) = tokio::try_join!(
+            store::unfinished_jobs_by_estimator(&state.pool, &versions, estimators),
+            store::metric_rows(&state.pool, &versions, estimators),
+        )?;
+        for v in &versions {
+            for e in estimators {
+                self.0.entry((*v, e.clone())).or_default();
+            }
+        }
+        for (v, e, n) in unfinished {
+            if let Some(slot) = self.0.get_mut(&(v, e)) {
+                slot.0 = n;
+            }
+        }
+        for row in rows {
+            if let Some(slot) = self.0.get_mut(&(row.version_id, row.estimator.clone())) {
+                slot.1.push(row);
+            }
+        }
+        Ok(())
     }
-    Ok(match gate::observe(&points, metric, unit.factor()) {
-        Some((o, src)) => Observed {
-            input: Input::Value(o),
-            source: Some(src),
-            batches,
-        },
-        None => Observed {
-            input: Input::Missing,
-            source: None,
-            batches,
-        },
-    })
+
+    /// The metric of a version, from what was loaded.
+    fn observe(&self, version: (Uuid, &str), metric: &MetricRef, unit: Unit) -> Observed {
+        static NONE: (i64, Vec<store::MetricRow>) = (0, Vec::new());
+        let (unfinished, rows) = self
+            .0
+            .get(&(version.0, metric.estimator.clone()))
+            .unwrap_or(&NONE);
+        let latest_params = rows.last().map(|r| &r.params);
+        let batches = rows
+            .iter()
+            .filter(|r| Some(&r.params) == latest_params)
+            .map(|r| BatchRef {
+                version: version.1.to_string(),
+                batch_id: r.batch_id,
+                digest: r.digest.clone(),
+            })
+            .collect();
+        if *unfinished > 0 {
+            return Observed {
+                input: Input::Pending,
+                source: None,
+                batches,
+            };
+        }
+        let points: Vec<_> = rows.iter().map(|r| r.point()).collect();
+        match gate::observe(&points, metric, unit.factor()) {
+            Some((o, src)) => Observed {
+                input: Input::Value(o),
+                source: Some(src),
+                batches,
+            },
+            None => Observed {
+                input: Input::Missing,
+                source: None,
+                batches,
+            },
+        }
+    }
 }
 
 /// Decide whether a version may ship.
@@ -459,20 +492,31 @@ pub async fn evaluate(
     Json(req): Json<GateRequest>,
 ) -> Result<Json<Decision>> {
     let unit = q.unit.unwrap_or_default();
-    let (model_id, model) = model_or_404(&state, &model).await?;
-    let (version_id, version) = store::version_by_name(&state.pool, model_id, &version)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("version {version} of model {model} not found")))?;
+    let name = path_name("model", &model)?.to_string();
     if !(0.0..=600.0).contains(&req.wait_seconds) {
         return Err(Error::field("/wait_seconds", "must be between 0 and 600"));
     }
+    if req.gate.is_some() == req.rules.is_some() {
+        return Err(Error::field(
+            "/gate",
+            "give either gate (a stored policy) or rules",
+        ));
+    }
+    // The model, the version, the policy and the aliases are read together, as of the request.
+    let ctx = store::gate_context(&state.pool, &name, &version, req.gate.as_deref())
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("model {name} not found")))?;
+    let (model_id, model) = (ctx.model_id, name);
+    let (version_id, version) = ctx
+        .version
+        .ok_or_else(|| Error::NotFound(format!("version {version} of model {model} not found")))?;
     let (policy, rules) = match (&req.gate, req.rules) {
-        (Some(name), None) => {
-            let (v, rules, _) = latest_policy(&state, model_id, name)
-                .await?
-                .ok_or_else(|| {
-                    Error::NotFound(format!("gate {name} of model {model} not found"))
-                })?;
+        (Some(name), _) => {
+            let (v, rules) = ctx.policy.ok_or_else(|| {
+                Error::NotFound(format!("gate {name} of model {model} not found"))
+            })?;
+            let rules: Vec<Rule> =
+                serde_json::from_value(rules).map_err(|e| Error::Internal(e.into()))?;
             (
                 Some(PolicyRef {
                     name: name.clone(),
@@ -481,43 +525,59 @@ pub async fn evaluate(
                 rules,
             )
         }
-        (None, Some(rules)) => {
+        (None, rules) => {
+            let rules = rules.unwrap_or_default();
             check_rules(&rules, "rules")?;
             (None, rules)
         }
-        _ => {
-            return Err(Error::field(
-                "/gate",
-                "give either gate (a stored policy) or rules",
-            ))
-        }
     };
-    // Wait for the version's unfinished jobs, up to the deadline.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(req.wait_seconds);
-    while store::unfinished_jobs(&state.pool, version_id, None).await? > 0
-        && tokio::time::Instant::now() < deadline
-    {
-        let left = deadline - tokio::time::Instant::now();
-        tokio::time::sleep(left.min(Duration::from_millis(250))).await;
+    let metrics = rules
+        .iter()
+        .map(|r| MetricRef::parse(&r.metric).map_err(|m| Error::field("/rules", m)))
+        .collect::<Result<Vec<_>>>()?;
+    // Wait for the version's unfinished jobs, up to the deadline (without a wait, the rules'
+    // own unfinished jobs below make their outcome pending).
+    if req.wait_seconds > 0.0 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(req.wait_seconds);
+        while store::unfinished_jobs(&state.pool, version_id).await? > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            let left = deadline - tokio::time::Instant::now();
+            tokio::time::sleep(left.min(Duration::from_millis(250))).await;
+        }
     }
+    // Resolve each distinct baseline once (an alias, then a version name; `previous` is the
+    // version created just before this one), then read every (version, estimator) the rules need.
+    let mut baselines: HashMap<&str, Option<(Uuid, String)>> = HashMap::new();
+    for b in rules.iter().filter_map(|r| r.baseline.as_deref()) {
+        if baselines.contains_key(b) {
+            continue;
+        }
+        let found = match ctx.aliases.get(b) {
+            Some(v) if b != "previous" => Some(v.clone()),
+            None if b != "previous" && b == version => Some((version_id, version.clone())),
+            _ => store::resolve_version(&state.pool, model_id, b, Some(version_id)).await?,
+        };
+        baselines.insert(b, found);
+    }
+    let mut versions = vec![version_id];
+    versions.extend(baselines.values().flatten().map(|(id, _)| *id));
+    versions.sort();
+    versions.dedup();
+    let mut estimators: Vec<String> = metrics.iter().map(|m| m.estimator.clone()).collect();
+    estimators.sort();
+    estimators.dedup();
+    let mut reads = Reads::default();
+    reads.load(&state, &versions, &estimators).await?;
     let mut outcomes = Vec::with_capacity(rules.len());
     let mut batches: Vec<BatchRef> = Vec::new();
-    let mut reads = Reads::new();
-    for rule in &rules {
-        let metric = MetricRef::parse(&rule.metric).map_err(|m| Error::field("/rules", m))?;
-        let cand = observe(&state, &mut reads, (version_id, &version), &metric, unit).await?;
-        let base = match &rule.baseline {
-            Some(b) => {
-                match store::resolve_version(&state.pool, model_id, b, Some(version_id)).await? {
-                    Some((bid, bname)) => Some((
-                        bname.clone(),
-                        observe(&state, &mut reads, (bid, &bname), &metric, unit).await?,
-                    )),
-                    None => None,
-                }
-            }
-            None => None,
-        };
+    for (rule, metric) in rules.iter().zip(&metrics) {
+        let cand = reads.observe((version_id, &version), metric, unit);
+        let base = rule
+            .baseline
+            .as_deref()
+            .and_then(|b| baselines[b].as_ref())
+            .map(|(bid, bname)| (bname.clone(), reads.observe((*bid, bname), metric, unit)));
         let outcome = gate::evaluate(
             rule,
             &cand.input,
@@ -714,7 +774,8 @@ pub async fn compare(
     .fetch_all(&state.pool)
     .await?;
     let mut metrics = Vec::new();
-    let mut reads = Reads::new();
+    let mut reads = Reads::default();
+    reads.load(&state, &[bid, cid], &estimators).await?;
     for e in estimators {
         let m = MetricRef {
             estimator: e.clone(),
@@ -736,8 +797,8 @@ pub async fn compare(
                 source: None,
             },
         };
-        let b = side(observe(&state, &mut reads, (bid, &bname), &m, unit).await?);
-        let c = side(observe(&state, &mut reads, (cid, &cname), &m, unit).await?);
+        let b = side(reads.observe((bid, &bname), &m, unit));
+        let c = side(reads.observe((cid, &cname), &m, unit));
         let delta = match (b.value, c.value) {
             (Some(x), Some(y)) => Some(y - x),
             _ => None,

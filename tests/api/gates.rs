@@ -144,6 +144,124 @@ async fn aliases_policies_decisions_and_compare() {
     assert_eq!(s, StatusCode::NOT_FOUND, "{none}");
 }
 
+/// A baseline names an alias, a version, `previous` (the version created just before), or the
+/// version itself; one that resolves to nothing makes the rule inconclusive. Values are the
+/// closed-form plug-in MI of the `binary` tables (0 wrong: 1 bit).
+#[tokio::test]
+async fn every_kind_of_baseline_reference_resolves() {
+    let app = app().await;
+    upload_and_run(&app, "v1", &binary(0)).await;
+    upload_and_run(&app, "v2", &binary(2)).await;
+    upload_and_run(&app, "v3", &binary(1)).await;
+    assert_eq!(
+        put(
+            &app,
+            "/v1/models/m/aliases/production",
+            json!({"version": "v1"})
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    let rule = |b: &str| json!({"metric": "shannon_mi", "op": "gte", "baseline": b, "max_regression": {"absolute": 10}});
+    let gate = |v: &'static str, refs: &'static [&'static str]| {
+        let body = json!({"rules": refs.iter().map(|b| rule(b)).collect::<Vec<_>>()});
+        let app = &app;
+        async move {
+            let (s, _, d) = app
+                .post_json(&format!("/v1/models/m/versions/{v}/gate"), &body)
+                .await;
+            assert_eq!(s, StatusCode::OK, "{d}");
+            d
+        }
+    };
+    let d = gate(
+        "v3",
+        &["production", "v2", "previous", "v3", "nosuch", "production"],
+    )
+    .await;
+    let got: Vec<(&str, &str)> = d["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["baseline_version"].as_str().unwrap_or("-"),
+                r["verdict"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("v1", "pass"),
+            ("v2", "pass"),
+            ("v2", "pass"),
+            ("v3", "pass"),
+            ("-", "inconclusive"),
+            ("v1", "pass")
+        ],
+        "{d}"
+    );
+    approx::assert_abs_diff_eq!(
+        d["rules"][0]["baseline_value"].as_f64().unwrap(),
+        1.0,
+        epsilon = 1e-9
+    );
+    assert_eq!(
+        d["rules"][3]["delta"].as_f64().unwrap(),
+        0.0,
+        "the version against itself"
+    );
+    assert!(
+        d["rules"][4]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nosuch"),
+        "{d}"
+    );
+    assert_eq!(d["verdict"], "inconclusive");
+    let versions: std::collections::BTreeSet<&str> = d["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        versions,
+        ["v1", "v2", "v3"].into(),
+        "each batch recorded once"
+    );
+    assert_eq!(d["batches"].as_array().unwrap().len(), 3);
+    // The first version has no previous one; an alias moved is followed by the next decision.
+    let first = gate("v1", &["previous"]).await;
+    assert_eq!(first["rules"][0]["verdict"], "inconclusive", "{first}");
+    assert!(first["rules"][0]["baseline_version"].is_null());
+    put(
+        &app,
+        "/v1/models/m/aliases/production",
+        json!({"version": "v2"}),
+    )
+    .await;
+    let moved = gate("v3", &["production"]).await;
+    assert_eq!(moved["rules"][0]["baseline_version"], "v2", "{moved}");
+    // Unknown models and versions are 404 whatever the rules.
+    let (s, _, p) = app
+        .post_json(
+            "/v1/models/nosuch/versions/v1/gate",
+            &json!({"gate": "release"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{p}");
+    let (s, _, p) = app
+        .post_json(
+            "/v1/models/m/versions/v9/gate",
+            &json!({"rules": [rule("v1")]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{p}");
+}
+
 #[tokio::test]
 async fn unfinished_jobs_at_the_deadline_give_pending() {
     let app = app().await;
