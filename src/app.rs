@@ -174,7 +174,7 @@ pub async fn serve(
                 max_body_bytes: args.max_body_bytes,
             },
             require_auth: args.require_auth,
-            history_cache: Default::default(),
+            caches: Default::default(),
         };
         tracing::info!(addr = %listener.local_addr()?, role = ?args.role, "infoaudit listening");
         let stop_http = stop.clone();

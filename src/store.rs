@@ -29,6 +29,8 @@ pub struct VersionRow {
     pub batch_count: i64,
     pub n_total: i64,
     pub aliases: Vec<String>,
+    /// The model's results generation when this was read.
+    pub results_generation: i64,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -292,7 +294,8 @@ pub async fn get_model(pool: &PgPool, name: &str) -> sqlx::Result<Option<ModelRo
 const VERSION_SELECT: &str = "SELECT v.id, m.name AS model, v.name, v.created_at,
     (SELECT count(*) FROM batches b WHERE b.version_id = v.id) AS batch_count,
     (SELECT coalesce(sum(b.n), 0)::bigint FROM batches b WHERE b.version_id = v.id) AS n_total,
-    ARRAY(SELECT a.alias FROM aliases a WHERE a.version_id = v.id ORDER BY a.alias) AS aliases
+    ARRAY(SELECT a.alias FROM aliases a WHERE a.version_id = v.id ORDER BY a.alias) AS aliases,
+    m.results_generation
     FROM model_versions v JOIN models m ON m.id = v.model_id";
 
 /// A model's versions, oldest first, after the keyset cursor.

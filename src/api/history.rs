@@ -1,7 +1,5 @@
 //! A model's information over time, and its relation to business KPIs.
 
-use std::collections::HashMap;
-
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -131,45 +129,20 @@ pub async fn history(
     });
     if let Some(body) = key
         .as_ref()
-        .and_then(|k| state.history_cache.get(k, generation))
+        .and_then(|k| state.caches.history.get(k, generation))
     {
         return Ok(json_body(body));
     }
     let h = compute_history(&state, model_id, version_id, &q).await?;
     let body = Bytes::from(serde_json::to_vec(&h).map_err(|e| Error::Internal(e.into()))?);
     if let Some(k) = key {
-        state.history_cache.put(k, generation, body.clone());
+        state.caches.history.put(k, generation, body.clone());
     }
     Ok(json_body(body))
 }
 
 fn json_body(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-/// Downsampled histories by query, each with the results generation it was computed at.
-#[derive(Default)]
-pub struct HistoryCache(std::sync::Mutex<HashMap<String, (i64, Bytes)>>);
-
-impl HistoryCache {
-    /// At most this many answers are kept; past it the cache starts over.
-    const CAPACITY: usize = 1024;
-
-    fn get(&self, key: &str, generation: i64) -> Option<Bytes> {
-        let map = self.0.lock().ok()?;
-        map.get(key)
-            .filter(|(g, _)| *g == generation)
-            .map(|(_, b)| b.clone())
-    }
-
-    fn put(&self, key: String, generation: i64, body: Bytes) {
-        if let Ok(mut map) = self.0.lock() {
-            if map.len() >= Self::CAPACITY && !map.contains_key(&key) {
-                map.clear();
-            }
-            map.insert(key, (generation, body));
-        }
-    }
 }
 
 async fn compute_history(

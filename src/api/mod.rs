@@ -39,8 +39,49 @@ pub struct AppState {
     pub limits: Limits,
     /// Every call except health, metrics and docs needs a key (else only once a key exists).
     pub require_auth: bool,
-    /// Downsampled histories already computed, valid while the model's results generation holds.
-    pub history_cache: Arc<history::HistoryCache>,
+    /// Answers already computed from a model's results, valid while its results generation holds.
+    pub caches: Arc<Caches>,
+}
+
+/// Answers computed from a model's results, each kept with the model's results generation
+/// (`models.results_generation`, bumped by every insert or delete of a result) read before it
+/// was computed: an entry is used only while the generation is unchanged, so it is never older
+/// than its key.
+#[derive(Default)]
+pub struct Caches {
+    /// Downsampled histories by query (the response body).
+    pub history: GenerationCache<bytes::Bytes>,
+    /// The metrics of a version summary by version and unit.
+    pub summaries: GenerationCache<Arc<Vec<views::Metric>>>,
+}
+
+pub struct GenerationCache<V>(std::sync::Mutex<std::collections::HashMap<String, (i64, V)>>);
+
+impl<V> Default for GenerationCache<V> {
+    fn default() -> Self {
+        GenerationCache(Default::default())
+    }
+}
+
+impl<V: Clone> GenerationCache<V> {
+    /// At most this many entries are kept; past it the cache starts over.
+    const CAPACITY: usize = 1024;
+
+    pub fn get(&self, key: &str, generation: i64) -> Option<V> {
+        let map = self.0.lock().ok()?;
+        map.get(key)
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, v)| v.clone())
+    }
+
+    pub fn put(&self, key: String, generation: i64, value: V) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= Self::CAPACITY && !map.contains_key(&key) {
+                map.clear();
+            }
+            map.insert(key, (generation, value));
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -1,5 +1,7 @@
 //! Models, their versions, and a version's latest information per metric.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -7,7 +9,7 @@ use uuid::Uuid;
 
 use super::batches::path_name;
 use super::views::{EstimateResult, Metric, Model, Page, Version, VersionSummary};
-use super::{encode_cursor, AppState, PageQuery, UnitQuery};
+use super::{encode_cursor, AppState, PageQuery, Unit, UnitQuery};
 use crate::error::{Error, Problem, Result};
 use crate::{estimate, store};
 
@@ -141,9 +143,34 @@ pub async fn get_version(
         .await?
         .ok_or_else(|| Error::NotFound(format!("version {v} of model {m} not found")))?;
     let unit = q.unit.unwrap_or_default();
+    // Pooling reads every batch's sufficient statistics: kept while the model's results stay
+    // the same (the generation was read with the version, before computing).
+    let key = format!("{}|{unit:?}", row.id);
+    let metrics = match state.caches.summaries.get(&key, row.results_generation) {
+        Some(m) => m,
+        None => {
+            let m = Arc::new(version_metrics(&state, row.id, unit).await?);
+            state
+                .caches
+                .summaries
+                .put(key, row.results_generation, m.clone());
+            m
+        }
+    };
+    let metrics = Vec::clone(&metrics);
+    Ok(Json(VersionSummary {
+        version: row.into(),
+        unit,
+        metrics,
+    }))
+}
+
+/// Per metric of a version, its latest result and the pooled value over its batches.
+async fn version_metrics(state: &AppState, version_id: Uuid, unit: Unit) -> Result<Vec<Metric>> {
     let mut metrics = Vec::new();
-    for r in store::latest_results(&state.pool, row.id).await? {
-        let stats = store::sufficient_stats(&state.pool, row.id, &r.estimator, &r.params).await?;
+    for r in store::latest_results(&state.pool, version_id).await? {
+        let stats =
+            store::sufficient_stats(&state.pool, version_id, &r.estimator, &r.params).await?;
         let pooled = estimate::pool(&r.estimator, &stats)
             .and_then(|x| super::views::finite(x * unit.factor()));
         metrics.push(Metric {
@@ -158,9 +185,5 @@ pub async fn get_version(
             latest: EstimateResult::new(r, unit),
         });
     }
-    Ok(Json(VersionSummary {
-        version: row.into(),
-        unit,
-        metrics,
-    }))
+    Ok(metrics)
 }

@@ -92,11 +92,12 @@ async fn version_summary_shows_latest_and_exact_pooled_values() {
     // while a third batch [[4,0],[0,4]] moves it to the MI of [[10,2],[2,10]].
     let half = json!({"task": "multiclass", "labels": [0, 0, 0, 0, 1, 1, 1, 1], "predictions": [0, 0, 0, 1, 1, 1, 1, 0], "estimators": ["shannon_mi"]});
     let perfect = json!({"task": "multiclass", "labels": [0, 0, 0, 0, 1, 1, 1, 1], "predictions": [0, 0, 0, 0, 1, 1, 1, 1], "estimators": ["shannon_mi"]});
-    let mut ids = vec![];
+    let (mut ids, mut batches) = (vec![], vec![]);
     for b in [&half, &half, &perfect] {
         let (s, r) = app.upload("m", "v1", b).await;
         assert_eq!(s, StatusCode::ACCEPTED);
         ids.push(r["jobs"][0]["id"].as_str().unwrap().to_string());
+        batches.push(r["batch"]["id"].as_str().unwrap().to_string());
     }
     // One worker: jobs run in upload order, so the perfect batch's result is the latest.
     let w = app.workers(fast_workers(1));
@@ -134,6 +135,51 @@ async fn version_summary_shows_latest_and_exact_pooled_values() {
     approx::assert_abs_diff_eq!(
         metric["latest"]["value"].as_f64().unwrap(),
         std::f64::consts::LN_2,
+        epsilon = 1e-9
+    );
+    // The same summary in bits is the nats one over ln 2 (each unit is its own answer).
+    let (_, bits) = app.get("/v1/models/m/versions/v1").await;
+    approx::assert_abs_diff_eq!(
+        bits["metrics"][0]["pooled"].as_f64().unwrap(),
+        mi(10.0, 2.0, 2.0, 10.0) / std::f64::consts::LN_2,
+        epsilon = 1e-9
+    );
+    // Deleting the perfect batch changes the summary at once: the pooled table is [[6,2],[2,6]]
+    // and the latest result is a half batch's (answers are not kept past a change of results).
+    let (s, _, _) = app
+        .call(
+            axum::http::Request::delete(format!("/v1/batches/{}", batches[2]))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, v) = app.get("/v1/models/m/versions/v1?unit=nats").await;
+    let metric = &v["metrics"][0];
+    assert_eq!(metric["pooled_batches"], 2, "{v}");
+    approx::assert_abs_diff_eq!(
+        metric["pooled"].as_f64().unwrap(),
+        mi(6.0, 2.0, 2.0, 6.0),
+        epsilon = 1e-9
+    );
+    approx::assert_abs_diff_eq!(
+        metric["latest"]["value"].as_f64().unwrap(),
+        mi(3.0, 1.0, 1.0, 3.0),
+        epsilon = 1e-9
+    );
+    // A new batch's result is in the next answer too.
+    let (_, r) = app.upload("m", "v1", &perfect).await;
+    let w = app.workers(fast_workers(1));
+    assert_eq!(
+        app.wait_job(r["jobs"][0]["id"].as_str().unwrap(), 30).await["state"],
+        "succeeded"
+    );
+    w.shutdown().await;
+    let (_, v) = app.get("/v1/models/m/versions/v1?unit=nats").await;
+    assert_eq!(v["metrics"][0]["pooled_batches"], 3, "{v}");
+    approx::assert_abs_diff_eq!(
+        v["metrics"][0]["pooled"].as_f64().unwrap(),
+        mi(10.0, 2.0, 2.0, 10.0),
         epsilon = 1e-9
     );
     assert_eq!(

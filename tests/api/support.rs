@@ -211,7 +211,7 @@ pub async fn app_with(limits: Limits, require_auth: bool) -> TestApp {
         draining: Default::default(),
         limits,
         require_auth,
-        history_cache: Default::default(),
+        caches: Default::default(),
     };
     TestApp {
         router: api::router(state),
