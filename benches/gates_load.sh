@@ -5,12 +5,9 @@
 #   cargo build --release --bench load && bash benches/gates_load.sh [ROWS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROWS=${1:-1000000}; PORT=${PORT:-18282}; URL="http://127.0.0.1:$PORT"
-work=$(mktemp -d /tmp/infoaudit-gates.XXXXXX); chmod 755 "$work"
-INFOAUDIT_ADDR=127.0.0.1:$PORT ./target/release/infoaudit serve --data-dir "$work/data" >"$work/log" 2>&1 &
-pid=$!
-trap 'kill -INT $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 120); do curl -sf "$URL/readyz" >/dev/null && break; sleep 0.5; done
+ROWS=${1:-1000000}; PORT=${PORT:-18282}
+. benches/service.sh
+start_service gates
 batch() { python3 -c "import json,random; random.seed($1); n=2000; y=[random.randrange(4) for _ in range(n)]; p=[v if random.random()<0.8 else random.randrange(4) for v in y]; print(json.dumps({'task':'multiclass','labels':y,'predictions':p,'estimators':['shannon_mi']}))"; }
 for v in v1 v2; do batch ${v#v} | curl -sf -o /dev/null -H 'content-type: application/json' --data-binary @- "$URL/v1/models/load/versions/$v/batches"; done
 curl -sf -o /dev/null -X PUT -H 'content-type: application/json' -d '{"version":"v1"}' "$URL/v1/models/load/aliases/production"
@@ -19,7 +16,7 @@ curl -sf -o /dev/null -X PUT -H 'content-type: application/json' -d "$rules" "$U
 sleep 3
 # ROWS results of one metric over a year, spread over 1000 older versions of the model (one batch
 # each), as a long-lived model accumulates them; v1 and v2 keep their own few results.
-psql "postgresql://postgres@localhost/infoaudit?host=$work/data/postgres" -qtA -v ON_ERROR_STOP=1 <<SQL
+db_sql -v ON_ERROR_STOP=1 <<SQL
 INSERT INTO model_versions (id, model_id, name)
 SELECT gen_random_uuid(), m.id, 'old-' || i FROM models m, generate_series(0, 999) i WHERE m.name = 'load';
 CREATE TEMP TABLE seed_batches AS
@@ -40,7 +37,7 @@ VACUUM ANALYZE results;
 VACUUM ANALYZE result_rollups;
 VACUUM ANALYZE jobs;
 SQL
-echo "seeded: $(psql "postgresql://postgres@localhost/infoaudit?host=$work/data/postgres" -qtAc 'select count(*) from results') result rows"
+echo "seeded: $(db_sql -c 'select count(*) from results') result rows"
 # The load generator (built by `cargo build --release --bench load`).
 load=$(ls -t target/release/deps/load-* 2>/dev/null | grep -v '\.d$' | head -n1 || true)
 [ -x "$load" ] || { cargo build --release --bench load; load=$(ls -t target/release/deps/load-* | grep -v '\.d$' | head -n1 || true); }

@@ -5,12 +5,9 @@
 #   cargo build --release && bash benches/summary.sh [BATCHES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BATCHES=${1:-6000}; PORT=${PORT:-18283}; URL="http://127.0.0.1:$PORT"
-work=$(mktemp -d /tmp/infoaudit-summary.XXXXXX); chmod 755 "$work"
-INFOAUDIT_ADDR=127.0.0.1:$PORT ./target/release/infoaudit serve --data-dir "$work/data" >"$work/log" 2>&1 &
-pid=$!
-trap 'kill -INT $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 120); do curl -sf "$URL/readyz" >/dev/null && break; sleep 0.5; done
+BATCHES=${1:-6000}; PORT=${PORT:-18283}
+. benches/service.sh
+start_service summary
 python3 -c "import json,random; random.seed(1); n=2000; y=[random.randrange(10) for _ in range(n)]; p=[v if random.random()<0.7 else random.randrange(10) for v in y]; print(json.dumps({'task':'multiclass','labels':y,'predictions':p,'estimators':['shannon_mi']}))" \
   | curl -sf -o /dev/null -H 'content-type: application/json' --data-binary @- "$URL/v1/models/sum/versions/v1/batches"
 for _ in $(seq 1 120); do
@@ -18,7 +15,7 @@ for _ in $(seq 1 120); do
 done
 # BATCHES − 1 more batches of the version, each with a copy of the first one's result (real
 # sufficient statistics: a 10×10 table), written straight into PostgreSQL.
-psql "postgresql://postgres@localhost/infoaudit?host=$work/data/postgres" -qtA -v ON_ERROR_STOP=1 <<SQL
+db_sql -v ON_ERROR_STOP=1 <<SQL
 CREATE TEMP TABLE seed AS SELECT gen_random_uuid() AS batch, gen_random_uuid() AS job, i
 FROM generate_series(2, $BATCHES) i;
 INSERT INTO batches (id, model_id, version_id, task, n, digest, size_bytes, content_type, metadata)
@@ -39,7 +36,7 @@ for i in 1 2 3; do
   curl -s -o /dev/null -w "summary over $BATCHES batches, answer $i: %{time_total} s\n" "$URL/v1/models/sum/versions/v1"
 done
 # A change of results (a deleted batch) makes the next answer compute again.
-b=$(psql "postgresql://postgres@localhost/infoaudit?host=$work/data/postgres" -qtAc "SELECT id FROM batches ORDER BY created_at DESC LIMIT 1")
+b=$(db_sql -c "SELECT id FROM batches ORDER BY created_at DESC LIMIT 1")
 curl -sf -o /dev/null -X DELETE "$URL/v1/batches/$b"
 for i in 1 2; do
   curl -s -o /dev/null -w "after a deletion, answer $i: %{time_total} s\n" "$URL/v1/models/sum/versions/v1"

@@ -8,12 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REQUESTS=${1:-6000}; CLIENTS=${2:-32}; ESTIMATORS=${3:-'["shannon_mi"]'}
-PORT=${PORT:-18383}; URL="http://127.0.0.1:$PORT"
-work=$(mktemp -d /tmp/infoaudit-upload.XXXXXX); chmod 755 "$work"
-INFOAUDIT_ADDR=127.0.0.1:$PORT ./target/release/infoaudit serve --role "${ROLE:-all}" --data-dir "$work/data" >"$work/log" 2>&1 &
-pid=$!
-trap 'kill -INT $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 120); do curl -sf "$URL/readyz" >/dev/null && break; sleep 0.5; done
+PORT=${PORT:-18383}
+. benches/service.sh
+start_service upload --role "${ROLE:-all}"
 python3 - "$work/batch.json" "$ESTIMATORS" <<'PY'
 import json, random, sys
 random.seed(7)
@@ -36,8 +33,7 @@ load=$(ls -t target/release/deps/load-* 2>/dev/null | grep -v '\.d$' | head -n1 
 [ -x "$load" ] || { echo "build the load generator first: cargo build --release --bench load"; exit 1; }
 "$load" "$URL" "/v1/models/load/versions/v1/batches" --post-file "$work/batch.json" \
   --clients "$CLIENTS" --requests "$REQUESTS" --read "/v1/models/load/versions/v1" --read-clients 4 | tee "$work/out"
-psql_() { psql "postgresql://postgres@localhost/infoaudit?host=$work/data/postgres" -qtAc "$1"; }
 accepted=$(grep -o '202: [0-9]*' "$work/out" | head -n1 | awk '{print $2}')
-stored=$(psql_ "select count(*) from batches")
-echo "202s: $accepted (+1 warm-up); batches stored: $stored; jobs: $(psql_ 'select count(*) from jobs'); batches without jobs: $(psql_ 'select count(*) from batches b where not exists (select 1 from jobs j where j.batch_id = b.id)')"
+stored=$(db_sql -c "select count(*) from batches")
+echo "202s: $accepted (+1 warm-up); batches stored: $stored; jobs: $(db_sql -c 'select count(*) from jobs'); batches without jobs: $(db_sql -c 'select count(*) from batches b where not exists (select 1 from jobs j where j.batch_id = b.id)')"
 [ "$stored" = "$((accepted + 1))" ] || { echo "MISMATCH: stored batches differ from 202s"; exit 1; }

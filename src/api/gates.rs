@@ -363,51 +363,28 @@ struct Observed {
 }
 
 /// What one request has read: per (version, estimator), the unfinished jobs and the result rows
-/// (oldest first). Everything a request needs is loaded up front in two statements; rules on the
-/// same estimator (its value and its statistics) share the rows.
-#[derive(Default)]
+/// (oldest first), loaded up front in two statements; rules on the same estimator (its value and
+/// its statistics) share the rows.
 struct Reads(HashMap<(Uuid, String), (i64, Vec<store::MetricRow>)>);
 
 impl Reads {
-    /// Load every pair of `versions` × `estimators` not loaded yet.
-    async fn load(
-        &mut self,
-        state: &AppState,
-        versions: &[Uuid],
-        estimators: &[String],
-    ) -> Result<()> {
-        let versions: Vec<Uuid> = versions
-            .iter()
-            .filter(|v| {
-                estimators
-                    .iter()
-                    .any(|e| !self.0.contains_key(&(**v, e.clone())))
-            })
-            .copied()
-            .collect();
-        if versions.is_empty() || estimators.is_empty() {
-            return Ok(());
-        }
+    /// Read every pair of `versions` × `estimators`.
+    async fn load(state: &AppState, versions: &[Uuid], estimators: &[String]) -> Result<Reads> {
         let (unfinished, rows) = tokio::try_join!(
-            store::unfinished_jobs_by_estimator(&state.pool, &versions, estimators),
-            store::metric_rows(&state.pool, &versions, estimators),
+            store::unfinished_jobs_by_estimator(&state.pool, versions, estimators),
+            store::metric_rows(&state.pool, versions, estimators),
         )?;
-        for v in &versions {
-            for e in estimators {
-                self.0.entry((*v, e.clone())).or_default();
-            }
-        }
+        let mut map: HashMap<_, (i64, Vec<store::MetricRow>)> = HashMap::new();
         for (v, e, n) in unfinished {
-            if let Some(slot) = self.0.get_mut(&(v, e)) {
-                slot.0 = n;
-            }
+            map.entry((v, e)).or_default().0 = n;
         }
         for row in rows {
-            if let Some(slot) = self.0.get_mut(&(row.version_id, row.estimator.clone())) {
-                slot.1.push(row);
-            }
+            map.entry((row.version_id, row.estimator.clone()))
+                .or_default()
+                .1
+                .push(row);
         }
-        Ok(())
+        Ok(Reads(map))
     }
 
     /// The metric of a version, from what was loaded.
@@ -555,7 +532,6 @@ pub async fn evaluate(
         }
         let found = match ctx.aliases.get(b) {
             Some(v) if b != "previous" => Some(v.clone()),
-            None if b != "previous" && b == version => Some((version_id, version.clone())),
             _ => store::resolve_version(&state.pool, model_id, b, Some(version_id)).await?,
         };
         baselines.insert(b, found);
@@ -567,8 +543,7 @@ pub async fn evaluate(
     let mut estimators: Vec<String> = metrics.iter().map(|m| m.estimator.clone()).collect();
     estimators.sort();
     estimators.dedup();
-    let mut reads = Reads::default();
-    reads.load(&state, &versions, &estimators).await?;
+    let reads = Reads::load(&state, &versions, &estimators).await?;
     let mut outcomes = Vec::with_capacity(rules.len());
     let mut batches: Vec<BatchRef> = Vec::new();
     for (rule, metric) in rules.iter().zip(&metrics) {
@@ -774,8 +749,7 @@ pub async fn compare(
     .fetch_all(&state.pool)
     .await?;
     let mut metrics = Vec::new();
-    let mut reads = Reads::default();
-    reads.load(&state, &[bid, cid], &estimators).await?;
+    let reads = Reads::load(&state, &[bid, cid], &estimators).await?;
     for e in estimators {
         let m = MetricRef {
             estimator: e.clone(),
