@@ -768,6 +768,7 @@ impl std::fmt::Display for MetricRef {
 /// One stored result of a version (values in nats).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
+    pub estimator_version: String,
     pub params: serde_json::Value,
     pub value: f64,
     pub ci_low: Option<f64>,
@@ -790,12 +791,12 @@ pub struct Source {
 }
 
 /// The metric of a version from its results (oldest first), in units of `factor` per nat.
-/// Only results with the parameters of the most recent one are used.
+/// Only results with the parameters and estimator version of the most recent one are used.
 pub fn observe(points: &[Point], metric: &MetricRef, factor: f64) -> Option<(Observed, Source)> {
     let latest = points.last()?;
     let same: Vec<&Point> = points
         .iter()
-        .filter(|p| p.params == latest.params)
+        .filter(|p| p.params == latest.params && p.estimator_version == latest.estimator_version)
         .collect();
     if let Some(stat) = &metric.statistic {
         let v = latest.details.get(stat)?.as_f64()?;
@@ -826,14 +827,20 @@ pub fn observe(points: &[Point], metric: &MetricRef, factor: f64) -> Option<(Obs
     if same.len() > 1 {
         let stats: Option<Vec<serde_json::Value>> =
             same.iter().map(|p| p.sufficient.clone()).collect();
-        if let Some(pooled) = stats.and_then(|s| crate::estimate::pool(&metric.estimator, &s)) {
-            let intervals: Option<Vec<(f64, f64)>> =
-                same.iter().map(|p| Some((p.ci_low?, p.ci_high?))).collect();
-            let level = latest.ci_level.unwrap_or(0.95);
-            let ci = intervals.and_then(|iv| crate::stats::pooled_interval(pooled, &iv, level));
+        let level = latest.ci_level.unwrap_or(0.95);
+        if let Some(pooled) =
+            stats.and_then(|s| crate::estimate::pool(&metric.estimator, &s, level))
+        {
+            // The estimator's own pooled interval where it has one (that of the concatenated
+            // batches), else the inverse-variance combination of the batches' intervals.
+            let ci = pooled.interval.or_else(|| {
+                let intervals: Option<Vec<(f64, f64)>> =
+                    same.iter().map(|p| Some((p.ci_low?, p.ci_high?))).collect();
+                intervals.and_then(|iv| crate::stats::pooled_interval(pooled.value, &iv, level))
+            });
             return Some((
                 Observed {
-                    value: pooled * factor,
+                    value: pooled.value * factor,
                     ci_low: ci.map(|c| c.0 * factor),
                     ci_high: ci.map(|c| c.1 * factor),
                     n: same.iter().map(|p| p.n).sum(),
@@ -881,6 +888,7 @@ mod observe_tests {
         let out =
             shannon::shannon_mi(&input, &shannon::Params::default(), &Control::none()).unwrap();
         Point {
+            estimator_version: shannon::VERSION.into(),
             params: json!({"p": 1}),
             value: out.value,
             ci_low: out.interval.as_ref().map(|i| i.low),
@@ -905,8 +913,10 @@ mod observe_tests {
             "pooled = the MI of the summed table"
         );
         assert_eq!(o.n, 160);
-        let (lo, hi) = (o.ci_low.unwrap(), o.ci_high.unwrap());
-        assert!(lo < hi);
+        // The pooled interval is the concatenation's own (jackknife of the summed table).
+        assert!((o.ci_low.unwrap() - whole.ci_low.unwrap()).abs() < 1e-12);
+        assert!((o.ci_high.unwrap() - whole.ci_high.unwrap()).abs() < 1e-12);
+        assert!(o.ci_low.unwrap() < o.value && o.value < o.ci_high.unwrap());
         let (o1, src1) = observe(std::slice::from_ref(&a), &m, 2.0).unwrap();
         assert_eq!(src1.kind, "latest");
         assert!((o1.value - 2.0 * a.value).abs() < 1e-15);
@@ -920,9 +930,15 @@ mod observe_tests {
         // A different parameter set is a different metric series: only the latest's are pooled.
         let mut c = a.clone();
         c.params = json!({"p": 2});
-        let (o3, src3) = observe(&[a, b, c.clone()], &m, 1.0).unwrap();
+        let (o3, src3) = observe(&[a.clone(), b.clone(), c.clone()], &m, 1.0).unwrap();
         assert_eq!(src3.kind, "latest");
         assert_eq!(o3.value, c.value);
+        // So is another estimator version (its statistics are not comparable).
+        let mut d = b.clone();
+        d.estimator_version = "1.0.0".into();
+        let (o4, src4) = observe(&[a, b, d.clone()], &m, 1.0).unwrap();
+        assert_eq!(src4.kind, "latest");
+        assert_eq!(o4.value, d.value);
         assert!(MetricRef::parse("nope").is_err());
         assert!(observe(&[], &m, 1.0).is_none());
     }

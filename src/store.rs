@@ -345,20 +345,23 @@ pub async fn latest_results(pool: &PgPool, version_id: Uuid) -> sqlx::Result<Vec
     .await
 }
 
-/// Sufficient statistics of every result of a version for one estimator and params.
+/// Sufficient statistics of every result of a version for one estimator version and params
+/// (results of other estimator versions store other statistics and are never pooled with them).
 pub async fn sufficient_stats(
     pool: &PgPool,
     version_id: Uuid,
     estimator: &str,
+    estimator_version: &str,
     params: &Value,
 ) -> sqlx::Result<Vec<Value>> {
     sqlx::query_scalar(
         "SELECT sufficient FROM results WHERE version_id = $1 AND estimator = $2 AND params = $3
-           AND sufficient IS NOT NULL",
+           AND estimator_version = $4 AND sufficient IS NOT NULL",
     )
     .bind(version_id)
     .bind(estimator)
     .bind(params)
+    .bind(estimator_version)
     .fetch_all(pool)
     .await
 }
@@ -404,6 +407,7 @@ pub struct MetricRow {
     pub estimator: String,
     pub batch_id: Uuid,
     pub digest: String,
+    pub estimator_version: String,
     pub params: Value,
     pub value: f64,
     pub ci_low: Option<f64>,
@@ -417,6 +421,7 @@ pub struct MetricRow {
 impl MetricRow {
     pub fn point(&self) -> crate::gate::Point {
         crate::gate::Point {
+            estimator_version: self.estimator_version.clone(),
             params: self.params.clone(),
             value: self.value,
             ci_low: self.ci_low,
@@ -437,7 +442,7 @@ pub async fn metric_rows(
     estimators: &[String],
 ) -> sqlx::Result<Vec<MetricRow>> {
     sqlx::query_as(
-        "SELECT r.version_id, r.estimator, r.batch_id, b.digest, r.params, r.value, r.ci_low,
+        "SELECT r.version_id, r.estimator, r.batch_id, b.digest, r.estimator_version, r.params, r.value, r.ci_low,
                 r.ci_high, r.ci_level, r.n, r.details, r.sufficient
          FROM results r JOIN batches b ON b.id = r.batch_id
          WHERE r.version_id = ANY($1) AND r.estimator = ANY($2) ORDER BY r.computed_at, r.id",

@@ -169,10 +169,16 @@ pub async fn get_version(
 async fn version_metrics(state: &AppState, version_id: Uuid, unit: Unit) -> Result<Vec<Metric>> {
     let mut metrics = Vec::new();
     for r in store::latest_results(&state.pool, version_id).await? {
-        let stats =
-            store::sufficient_stats(&state.pool, version_id, &r.estimator, &r.params).await?;
-        let pooled = estimate::pool(&r.estimator, &stats)
-            .and_then(|x| super::views::finite(x * unit.factor()));
+        let stats = store::sufficient_stats(
+            &state.pool,
+            version_id,
+            &r.estimator,
+            &r.estimator_version,
+            &r.params,
+        )
+        .await?;
+        let pooled = estimate::pool(&r.estimator, &stats, r.ci_level.unwrap_or(0.95))
+            .and_then(|p| super::views::finite(p.value * unit.factor()));
         metrics.push(Metric {
             estimator: r.estimator.clone(),
             params: r.params.clone(),

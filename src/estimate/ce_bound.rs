@@ -240,9 +240,32 @@ mod tests {
         assert!((b(out.details["semantic_mi"].as_f64().unwrap()) - 0.378583).abs() < 1e-6);
         assert_eq!(out.details["clipped"], 0);
         assert!(out.interval.is_some());
-        let s = out.sufficient.unwrap();
+        // Pooled halves (samples 0–2 and 3–5, different labels) == the whole batch.
+        let half = |r: std::ops::Range<usize>| {
+            let qh = q.slice(ndarray::s![r.clone(), ..]).to_owned();
+            let yh = y[r].to_vec();
+            let inp = ClassInput {
+                labels: &yh,
+                predictions: &yh,
+                k: 3,
+                probabilities: Some(qh.view()),
+                weights: None,
+                truth_matrix: None,
+            };
+            ce_bound(&inp, &Params::default(), &Control::none())
+                .unwrap()
+                .sufficient
+                .unwrap()
+        };
+        let (a, b) = (half(0..3), half(3..6));
+        assert_ne!(a, b);
+        let pooled = crate::estimate::pool("ce_bound", &[a, b], 0.95)
+            .unwrap()
+            .value;
         assert!(
-            (crate::estimate::pool("ce_bound", &[s.clone(), s]).unwrap() - out.value).abs() < 1e-12
+            (pooled - out.value).abs() < 1e-12,
+            "{pooled} vs {}",
+            out.value
         );
     }
 

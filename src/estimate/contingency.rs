@@ -215,6 +215,16 @@ impl Table {
         )
     }
 
+    /// `[[row, col, value], …]` with `values` aligned with the occupied cells (e.g. per-cell sums
+    /// of squared weights).
+    pub fn with_counts_json(&self, values: &[f64]) -> Value {
+        Value::Array(
+            (0..self.counts.len())
+                .map(|i| json!([self.rows[i], self.cols[i], values[i]]))
+                .collect(),
+        )
+    }
+
     /// Inverse of [`Table::entries_json`].
     pub fn from_entries_json(kx: usize, ky: usize, v: &Value) -> Option<Table> {
         let arr = v.as_array()?;

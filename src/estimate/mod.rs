@@ -129,17 +129,35 @@ pub struct MultilabelInput<'a> {
     pub weights: Option<&'a [f64]>,
 }
 
+/// A value pooled over several batches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pooled {
+    /// The pooled primary statistic in nats.
+    pub value: f64,
+    /// Its interval (nats) where the pooled statistics determine one exactly (`shannon_mi`
+    /// multiclass: the jackknife interval of the concatenated batches); `None` otherwise.
+    pub interval: Option<(f64, f64)>,
+}
+
 /// Pooled value over several batches' `sufficient` statistics (exact, not an average of
-/// averages). Returns the pooled primary value in nats, or `None` when the estimator is not
-/// mergeable, the list is empty, or the statistics are malformed/incompatible.
-pub fn pool(estimator_id: &str, sufficient: &[Value]) -> Option<f64> {
+/// averages): the same statistic the estimator reports for one batch, computed on the summed
+/// statistics. `level` is the interval level. `None` when the estimator is not mergeable, the
+/// list is empty, or the statistics are malformed/incompatible. Callers pool results of one
+/// estimator version only (versions differ in what they store).
+pub fn pool(estimator_id: &str, sufficient: &[Value], level: f64) -> Option<Pooled> {
     if sufficient.is_empty() {
         return None;
     }
+    let value_only = |v: Option<f64>| {
+        v.map(|value| Pooled {
+            value,
+            interval: None,
+        })
+    };
     match estimator_id {
-        "shannon_mi" => shannon::pool_sufficient(sufficient),
-        "semantic_mi" => semantic::pool_sufficient(sufficient),
-        "ce_bound" => ce_bound::pool_sufficient(sufficient),
+        "shannon_mi" => shannon::pool_sufficient(sufficient, level),
+        "semantic_mi" => value_only(semantic::pool_sufficient(sufficient)),
+        "ce_bound" => value_only(ce_bound::pool_sufficient(sufficient)),
         _ => None,
     }
 }

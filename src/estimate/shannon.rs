@@ -1,33 +1,42 @@
-//! `shannon_mi`: plug-in Shannon mutual information between true and predicted labels, with
-//! Miller–Madow, jackknife, NMI/AMI (scikit-learn conventions), VI and a basic bootstrap interval.
+//! `shannon_mi`: Shannon mutual information between true and predicted labels, bias-corrected by
+//! the jackknife, with its jackknife standard-error interval; the plug-in, Miller–Madow,
+//! NMI/AMI (scikit-learn conventions) and VI in `details`.
 //!
 //! Multiclass: one Kx×Ky contingency table. Multilabel: one 2×2 table per label of truth versus
 //! `score >= threshold`; the primary value is the Binary-Relevance total Σ_j I(Y_j; Ŷ_j).
+//!
+//! Version 2 (this file). The primary value is the jackknife bias-corrected MI and the interval is
+//! value ± z·se with the jackknife's standard error, so the reported value is the centre of its own
+//! interval. Version 1 reported the plug-in (biased upward by ≈ (cells − rows − cols + 1)/(2N))
+//! with a basic bootstrap interval of Miller–Madow, which excluded its own value in 39 of 40
+//! batches of N = 200 on a 10-class channel. Weighted samples: the table holds the raw weight sums
+//! and, per cell, the sum of squared weights; the bias correction uses Kish's effective sample size
+//! n_eff = (Σw)²/Σw² and the standard error the squared weights, so uneven weights widen the
+//! interval (version 1 resampled N samples from the weighted proportions, 2.6× too narrow for
+//! lognormal(1.5) weights). Both are sums over cells, so pooling batches is exact: the pooled value
+//! and interval are those of the concatenated batches.
 
-use super::bootstrap::{basic_interval, block_bootstrap, random_blocks, TableResampler};
 use super::contingency::Table;
-use super::rng::SplitMix64;
 use super::special::{entropy_of_counts, ln_factorial_table, ln_gamma, xlogx};
 use super::{
     check_bootstrap_params, check_choice, check_class_input, normalized_weights, num, ClassInput,
-    Control, EstimateError, MultilabelInput, Output,
+    Control, EstimateError, Interval, MultilabelInput, Output,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-pub const VERSION: &str = "1.0.0";
+pub const VERSION: &str = "2.0.0";
 
 /// Method string of the interval.
-pub const INTERVAL_METHOD: &str =
-    "basic bootstrap on Miller-Madow (multinomial resampling of the table via conditional binomials)";
+pub const INTERVAL_METHOD: &str = "jackknife: value = jackknife bias-corrected MI, interval = value +/- z * jackknife standard error (weights: Kish effective sample size and per-cell sums of squared weights)";
 /// Method string of the multilabel interval.
-pub const INTERVAL_METHOD_MULTILABEL: &str =
-    "basic bootstrap on the sum of per-label Miller-Madow values (resampling samples jointly across labels; random blocks of samples when N > bootstrap_blocks)";
+pub const INTERVAL_METHOD_MULTILABEL: &str = "jackknife: value = sum of per-label jackknife bias-corrected MI, interval = value +/- z * se with se from each sample's influence on the sum (labels of a sample kept together)";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Params {
-    /// Bootstrap replicates (0 disables the interval; at most 10000).
+    /// 0 disables the interval; any other value (at most 10000) gives the jackknife interval,
+    /// which needs no resampling (kept for compatibility with version 1's bootstrap).
     pub bootstrap: usize,
     /// Interval level in (0,1).
     pub confidence: f64,
@@ -36,8 +45,8 @@ pub struct Params {
     pub threshold: f64,
     /// Normaliser of AMI: "arithmetic" (scikit-learn's default), "max", "min" or "geometric".
     pub ami_average: String,
-    /// Multilabel only: at most this many random blocks of samples are resampled (N ≤ this:
-    /// ordinary sample bootstrap).
+    /// Unused since version 2 (the multilabel interval needs no resampling); accepted for
+    /// compatibility, 10..=1000000.
     pub bootstrap_blocks: usize,
 }
 
@@ -144,15 +153,6 @@ fn mm_correction(mxy: usize, mx: usize, my: usize, n: f64) -> f64 {
     (mxy as f64 - mx as f64 - my as f64 + 1.0) / (2.0 * n)
 }
 
-/// x ln x − (x−1) ln(x−1), computed without cancellation (0 for x ≤ 1).
-fn g_unit(x: f64) -> f64 {
-    if x <= 1.0 {
-        0.0
-    } else {
-        x.ln() + (x - 1.0) * (1.0 / (x - 1.0)).ln_1p()
-    }
-}
-
 /// Jackknife MI and its jackknife standard error for an integer table, O(nnz).
 ///
 /// Dropping one sample of cell (i,j) changes the numerator S = Σn ln n − Σa ln a − Σb ln b + N ln N
@@ -165,12 +165,12 @@ pub fn jackknife_integer(t: &Table) -> Option<(f64, f64)> {
     if n < 2.0 {
         return None;
     }
-    let gn = g_unit(n);
+    let gn = unit_drop(n);
     let deltas: Vec<f64> = (0..t.nnz())
         .map(|i| {
-            -g_unit(t.counts[i])
-                + g_unit(t.row_sums[t.rows[i] as usize])
-                + g_unit(t.col_sums[t.cols[i] as usize])
+            -unit_drop(t.counts[i])
+                + unit_drop(t.row_sums[t.rows[i] as usize])
+                + unit_drop(t.col_sums[t.cols[i] as usize])
                 - gn
         })
         .collect();
@@ -194,46 +194,107 @@ pub fn jackknife_naive(t: &Table) -> f64 {
     n * base - (n - 1.0) / n * loo
 }
 
-/// Weighted jackknife over samples: leaving sample s out removes its (normalised) weight w_s
-/// from its cell; N is the number of samples. O(N). Returns `None` when N < 2.
-pub fn jackknife_weighted(
-    t: &Table,
-    xs: &[u32],
-    ys: &[u32],
-    w: &[f64],
-    cell_of: impl Fn(u32, u32) -> usize,
-) -> Option<(f64, f64)> {
-    let n = xs.len() as f64;
-    if n < 2.0 {
+/// The change of x ln x when one unit leaves a mass x: x ln x − (x−1) ln(x−1) for x > 1, computed
+/// without cancellation; the whole mass (x ln x) when x ≤ 1.
+fn unit_drop(x: f64) -> f64 {
+    if x <= 0.0 {
+        0.0
+    } else if x <= 1.0 {
+        xlogx(x)
+    } else {
+        x.ln() + (x - 1.0) * (1.0 / (x - 1.0)).ln_1p()
+    }
+}
+
+/// The bias-corrected MI of a table and its standard error (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Corrected {
+    /// Plug-in MI of the (weighted) table.
+    pub plug_in: f64,
+    /// Jackknife bias-corrected MI (on the table rescaled to the effective sample size).
+    pub value: f64,
+    /// Jackknife standard error; `None` when the effective sample size is at most 1.
+    pub se: Option<f64>,
+    /// Kish's effective sample size (Σw)²/Σw² (N when unweighted).
+    pub n_eff: f64,
+    /// Miller–Madow MI with N replaced by the effective sample size.
+    pub miller_madow: f64,
+}
+
+/// Per-cell leave-one-out changes of the MI numerator: for a cell (i, j) of the table rescaled to
+/// total n_eff, δ = −h(n_ij) + h(a_i) + h(b_j) − h(n_eff) with h = [`unit_drop`].
+fn cell_deltas(t: &Table, n_eff: f64) -> Vec<f64> {
+    let scale = n_eff / t.total;
+    let hn = unit_drop(n_eff);
+    (0..t.nnz())
+        .map(|i| {
+            -unit_drop(t.counts[i] * scale)
+                + unit_drop(t.row_sums[t.rows[i] as usize] * scale)
+                + unit_drop(t.col_sums[t.cols[i] as usize] * scale)
+                - hn
+        })
+        .collect()
+}
+
+/// Kish's effective sample size of a table whose cells hold Σw (`t.counts`) and Σw² (`w2`,
+/// aligned with the cells; `None`: unit weights, so Σw² = Σw).
+fn effective_size(t: &Table, w2: Option<&[f64]>) -> f64 {
+    let w2_total: f64 = w2.map_or(t.total, |w| w.iter().sum());
+    if w2_total > 0.0 {
+        t.total * t.total / w2_total
+    } else {
+        0.0
+    }
+}
+
+/// Jackknife bias-corrected MI of a table of weight sums with per-cell squared-weight sums.
+///
+/// Unweighted, this is exactly the leave-one-out jackknife N·Î − (N−1)/N·Σ_s Î_{−s} and its
+/// variance (N−1)/N·Σ_s (Î_{−s} − mean)², computed per cell in O(cells): value = −δ̄ and
+/// se² = Σ_c n_c (δ_c − δ̄)² / (N(N−1)). Weighted, the same formula runs on the table rescaled to
+/// Kish's n_eff, and the variance weights each cell by its Σw²:
+/// se² = Σ_c Σw²_c (δ_c − δ̄)² / (Σw)² · n_eff/(n_eff − 1).
+pub fn corrected_mi(t: &Table, w2: Option<&[f64]>) -> Corrected {
+    let plug_in = plugin_mi(t);
+    let n_eff = effective_size(t, w2);
+    if t.total <= 0.0 || n_eff <= 0.0 {
+        return Corrected {
+            plug_in,
+            value: plug_in,
+            se: None,
+            n_eff,
+            miller_madow: plug_in,
+        };
+    }
+    let d = cell_deltas(t, n_eff);
+    let mean = (0..t.nnz()).map(|i| t.counts[i] * d[i]).sum::<f64>() / t.total;
+    let ss: f64 = (0..t.nnz())
+        .map(|i| w2.map_or(t.counts[i], |w| w[i]) * (d[i] - mean).powi(2))
+        .sum();
+    let var = ss / (t.total * t.total) * n_eff / (n_eff - 1.0);
+    Corrected {
+        plug_in,
+        value: -mean,
+        se: (n_eff > 1.0 && var.is_finite()).then(|| var.max(0.0).sqrt()),
+        n_eff,
+        miller_madow: plug_in - mm_correction(t.nnz(), t.occupied_rows(), t.occupied_cols(), n_eff),
+    }
+}
+
+/// The interval value ± z·se (nats), or `None` when disabled or without a standard error.
+fn normal_interval(value: f64, se: Option<f64>, params: &Params, method: &str) -> Option<Interval> {
+    if params.bootstrap == 0 || !value.is_finite() {
         return None;
     }
-    let (sc, sr, sk) = t.sum_nlogn();
-    let total = t.total;
-    let s_num = sc - sr - sk + xlogx(total);
-    let base = s_num / total;
-    let h = |x: f64, d: f64| xlogx(x) - xlogx((x - d).max(0.0));
-    let mut loo = Vec::with_capacity(xs.len());
-    for s in 0..xs.len() {
-        let ws = w[s];
-        if ws <= 0.0 {
-            loo.push(base);
-            continue;
-        }
-        let c = t.counts[cell_of(xs[s], ys[s])];
-        let a = t.row_sums[xs[s] as usize];
-        let b = t.col_sums[ys[s] as usize];
-        let rest = total - ws;
-        if rest <= 0.0 {
-            loo.push(0.0);
-            continue;
-        }
-        let num_s = s_num - h(c, ws) + h(a, ws) + h(b, ws) - h(total, ws);
-        loo.push(num_s / rest);
-    }
-    let mean = loo.iter().sum::<f64>() / n;
-    let jk = n * base - (n - 1.0) * mean;
-    let var = (n - 1.0) / n * loo.iter().map(|v| (v - mean).powi(2)).sum::<f64>();
-    Some((jk, var.sqrt()))
+    let se = se.filter(|s| s.is_finite())?;
+    let z = crate::stats::normal_quantile(0.5 + params.confidence / 2.0);
+    Some(Interval {
+        low: value - z * se,
+        high: value + z * se,
+        level: params.confidence,
+        method: method.to_string(),
+        replicates: 0,
+    })
 }
 
 /// Occupied margins as integers (panics never; non-integer masses are rounded).
@@ -422,75 +483,31 @@ pub fn vi(t: &Table) -> f64 {
     hx + hy - 2.0 * plugin_mi(t)
 }
 
-/// Miller–Madow MI of a resampled table held in a [`TableResampler`].
-fn mm_of_resample(r: &TableResampler<'_>) -> f64 {
-    let t = r.table;
-    let total = r.total();
-    let mi = mi_from_parts(&r.counts, &t.rows, &t.cols, &r.row_sums, &r.col_sums, total);
-    let mxy = r.counts.iter().filter(|&&c| c > 0.0).count();
-    let mx = r.row_sums.iter().filter(|&&c| c > 0.0).count();
-    let my = r.col_sums.iter().filter(|&&c| c > 0.0).count();
-    mi - mm_correction(mxy, mx, my, total)
-}
-
-/// Basic bootstrap interval of the Miller–Madow statistic of a table.
-pub fn bootstrap_mm_interval(
-    t: &Table,
-    mm: f64,
-    params: &Params,
-    ctl: &Control<'_>,
-) -> Result<Option<super::Interval>, EstimateError> {
-    if params.bootstrap == 0 {
-        return Ok(None);
-    }
-    let mut rng = SplitMix64::new(params.seed);
-    let mut res = TableResampler::new(t);
-    let mut reps = Vec::with_capacity(params.bootstrap);
-    for b in 0..params.bootstrap {
-        ctl.tick(b as f64 / params.bootstrap as f64)?;
-        res.draw(&mut rng);
-        reps.push(mm_of_resample(&res));
-    }
-    ctl.tick(1.0)?;
-    Ok(basic_interval(
-        mm,
-        &reps,
-        params.confidence,
-        INTERVAL_METHOD,
-    ))
-}
-
 /// All point statistics of one table as a JSON object (shared by multiclass and per-label).
-fn table_details(t: &Table, average: &str, jack: Option<(f64, f64)>) -> Value {
-    let mi = plugin_mi(t);
+fn table_details(t: &Table, average: &str, c: &Corrected, weighted: bool) -> Value {
     let (hx, hy) = margin_entropies(t);
-    let mm = miller_madow(t);
     let (mx, my) = (t.occupied_rows(), t.occupied_cols());
     let mut d = json!({
-        "mi": num(mi),
-        "miller_madow": num(mm),
+        "plug_in": num(c.plug_in),
+        "jackknife": num(c.value),
+        "jackknife_se": c.se.map_or(Value::Null, num),
+        "bias_correction": num(c.plug_in - c.value),
+        "miller_madow": num(c.miller_madow),
+        "n_eff": num(c.n_eff),
         "h_true": num(hx),
         "h_pred": num(hy),
-        "vi": num(hx + hy - 2.0 * mi),
+        "vi": num(hx + hy - 2.0 * c.plug_in),
         "nmi": num(nmi(t, "arithmetic")),
         "occupied_cells": t.nnz(),
         "occupied_true_classes": mx,
         "occupied_pred_classes": my,
-        "bias_ratio": num(t.total / (mx.max(1) * my.max(1)) as f64),
+        "bias_ratio": num(c.n_eff / (mx.max(1) * my.max(1)) as f64),
         "confusion": t.to_json(),
     });
-    match jack {
-        Some((j, se)) => {
-            d["jackknife"] = num(j);
-            d["jackknife_se"] = num(se);
-        }
-        None => {
-            d["jackknife"] = Value::Null;
-            d["jackknife_se"] = Value::Null;
-            d["jackknife_reason"] = json!("the jackknife needs at least 2 samples");
-        }
+    if c.se.is_none() {
+        d["jackknife_se_reason"] = json!("the effective sample size is at most 1");
     }
-    if t.integer {
+    if !weighted && t.integer {
         let emi = expected_mi(t);
         d["expected_mi"] = num(emi);
         d["ami"] = num(ami_with_emi(t, average, emi));
@@ -508,13 +525,31 @@ fn table_details(t: &Table, average: &str, jack: Option<(f64, f64)>) -> Value {
 // Entry points
 // ---------------------------------------------------------------------------------------------
 
-/// Multiclass plug-in MI between true labels and predictions.
+/// Per-cell sums of squared weights aligned with the cells of `t` (built from the same pairs).
+fn squared_weight_cells(t: &Table, xs: &[u32], ys: &[u32], w: &[f64]) -> Vec<f64> {
+    let w2: Vec<f64> = w.iter().map(|v| v * v).collect();
+    let sq = Table::from_pairs(xs, ys, t.kx, t.ky, Some(&w2));
+    // Same occupied cells unless a cell's weights are all 0 (then its Σw² is 0 too).
+    let mut out = vec![0.0; t.nnz()];
+    let mut k = 0;
+    for i in 0..t.nnz() {
+        while k < sq.nnz() && (sq.rows[k], sq.cols[k]) < (t.rows[i], t.cols[i]) {
+            k += 1;
+        }
+        if k < sq.nnz() && (sq.rows[k], sq.cols[k]) == (t.rows[i], t.cols[i]) {
+            out[i] = sq.counts[k];
+        }
+    }
+    out
+}
+
+/// Multiclass Shannon MI between true labels and predictions (see the module docs).
 ///
-/// `value`: plug-in I(true; predicted) in nats (raw). `interval`: basic bootstrap on the
-/// Miller–Madow statistic (table resampled as a multinomial via conditional binomials, O(nnz) per
-/// replicate, seeded). Weights are normalised to sum to N; the weighted bootstrap resamples N
-/// samples from the weighted cell proportions. `bias_ratio` = N/(Kx·Ky) with Kx, Ky the
-/// *occupied* true/predicted classes. `sufficient`: the sparse count table.
+/// `value`: jackknife bias-corrected MI in nats (raw, never clipped; can be slightly negative).
+/// `interval`: value ± z·se with the jackknife standard error. `details`: the plug-in, Miller–Madow,
+/// NMI, AMI, VI, entropies, the confusion table, n_eff and `bias_ratio` = n_eff/(Kx·Ky) with Kx, Ky
+/// the *occupied* true/predicted classes. `sufficient`: the sparse table of weight sums (and of
+/// squared weights when weighted), so pooled batches give exactly the concatenation's value.
 pub fn shannon_mi(
     input: &ClassInput<'_>,
     params: &Params,
@@ -522,47 +557,44 @@ pub fn shannon_mi(
 ) -> Result<Output, EstimateError> {
     params.validate().map_err(EstimateError::Invalid)?;
     let n = check_class_input(input)?;
-    let w = normalized_weights(input.weights, n)?;
+    // Validates the weights; the table keeps their raw sums (MI does not depend on their scale).
+    normalized_weights(input.weights, n)?;
     ctl.tick(0.0)?;
     let t = Table::from_pairs(
         input.labels,
         input.predictions,
         input.k,
         input.k,
-        w.as_deref(),
+        input.weights,
     );
-    let jack = match &w {
-        None => jackknife_integer(&t),
-        Some(w) => {
-            let index: std::collections::HashMap<(u32, u32), usize> =
-                (0..t.nnz()).map(|i| ((t.rows[i], t.cols[i]), i)).collect();
-            jackknife_weighted(&t, input.labels, input.predictions, w, |x, y| {
-                index.get(&(x, y)).copied().unwrap_or(0)
-            })
-        }
-    };
-    let value = plugin_mi(&t);
-    let mut details = table_details(&t, &params.ami_average, jack);
-    let mm = miller_madow(&t);
+    let w2 = input
+        .weights
+        .map(|w| squared_weight_cells(&t, input.labels, input.predictions, w));
+    let c = corrected_mi(&t, w2.as_deref());
+    let mut details = table_details(&t, &params.ami_average, &c, input.weights.is_some());
     if let Some(obj) = details.as_object_mut() {
-        obj.remove("mi");
         obj.insert("ami_average".into(), json!(params.ami_average));
-        obj.insert("interval_statistic".into(), json!("miller_madow"));
+        obj.insert("value_statistic".into(), json!("jackknife"));
+        obj.insert("interval_statistic".into(), json!("jackknife"));
         obj.insert(
             "bias_ratio_note".into(),
-            json!("N / (Kx * Ky) with Kx, Ky the occupied true and predicted classes; below ~10 the plug-in and Miller-Madow are unreliable"),
+            json!("n_eff / (Kx * Ky) with Kx, Ky the occupied true and predicted classes; below ~10 the bias corrections are unreliable"),
         );
-        obj.insert("weighted".into(), json!(w.is_some()));
+        obj.insert("weighted".into(), json!(input.weights.is_some()));
         obj.insert("k".into(), json!(input.k));
     }
-    let interval = bootstrap_mm_interval(&t, mm, params, ctl)?;
-    let sufficient = json!({
+    let interval = normal_interval(c.value, c.se, params, INTERVAL_METHOD);
+    let mut sufficient = json!({
         "kind": "table",
         "k": input.k,
         "entries": t.entries_json(),
     });
+    if let Some(w2) = &w2 {
+        sufficient["entries_w2"] = t.with_counts_json(w2);
+    }
+    ctl.tick(1.0)?;
     Ok(Output {
-        value,
+        value: c.value,
         interval,
         n,
         details,
@@ -612,128 +644,113 @@ pub(crate) fn check_multilabel(
     Ok((n, l, w))
 }
 
-/// MI of a 2×2 table given as [n00, n01, n10, n11].
-fn mi_2x2(c: &[f64]) -> f64 {
-    let total = c[0] + c[1] + c[2] + c[3];
-    if total <= 0.0 {
-        return 0.0;
-    }
-    let r = [c[0] + c[1], c[2] + c[3]];
-    let k = [c[0] + c[2], c[1] + c[3]];
-    let mut mi = 0.0;
-    for i in 0..2 {
-        for j in 0..2 {
-            let v = c[2 * i + j];
-            if v > 0.0 {
-                mi += v * (v.ln() + total.ln() - r[i].ln() - k[j].ln());
-            }
-        }
-    }
-    mi / total
-}
-
-fn mm_2x2(c: &[f64]) -> f64 {
-    let total = c[0] + c[1] + c[2] + c[3];
-    if total <= 0.0 {
-        return 0.0;
-    }
-    let mxy = c.iter().filter(|&&v| v > 0.0).count();
-    let mx = [c[0] + c[1], c[2] + c[3]]
-        .iter()
-        .filter(|&&v| v > 0.0)
-        .count();
-    let my = [c[0] + c[2], c[1] + c[3]]
-        .iter()
-        .filter(|&&v| v > 0.0)
-        .count();
-    mi_2x2(c) - mm_correction(mxy, mx, my, total)
-}
-
 /// Multilabel (Binary-Relevance) Shannon MI: per label j a 2×2 table of truth versus
-/// `score >= threshold`; `value` = Σ_j I_j (the Binary-Relevance total, which is not the MI of
-/// the joint label vector). Interval: basic bootstrap of Σ_j Miller–Madow_j resampling samples
-/// jointly across labels (so between-label dependence is kept); for N > `bootstrap_blocks` the
-/// samples are randomly partitioned into that many equal blocks and blocks are resampled
-/// (cost O(N·L) once plus O(B·blocks·L)). `sufficient`: the per-label 2×2 tables.
+/// `score >= threshold`; `value` = Σ_j of the per-label jackknife-corrected MI (the
+/// Binary-Relevance total, which is not the MI of the joint label vector). Interval: value ± z·se
+/// where se comes from each sample's influence on the sum, u_s = Σ_j (δ_j(cell of s) − δ̄_j), so
+/// the dependence between a sample's labels is kept: se² = Σ_s w_s² u_s² / (Σw)² ·
+/// n_eff/(n_eff − 1). Cost O(N·L). `sufficient`: the per-label 2×2 tables of weight sums (and of
+/// squared weights when weighted).
 pub fn shannon_mi_multilabel(
     input: &MultilabelInput<'_>,
     params: &Params,
     ctl: &Control<'_>,
 ) -> Result<Output, EstimateError> {
     params.validate().map_err(EstimateError::Invalid)?;
-    let (n, l, w) = check_multilabel(input, true)?;
+    let (n, l, _) = check_multilabel(input, true)?;
     ctl.tick(0.0)?;
-    let mut rng = SplitMix64::new(params.seed);
-    let (block, m) = if params.bootstrap > 0 {
-        random_blocks(n, params.bootstrap_blocks, &mut rng)
-    } else {
-        (vec![0; n], 1)
+    let weight = |k: usize| input.weights.map_or(1.0, |w| w[k]);
+    let cell = |k: usize, j: usize| {
+        2 * (input.labels[[k, j]] as usize) + usize::from(input.scores[[k, j]] >= params.threshold)
     };
-    // Block statistics: per block, per label, the 4 cells.
-    let width = 4 * l;
-    let mut stats = vec![0.0; m * width];
-    let mut tables = vec![0.0; width];
+    let mut tables = vec![0.0; 4 * l];
+    let mut tables_w2 = vec![0.0; 4 * l];
     for k in 0..n {
-        let wk = w.as_ref().map_or(1.0, |w| w[k]);
-        let b = block[k] as usize;
+        let wk = weight(k);
         for j in 0..l {
-            let y = input.labels[[k, j]] as usize;
-            let p = usize::from(input.scores[[k, j]] >= params.threshold);
-            let cell = 4 * j + 2 * y + p;
-            stats[b * width + cell] += wk;
-            tables[cell] += wk;
+            let c = 4 * j + cell(k, j);
+            tables[c] += wk;
+            tables_w2[c] += wk * wk;
         }
     }
-    let integer = w.is_none();
+    let weighted = input.weights.is_some();
     let mut per_label = Vec::with_capacity(l);
-    let mut total_mi = 0.0;
-    let mut total_mm = 0.0;
+    let mut deltas = vec![0.0; 4 * l];
+    let mut means = vec![0.0; l];
+    let mut total = Corrected {
+        plug_in: 0.0,
+        value: 0.0,
+        se: None,
+        n_eff: 0.0,
+        miller_madow: 0.0,
+    };
     for j in 0..l {
-        let c = &tables[4 * j..4 * j + 4];
-        let t = Table::from_dense(2, 2, c);
-        let t = Table { integer, ..t };
-        let jack = if integer { jackknife_integer(&t) } else { None };
-        let mut d = table_details(&t, &params.ami_average, jack);
-        if !integer {
-            d["jackknife_reason"] =
-                json!("the per-label jackknife is computed for unweighted samples only");
+        let t = Table::from_dense(2, 2, &tables[4 * j..4 * j + 4]);
+        let w2: Vec<f64> = (0..t.nnz())
+            .map(|i| tables_w2[4 * j + 2 * t.rows[i] as usize + t.cols[i] as usize])
+            .collect();
+        let c = corrected_mi(&t, weighted.then_some(w2.as_slice()));
+        if c.n_eff > 0.0 {
+            let d = cell_deltas(&t, c.n_eff);
+            for i in 0..t.nnz() {
+                deltas[4 * j + 2 * t.rows[i] as usize + t.cols[i] as usize] = d[i];
+            }
+            means[j] = -c.value;
         }
+        let mut d = table_details(&t, &params.ami_average, &c, weighted);
         d["label"] = json!(j);
-        total_mi += mi_2x2(c);
-        total_mm += mm_2x2(c);
+        d["mi"] = num(c.plug_in);
+        d["value"] = num(c.value);
+        total.plug_in += c.plug_in;
+        total.value += c.value;
+        total.miller_madow += c.miller_madow;
+        total.n_eff = c.n_eff;
         per_label.push(d);
     }
-    let interval = if params.bootstrap > 0 {
-        let reps = block_bootstrap(&stats, width, params.bootstrap, &mut rng, ctl, |acc| {
-            (0..l).map(|j| mm_2x2(&acc[4 * j..4 * j + 4])).sum()
-        })?;
-        basic_interval(
-            total_mm,
-            &reps,
-            params.confidence,
-            INTERVAL_METHOD_MULTILABEL,
-        )
-    } else {
-        None
-    };
+    ctl.tick(0.5)?;
+    // Second pass: each sample's influence on the sum.
+    let wt: f64 = tables[0..4].iter().sum();
+    let mut ss = 0.0;
+    for k in 0..n {
+        let wk = weight(k);
+        if wk == 0.0 {
+            continue;
+        }
+        let u: f64 = (0..l).map(|j| deltas[4 * j + cell(k, j)] - means[j]).sum();
+        ss += wk * wk * u * u;
+    }
+    let ne = total.n_eff;
+    let var = ss / (wt * wt) * ne / (ne - 1.0);
+    let se = (ne > 1.0 && var.is_finite()).then(|| var.max(0.0).sqrt());
+    let interval = normal_interval(total.value, se, params, INTERVAL_METHOD_MULTILABEL);
     let details = json!({
         "aggregate": "binary_relevance_sum",
-        "aggregate_note": "value = sum over labels of I(Y_j; Yhat_j), each from a 2x2 table of truth vs score >= threshold",
+        "aggregate_note": "value = sum over labels of the jackknife-corrected I(Y_j; Yhat_j), each from a 2x2 table of truth vs score >= threshold",
         "per_label": per_label,
-        "mean_per_label": num(total_mi / l as f64),
-        "miller_madow": num(total_mm),
-        "interval_statistic": "sum_of_miller_madow",
+        "mean_per_label": num(total.value / l as f64),
+        "plug_in": num(total.plug_in),
+        "miller_madow": num(total.miller_madow),
+        "jackknife": num(total.value),
+        "jackknife_se": se.map_or(Value::Null, num),
+        "n_eff": num(ne),
+        "value_statistic": "sum_of_jackknife",
+        "interval_statistic": "sum_of_jackknife",
         "threshold": params.threshold,
-        "bootstrap_blocks_used": m,
-        "weighted": w.is_some(),
+        "weighted": weighted,
         "labels": l,
     });
-    let sufficient = json!({
+    let mut sufficient = json!({
         "kind": "multilabel",
         "tables": (0..l).map(|j| tables[4 * j..4 * j + 4].to_vec()).collect::<Vec<_>>(),
     });
+    if weighted {
+        sufficient["tables_w2"] = json!((0..l)
+            .map(|j| tables_w2[4 * j..4 * j + 4].to_vec())
+            .collect::<Vec<_>>());
+    }
+    ctl.tick(1.0)?;
     Ok(Output {
-        value: total_mi,
+        value: total.value,
         interval,
         n,
         details,
@@ -741,9 +758,10 @@ pub fn shannon_mi_multilabel(
     })
 }
 
-/// Pool `shannon_mi` sufficient statistics: add the tables (per label for multilabel) and
-/// recompute the plug-in MI exactly.
-pub(crate) fn pool_sufficient(suff: &[Value]) -> Option<f64> {
+/// Pool `shannon_mi` sufficient statistics: add the tables (per label for multilabel) and their
+/// squared-weight tables, and compute the same statistic as for one batch, so the pooled value
+/// (and, multiclass, its interval at `level`) equals that of the concatenated batches.
+pub(crate) fn pool_sufficient(suff: &[Value], level: f64) -> Option<super::Pooled> {
     let kind = suff[0].get("kind")?.as_str()?;
     match kind {
         "table" => {
@@ -753,45 +771,103 @@ pub(crate) fn pool_sufficient(suff: &[Value]) -> Option<f64> {
                 .collect::<Option<Vec<_>>>()?
                 .into_iter()
                 .max()? as usize;
+            let weighted = suff.iter().any(|s| s.get("entries_w2").is_some());
             let mut entries = Vec::new();
+            let mut entries_w2 = Vec::new();
             for s in suff {
                 if s.get("kind")?.as_str()? != "table" {
                     return None;
                 }
                 let t = Table::from_entries_json(k, k, s.get("entries")?)?;
+                // An unweighted batch's squared weights equal its counts.
+                let t2 = match s.get("entries_w2") {
+                    Some(v) => Table::from_entries_json(k, k, v)?,
+                    None => t.clone(),
+                };
                 for i in 0..t.nnz() {
                     entries.push((t.rows[i], t.cols[i], t.counts[i]));
                 }
+                for i in 0..t2.nnz() {
+                    entries_w2.push((t2.rows[i], t2.cols[i], t2.counts[i]));
+                }
             }
-            Some(plugin_mi(&Table::from_entries(k, k, entries)))
+            let t = Table::from_entries(k, k, entries);
+            let t2 = Table::from_entries(k, k, entries_w2);
+            let w2 = aligned(&t, &t2);
+            let c = corrected_mi(&t, weighted.then_some(w2.as_slice()));
+            let z = crate::stats::normal_quantile(0.5 + level / 2.0);
+            Some(super::Pooled {
+                value: c.value,
+                interval: c
+                    .se
+                    .filter(|s| s.is_finite())
+                    .map(|se| (c.value - z * se, c.value + z * se)),
+            })
         }
         "multilabel" => {
             let mut acc: Vec<[f64; 4]> = Vec::new();
+            let mut acc2: Vec<[f64; 4]> = Vec::new();
+            let mut weighted = false;
             for s in suff {
                 if s.get("kind")?.as_str()? != "multilabel" {
                     return None;
                 }
                 let tabs = s.get("tables")?.as_array()?;
+                let tabs2 = match s.get("tables_w2") {
+                    Some(v) => {
+                        weighted = true;
+                        v.as_array()?
+                    }
+                    None => tabs,
+                };
                 if acc.is_empty() {
                     acc = vec![[0.0; 4]; tabs.len()];
+                    acc2 = vec![[0.0; 4]; tabs.len()];
                 }
-                if tabs.len() != acc.len() {
+                if tabs.len() != acc.len() || tabs2.len() != acc.len() {
                     return None;
                 }
-                for (a, t) in acc.iter_mut().zip(tabs) {
-                    let t = t.as_array()?;
-                    if t.len() != 4 {
+                for (j, (t, t2)) in tabs.iter().zip(tabs2).enumerate() {
+                    let (t, t2) = (t.as_array()?, t2.as_array()?);
+                    if t.len() != 4 || t2.len() != 4 {
                         return None;
                     }
                     for i in 0..4 {
-                        a[i] += t[i].as_f64()?;
+                        acc[j][i] += t[i].as_f64()?;
+                        acc2[j][i] += t2[i].as_f64()?;
                     }
                 }
             }
-            Some(acc.iter().map(|c| mi_2x2(c)).sum())
+            let mut value = 0.0;
+            for (c, c2) in acc.iter().zip(&acc2) {
+                let t = Table::from_dense(2, 2, c);
+                let w2: Vec<f64> = (0..t.nnz())
+                    .map(|i| c2[2 * t.rows[i] as usize + t.cols[i] as usize])
+                    .collect();
+                value += corrected_mi(&t, weighted.then_some(w2.as_slice())).value;
+            }
+            Some(super::Pooled {
+                value,
+                interval: None,
+            })
         }
         _ => None,
     }
+}
+
+/// The masses of `b` at the occupied cells of `a` (0 where `b` has none).
+fn aligned(a: &Table, b: &Table) -> Vec<f64> {
+    let mut out = vec![0.0; a.nnz()];
+    let mut k = 0;
+    for i in 0..a.nnz() {
+        while k < b.nnz() && (b.rows[k], b.cols[k]) < (a.rows[i], a.cols[i]) {
+            k += 1;
+        }
+        if k < b.nnz() && (b.rows[k], b.cols[k]) == (a.rows[i], a.cols[i]) {
+            out[i] = b.counts[k];
+        }
+    }
+    out
 }
 
 #[cfg(test)]

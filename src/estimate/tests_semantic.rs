@@ -286,10 +286,26 @@ fn spec_example_4() {
     );
     assert!(close(bits(w0["value"].as_f64().unwrap()), 0.263034, 1e-6));
     assert_eq!(out.details["negative_fraction"].as_f64(), Some(0.0));
-    // Pooling a batch with itself gives the same value.
-    let sf = out.sufficient.clone().unwrap();
+    // Pooling two different parts (rows 0–4 and 5–7) gives the whole batch's value exactly.
+    let part = |r: std::ops::Range<usize>| {
+        let (yp, sp) = (
+            y.slice(ndarray::s![r.clone(), ..]),
+            s.slice(ndarray::s![r, ..]),
+        );
+        let inp = MultilabelInput {
+            labels: yp,
+            scores: sp,
+            weights: None,
+        };
+        semantic_mi_multilabel(&inp, &Params::default(), &Control::none())
+            .unwrap()
+            .sufficient
+            .unwrap()
+    };
+    let (a, b) = (part(0..5), part(5..8));
+    assert_ne!(a, b);
     assert!(close(
-        pool("semantic_mi", &[sf.clone(), sf]).unwrap(),
+        pool("semantic_mi", &[a, b], 0.95).unwrap().value,
         out.value,
         1e-12
     ));
@@ -384,13 +400,27 @@ fn spec_example_5() {
         1e-12
     ));
     assert!(out.interval.is_some());
-    // Pool two copies == the batch itself; pooled halves == whole.
-    let sf = out.sufficient.clone().unwrap();
-    assert!(close(
-        pool("semantic_mi", &[sf.clone(), sf]).unwrap(),
-        out.value,
-        1e-12
-    ));
+    // Pooled halves (samples 0–2 and 3–5, different label mixes) == the whole batch.
+    let half = |r: std::ops::Range<usize>| {
+        let qh = q.slice(ndarray::s![r.clone(), ..]).to_owned();
+        let yh = y[r].to_vec();
+        let inp = ClassInput {
+            labels: &yh,
+            predictions: &yh,
+            k: 3,
+            probabilities: Some(qh.view()),
+            weights: None,
+            truth_matrix: None,
+        };
+        semantic_mi(&inp, &Params::default(), &Control::none())
+            .unwrap()
+            .sufficient
+            .unwrap()
+    };
+    let (a, b) = (half(0..3), half(3..6));
+    assert_ne!(a, b);
+    let pooled = pool("semantic_mi", &[a, b], 0.95).unwrap().value;
+    assert!(close(pooled, out.value, 1e-12), "{pooled} vs {}", out.value);
 }
 
 #[test]
@@ -412,7 +442,7 @@ fn probabilities_zero_on_true_class_is_neg_inf() {
     assert!(out.interval.is_none());
     assert!(!serde_json::to_string(&out.details).unwrap().contains("NaN"));
     assert_eq!(
-        pool("semantic_mi", &[out.sufficient.unwrap()]),
+        pool("semantic_mi", &[out.sufficient.unwrap()], 0.95).map(|p| p.value),
         Some(f64::NEG_INFINITY)
     );
 }
@@ -510,7 +540,7 @@ proptest! {
                 let inp = ClassInput { labels: &ys[r.clone()], predictions: &ps[r], k, probabilities: Some(qq), weights: None, truth_matrix: None };
                 semantic_mi(&inp, &Params { bootstrap: 0, ..Params::default() }, &Control::none()).unwrap().sufficient.unwrap()
             };
-            let pooled = pool("semantic_mi", &[part(0..h), part(h..n)]).unwrap();
+            let pooled = pool("semantic_mi", &[part(0..h), part(h..n)], 0.95).unwrap().value;
             prop_assert!((pooled - out.value).abs() < 1e-10);
         }
     }
