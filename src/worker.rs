@@ -302,7 +302,13 @@ impl Worker {
 
 fn to_result(out: Output) -> NewResult {
     let (ci_low, ci_high, ci_level, ci_method) = match out.interval {
-        Some(i) => (Some(i.low), Some(i.high), Some(i.level), Some(i.method)),
+        // A one-sided interval has no upper (or lower) end: stored as NULL.
+        Some(i) => (
+            i.low.is_finite().then_some(i.low),
+            i.high.is_finite().then_some(i.high),
+            Some(i.level),
+            Some(i.method),
+        ),
         None => (None, None, None, None),
     };
     NewResult {

@@ -487,6 +487,13 @@ pub const INFORMATION_KEYS: &[&str] = &[
     "h_labels",
     "kl_marginal",
     "standard_error",
+    "plug_in",
+    "bias_correction",
+    "gap",
+    "gap_at_1",
+    "saturation_threshold",
+    "expected_gap_at_value",
+    "shannon_bound",
 ];
 
 /// Whether a named statistic (a `details` key) is an amount of information (nats inside, bits

@@ -35,7 +35,9 @@ use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-pub const VERSION: &str = "1.0.0";
+/// 1.1.0: `clipped_value` follows the benchmark's convention in its mode (clip each k, then
+/// average); 1.0.0 clipped the mean.
+pub const VERSION: &str = "1.1.0";
 
 /// Interval method string.
 pub const INTERVAL_METHOD: &str = "normal interval from m-out-of-n subsampling without replacement: sd = sd(subsample estimates) * sqrt(m / (N - m))";
@@ -485,7 +487,12 @@ pub fn ksg(
         "dx": dx,
         "dy": dy,
         "n": n,
-        "clipped_value": num(value.max(0.0)),
+        "clipped_value": num(clipped_value(&per_k, &p.metric)),
+        "clipped_value_rule": if p.metric == "euclidean_per_space" {
+            "mean over k of max(0, value_k): the benchmark's convention (bmi clips each k's estimate, then averages)"
+        } else {
+            "max(0, value): scikit-learn's convention"
+        },
         "interval_method": INTERVAL_METHOD,
         "seed": p.seed,
         "params": serde_json::to_value(p).unwrap_or(Value::Null),
@@ -498,6 +505,17 @@ pub fn ksg(
         details,
         sufficient: None,
     })
+}
+
+/// The value clipped at 0 by the convention of the metric's reference: in the benchmark's mode
+/// (`euclidean_per_space`, bmi) each k's estimate is clipped and the clipped values averaged; in
+/// scikit-learn's mode (`max`) the (mean) value is clipped.
+pub fn clipped_value(per_k: &[f64], metric: &str) -> f64 {
+    if metric == "euclidean_per_space" {
+        per_k.iter().map(|v| v.max(0.0)).sum::<f64>() / per_k.len().max(1) as f64
+    } else {
+        (per_k.iter().sum::<f64>() / per_k.len().max(1) as f64).max(0.0)
+    }
 }
 
 pub(crate) fn merge(a: &mut Value, b: Value) {

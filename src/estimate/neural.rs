@@ -24,15 +24,27 @@
 //! negatives of a row are the other rows of its block. InfoNCE's value is the mean of per-row terms
 //! each ≤ log(block size): `log_batch_ceiling` in `details` is the mean of log(block size).
 //!
-//! Interval: [value − z·sd, max(value, in-sample value) + z·sd]. sd comes from a bootstrap over
-//! the test rows of the per-row terms (critic and within-block negatives fixed; 200 replicates);
-//! with `restarts > 1` (independent critics with derived seeds on the same split) the value is
-//! their mean and the between-restart variance / R is added. The held-out value of a fixed critic
-//! is a lower bound, pessimistic by the critic's suboptimality (on independent data it is
-//! negative for any non-constant critic), while the same critic's bound on as many *training*
-//! rows (`in_sample_value`, same blocking) is optimistic by its overfitting; the upper end is
-//! stretched to the latter so that the interval brackets the truth in both regimes (it reduces to
-//! the symmetric interval when the two agree).
+//! Intervals. InfoNCE, MINE (DV) and NWJ are lower bounds on I for any fixed critic, and the
+//! held-out value estimates the bound of the trained critic; the variational gap I − bound is not
+//! observable from the data. The honest interval is one-sided: the lower confidence bound
+//! value − z·sd with z = Φ⁻¹(level) (one-sided), and no upper end (`ci_high` null). sd comes from
+//! a bootstrap over the test rows of the per-row terms (critic and within-block negatives fixed;
+//! 200 replicates); with `restarts > 1` (independent critics with derived seeds on the same split)
+//! the value is their mean and the between-restart variance / R is added. SMILE clips the
+//! partition terms to [e^−τ, e^τ] and is therefore neither a lower nor an upper bound (with the
+//! optimal critic at I = 5 nats and τ = 5 it reads 5.19 ± 0.05): its interval is two-sided,
+//! value ± z·sd, about the fixed critic's SMILE statistic, and it does not cover SMILE's bias;
+//! `details.clipped_mass_fraction` says how much of the partition mass the clipping changed.
+//!
+//! InfoNCE saturation: with B rows per held-out block, InfoNCE's expectation at the optimal critic
+//! is about I − ln(1 + (e^I − 1)/B) (≤ ln B). `saturated` is set when (e^value − 1)/B > 0.02,
+//! i.e. value > ln(1 + 0.02·B) ≈ ln B − 3.9, where that gap exceeds ~0.02 nats and grows fast:
+//! the value is then a loose lower bound.
+//!
+//! Version 2 (this file): one-sided intervals for the bounds, SMILE's two-sided interval and
+//! clipped mass, the earlier saturation flag. Version 1 stretched the upper end to the in-sample
+//! value, which covered I = 4 nats 2 % of the time, and flagged saturation only within 1 nat of
+//! ln B.
 
 use super::ksg::normal_quantile;
 use super::rng::SplitMix64;
@@ -41,7 +53,7 @@ use ndarray::{s, Array2, ArrayView2, Axis, Zip};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-pub const VERSION: &str = "1.0.0";
+pub const VERSION: &str = "2.0.0";
 
 /// Which variational bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,8 +87,10 @@ impl Bound {
     }
 }
 
-/// Interval method string.
-pub const INTERVAL_METHOD: &str = "[value - z*sd, max(value, in_sample_value) + z*sd]; sd from a bootstrap (200 replicates) of the per-row held-out terms with the trained critic fixed, plus the between-restart variance / R when restarts > 1";
+/// Interval method string of the lower bounds (InfoNCE, MINE, NWJ).
+pub const INTERVAL_METHOD: &str = "one-sided lower confidence bound [value - z*sd, +inf) with z the one-sided normal quantile; sd from a bootstrap (200 replicates) of the per-row held-out terms with the trained critic fixed, plus the between-restart variance / R when restarts > 1; the variational gap (I - bound) is not covered, so there is no upper end";
+/// Interval method string of SMILE.
+pub const INTERVAL_METHOD_SMILE: &str = "two-sided value +/- z*sd about the fixed critic's SMILE statistic (sd as for the bounds); SMILE's clipping bias is not covered: SMILE is not a bound";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -673,6 +687,10 @@ struct Terms {
     a: Vec<f64>,
     /// DV-type (MINE, SMILE): log of the per-row mean of exp(S_ij) over the block's negatives.
     lb: Vec<f64>,
+    /// SMILE: the same without clipping, and how many negative scores were clipped (of `pairs`).
+    lb_raw: Vec<f64>,
+    clipped: usize,
+    pairs: usize,
     /// mean log(block size) (InfoNCE ceiling)
     log_ceiling: f64,
 }
@@ -690,6 +708,16 @@ impl Terms {
     fn value(&self) -> f64 {
         self.value_of(0..self.a.len())
     }
+
+    /// SMILE: |Σ e^{clipped} − Σ e^{raw}| / Σ e^{raw} over the partition terms (0 otherwise).
+    fn clipped_mass_fraction(&self) -> f64 {
+        if self.lb_raw.is_empty() {
+            return 0.0;
+        }
+        let raw = logsumexp(self.lb_raw.iter().copied());
+        let clipped = logsumexp(self.lb.iter().copied());
+        (clipped - raw).exp_m1().abs()
+    }
 }
 
 /// Evaluate the critic on rows `x`, `y` in near-equal blocks of at most `max_block`.
@@ -701,16 +729,31 @@ fn evaluate(
     max_block: usize,
     tau: f64,
 ) -> Terms {
-    let n = x.nrows();
+    evaluate_scores(bound, x.nrows(), max_block, tau, |lo, hi| {
+        net.scores(x.slice(s![lo..hi, ..]), y.slice(s![lo..hi, ..]))
+    })
+}
+
+/// Per-row terms of `n` rows cut into near-equal blocks of at most `max_block`, with
+/// `scores(lo, hi)` the critic's score matrix of rows lo..hi (diagonal = joint pairs).
+fn evaluate_scores(
+    bound: Bound,
+    n: usize,
+    max_block: usize,
+    tau: f64,
+    scores: impl Fn(usize, usize) -> Array2<f64>,
+) -> Terms {
     let nblocks = n.div_ceil(max_block).max(1);
     let mut a = Vec::with_capacity(n);
     let mut lb = Vec::with_capacity(n);
+    let mut lb_raw = Vec::new();
+    let (mut clipped, mut pairs) = (0usize, 0usize);
     let mut log_ceiling = 0.0;
     for blk in 0..nblocks {
         let lo = blk * n / nblocks;
         let hi = (blk + 1) * n / nblocks;
         let b = hi - lo;
-        let s = net.scores(x.slice(s![lo..hi, ..]), y.slice(s![lo..hi, ..]));
+        let s = scores(lo, hi);
         let bf = b as f64;
         log_ceiling += bf * bf.ln();
         for i in 0..b {
@@ -735,13 +778,17 @@ fn evaluate(
                     } else {
                         f64::INFINITY
                     };
-                    let it = row
-                        .iter()
-                        .enumerate()
-                        .filter(|(j, _)| *j != i)
-                        .map(|(_, &v)| v.clamp(-clip, clip));
+                    let negatives = || row.iter().enumerate().filter(|(j, _)| *j != i);
                     a.push(row[i]);
-                    lb.push(logsumexp(it) - (bf - 1.0).ln());
+                    lb.push(
+                        logsumexp(negatives().map(|(_, &v)| v.clamp(-clip, clip)))
+                            - (bf - 1.0).ln(),
+                    );
+                    if bound == Bound::Smile {
+                        lb_raw.push(logsumexp(negatives().map(|(_, &v)| v)) - (bf - 1.0).ln());
+                        clipped += negatives().filter(|(_, &v)| v.abs() > clip).count();
+                        pairs += b - 1;
+                    }
                 }
             }
         }
@@ -750,6 +797,9 @@ fn evaluate(
         bound,
         a,
         lb,
+        lb_raw,
+        clipped,
+        pairs,
         log_ceiling: log_ceiling / n as f64,
     }
 }
@@ -761,6 +811,8 @@ fn evaluate(
 struct Run {
     value: f64,
     in_sample: f64,
+    clipped_mass_fraction: f64,
+    clipped_fraction: f64,
     boot_var: f64,
     validation: f64,
     selected_step: usize,
@@ -875,7 +927,8 @@ fn train_one(
         p.tau,
     );
     let value = terms.value();
-    // in-sample value of the same critic on as many training rows (same blocking): optimistic
+    // in-sample value of the same critic on as many training rows (same blocking): optimistic by
+    // its overfitting; reported (train/held-out gap), not used for the interval
     let m = test.0.nrows().min(train.0.nrows());
     let in_sample = evaluate(
         &best_net,
@@ -886,7 +939,30 @@ fn train_one(
         p.tau,
     )
     .value();
-    // bootstrap of the per-row terms
+    let boot_var = bootstrap_var(&terms, seed);
+    Ok(Run {
+        value,
+        in_sample,
+        clipped_mass_fraction: terms.clipped_mass_fraction(),
+        clipped_fraction: if terms.pairs > 0 {
+            terms.clipped as f64 / terms.pairs as f64
+        } else {
+            0.0
+        },
+        boot_var,
+        validation: best,
+        selected_step: best_step,
+        steps_run,
+        stopped_early,
+        curve,
+        log_ceiling: terms.log_ceiling,
+        seed,
+    })
+}
+
+/// Variance of the value over 200 bootstrap resamples of the rows' terms (critic and within-block
+/// negatives fixed).
+fn bootstrap_var(terms: &Terms, seed: u64) -> f64 {
     let n = terms.a.len();
     let mut bg = SplitMix64::new(seed ^ 0xB007_5742_0000_0001);
     let reps = 200;
@@ -901,23 +977,55 @@ fn train_one(
             vals.push(v);
         }
     }
-    let boot_var = if vals.len() >= 2 {
+    if vals.len() >= 2 {
         let m = vals.iter().sum::<f64>() / vals.len() as f64;
         vals.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (vals.len() - 1) as f64
     } else {
         f64::NAN
-    };
-    Ok(Run {
-        value,
-        in_sample,
-        boot_var,
-        validation: best,
-        selected_step: best_step,
-        steps_run,
-        stopped_early,
-        curve,
-        log_ceiling: terms.log_ceiling,
-        seed,
+    }
+}
+
+/// InfoNCE's saturation from its value and the mean log block size: (saturated, the value above
+/// which it is flagged, the gap ln(1 + (e^value − 1)/B) expected at the optimal critic).
+fn infonce_saturation(value: f64, log_ceiling: f64) -> (bool, f64, f64) {
+    let b = log_ceiling.exp();
+    let threshold = (0.02 * b).ln_1p();
+    (
+        value > threshold,
+        threshold,
+        ((value.exp() - 1.0) / b).ln_1p(),
+    )
+}
+
+/// The reported interval (see the module docs): one-sided for the bounds, two-sided for SMILE.
+fn interval(
+    bound: Bound,
+    value: f64,
+    sd: f64,
+    confidence: f64,
+    replicates: usize,
+) -> Option<Interval> {
+    if !(sd.is_finite() && value.is_finite()) {
+        return None;
+    }
+    Some(if bound == Bound::Smile {
+        let z = normal_quantile(0.5 * (1.0 + confidence));
+        Interval {
+            low: value - z * sd,
+            high: value + z * sd,
+            level: confidence,
+            method: INTERVAL_METHOD_SMILE.to_string(),
+            replicates,
+        }
+    } else {
+        let z = normal_quantile(confidence);
+        Interval {
+            low: value - z * sd,
+            high: f64::INFINITY,
+            level: confidence,
+            method: INTERVAL_METHOD.to_string(),
+            replicates,
+        }
     })
 }
 
@@ -1026,23 +1134,7 @@ pub fn estimate(
     };
     let sd = (within + between).sqrt();
     let in_sample = runs.iter().map(|q| q.in_sample).sum::<f64>() / rf;
-    let interval = if sd.is_finite() && value.is_finite() {
-        let z = normal_quantile(0.5 * (1.0 + p.confidence));
-        let top = if in_sample.is_finite() {
-            value.max(in_sample)
-        } else {
-            value
-        };
-        Some(Interval {
-            low: value - z * sd,
-            high: top + z * sd,
-            level: p.confidence,
-            method: INTERVAL_METHOD.to_string(),
-            replicates: 200 * r,
-        })
-    } else {
-        None
-    };
+    let interval = interval(bound, value, sd, p.confidence, 200 * r);
     let first = &runs[0];
     let ceiling = first.log_ceiling;
     let mut details = json!({
@@ -1071,14 +1163,37 @@ pub fn estimate(
             "selected_step": q.selected_step,
             "steps_run": q.steps_run,
         })).collect::<Vec<_>>(),
-        "interval_method": INTERVAL_METHOD,
+        "interval_method": if bound == Bound::Smile { INTERVAL_METHOD_SMILE } else { INTERVAL_METHOD },
         "train_batch_ceiling": (p.batch_size.min(train_idx.len()) as f64).ln(),
         "params": serde_json::to_value(p).unwrap_or(Value::Null),
     });
     let obj = details.as_object_mut().expect("object");
+    obj.insert(
+        "kind".into(),
+        json!(if bound == Bound::Smile {
+            "biased_estimator"
+        } else {
+            "lower_bound"
+        }),
+    );
+    obj.insert(
+        "interval_sides".into(),
+        json!(if bound == Bound::Smile {
+            "two_sided"
+        } else {
+            "lower"
+        }),
+    );
     if bound == Bound::InfoNce {
+        let (saturated, threshold, gap) = infonce_saturation(value, ceiling);
         obj.insert("log_batch_ceiling".into(), num(ceiling));
-        obj.insert("saturated".into(), json!(value > ceiling - 1.0));
+        obj.insert("saturation_threshold".into(), num(threshold));
+        obj.insert("saturated".into(), json!(saturated));
+        obj.insert("expected_gap_at_value".into(), num(gap));
+        obj.insert(
+            "saturation_note".into(),
+            json!("at the optimal critic InfoNCE reads about I - ln(1 + (e^I - 1)/B) with B rows per held-out block; saturated = (e^value - 1)/B > 0.02: the true MI may be far above the value"),
+        );
     } else {
         obj.insert("log_batch_ceiling".into(), Value::Null);
         obj.insert(
@@ -1088,6 +1203,14 @@ pub fn estimate(
     }
     if bound == Bound::Smile {
         obj.insert("tau".into(), json!(p.tau));
+        obj.insert(
+            "clipped_mass_fraction".into(),
+            num(runs.iter().map(|q| q.clipped_mass_fraction).sum::<f64>() / rf),
+        );
+        obj.insert(
+            "clipped_fraction".into(),
+            num(runs.iter().map(|q| q.clipped_fraction).sum::<f64>() / rf),
+        );
     }
     if interval.is_none() {
         obj.insert(
@@ -1206,5 +1329,110 @@ mod tests {
         let t = evaluate(&net, Bound::Smile, x.view(), y.view(), 100, 5.0).value();
         let (v, _) = batch_objective(Bound::Smile, &s, &p, &mut None);
         assert!((t - v).abs() < 1e-12);
+    }
+
+    /// Each bound's formula on a fixed 3×3 score matrix, against numpy/scipy:
+    /// InfoNCE ln 3 + mean_i(S_ii − logsumexp_j S_ij) = 0.7113473516811948,
+    /// NWJ mean diag − mean_{i≠j} e^{S_ij − 1} = 1.127382083938183,
+    /// DV (MINE) mean diag − ln mean_{i≠j} e^{S_ij} = 1.5475827133569848,
+    /// SMILE (τ = 0.5) mean diag − ln mean_{i≠j} clip(e^{S_ij}, e^−τ, e^τ) = 1.505359347496317.
+    #[test]
+    fn bound_formulas_on_a_fixed_score_matrix() {
+        let s = ndarray::arr2(&[[1.5, -0.3, 0.2], [0.1, 2.0, -1.0], [-0.5, 0.4, 0.9]]);
+        let p = Params {
+            tau: 0.5,
+            ..Params::default()
+        };
+        for (bound, want) in [
+            (Bound::InfoNce, 0.7113473516811948),
+            (Bound::Nwj, 1.127382083938183),
+            (Bound::Mine, 1.5475827133569848),
+            (Bound::Smile, 1.505359347496317),
+        ] {
+            let (v, _) = batch_objective(bound, &s, &p, &mut None);
+            assert!((v - want).abs() < 1e-12, "{bound:?}: {v} vs {want}");
+            let t = evaluate_scores(bound, 3, 100, 0.5, |lo, hi| {
+                s.slice(s![lo..hi, lo..hi]).to_owned()
+            });
+            assert!((t.value() - want).abs() < 1e-12, "{bound:?} held-out terms");
+        }
+        // SMILE's clipping: of the 6 negatives only −1.0 lies outside [−0.5, 0.5].
+        let t = evaluate_scores(Bound::Smile, 3, 100, 0.5, |lo, hi| {
+            s.slice(s![lo..hi, lo..hi]).to_owned()
+        });
+        assert_eq!((t.clipped, t.pairs), (1, 6));
+        assert!(t.clipped_mass_fraction() > 0.0);
+    }
+
+    /// Held-out terms of the optimal critic for a bivariate Gaussian with MI `mi` (nats):
+    /// T(x, y) = ln p(x, y)/(p(x)p(y)) = mi − (ρ²x² − 2ρxy + ρ²y²)/(2(1 − ρ²)), ρ² = 1 − e^{−2·mi}.
+    fn optimal_terms(bound: Bound, mi: f64, n: usize, block: usize, tau: f64, seed: u64) -> Terms {
+        let rho = (1.0 - (-2.0 * mi).exp()).sqrt();
+        let mut g = SplitMix64::new(seed);
+        let (mut xs, mut ys) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for _ in 0..n {
+            let (a, b) = g.normal_pair();
+            xs.push(a);
+            ys.push(rho * a + (1.0 - rho * rho).sqrt() * b);
+        }
+        let c = 2.0 * (1.0 - rho * rho);
+        evaluate_scores(bound, n, block, tau, |lo, hi| {
+            Array2::from_shape_fn((hi - lo, hi - lo), |(i, j)| {
+                let (x, y) = (xs[lo + i], ys[lo + j]);
+                mi - (rho * rho * x * x - 2.0 * rho * x * y + rho * rho * y * y) / c
+            })
+        })
+    }
+
+    /// With the optimal critic at I = 4 nats on 1250 held-out rows in blocks of ≈ 417 (the default
+    /// split of N = 5000), InfoNCE reads ≈ I − ln(1 + (e^I − 1)/B) ≈ 3.88: a symmetric interval
+    /// around it rarely covers 4 (version 1: 2 %), the one-sided lower bound covers it, and the
+    /// value is flagged as saturated (threshold ln(1 + 0.02·417) = 2.23).
+    #[test]
+    fn infonce_lower_bound_covers_large_information() {
+        let (reps, truth) = (40, 4.0);
+        let (mut lower_hits, mut sym_hits, mut mean) = (0, 0, 0.0);
+        for r in 0..reps {
+            let t = optimal_terms(Bound::InfoNce, truth, 1250, 417, 5.0, 100 + r);
+            let v = t.value();
+            mean += v / reps as f64;
+            let sd = bootstrap_var(&t, r).sqrt();
+            let iv = interval(Bound::InfoNce, v, sd, 0.95, 200).unwrap();
+            assert_eq!(iv.high, f64::INFINITY);
+            if iv.low <= truth {
+                lower_hits += 1;
+            }
+            if (v - 1.96 * sd..=v + 1.96 * sd).contains(&truth) {
+                sym_hits += 1;
+            }
+            let (saturated, threshold, _) = infonce_saturation(v, t.log_ceiling);
+            assert!(saturated && (threshold - 2.234).abs() < 0.01, "{threshold}");
+        }
+        // Bias ln(1 + (e^4 − 1)/417) = 0.1225 (Poole et al. 2019; issue's 0.119 observed).
+        assert!((truth - mean - 0.1225).abs() < 0.03, "mean {mean}");
+        assert!(
+            lower_hits as f64 / reps as f64 >= 0.95,
+            "{lower_hits}/{reps}"
+        );
+        assert!(sym_hits as f64 / reps as f64 <= 0.25, "{sym_hits}/{reps}");
+        // Far below the ceiling nothing is flagged: I = 1 nat.
+        let t = optimal_terms(Bound::InfoNce, 1.0, 1250, 417, 5.0, 7);
+        assert!(!infonce_saturation(t.value(), t.log_ceiling).0);
+    }
+
+    /// SMILE is not a lower bound: with the optimal critic at I = 5 nats and τ = 5 it reads above
+    /// the truth (issue: 5.19 ± 0.05), and the clipping changes the partition mass.
+    #[test]
+    fn smile_overshoots_and_reports_its_clipping() {
+        let reps = 10;
+        let mut mean = 0.0;
+        for r in 0..reps {
+            let t = optimal_terms(Bound::Smile, 5.0, 1250, 417, 5.0, 300 + r);
+            mean += t.value() / reps as f64;
+            assert!(t.clipped_mass_fraction() > 0.01);
+            let iv = interval(Bound::Smile, t.value(), 0.05, 0.95, 200).unwrap();
+            assert!(iv.high.is_finite() && iv.low < t.value() && t.value() < iv.high);
+        }
+        assert!(mean > 5.05, "SMILE mean {mean}");
     }
 }

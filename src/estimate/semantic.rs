@@ -13,6 +13,13 @@
 //! - `lbi`: as `truth_matrix` with T* = P(y|x)/max_x P(y|x) fitted on the same table, so that
 //!   G equals the plug-in Shannon MI exactly (spec §2.9).
 //!
+//! Efficiency (`details.efficiency`) is Lu's G/R with R the Shannon MI of the same channel: in
+//! `truth_matrix` and `lbi` modes the plug-in MI of the confusion table; in `probabilities` mode
+//! R = I(Y; q(X)), the MI between the true label and the model's probability vector (see
+//! [`score_channel_mi`]), so a calibrated model scores 1. `normalized_semantic_mi` is G/Ĥ(Y)
+//! (version 1 reported that ratio as `efficiency` in probabilities mode: 0.486 for a calibrated
+//! Bayes posterior; a migration renamed it in stored results).
+//!
 //! −∞: zero truth values on pairs with zero mass contribute nothing; a used pair with T = 0 makes
 //! the value −∞ (`falsified_samples` counts such samples, `neg_inf_reason` explains, and no
 //! interval is given). Never clamped.
@@ -30,7 +37,7 @@ use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-pub const VERSION: &str = "1.0.0";
+pub const VERSION: &str = "2.0.0";
 
 pub const MODES: [&str; 4] = ["auto", "probabilities", "truth_matrix", "lbi"];
 
@@ -455,6 +462,111 @@ pub(crate) fn check_probabilities(
     Ok(())
 }
 
+/// The Shannon MI R = I(Y; q(X)) between the true label and the model's probability vector, the
+/// R of Lu's efficiency G/R in probabilities mode: SeMI ≤ I(Y; q(X)) (the semantic channel q is
+/// matched to the Shannon channel P(y | q(x)) exactly when the probabilities are calibrated).
+struct ScoreChannel {
+    value: Option<f64>,
+    method: &'static str,
+    n: usize,
+    reason: String,
+}
+
+/// Largest number of probability columns (minus one) for the k-NN estimate of R.
+const SCORE_KNN_MAX_DIM: usize = 10;
+/// Rows used by the k-NN estimate of R (a seeded random subset above this).
+const SCORE_KNN_MAX_ROWS: usize = 20_000;
+
+/// R = I(Y; q(X)) (see [`ScoreChannel`]). When the batch's probability vectors take few distinct
+/// values (at most max(20, N/20), e.g. a calibrated lookup or a model with discrete outputs),
+/// R is the plug-in MI between the label and the vector's identity, weighted like G; the same
+/// empirical distribution then gives G ≤ R exactly. Otherwise, for unweighted batches with
+/// K − 1 ≤ 10 free coordinates and few repeated rows, Ross's discrete–continuous k-NN estimate
+/// (k = 3, max-norm on the standardised first K − 1 columns, at most 20 000 rows): consistent but
+/// noisy, so G/R can exceed 1 by its error. Else `None` with the reason.
+fn score_channel_mi(
+    q: &ArrayView2<'_, f64>,
+    labels: &[u32],
+    k: usize,
+    w: Option<&[f64]>,
+    seed: u64,
+) -> ScoreChannel {
+    use std::collections::HashMap;
+    let n = labels.len();
+    let limit = (n / 20).max(20);
+    let mut ids: HashMap<u64, u32> = HashMap::new();
+    let mut row_id = Vec::with_capacity(n);
+    let mut scratch = Vec::new();
+    for r in 0..n {
+        let row = row_slice(q, r, &mut scratch);
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for v in row {
+            h = (h ^ v.to_bits())
+                .wrapping_mul(0x0000_0100_0000_01b3)
+                .rotate_left(29);
+        }
+        let next = ids.len() as u32;
+        let id = *ids.entry(h).or_insert(next);
+        row_id.push(id);
+    }
+    if ids.len() <= limit {
+        let t = Table::from_pairs(labels, &row_id, k, ids.len(), w);
+        return ScoreChannel {
+            value: Some(plugin_mi(&t)),
+            method: "plug-in MI between the label and the identity of the probability vector (few distinct vectors)",
+            n,
+            reason: String::new(),
+        };
+    }
+    let none = |reason: String| ScoreChannel {
+        value: None,
+        method: "none",
+        n: 0,
+        reason,
+    };
+    if w.is_some() {
+        return none("R = I(Y; q(X)) is estimated for weighted batches only when the probability vectors take few distinct values".into());
+    }
+    if k < 2 || k - 1 > SCORE_KNN_MAX_DIM {
+        return none(format!(
+            "R = I(Y; q(X)) is estimated by k-NN only for 2 to {} classes (got {k})",
+            SCORE_KNN_MAX_DIM + 1
+        ));
+    }
+    if ids.len() * 100 < n * 99 {
+        return none("more than 1 % of the probability vectors repeat exactly, which inflates k-NN estimates; R = I(Y; q(X)) is not estimated".into());
+    }
+    let mut rows: Vec<usize> = (0..n).collect();
+    if n > SCORE_KNN_MAX_ROWS {
+        let mut g = SplitMix64::new(seed ^ 0x5C0E_C4A7_0000_0001);
+        for i in 0..SCORE_KNN_MAX_ROWS {
+            let j = i + g.below(n - i);
+            rows.swap(i, j);
+        }
+        rows.truncate(SCORE_KNN_MAX_ROWS);
+    }
+    let d = k - 1;
+    let mut feats = Vec::with_capacity(rows.len() * d);
+    for &r in &rows {
+        let row = row_slice(q, r, &mut scratch);
+        feats.extend_from_slice(&row[..d]);
+    }
+    let view = ndarray::ArrayView2::from_shape((rows.len(), d), &feats).expect("shape");
+    let Ok(fs) = super::ksg::prepare(view, true, "probabilities") else {
+        return none("the probability columns could not be standardised".into());
+    };
+    let sub_labels: Vec<u32> = rows.iter().map(|&r| labels[r]).collect();
+    match super::ksg::mixed::ross_core(&fs, d, &sub_labels, 3) {
+        Some((v, used, _)) => ScoreChannel {
+            value: Some(v),
+            method: "Ross (2014) k-NN MI between the label and the first K-1 probabilities (k = 3, max-norm, standardised)",
+            n: used,
+            reason: String::new(),
+        },
+        None => none("too few samples per class for the k-NN estimate of R = I(Y; q(X))".into()),
+    }
+}
+
 fn probabilities_mode(
     input: &ClassInput<'_>,
     q: ArrayView2<'_, f64>,
@@ -609,16 +721,30 @@ fn probabilities_mode(
         }
     }
     let ce = -logq_sum.iter().sum::<f64>() / wt;
-    let (eff, eff_reason) = ratio_or_null(
+    let (norm, norm_reason) = ratio_or_null(
         value,
         h_y,
         "the upper bound H(Y) is 0 (a single true class)",
     );
+    let bound = score_channel_mi(&q, input.labels, k, w.as_deref(), params.seed);
+    let (eff, eff_reason) = match bound.value {
+        Some(r) => ratio_or_null(
+            value,
+            r,
+            "the Shannon MI between the label and the model's probabilities is 0",
+        ),
+        None => (Value::Null, Some(bound.reason.clone())),
+    };
     let mut details = json!({
         "mode": "probabilities",
         "upper_bound": num(h_y),
         "upper_bound_kind": "plug-in H(Y): the LBI-matched SeMI with each sample a distinct instance",
+        "normalized_semantic_mi": norm,
         "efficiency": eff,
+        "efficiency_kind": "G/R with R = I(Y; q(X)), the Shannon MI between the true label and the model's probability vector (Lu's information efficiency; 1 when the probabilities are calibrated)",
+        "shannon_bound": bound.value.map_or(Value::Null, num),
+        "shannon_bound_method": bound.method,
+        "shannon_bound_n": bound.n,
         "per_class": per_class,
         "semantic_entropy": if ent_ok && falsified == 0 { num(sem_h) } else { Value::Null },
         "fuzzy_entropy": if ent_ok && falsified == 0 { num(fuzzy) } else { Value::Null },
@@ -635,6 +761,9 @@ fn probabilities_mode(
     });
     if let Some(r) = eff_reason {
         details["efficiency_reason"] = json!(r);
+    }
+    if let Some(r) = norm_reason {
+        details["normalized_semantic_mi_reason"] = json!(r);
     }
     if falsified > 0 {
         details["neg_inf_reason"] = json!(format!(

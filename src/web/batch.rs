@@ -238,7 +238,7 @@ pub async fn batch(state: &AppState, id: Uuid) -> WebResult {
         let eff = r.details["efficiency"].as_f64();
         let _ = write!(
             s,
-            "<div class=\"gauge-row\"><span class=\"strong\">Efficiency G / bound</span>\
+            "<div class=\"gauge-row\"><span class=\"strong\">Information efficiency G / R</span>\
              <div class=\"gauge\" role=\"meter\" aria-valuemin=\"0\" aria-valuemax=\"1\" aria-valuenow=\"{}\"><span style=\"width:{:.1}%\"></span></div>\
              <span class=\"num strong\">{}</span> <span class=\"muted small\">{}</span></div>",
             eff.unwrap_or(0.0),
@@ -246,12 +246,25 @@ pub async fn batch(state: &AppState, id: Uuid) -> WebResult {
             eff.map(|e| format!("{:.1}%", e * 100.0)).unwrap_or_else(|| "—".into()),
             E(r.details["efficiency_reason"].as_str().unwrap_or(
                 &format!(
-                    "semantic MI {} of at most {}",
+                    "semantic MI {} against the Shannon MI R = {} of the same channel",
                     bits(r.value, r.value_special.as_deref()),
-                    bits(r.details["upper_bound"].as_f64(), None)
+                    bits(
+                        r.details["shannon_bound"]
+                            .as_f64()
+                            .or(r.details["upper_bound"].as_f64()),
+                        None
+                    )
                 )
             ))
         );
+        if let Some(norm) = r.details["normalized_semantic_mi"].as_f64() {
+            let _ = write!(
+                s,
+                "<p class=\"muted small\">Normalized semantic MI G / H(Y): {:.1}% (of the label entropy {})</p>",
+                norm * 100.0,
+                bits(r.details["upper_bound"].as_f64(), None)
+            );
+        }
         if let Some(reason) = r.details["neg_inf_reason"].as_str() {
             let _ = write!(s, "<p class=\"notice\">{}</p>", E(reason));
         }

@@ -7,6 +7,11 @@ use serde_json::{json, Value};
 
 use crate::support::{app, fast_workers, fresh_db, TestApp};
 
+/// `shannon_mi` (bits) of `binary(0)`, the table [[4,0],[0,4]]: its jackknife (plug-in 1 bit).
+fn perfect_bits() -> f64 {
+    crate::support::jackknife_mi_nats(&[&[4.0, 0.0], &[0.0, 4.0]]) / std::f64::consts::LN_2
+}
+
 /// A batch whose shannon_mi is known: labels 0/1, `wrong` of 8 predictions flipped.
 fn binary(wrong: usize) -> Value {
     let labels = [0, 0, 0, 0, 1, 1, 1, 1];
@@ -89,8 +94,16 @@ async fn aliases_policies_decisions_and_compare() {
     assert_eq!(d["policy"]["version"], 2);
     let r = &d["rules"][0];
     assert_eq!(r["baseline_version"], "v1");
-    approx::assert_abs_diff_eq!(r["baseline_value"].as_f64().unwrap(), 1.0, epsilon = 1e-9);
-    approx::assert_abs_diff_eq!(r["threshold"].as_f64().unwrap(), 0.98, epsilon = 1e-9);
+    approx::assert_abs_diff_eq!(
+        r["baseline_value"].as_f64().unwrap(),
+        perfect_bits(),
+        epsilon = 1e-9
+    );
+    approx::assert_abs_diff_eq!(
+        r["threshold"].as_f64().unwrap(),
+        0.98 * perfect_bits(),
+        epsilon = 1e-9
+    );
     assert!(r["delta"].as_f64().unwrap() < 0.0);
     assert_eq!(
         d["batches"].as_array().unwrap().len(),
@@ -119,17 +132,17 @@ async fn aliases_policies_decisions_and_compare() {
     assert_eq!(m["metric"], "shannon_mi");
     approx::assert_abs_diff_eq!(
         m["baseline"]["value"].as_f64().unwrap(),
-        1.0,
+        perfect_bits(),
         epsilon = 1e-9
     );
     approx::assert_abs_diff_eq!(
         m["delta"].as_f64().unwrap(),
-        m["candidate"]["value"].as_f64().unwrap() - 1.0,
+        m["candidate"]["value"].as_f64().unwrap() - perfect_bits(),
         epsilon = 1e-12
     );
     approx::assert_abs_diff_eq!(
         m["relative_delta"].as_f64().unwrap(),
-        m["delta"].as_f64().unwrap(),
+        m["delta"].as_f64().unwrap() / perfect_bits(),
         epsilon = 1e-12
     );
 
@@ -205,7 +218,7 @@ async fn every_kind_of_baseline_reference_resolves() {
     );
     approx::assert_abs_diff_eq!(
         d["rules"][0]["baseline_value"].as_f64().unwrap(),
-        1.0,
+        perfect_bits(),
         epsilon = 1e-9
     );
     assert_eq!(

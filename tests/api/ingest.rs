@@ -356,7 +356,8 @@ async fn backfill_adds_new_jobs_and_returns_existing_ones() {
 #[tokio::test]
 async fn multiclass_upload_runs_to_a_result() {
     let app = app().await;
-    // 2×2 table [[3, 1], [1, 3]] (N = 8): plug-in MI = ln 2 − H_b(1/4) nats (closed form).
+    // 2×2 table [[3, 1], [1, 3]] (N = 8): plug-in MI = ln 2 − H_b(1/4) nats (closed form); the
+    // value is its jackknife (deletion by deletion in the test), the plug-in is in details.
     let body = json!({"task": "multiclass", "labels": [0, 0, 0, 0, 1, 1, 1, 1], "predictions": [0, 0, 0, 1, 1, 1, 1, 0],
                       "estimators": [{"id": "shannon_mi", "params": {"bootstrap": 100, "seed": 1}}]});
     let (s, b) = app.upload("m", "v1", &body).await;
@@ -367,21 +368,37 @@ async fn multiclass_upload_runs_to_a_result() {
     assert_eq!(job["state"], "succeeded", "{job}");
     let r = &job["result"];
     let hb = -(0.25f64 * 0.25f64.ln() + 0.75 * 0.75f64.ln());
-    let expected_nats = std::f64::consts::LN_2 - hb;
+    let plug_nats = std::f64::consts::LN_2 - hb;
+    let expected_nats = crate::support::jackknife_mi_nats(&[&[3.0, 1.0], &[1.0, 3.0]]);
     assert_eq!(r["unit"], "bits");
     approx::assert_abs_diff_eq!(
         r["value"].as_f64().unwrap(),
         expected_nats / std::f64::consts::LN_2,
         epsilon = 1e-9
     );
+    approx::assert_abs_diff_eq!(
+        r["details"]["plug_in"].as_f64().unwrap(),
+        plug_nats / std::f64::consts::LN_2,
+        epsilon = 1e-9
+    );
     // Miller–Madow: minus (cells − rows − cols + 1)/(2N) = 1/16 nats.
     approx::assert_abs_diff_eq!(
         r["details"]["miller_madow"].as_f64().unwrap(),
-        (expected_nats - 1.0 / 16.0) / std::f64::consts::LN_2,
+        (plug_nats - 1.0 / 16.0) / std::f64::consts::LN_2,
         epsilon = 1e-9
     );
     assert_eq!(r["n"], 8);
-    assert!(r["ci_low"].as_f64().unwrap() <= r["ci_high"].as_f64().unwrap());
+    // The value is the centre of its interval.
+    let (lo, hi) = (
+        r["ci_low"].as_f64().unwrap(),
+        r["ci_high"].as_f64().unwrap(),
+    );
+    assert!(lo < r["value"].as_f64().unwrap() && r["value"].as_f64().unwrap() < hi);
+    approx::assert_abs_diff_eq!(
+        (lo + hi) / 2.0,
+        r["value"].as_f64().unwrap(),
+        epsilon = 1e-12
+    );
     assert_eq!(r["ci_level"], 0.95);
     let (_, nats) = app
         .get(&format!(
@@ -414,9 +431,18 @@ async fn multilabel_upload_runs_to_per_label_results() {
     workers.shutdown().await;
     assert_eq!(job["state"], "succeeded", "{job}");
     let r = &job["result"];
-    // Label a: truth [1,1,1,0,0,1,0,0] vs decisions [1,1,1,0,0,1,0,0]: perfect, I = H = 1 bit.
-    // Label b: truth [0,1,0,1,1,0,0,1] vs decisions [0,1,0,1,1,0,0,1]: perfect, 1 bit.
-    // Label c: truth [0,0,0,0,1,0,0,0] vs decisions all 0: I = 0.
-    approx::assert_abs_diff_eq!(r["value"].as_f64().unwrap(), 2.0, epsilon = 1e-9);
+    // Label a: truth [1,1,1,0,0,1,0,0] vs decisions [1,1,1,0,0,1,0,0]: perfect, table [[4,0],[0,4]].
+    // Label b: truth [0,1,0,1,1,0,0,1] vs decisions [0,1,0,1,1,0,0,1]: perfect, [[4,0],[0,4]].
+    // Label c: truth [0,0,0,0,1,0,0,0] vs decisions all 0: [[7,0],[1,0]].
+    // The value is the sum of the per-label jackknife values; the plug-ins sum to 1 + 1 + 0 bits.
+    use crate::support::jackknife_mi_nats as jk;
+    let perfect = jk(&[&[4.0, 0.0], &[0.0, 4.0]]);
+    let expected = (2.0 * perfect + jk(&[&[7.0, 0.0], &[1.0, 0.0]])) / std::f64::consts::LN_2;
+    approx::assert_abs_diff_eq!(r["value"].as_f64().unwrap(), expected, epsilon = 1e-9);
+    approx::assert_abs_diff_eq!(
+        r["details"]["plug_in"].as_f64().unwrap(),
+        2.0,
+        epsilon = 1e-9
+    );
     assert_eq!(r["details"]["per_label"].as_array().unwrap().len(), 3);
 }

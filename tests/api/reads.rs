@@ -87,9 +87,9 @@ async fn models_and_versions_page_with_cursors() {
 #[tokio::test]
 async fn version_summary_shows_latest_and_exact_pooled_values() {
     let app = app().await;
-    // Two batches whose pooled table is [[3,1],[1,3]] + [[3,1],[1,3]] = [[6,2],[2,6]]:
-    // pooled plug-in MI equals that of one batch (same proportions), ln 2 − H_b(1/4) nats,
-    // while a third batch [[4,0],[0,4]] moves it to the MI of [[10,2],[2,10]].
+    // Two batches whose pooled table is [[3,1],[1,3]] + [[3,1],[1,3]] = [[6,2],[2,6]], and a
+    // third batch [[4,0],[0,4]] that moves it to [[10,2],[2,10]]. The pooled value is the
+    // estimator's value on the summed table (the jackknife, computed deletion by deletion here).
     let half = json!({"task": "multiclass", "labels": [0, 0, 0, 0, 1, 1, 1, 1], "predictions": [0, 0, 0, 1, 1, 1, 1, 0], "estimators": ["shannon_mi"]});
     let perfect = json!({"task": "multiclass", "labels": [0, 0, 0, 0, 1, 1, 1, 1], "predictions": [0, 0, 0, 0, 1, 1, 1, 1], "estimators": ["shannon_mi"]});
     let (mut ids, mut batches) = (vec![], vec![]);
@@ -112,29 +112,17 @@ async fn version_summary_shows_latest_and_exact_pooled_values() {
     let metric = &v["metrics"][0];
     assert_eq!(metric["estimator"], "shannon_mi");
     assert_eq!(metric["pooled_batches"], 3);
-    let mi = |a: f64, b: f64, c: f64, d: f64| {
-        let n = a + b + c + d;
-        let cells = [
-            (a, a + b, a + c),
-            (b, a + b, b + d),
-            (c, c + d, a + c),
-            (d, c + d, b + d),
-        ];
-        cells
-            .iter()
-            .filter(|x| x.0 > 0.0)
-            .map(|&(x, r, col)| x / n * (x * n / (r * col)).ln())
-            .sum::<f64>()
-    };
+    let mi =
+        |a: f64, b: f64, c: f64, d: f64| crate::support::jackknife_mi_nats(&[&[a, b], &[c, d]]);
     approx::assert_abs_diff_eq!(
         metric["pooled"].as_f64().unwrap(),
         mi(10.0, 2.0, 2.0, 10.0),
         epsilon = 1e-9
     );
-    // The latest batch alone is perfect: ln 2.
+    // The latest batch alone is perfect.
     approx::assert_abs_diff_eq!(
         metric["latest"]["value"].as_f64().unwrap(),
-        std::f64::consts::LN_2,
+        mi(4.0, 0.0, 0.0, 4.0),
         epsilon = 1e-9
     );
     // The same summary in bits is the nats one over ln 2 (each unit is its own answer).

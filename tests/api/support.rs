@@ -375,3 +375,40 @@ pub fn classifier_batch(n: usize, k: usize, acc: f64, seed: u64) -> Value {
     }
     serde_json::json!({"task": "multiclass", "labels": labels, "probabilities": probs})
 }
+
+/// Plug-in MI (nats) of a dense table: Σ (n_ij/N) ln(N n_ij / (a_i b_j)).
+pub fn plugin_mi_nats(t: &[&[f64]]) -> f64 {
+    let n: f64 = t.iter().flat_map(|r| r.iter()).sum();
+    let rows: Vec<f64> = t.iter().map(|r| r.iter().sum()).collect();
+    let cols: Vec<f64> = (0..t[0].len())
+        .map(|j| t.iter().map(|r| r[j]).sum())
+        .collect();
+    let mut mi = 0.0;
+    for (i, r) in t.iter().enumerate() {
+        for (j, &c) in r.iter().enumerate() {
+            if c > 0.0 {
+                mi += c / n * (c * n / (rows[i] * cols[j])).ln();
+            }
+        }
+    }
+    mi
+}
+
+/// `shannon_mi`'s value (nats) computed the slow way: the jackknife N·Î − (N−1)·mean_s Î₋ₛ,
+/// deleting each sample in turn and recomputing the plug-in (Efron & Stein; independent of the
+/// service's per-cell formula).
+pub fn jackknife_mi_nats(t: &[&[f64]]) -> f64 {
+    let n: f64 = t.iter().flat_map(|r| r.iter()).sum();
+    let mut loo = 0.0;
+    for i in 0..t.len() {
+        for j in 0..t[i].len() {
+            if t[i][j] > 0.0 {
+                let mut u: Vec<Vec<f64>> = t.iter().map(|r| r.to_vec()).collect();
+                u[i][j] -= 1.0;
+                let rows: Vec<&[f64]> = u.iter().map(|r| r.as_slice()).collect();
+                loo += t[i][j] * plugin_mi_nats(&rows);
+            }
+        }
+    }
+    n * plugin_mi_nats(t) - (n - 1.0) * loo / n
+}
