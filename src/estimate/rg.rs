@@ -151,7 +151,7 @@ pub fn rg_point(
     // otherwise the plain two-step point. Each map step is counted as an iteration.
     loop {
         let target = if polish { tol.max(1e-7) } else { tol };
-        while !(gap <= target) && iterations < max_iter {
+        while (gap.is_nan() || gap > target) && iterations < max_iter {
             if iterations % 256 < 3 {
                 ctl.tick(0.0)?;
             }

@@ -525,22 +525,11 @@ fn table_details(t: &Table, average: &str, c: &Corrected, weighted: bool) -> Val
 // Entry points
 // ---------------------------------------------------------------------------------------------
 
-/// Per-cell sums of squared weights aligned with the cells of `t` (built from the same pairs).
+/// Per-cell sums of squared weights aligned with the cells of `t` (built from the same pairs;
+/// a cell whose weights are all 0 has Σw² = 0 too).
 fn squared_weight_cells(t: &Table, xs: &[u32], ys: &[u32], w: &[f64]) -> Vec<f64> {
     let w2: Vec<f64> = w.iter().map(|v| v * v).collect();
-    let sq = Table::from_pairs(xs, ys, t.kx, t.ky, Some(&w2));
-    // Same occupied cells unless a cell's weights are all 0 (then its Σw² is 0 too).
-    let mut out = vec![0.0; t.nnz()];
-    let mut k = 0;
-    for i in 0..t.nnz() {
-        while k < sq.nnz() && (sq.rows[k], sq.cols[k]) < (t.rows[i], t.cols[i]) {
-            k += 1;
-        }
-        if k < sq.nnz() && (sq.rows[k], sq.cols[k]) == (t.rows[i], t.cols[i]) {
-            out[i] = sq.counts[k];
-        }
-    }
-    out
+    aligned(t, &Table::from_pairs(xs, ys, t.kx, t.ky, Some(&w2)))
 }
 
 /// Multiclass Shannon MI between true labels and predictions (see the module docs).
@@ -855,19 +844,23 @@ pub(crate) fn pool_sufficient(suff: &[Value], level: f64) -> Option<super::Poole
     }
 }
 
-/// The masses of `b` at the occupied cells of `a` (0 where `b` has none).
+/// The masses of `b` at the occupied cells of `a` (0 where `b` has none); both are sorted by
+/// (row, column).
 fn aligned(a: &Table, b: &Table) -> Vec<f64> {
-    let mut out = vec![0.0; a.nnz()];
     let mut k = 0;
-    for i in 0..a.nnz() {
-        while k < b.nnz() && (b.rows[k], b.cols[k]) < (a.rows[i], a.cols[i]) {
-            k += 1;
-        }
-        if k < b.nnz() && (b.rows[k], b.cols[k]) == (a.rows[i], a.cols[i]) {
-            out[i] = b.counts[k];
-        }
-    }
-    out
+    (0..a.nnz())
+        .map(|i| {
+            let cell = (a.rows[i], a.cols[i]);
+            while k < b.nnz() && (b.rows[k], b.cols[k]) < cell {
+                k += 1;
+            }
+            if k < b.nnz() && (b.rows[k], b.cols[k]) == cell {
+                b.counts[k]
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

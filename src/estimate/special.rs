@@ -134,7 +134,7 @@ mod tests {
         // Near the zeros at 1 and 2 the absolute error is what matters (mpmath's loggamma at the
         // exact binary values, 17 significant digits): computed, not special-cased.
         assert!((ln_gamma(1.0 + 1e-6) + 5.772_148_423_874_147e-7).abs() < 3e-15);
-        assert!((ln_gamma(2.0 - 1e-6) + 4.227_840_125_965_853_7e-7).abs() < 5e-15);
+        assert!((ln_gamma(2.0 - 1e-6) + 4.227_840_125_965_854e-7).abs() < 5e-15);
         assert!((ln_gamma(0.999) - 5.780_385_328_913_802e-4).abs() < 3e-15);
         assert!(ln_gamma(1.0).abs() < 3e-15 && ln_gamma(2.0).abs() < 3e-15);
         assert!((ln_gamma(1.5) + 0.120_782_237_635_245_43).abs() < 3e-15);

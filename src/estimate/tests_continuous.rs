@@ -358,14 +358,21 @@ fn neural_bivariate_gaussian() {
 
 #[test]
 fn neural_dense_5x5() {
-    // 5×5 dense Gaussian (all off-diagonals 0.5), truth 0.592812 (anchors §7.1): InfoNCE and
-    // MINE within 0.08 at N = 5000.
+    // 5×5 dense Gaussian (all off-diagonals 0.5), truth 0.592812 (anchors §7.1). Both are lower
+    // bounds: at N = 5000 (seeded) they read 0.550 and 0.549, so they must lie in
+    // [truth − 0.06, truth + 0.02] (not above the truth by more than noise), and their one-sided
+    // lower confidence bound must lie below the truth.
     let cov = dense_cov(5, 5, 0.5);
     let truth = gaussian_mi(&cov, 5);
     let (x, y) = gaussian_sample(&cov, 5, 5000, 22);
     for b in [neural::Bound::InfoNce, neural::Bound::Mine] {
         let out = run_neural(b, &x, &y, &neural::Params::default());
-        assert!((out.value - truth).abs() < 0.08, "{b:?}: {}", out.value);
+        assert!(
+            out.value > truth - 0.06 && out.value < truth + 0.02,
+            "{b:?}: {}",
+            out.value
+        );
+        assert!(out.interval.unwrap().low < truth);
     }
 }
 

@@ -379,7 +379,15 @@ fn spec_example_5() {
     assert_eq!(d["mode"], "probabilities");
     assert!(close(bits(out.value), 0.378583, 1e-6));
     assert!(close(out.value, infonce(&q, &y), 1e-12));
+    // Spec §4.6 identity DV ≤ SeMI: the service's SeMI (0.378583 bits) against the DV bound of
+    // the same critic (0.321376 bits in the spec; the helper reproduces it first).
     assert!(close(bits(dv(&q, &y)), 0.321376, 1e-6));
+    assert!(out.value >= dv(&q, &y) + 0.05 * LN2);
+    assert!(close(
+        bits(out.value - dv(&q, &y)),
+        0.378583 - 0.321376,
+        1e-6
+    ));
     assert!(close(bits(d["ce_bound"].as_f64().unwrap()), 0.365486, 1e-6));
     assert!(close(
         bits(d["cross_entropy"].as_f64().unwrap()),

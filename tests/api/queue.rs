@@ -128,12 +128,18 @@ async fn cancelling_a_queued_job_is_immediate_and_idempotent() {
         .await;
     assert_eq!(again["state"], "cancelled");
     assert_eq!(again["finished_at"], j["finished_at"]);
+    // A worker that demonstrably polls the queue (it runs a job queued after the cancelled one)
+    // never runs the cancelled job.
     let w = app.workers(fast_workers(1));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut later = classifier_batch(200, 3, 0.8, 5);
+    later["estimators"] = json!([{"id": "shannon_mi"}]);
+    let later = upload_one(&app, &later).await;
+    assert_eq!(app.wait_job(&later, 30).await["state"], "succeeded");
     w.shutdown().await;
     let (_, j) = app.get(&format!("/v1/jobs/{id}")).await;
     assert_eq!(j["state"], "cancelled");
-    assert_eq!(app.count("results").await, 0);
+    assert_eq!(j["attempts"], 0, "never claimed");
+    assert_eq!(app.count("results").await, 1, "only the later job's result");
     let (s, _, _) = app
         .post_json(
             &format!("/v1/jobs/{}/cancel", uuid::Uuid::now_v7()),
@@ -211,4 +217,65 @@ async fn a_job_whose_batch_cannot_be_estimated_fails_with_a_clear_problem() {
         j["error"]["type"],
         "https://infoaudit.dev/problems/worker-lost"
     );
+}
+
+/// `finish` is fenced on the lease token: a worker whose lease was taken over writes nothing and
+/// learns so (false); the current holder writes the one result; a second finish writes nothing.
+#[tokio::test]
+async fn finishing_is_fenced_on_the_lease() {
+    use infoaudit::queue::{self, NewResult, QueueConfig};
+    let app = app().await;
+    let mut b = classifier_batch(100, 3, 0.8, 9);
+    b["estimators"] = json!([{"id": "shannon_mi"}]);
+    let id = upload_one(&app, &b).await;
+    let cfg = QueueConfig::default();
+    let stale = queue::claim(&app.pool, "a", &cfg).await.unwrap().unwrap();
+    assert_eq!(stale.id.to_string(), id);
+    // The lease expires and the reaper hands the job to another worker.
+    sqlx::query("UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(stale.id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(queue::reap(&app.pool, &cfg).await.unwrap(), 1);
+    sqlx::query("UPDATE jobs SET run_at = now() WHERE id = $1")
+        .bind(stale.id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let current = queue::claim(&app.pool, "b", &cfg).await.unwrap().unwrap();
+    assert_eq!(current.id, stale.id);
+    assert_ne!(current.lease_token, stale.lease_token);
+    let result = |v: f64| NewResult {
+        value: v,
+        ci_low: None,
+        ci_high: None,
+        ci_level: None,
+        ci_method: None,
+        n: 100,
+        details: json!({}),
+        sufficient: None,
+    };
+    assert!(!queue::finish(&app.pool, &stale, &result(1.0))
+        .await
+        .unwrap());
+    assert_eq!(
+        app.count("results").await,
+        0,
+        "the stale holder wrote nothing"
+    );
+    assert!(queue::finish(&app.pool, &current, &result(2.0))
+        .await
+        .unwrap());
+    assert!(!queue::finish(&app.pool, &current, &result(3.0))
+        .await
+        .unwrap());
+    let values: Vec<f64> = sqlx::query_scalar("SELECT value FROM results WHERE job_id = $1")
+        .bind(current.id)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(values, vec![2.0]);
+    let (_, j) = app.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(j["state"], "succeeded");
 }

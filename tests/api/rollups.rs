@@ -173,13 +173,38 @@ async fn rollup_buckets_equal_the_raw_rows() {
         .await
         .unwrap();
 
-    // The cells were used: they hold every result once per cell size.
-    let cells: i64 =
-        sqlx::query_scalar("SELECT sum(n)::int8 FROM result_rollups WHERE unit_s = 3600")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-    assert_eq!(cells, 600);
+    // The cells hold every result once per cell size.
+    for unit in [60, 3600, 86400] {
+        let cells: i64 =
+            sqlx::query_scalar("SELECT sum(n)::int8 FROM result_rollups WHERE unit_s = $1")
+                .bind(unit)
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        assert_eq!(cells, 600, "unit {unit}");
+    }
+    // And the answer is read from them: with every cell's maximum set to 1000 (and the cached
+    // answers invalidated), a whole-range bucket reports 1000, which no raw row holds.
+    for sql in [
+        "CREATE TABLE rollups_saved AS SELECT * FROM result_rollups",
+        "UPDATE result_rollups SET max = 1000 WHERE max IS NOT NULL",
+        "UPDATE models SET results_generation = results_generation + 1",
+    ] {
+        sqlx::query(sql).execute(&app.pool).await.unwrap();
+    }
+    let (_, h) = app
+        .get("/v1/models/r/history?metric=shannon_mi&unit=nats&buckets=1")
+        .await;
+    assert_eq!(h["buckets"][0]["max"].as_f64(), Some(1000.0), "{h}");
+    for sql in [
+        "DELETE FROM result_rollups",
+        "INSERT INTO result_rollups SELECT * FROM rollups_saved",
+        "DROP TABLE rollups_saved",
+        "UPDATE models SET results_generation = results_generation + 1",
+    ] {
+        sqlx::query(sql).execute(&app.pool).await.unwrap();
+    }
+    check(&app, &points, "", None, 1).await;
 
     // Deleting a batch takes its results out of the cells.
     let (s, _) = app
