@@ -28,6 +28,8 @@ mod tests_continuous;
 
 #[cfg(test)]
 mod tests_fixtures;
+#[cfg(test)]
+mod tests_weights;
 
 use serde::Serialize;
 use serde_json::Value;
