@@ -475,3 +475,50 @@ fn ksg_clipping_follows_each_reference() {
     let want = per.iter().map(|v| v.max(0.0)).sum::<f64>() / 2.0;
     assert_eq!(out.details["clipped_value"].as_f64().unwrap(), want);
 }
+
+/// The KSG ensemble in the benchmark's convention against the benchmark's own estimator on fixed
+/// samples (tests/fixtures/bmi_ksg.json from tests/fixtures/gen_bmi_ksg.py: benchmark-mi 0.1.3,
+/// KSGEnsembleFirstEstimator with neighborhoods (5, 10), standardised, Euclidean per space; it
+/// clips each k at 0, then averages). Our `clipped_value` and per-k values (clipped) to 1e-9.
+#[test]
+fn ksg_ensemble_matches_the_benchmark_estimator() {
+    const FIXTURE: &str = include_str!("../../tests/fixtures/bmi_ksg.json");
+    let doc: Value = serde_json::from_str(FIXTURE).unwrap();
+    let cases = doc["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 6);
+    let matrix = |v: &Value| {
+        let rows = v.as_array().unwrap();
+        let d = rows[0].as_array().unwrap().len();
+        let flat: Vec<f64> = rows
+            .iter()
+            .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()))
+            .collect();
+        Array2::from_shape_vec((rows.len(), d), flat).unwrap()
+    };
+    let mut clipped_seen = false;
+    for c in cases {
+        let name = c["name"].as_str().unwrap();
+        let (x, y) = (matrix(&c["x"]), matrix(&c["y"]));
+        let p = ksg::Params {
+            metric: "euclidean_per_space".into(),
+            ks: vec![5, 10],
+            subsamples: 0,
+            ..Default::default()
+        };
+        let out = ksg(x.view(), y.view(), &p, &Control::none()).unwrap();
+        let want = c["bmi_estimate"].as_f64().unwrap();
+        let got = out.details["clipped_value"].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-9, "{name}: {got} vs bmi {want}");
+        for pk in out.details["per_k"].as_array().unwrap() {
+            let k = pk["k"].as_u64().unwrap().to_string();
+            let want = c["bmi_per_k_clipped"][&k].as_f64().unwrap();
+            let v = pk["value"].as_f64().unwrap();
+            assert!(
+                (v.max(0.0) - want).abs() < 1e-9,
+                "{name} k={k}: {v} vs bmi {want}"
+            );
+            clipped_seen |= v < 0.0;
+        }
+    }
+    assert!(clipped_seen, "a case exercises the per-k clipping");
+}
