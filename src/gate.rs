@@ -19,12 +19,18 @@
 //! deliberately conservative or lenient decision). Inclusive ops (`gte`, `lte`) pass at equality,
 //! strict ones (`gt`, `lt`) fail at equality.
 //!
+//! Trust: a metric whose result (or whose baseline's result) is `unreliable` by its own checks
+//! (`diagnostics`) makes the rule `inconclusive` with the reasons; `caution` is reported with the
+//! outcome and changes nothing.
+//!
 //! A failing `warning` rule yields `warn`; the decision is `fail` if any critical rule fails, else
 //! `pending` if any rule waits on unfinished jobs, else `inconclusive` if any critical rule is
 //! inconclusive, else `warn` if any rule warns or a warning rule is inconclusive, else `pass`.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use crate::estimate::{Diagnostics, Reliability};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -154,12 +160,14 @@ impl Rule {
 }
 
 /// A metric value as the gate sees it (already in the request's unit).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Observed {
     pub value: f64,
     pub ci_low: Option<f64>,
     pub ci_high: Option<f64>,
     pub n: u64,
+    /// The result's trust report (`None` for results stored before estimators made one).
+    pub diagnostics: Option<Diagnostics>,
 }
 
 /// What the evaluator knows about a rule's metric.
@@ -212,6 +220,9 @@ pub struct RuleOutcome {
     pub delta: Option<f64>,
     /// A one-line explanation.
     pub message: String,
+    /// The trust report of the candidate's metric (and of the baseline's, its reasons prefixed
+    /// `baseline:`): `unreliable` makes the rule inconclusive; `caution` is shown only.
+    pub diagnostics: Option<Diagnostics>,
 }
 
 /// Evaluate one rule. `baseline` is the resolved baseline version's name and metric input.
@@ -229,6 +240,7 @@ pub fn evaluate(rule: &Rule, candidate: &Input, baseline: Option<(&str, &Input)>
         baseline_value: None,
         delta: None,
         message: String::new(),
+        diagnostics: None,
     };
     let soften = |v: Verdict| match (v, rule.severity) {
         (Verdict::Fail, Severity::Warning) => Verdict::Warn,
@@ -244,8 +256,9 @@ pub fn evaluate(rule: &Rule, candidate: &Input, baseline: Option<(&str, &Input)>
             out.message = format!("{}: no result for this version", rule.metric);
             return out;
         }
-        Input::Value(o) => *o,
+        Input::Value(o) => o.clone(),
     };
+    out.diagnostics = obs.diagnostics.clone();
     out.value = Some(obs.value);
     out.ci_low = obs.ci_low;
     out.ci_high = obs.ci_high;
@@ -275,7 +288,16 @@ pub fn evaluate(rule: &Rule, candidate: &Input, baseline: Option<(&str, &Input)>
             return out;
         };
         let b = match b {
-            Input::Value(o) => o.value,
+            Input::Value(o) => {
+                if let Some(d) = &o.diagnostics {
+                    let mut merged = out.diagnostics.take().unwrap_or_default();
+                    for r in &d.reasons {
+                        merged.add(r.severity, &r.code, format!("baseline: {}", r.message));
+                    }
+                    out.diagnostics = Some(merged);
+                }
+                o.value
+            }
             Input::Pending => {
                 out.verdict = Verdict::Pending;
                 out.message = format!("{}: baseline {name} still has jobs running", rule.metric);
@@ -326,6 +348,20 @@ pub fn evaluate(rule: &Rule, candidate: &Input, baseline: Option<(&str, &Input)>
         bounds.iter().cloned().fold(f64::INFINITY, f64::min)
     };
     out.threshold = Some(bound);
+    if let Some(d) = out
+        .diagnostics
+        .as_ref()
+        .filter(|d| d.reliability == Reliability::Unreliable)
+    {
+        let why: Vec<&str> = d
+            .reasons
+            .iter()
+            .filter(|r| r.severity == Reliability::Unreliable)
+            .map(|r| r.message.as_str())
+            .collect();
+        out.message = format!("{}: unreliable: {}", rule.metric, why.join("; "));
+        return out;
+    }
     let stat = match rule.use_ {
         Use::Value => Some(obs.value),
         Use::CiLow => obs.ci_low,
@@ -412,6 +448,7 @@ mod tests {
             ci_low: None,
             ci_high: None,
             n: 1000,
+            diagnostics: None,
         })
     }
     fn ci(v: f64, lo: f64, hi: f64) -> Input {
@@ -420,7 +457,50 @@ mod tests {
             ci_low: Some(lo),
             ci_high: Some(hi),
             n: 1000,
+            diagnostics: None,
         })
+    }
+    fn judged(v: f64, r: Reliability) -> Input {
+        let mut d = Diagnostics::default();
+        d.add(r, "check", format!("{r:?} finding"));
+        Input::Value(Observed {
+            value: v,
+            ci_low: None,
+            ci_high: None,
+            n: 1000,
+            diagnostics: Some(d),
+        })
+    }
+
+    /// An unreliable metric (candidate or baseline) makes its rule inconclusive with the reasons;
+    /// caution changes nothing but is reported.
+    #[test]
+    fn unreliable_metrics_are_inconclusive() {
+        use serde_json::json;
+        let r = rule(json!({"metric": "shannon_mi", "op": "gte", "threshold": 0.5}));
+        let o = evaluate(&r, &judged(0.9, Reliability::Unreliable), None);
+        assert_eq!(o.verdict, Verdict::Inconclusive);
+        assert!(
+            o.message.contains("unreliable") && o.message.contains("Unreliable finding"),
+            "{}",
+            o.message
+        );
+        let o = evaluate(&r, &judged(0.9, Reliability::Caution), None);
+        assert_eq!(o.verdict, Verdict::Pass);
+        assert_eq!(o.diagnostics.unwrap().reliability, Reliability::Caution);
+        let o = evaluate(&r, &judged(0.1, Reliability::Caution), None);
+        assert_eq!(o.verdict, Verdict::Fail);
+        let b = rule(
+            json!({"metric": "shannon_mi", "op": "gte", "baseline": "production", "max_regression": {"absolute": 0.1}}),
+        );
+        let base = judged(0.8, Reliability::Unreliable);
+        let o = evaluate(&b, &val(0.9), Some(("v1", &base)));
+        assert_eq!(o.verdict, Verdict::Inconclusive);
+        assert!(
+            o.message.contains("baseline: Unreliable finding"),
+            "{}",
+            o.message
+        );
     }
 
     /// The table of rule semantics: (case, rule, candidate, baseline, expected verdict, expected bound).
@@ -685,6 +765,7 @@ mod tests {
             baseline_value: None,
             delta: None,
             message: String::new(),
+            diagnostics: None,
         };
         use Severity::*;
         assert_eq!(decide(&[o(Pass, Critical), o(Pass, Warning)]), Pass);
@@ -777,6 +858,7 @@ pub struct Point {
     pub n: u64,
     pub details: serde_json::Value,
     pub sufficient: Option<serde_json::Value>,
+    pub diagnostics: Option<Diagnostics>,
 }
 
 /// How an observation was obtained.
@@ -811,6 +893,7 @@ pub fn observe(points: &[Point], metric: &MetricRef, factor: f64) -> Option<(Obs
                 ci_low: None,
                 ci_high: None,
                 n: latest.n,
+                diagnostics: latest.diagnostics.clone(),
             },
             Source {
                 kind: "latest".into(),
@@ -823,6 +906,7 @@ pub fn observe(points: &[Point], metric: &MetricRef, factor: f64) -> Option<(Obs
         ci_low: p.ci_low.map(|x| x * factor),
         ci_high: p.ci_high.map(|x| x * factor),
         n: p.n,
+        diagnostics: p.diagnostics.clone(),
     };
     if same.len() > 1 {
         let stats: Option<Vec<serde_json::Value>> =
@@ -844,6 +928,13 @@ pub fn observe(points: &[Point], metric: &MetricRef, factor: f64) -> Option<(Obs
                     ci_low: ci.map(|c| c.0 * factor),
                     ci_high: ci.map(|c| c.1 * factor),
                     n: same.iter().map(|p| p.n).sum(),
+                    // The pooled statistics' own checks where the estimator makes them, else the
+                    // worst of the batches'.
+                    diagnostics: pooled.diagnostics.clone().or_else(|| {
+                        let all: Vec<&Diagnostics> =
+                            same.iter().filter_map(|p| p.diagnostics.as_ref()).collect();
+                        (!all.is_empty()).then(|| Diagnostics::worst_of(all))
+                    }),
                 },
                 Source {
                     kind: "pooled".into(),
@@ -897,6 +988,7 @@ mod observe_tests {
             n: out.n as u64,
             details: out.details,
             sufficient: out.sufficient,
+            diagnostics: Some(out.diagnostics),
         }
     }
 

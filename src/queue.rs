@@ -194,6 +194,8 @@ pub struct NewResult {
     pub n: i64,
     pub details: Value,
     pub sufficient: Option<Value>,
+    /// The trust report (`estimate::Diagnostics` as JSON).
+    pub diagnostics: Value,
 }
 
 /// Mark the job succeeded and write its result, in one transaction fenced on the lease token.
@@ -217,9 +219,9 @@ pub async fn finish(pool: &PgPool, job: &JobRow, result: &NewResult) -> sqlx::Re
     }
     sqlx::query(
         "INSERT INTO results (id, job_id, batch_id, model_id, version_id, estimator, estimator_version,
-             params, value, ci_low, ci_high, ci_level, ci_method, n, details, sufficient)
+             params, value, ci_low, ci_high, ci_level, ci_method, n, details, sufficient, diagnostics)
          SELECT $1, j.id, j.batch_id, b.model_id, b.version_id, j.estimator, j.estimator_version,
-             j.params, $3, $4, $5, $6, $7, $8, $9, $10
+             j.params, $3, $4, $5, $6, $7, $8, $9, $10, $11
          FROM jobs j JOIN batches b ON b.id = j.batch_id WHERE j.id = $2
          ON CONFLICT (job_id) DO NOTHING",
     )
@@ -233,6 +235,7 @@ pub async fn finish(pool: &PgPool, job: &JobRow, result: &NewResult) -> sqlx::Re
     .bind(result.n)
     .bind(&result.details)
     .bind(&result.sufficient)
+    .bind(&result.diagnostics)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -65,6 +65,7 @@ pub struct ResultRow {
     pub ci_method: Option<String>,
     pub n: i64,
     pub details: Value,
+    pub diagnostics: Option<Value>,
     pub computed_at: DateTime<Utc>,
 }
 
@@ -75,7 +76,7 @@ const BATCH_SELECT: &str =
 
 const RESULT_SELECT: &str = "SELECT r.id, r.job_id, r.batch_id, m.name AS model, v.name AS version,
     r.estimator, r.estimator_version, r.params, r.value, r.ci_low, r.ci_high, r.ci_level,
-    r.ci_method, r.n, r.details, r.computed_at
+    r.ci_method, r.n, r.details, r.diagnostics, r.computed_at
     FROM results r JOIN models m ON m.id = r.model_id JOIN model_versions v ON v.id = r.version_id";
 
 /// Find or create the model and version (first use creates them). Never locks existing rows, so
@@ -416,6 +417,7 @@ pub struct MetricRow {
     pub n: i64,
     pub details: Value,
     pub sufficient: Option<Value>,
+    pub diagnostics: Option<Value>,
 }
 
 impl MetricRow {
@@ -430,6 +432,10 @@ impl MetricRow {
             n: self.n.max(0) as u64,
             details: self.details.clone(),
             sufficient: self.sufficient.clone(),
+            diagnostics: self
+                .diagnostics
+                .as_ref()
+                .and_then(|d| serde_json::from_value(d.clone()).ok()),
         }
     }
 }
@@ -443,7 +449,7 @@ pub async fn metric_rows(
 ) -> sqlx::Result<Vec<MetricRow>> {
     sqlx::query_as(
         "SELECT r.version_id, r.estimator, r.batch_id, b.digest, r.estimator_version, r.params, r.value, r.ci_low,
-                r.ci_high, r.ci_level, r.n, r.details, r.sufficient
+                r.ci_high, r.ci_level, r.n, r.details, r.sufficient, r.diagnostics
          FROM results r JOIN batches b ON b.id = r.batch_id
          WHERE r.version_id = ANY($1) AND r.estimator = ANY($2) ORDER BY r.computed_at, r.id",
     )

@@ -320,6 +320,7 @@ fn to_result(out: Output) -> NewResult {
         n: out.n as i64,
         details: out.details,
         sufficient: out.sufficient,
+        diagnostics: serde_json::to_value(&out.diagnostics).unwrap_or(serde_json::Value::Null),
     }
 }
 

@@ -137,6 +137,12 @@ pub struct EstimateResult {
     /// Secondary named statistics and breakdowns (information values in `unit`).
     #[schema(value_type = Object)]
     pub details: Value,
+    /// The trust report: `reliability` (`ok`, `caution`, `unreliable`) and the `reasons` found by
+    /// the estimator's checks (samples per cell and the bias corrections for tables; ties,
+    /// dimension and N-dependence for k-NN; saturation, convergence and overfitting for neural
+    /// bounds). Gates treat `unreliable` as inconclusive. Null for results stored before these
+    /// checks existed.
+    pub diagnostics: Option<crate::estimate::Diagnostics>,
     pub computed_at: DateTime<Utc>,
 }
 
@@ -178,6 +184,7 @@ impl EstimateResult {
             ci_method: r.ci_method,
             n: r.n,
             details: convert_details(&r.details, f),
+            diagnostics: r.diagnostics.and_then(|d| serde_json::from_value(d).ok()),
             computed_at: r.computed_at,
         }
     }

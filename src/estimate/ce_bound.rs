@@ -169,12 +169,25 @@ pub fn ce_bound(
         "logq_sum": lsum,
         "clipped": clipped,
     });
+    let mut diagnostics = super::Diagnostics::default();
+    super::bootstrap_checks(&mut diagnostics, value, interval.as_ref(), &class_w);
+    if clipped > 0 {
+        diagnostics.add(
+            super::Reliability::Caution,
+            "clipped_probabilities",
+            format!(
+                "{clipped} true-class probabilities were clipped at {}",
+                params.clip
+            ),
+        );
+    }
     Ok(Output {
         value,
         interval,
         n,
         details,
         sufficient: Some(sufficient),
+        diagnostics,
     })
 }
 

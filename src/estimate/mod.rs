@@ -92,6 +92,108 @@ pub struct Interval {
     pub replicates: usize,
 }
 
+/// How far a result can be trusted, from the checks an expert would run on it.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Default,
+    Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Reliability {
+    /// No check found a problem: the interval's coverage was measured at ≥ 0.93 in this regime.
+    #[default]
+    Ok,
+    /// A check found something to look at; the value stands (gates show it, verdicts unchanged).
+    Caution,
+    /// The value or its interval cannot be trusted here; gates treat the metric as inconclusive.
+    Unreliable,
+}
+
+/// One finding of the checks.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Reason {
+    /// A stable machine-readable code, e.g. `undersampled_table`.
+    pub code: String,
+    pub severity: Reliability,
+    pub message: String,
+}
+
+/// The trust report of a result: the worst severity among its reasons.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Diagnostics {
+    pub reliability: Reliability,
+    pub reasons: Vec<Reason>,
+}
+
+impl Diagnostics {
+    /// Add a finding; the reliability becomes the worst seen.
+    pub fn add(&mut self, severity: Reliability, code: &str, message: impl Into<String>) {
+        self.reliability = self.reliability.max(severity);
+        self.reasons.push(Reason {
+            code: code.to_string(),
+            severity,
+            message: message.into(),
+        });
+    }
+
+    /// The worst of several reports, each reason once (by code and message).
+    pub fn worst_of<'a>(reports: impl IntoIterator<Item = &'a Diagnostics>) -> Diagnostics {
+        let mut d = Diagnostics::default();
+        for r in reports.into_iter().flat_map(|r| &r.reasons) {
+            if !d
+                .reasons
+                .iter()
+                .any(|x| x.code == r.code && x.message == r.message)
+            {
+                d.add(r.severity, &r.code, r.message.clone());
+            }
+        }
+        d
+    }
+
+    /// Merge another report into this one.
+    pub fn extend(&mut self, other: Diagnostics) {
+        for r in other.reasons {
+            self.add(r.severity, &r.code, r.message);
+        }
+    }
+}
+
+/// Checks shared by estimators with a bootstrap interval: the value lies outside its own interval
+/// (a skewed, biased bootstrap distribution), and the rarest label has few samples.
+pub(crate) fn bootstrap_checks(
+    d: &mut Diagnostics,
+    value: f64,
+    interval: Option<&Interval>,
+    class_counts: &[f64],
+) {
+    if let Some(iv) = interval {
+        if value.is_finite() && !(iv.low <= value && value <= iv.high) {
+            d.add(Reliability::Caution, "value_outside_interval", format!(
+                "the value {value:.4} lies outside its bootstrap interval [{:.4}, {:.4}]: the bootstrap distribution is skewed by bias",
+                iv.low, iv.high
+            ));
+        }
+    }
+    let rare = class_counts
+        .iter()
+        .filter(|&&c| c > 0.0)
+        .fold(f64::INFINITY, |a, &b| a.min(b));
+    if rare.is_finite() && rare < 5.0 {
+        d.add(Reliability::Caution, "rare_label", format!(
+            "a label occurs only {rare:.1} times (weighted): its terms are noisy and the bootstrap undercovers"
+        ));
+    }
+}
+
 /// The result of one estimator run.
 #[derive(Debug, Clone)]
 pub struct Output {
@@ -105,6 +207,8 @@ pub struct Output {
     pub details: Value,
     /// Mergeable sufficient statistics for [`pool`], `None` when the estimator is not mergeable.
     pub sufficient: Option<Value>,
+    /// The trust report.
+    pub diagnostics: Diagnostics,
 }
 
 /// Plain single-label inputs built by the worker.
@@ -132,13 +236,15 @@ pub struct MultilabelInput<'a> {
 }
 
 /// A value pooled over several batches.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pooled {
     /// The pooled primary statistic in nats.
     pub value: f64,
     /// Its interval (nats) where the pooled statistics determine one exactly (`shannon_mi`
     /// multiclass: the jackknife interval of the concatenated batches); `None` otherwise.
     pub interval: Option<(f64, f64)>,
+    /// The trust report of the pooled value where the pooled statistics determine one.
+    pub diagnostics: Option<Diagnostics>,
 }
 
 /// Pooled value over several batches' `sufficient` statistics (exact, not an average of
@@ -154,6 +260,7 @@ pub fn pool(estimator_id: &str, sufficient: &[Value], level: f64) -> Option<Pool
         v.map(|value| Pooled {
             value,
             interval: None,
+            diagnostics: None,
         })
     };
     match estimator_id {

@@ -48,7 +48,9 @@
 
 use super::ksg::normal_quantile;
 use super::rng::SplitMix64;
-use super::{check_choice, num, Control, EstimateError, Interval, Output};
+use super::{
+    check_choice, num, Control, Diagnostics, EstimateError, Interval, Output, Reliability,
+};
 use ndarray::{s, Array2, ArrayView2, Axis, Zip};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -985,6 +987,63 @@ fn bootstrap_var(terms: &Terms, seed: u64) -> f64 {
     }
 }
 
+/// The neural checks: InfoNCE near its ceiling, training still improving at the step cap, the
+/// gap between the critic's value on training rows and on held-out rows (overfitting), the spread
+/// across restarts, and SMILE's nature.
+fn neural_checks(
+    bound: Bound,
+    value: f64,
+    sd: f64,
+    in_sample: f64,
+    log_ceiling: f64,
+    runs: &[Run],
+    p: &Params,
+) -> Diagnostics {
+    let mut d = Diagnostics::default();
+    if bound == Bound::InfoNce && value.is_finite() {
+        if value >= 0.9 * log_ceiling {
+            d.add(Reliability::Unreliable, "saturated", format!(
+                "InfoNCE {value:.3} is at least 0.9 of its ceiling ln B = {log_ceiling:.3}: the true MI may be far larger"
+            ));
+        } else if infonce_saturation(value, log_ceiling).0 {
+            d.add(Reliability::Caution, "near_ceiling", format!(
+                "InfoNCE {value:.3} is within reach of its ceiling ln B = {log_ceiling:.3}: (e^v - 1)/B > 0.02, so the bound's gap is noticeable"
+            ));
+        }
+    }
+    if runs
+        .iter()
+        .any(|r| !r.stopped_early && r.selected_step * 10 >= r.steps_run * 9)
+    {
+        d.add(Reliability::Caution, "still_improving", format!(
+            "training reached max_steps = {} with the held-out bound still improving: a longer run may give a higher value",
+            p.max_steps
+        ));
+    }
+    let gap = in_sample - value;
+    if gap.is_finite() && gap > (3.0 * sd).max(0.1) {
+        d.add(Reliability::Caution, "overfitting", format!(
+            "the critic scores {in_sample:.3} on training rows and {value:.3} on held-out rows: it overfits"
+        ));
+    }
+    if runs.len() > 1 {
+        let m = runs.iter().map(|r| r.value).sum::<f64>() / runs.len() as f64;
+        let spread = (runs.iter().map(|r| (r.value - m).powi(2)).sum::<f64>()
+            / (runs.len() - 1) as f64)
+            .sqrt();
+        let within = (runs.iter().map(|r| r.boot_var).sum::<f64>() / runs.len() as f64).sqrt();
+        if spread > 3.0 * within && spread > 0.02 {
+            d.add(Reliability::Caution, "seed_spread", format!(
+                "restarts disagree (sd {spread:.3} across seeds against {within:.3} within one): the training is unstable"
+            ));
+        }
+    }
+    if bound == Bound::Smile {
+        d.add(Reliability::Caution, "not_a_bound", "SMILE's clipping biases it either way: its interval is about its own statistic and does not cover the bias");
+    }
+    d
+}
+
 /// InfoNCE's saturation from its value and the mean log block size: (saturated, the value above
 /// which it is flagged, the gap ln(1 + (e^value − 1)/B) expected at the optimal critic).
 fn infonce_saturation(value: f64, log_ceiling: f64) -> (bool, f64, f64) {
@@ -1218,6 +1277,7 @@ pub fn estimate(
             json!("the bootstrap of the held-out terms was not finite"),
         );
     }
+    let diagnostics = neural_checks(bound, value, sd, in_sample, ceiling, &runs, p);
     ctl.tick(1.0)?;
     Ok(Output {
         value,
@@ -1225,6 +1285,7 @@ pub fn estimate(
         n,
         details,
         sufficient: None,
+        diagnostics,
     })
 }
 

@@ -650,12 +650,33 @@ pub fn rg_curve(
         "gap_at_1": num(at1.gap),
         "convergence_rule": "Kuhn-Tucker gap max_j ln sum_i P(x_i) m_ij^s / Z_i <= tol (0 at the optimum; bounds the error of R in nats)",
     });
+    let mut diagnostics = super::Diagnostics::default();
+    if !at1.converged {
+        diagnostics.add(
+            super::Reliability::Unreliable,
+            "not_converged",
+            format!(
+                "R(1) did not converge: its Kuhn-Tucker gap is {:.2e} > tol {:.0e}",
+                at1.gap, params.tol
+            ),
+        );
+    } else if let Some(p) = points.iter().find(|p| !p.converged) {
+        diagnostics.add(
+            super::Reliability::Caution,
+            "curve_not_converged",
+            format!(
+                "the curve point at s = {} did not converge (gap {:.2e})",
+                p.s, p.gap
+            ),
+        );
+    }
     Ok(Output {
         value: at1.r,
         interval: None,
         n,
         details,
         sufficient: None,
+        diagnostics,
     })
 }
 

@@ -30,8 +30,9 @@ use super::rng::SplitMix64;
 use super::shannon::{check_multilabel, mi_from_parts, plugin_mi};
 use super::special::entropy_of_counts;
 use super::{
-    check_bootstrap_params, check_choice, check_class_input, normalized_weights, num, ClassInput,
-    Control, EstimateError, Interval, MultilabelInput, Output,
+    bootstrap_checks, check_bootstrap_params, check_choice, check_class_input, normalized_weights,
+    num, ClassInput, Control, Diagnostics, EstimateError, Interval, MultilabelInput, Output,
+    Reliability,
 };
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
@@ -786,13 +787,37 @@ fn probabilities_mode(
         "logq_sum": logq_sum,
         "falsified": falsified,
     });
+    let mut diagnostics = Diagnostics::default();
+    bootstrap_checks(&mut diagnostics, value, interval.as_ref(), &class_w);
+    semantic_checks(&mut diagnostics, falsified, &class_w, &tj);
     Ok(Output {
         value,
         interval,
         n,
         details,
         sufficient: Some(sufficient),
+        diagnostics,
     })
+}
+
+/// The semantic checks: −∞ values (a used label that is never true for its sample) and labels
+/// whose logical probability T(θ_j) is so small that ln T(θ_j) rests on a handful of samples.
+fn semantic_checks(d: &mut Diagnostics, falsified: usize, class_w: &[f64], logical: &[f64]) {
+    if falsified > 0 {
+        d.add(Reliability::Caution, "minus_infinity", format!(
+            "{falsified} sample(s) give truth value 0 to their label: the value is -inf (correct for the data, without an interval)"
+        ));
+    }
+    if let Some((j, t)) = logical
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| class_w.get(*j).is_some_and(|&c| c > 0.0))
+        .find(|(_, &t)| t > 0.0 && t < 1e-4)
+    {
+        d.add(Reliability::Caution, "tiny_logical_probability", format!(
+            "label {j} has logical probability {t:.2e}: ln T(theta_j) is dominated by very few samples"
+        ));
+    }
 }
 
 fn check_truth_matrix(t: &ArrayView2<'_, f64>, k: usize) -> Result<(), EstimateError> {
@@ -947,12 +972,32 @@ fn channel_mode(
     if let Some(t) = &truth {
         sufficient["truth_matrix"] = matrix_json(&t.to_owned());
     }
+    let mut diagnostics = Diagnostics::default();
+    bootstrap_checks(&mut diagnostics, value, interval.as_ref(), &table.row_sums);
+    semantic_checks(
+        &mut diagnostics,
+        falsified,
+        &table.col_sums,
+        &cs.logical_prob,
+    );
+    if truth.is_none() {
+        // LBI fitted on the same table: G equals the plug-in Shannon MI and shares its bias.
+        let c = super::shannon::corrected_mi(&table, None);
+        for r in super::shannon::table_diagnostics(&table, &c, None).reasons {
+            diagnostics.add(
+                r.severity,
+                &r.code,
+                format!("{} (LBI mode is the plug-in Shannon MI)", r.message),
+            );
+        }
+    }
     Ok(Output {
         value,
         interval,
         n,
         details,
         sufficient: Some(sufficient),
+        diagnostics,
     })
 }
 
@@ -1196,12 +1241,24 @@ pub fn semantic_mi_multilabel(
         "ylogy_sum": tot[1 + 3 * l..1 + 4 * l].to_vec(),
         "falsified": falsified,
     });
+    let mut diagnostics = Diagnostics::default();
+    bootstrap_checks(&mut diagnostics, value, interval.as_ref(), &tot[1..1 + l]);
+    if total_fals > 0 {
+        diagnostics.add(
+            Reliability::Caution,
+            "minus_infinity",
+            format!(
+            "{total_fals} (sample, label) pair(s) carry the label but score 0: the value is -inf"
+        ),
+        );
+    }
     Ok(Output {
         value,
         interval,
         n,
         details,
         sufficient: Some(sufficient),
+        diagnostics,
     })
 }
 

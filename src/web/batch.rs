@@ -147,8 +147,31 @@ pub async fn batch(state: &AppState, id: Uuid) -> WebResult {
 
     // Results summary.
     if !results.is_empty() {
-        s.push_str("<section><h2>Results</h2><div class=\"table-wrap\"><table><thead><tr><th>Estimator</th><th class=\"num\">Value</th><th class=\"num\">Interval</th><th>Key statistics</th><th class=\"num\">N</th><th>Computed</th></tr></thead><tbody>");
+        s.push_str("<section><h2>Results</h2><div class=\"table-wrap\"><table><thead><tr><th>Estimator</th><th class=\"num\">Value</th><th class=\"num\">Interval</th><th>Key statistics</th><th>Reliability</th><th class=\"num\">N</th><th>Computed</th></tr></thead><tbody>");
         for r in &results {
+            let trust = match &r.diagnostics {
+                None => String::from("<span class=\"muted\">—</span>"),
+                Some(d) => {
+                    let word = match d.reliability {
+                        crate::estimate::Reliability::Ok => "ok",
+                        crate::estimate::Reliability::Caution => "caution",
+                        crate::estimate::Reliability::Unreliable => "unreliable",
+                    };
+                    let reasons: Vec<String> = d
+                        .reasons
+                        .iter()
+                        .map(|x| E(&x.message).to_string())
+                        .collect();
+                    format!(
+                        "<span class=\"strong reliability-{word}\">{word}</span>{}",
+                        if reasons.is_empty() {
+                            String::new()
+                        } else {
+                            format!("<div class=\"muted small\">{}</div>", reasons.join("<br>"))
+                        }
+                    )
+                }
+            };
             let level = r
                 .ci_level
                 .filter(|_| r.ci_low.is_some())
@@ -161,7 +184,7 @@ pub async fn batch(state: &AppState, id: Uuid) -> WebResult {
                 .unwrap_or_default();
             let _ = write!(
                 s,
-                "<tr><td class=\"mono strong\">{}</td><td class=\"num strong nowrap\">{}</td><td class=\"num nowrap\">{}{level}</td><td class=\"small\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                "<tr><td class=\"mono strong\">{}</td><td class=\"num strong nowrap\">{}</td><td class=\"num nowrap\">{}{level}</td><td class=\"small\">{}</td><td class=\"small\">{trust}</td><td class=\"num\">{}</td><td>{}</td></tr>",
                 E(&r.estimator),
                 bits(r.value, r.value_special.as_deref()),
                 interval(r.ci_low, r.ci_high),

@@ -191,6 +191,8 @@ pub fn bits(x: Option<f64>, special: Option<&str>) -> String {
 pub fn interval(lo: Option<f64>, hi: Option<f64>) -> String {
     match (lo, hi) {
         (Some(l), Some(h)) => format!("[{}, {}]", num(l), num(h)),
+        // one-sided: a lower confidence bound (variational bounds)
+        (Some(l), None) => format!("[{}, ∞)", num(l)),
         _ => String::new(),
     }
 }

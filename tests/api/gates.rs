@@ -7,17 +7,29 @@ use serde_json::{json, Value};
 
 use crate::support::{app, fast_workers, fresh_db, TestApp};
 
-/// `shannon_mi` (bits) of `binary(0)`, the table [[4,0],[0,4]]: its jackknife (plug-in 1 bit).
-fn perfect_bits() -> f64 {
-    crate::support::jackknife_mi_nats(&[&[4.0, 0.0], &[0.0, 4.0]]) / std::f64::consts::LN_2
+/// The jackknife `shannon_mi` (bits) of a 2×2 table, computed deletion by deletion.
+fn jk_bits(t: [[f64; 2]; 2]) -> f64 {
+    crate::support::jackknife_mi_nats(&[&t[0], &t[1]]) / std::f64::consts::LN_2
 }
 
-/// A batch whose shannon_mi is known: labels 0/1, `wrong` of 8 predictions flipped.
+/// `shannon_mi` of `binary(0)`, the table [[100,0],[0,100]] (plug-in 1 bit).
+fn perfect_bits() -> f64 {
+    jk_bits([[100.0, 0.0], [0.0, 100.0]])
+}
+
+/// A batch whose shannon_mi is known: 25 copies of labels 0,0,0,0,1,1,1,1 with the first
+/// `wrong` predictions of each copy flipped (N = 200, enough samples per cell for a reliable
+/// estimate): table [[100 − 25·wrong, 25·wrong], [0, 100]] for wrong ≤ 4.
 fn binary(wrong: usize) -> Value {
-    let labels = [0, 0, 0, 0, 1, 1, 1, 1];
-    let mut preds = labels;
-    for p in preds.iter_mut().take(wrong) {
-        *p = 1 - *p;
+    let (mut labels, mut preds) = (vec![], vec![]);
+    for _ in 0..25 {
+        let l = [0, 0, 0, 0, 1, 1, 1, 1];
+        let mut p = l;
+        for x in p.iter_mut().take(wrong) {
+            *x = 1 - *x;
+        }
+        labels.extend(l);
+        preds.extend(p);
     }
     json!({"task": "multiclass", "labels": labels, "predictions": preds,
            "estimators": [{"id": "shannon_mi", "params": {"bootstrap": 0}}]})
@@ -51,8 +63,8 @@ async fn put(app: &TestApp, uri: &str, body: Value) -> (StatusCode, Value) {
 #[tokio::test]
 async fn aliases_policies_decisions_and_compare() {
     let app = app().await;
-    upload_and_run(&app, "v1", &binary(0)).await; // 1 bit
-    upload_and_run(&app, "v2", &binary(2)).await; // [[2,2],[0,4]]-like: well below 1 bit
+    upload_and_run(&app, "v1", &binary(0)).await; // perfect: about 1 bit
+    upload_and_run(&app, "v2", &binary(2)).await; // [[50,50],[0,100]]: well below
     let (s, a) = put(
         &app,
         "/v1/models/m/aliases/production",
@@ -159,8 +171,8 @@ async fn aliases_policies_decisions_and_compare() {
 
 /// A baseline names an alias, a version, `previous` (the version created just before), or the
 /// version itself; one that resolves to nothing makes the rule inconclusive. Values (bits) are the
-/// jackknife MI of the `binary` tables, computed deletion by deletion: v1 [[4,0],[0,4]] 1.1034,
-/// v2 [[2,2],[0,4]] 0.3009, v3 [[3,1],[0,4]] 0.4699. With a tolerated regression of 0.1 bits the
+/// jackknife MI of the `binary` tables, computed deletion by deletion: v1 [[100,0],[0,100]]
+/// 1.0036, v2 [[50,50],[0,100]] 0.3113, v3 [[75,25],[0,100]] 0.5488. With a tolerated regression of 0.1 bits the
 /// verdict depends on which baseline was resolved: v3 fails against v1 and passes against v2
 /// and against itself.
 #[tokio::test]
@@ -236,9 +248,8 @@ async fn every_kind_of_baseline_reference_resolves() {
             .contains("nosuch"),
         "{d}"
     );
-    let jk = |t: &[&[f64]]| crate::support::jackknife_mi_nats(t) / std::f64::consts::LN_2;
-    let v2 = jk(&[&[2.0, 2.0], &[0.0, 4.0]]);
-    let v3 = jk(&[&[3.0, 1.0], &[0.0, 4.0]]);
+    let v2 = jk_bits([[50.0, 50.0], [0.0, 100.0]]);
+    let v3 = jk_bits([[75.0, 25.0], [0.0, 100.0]]);
     approx::assert_abs_diff_eq!(
         d["rules"][1]["baseline_value"].as_f64().unwrap(),
         v2,

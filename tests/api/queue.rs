@@ -255,6 +255,7 @@ async fn finishing_is_fenced_on_the_lease() {
         n: 100,
         details: json!({}),
         sufficient: None,
+        diagnostics: json!({"reliability": "ok", "reasons": []}),
     };
     assert!(!queue::finish(&app.pool, &stale, &result(1.0))
         .await

@@ -41,13 +41,15 @@ async fn put(app: &TestApp, uri: &str, body: Value) -> (StatusCode, Value) {
 
 /// Eight samples, two classes (the second named like a script), probabilities whose argmax is
 /// always right: Shannon MI is exactly 1 bit; `wrong` rows get their argmax flipped.
+/// 25 copies of 8 samples (N = 200: enough per cell for reliable estimates), `wrong` of each 8
+/// given the wrong class.
 fn two_class_batch(wrong: usize) -> Value {
-    let labels = [0, 0, 0, 0, 1, 1, 1, 1];
+    let labels: Vec<u32> = (0..25).flat_map(|_| [0, 0, 0, 0, 1, 1, 1, 1]).collect();
     let probs: Vec<Vec<f64>> = labels
         .iter()
         .enumerate()
         .map(|(i, &y)| {
-            let right = if i < wrong { 0.3 } else { 0.8 };
+            let right = if i % 8 < wrong { 0.3 } else { 0.8 };
             if y == 0 {
                 vec![right, 1.0 - right]
             } else {
