@@ -27,6 +27,10 @@ pub mod samplers;
 mod tests_continuous;
 
 #[cfg(test)]
+mod coverage;
+#[cfg(test)]
+mod tests_coverage;
+#[cfg(test)]
 mod tests_fixtures;
 #[cfg(test)]
 mod tests_weights;

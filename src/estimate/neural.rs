@@ -1289,6 +1289,52 @@ pub fn estimate(
     })
 }
 
+/// The held-out output of the optimal critic of a bivariate Gaussian with MI `mi` (nats), on `n`
+/// fresh rows in blocks of at most `block`: value, the reported interval and the saturation
+/// check, with no training (for the coverage study of the interval logic).
+#[cfg(test)]
+pub(crate) fn optimal_critic_output(
+    bound: Bound,
+    mi: f64,
+    n: usize,
+    block: usize,
+    seed: u64,
+) -> Output {
+    let rho = (1.0 - (-2.0 * mi).exp()).sqrt();
+    let mut g = SplitMix64::new(seed);
+    let (mut xs, mut ys) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        let (a, b) = g.normal_pair();
+        xs.push(a);
+        ys.push(rho * a + (1.0 - rho * rho).sqrt() * b);
+    }
+    let c = 2.0 * (1.0 - rho * rho);
+    let terms = evaluate_scores(bound, n, block, 5.0, |lo, hi| {
+        Array2::from_shape_fn((hi - lo, hi - lo), |(i, j)| {
+            let (x, y) = (xs[lo + i], ys[lo + j]);
+            mi - (rho * rho * x * x - 2.0 * rho * x * y + rho * rho * y * y) / c
+        })
+    });
+    let value = terms.value();
+    let sd = bootstrap_var(&terms, seed).sqrt();
+    let mut diagnostics = Diagnostics::default();
+    if bound == Bound::InfoNce && infonce_saturation(value, terms.log_ceiling).0 {
+        diagnostics.add(
+            Reliability::Caution,
+            "near_ceiling",
+            "InfoNCE near its ceiling",
+        );
+    }
+    Output {
+        value,
+        interval: interval(bound, value, sd, 0.95, 200),
+        n,
+        details: Value::Null,
+        sufficient: None,
+        diagnostics,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

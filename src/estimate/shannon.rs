@@ -318,7 +318,10 @@ pub fn table_diagnostics(t: &Table, c: &Corrected, label: Option<usize>) -> Diag
         let (sev, what) = if c.n_eff < 100.0 {
             (Unreliable, "cannot be trusted")
         } else {
-            (Caution, "misses the uncertainty of unseen errors (about 3/N)")
+            (
+                Caution,
+                "misses the uncertainty of unseen errors (about 3/N)",
+            )
         };
         d.add(sev, "zero_standard_error", format!(
             "{at}the jackknife standard error is 0 (every sample is in a cell of the same kind, e.g. no errors): the zero-width interval {what}"
