@@ -187,6 +187,8 @@ pub(crate) fn bootstrap_checks(
             ));
         }
     }
+    let total: f64 = class_counts.iter().sum();
+    small_sample_check(d, total);
     let rare = class_counts
         .iter()
         .filter(|&&c| c > 0.0)
@@ -194,6 +196,19 @@ pub(crate) fn bootstrap_checks(
     if rare.is_finite() && rare < 5.0 {
         d.add(Reliability::Caution, "rare_label", format!(
             "a label occurs only {rare:.1} times (weighted): its terms are noisy and the bootstrap undercovers"
+        ));
+    }
+}
+
+/// Below this many (effective) samples the discrete estimators' normal and bootstrap intervals
+/// covered 0.89–0.93 instead of 0.95 in the coverage study (skewed, biased sampling
+/// distributions): a `caution`.
+pub(crate) const SMALL_SAMPLE: f64 = 1000.0;
+
+pub(crate) fn small_sample_check(d: &mut Diagnostics, n_eff: f64) {
+    if n_eff < SMALL_SAMPLE {
+        d.add(Reliability::Caution, "small_sample", format!(
+            "{n_eff:.0} (effective) samples: below {SMALL_SAMPLE:.0}, 95 % intervals of this kind covered 0.89-0.93 in the coverage study"
         ));
     }
 }
