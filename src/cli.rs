@@ -109,22 +109,36 @@ pub fn render_decision(d: &Value) -> String {
         d["verdict"].as_str().unwrap_or("?").to_uppercase()
     );
     out.push_str(&format!(
-        "{:<28} {:<13} {:>10} {:>21} {:>10} {:>10}  {}\n",
-        "metric", "verdict", "value", "interval", "bound", "baseline", "message"
+        "{:<28} {:<13} {:>10} {:>21} {:>10} {:>10} {:>32}  {}\n",
+        "metric", "verdict", "value", "interval", "bound", "baseline", "difference", "message"
     ));
     for r in d["rules"].as_array().into_iter().flatten() {
         let interval = match (r["ci_low"].as_f64(), r["ci_high"].as_f64()) {
             (Some(a), Some(b)) => format!("[{a:.4}, {b:.4}]"),
             _ => "—".into(),
         };
+        let d = &r["delta"];
+        let difference = match (
+            d["value"].as_f64(),
+            d["ci_low"].as_f64(),
+            d["ci_high"].as_f64(),
+        ) {
+            (Some(v), Some(a), Some(b)) => format!(
+                "{v:+.4} [{a:+.4}, {b:+.4}] {}",
+                d["method"].as_str().unwrap_or("")
+            ),
+            (Some(v), _, _) => format!("{v:+.4} {}", d["method"].as_str().unwrap_or("")),
+            _ => "—".into(),
+        };
         out.push_str(&format!(
-            "{:<28} {:<13} {:>10} {:>21} {:>10} {:>10}  {}\n",
+            "{:<28} {:<13} {:>10} {:>21} {:>10} {:>10} {:>32}  {}\n",
             r["metric"].as_str().unwrap_or(""),
             r["verdict"].as_str().unwrap_or(""),
             fmt_num(&r["value"]),
             interval,
             fmt_num(&r["threshold"]),
             fmt_num(&r["baseline_value"]),
+            difference,
             r["message"].as_str().unwrap_or("")
         ));
     }

@@ -13,11 +13,21 @@
 //! change of zero is undefined); a rule with only a relative change and a zero baseline is
 //! inconclusive.
 //!
-//! `use` picks the statistic compared: `value` (default) compares the point value, and is
-//! `inconclusive` when the value's interval straddles the bound (the data cannot tell);
-//! `ci_low` / `ci_high` compare that end of the interval and never straddle (a one-sided,
-//! deliberately conservative or lenient decision). Inclusive ops (`gte`, `lte`) pass at equality,
-//! strict ones (`gt`, `lt`) fail at equality.
+//! A baseline rule judges the *difference* Δ = candidate − baseline, with Δ's own interval:
+//! `paired` when both versions were evaluated on the same samples (a paired bootstrap that
+//! resamples the shared samples, so their noise cancels; a version against itself has Δ = 0 with
+//! a zero-width interval and passes), else the two sides' intervals combined as independent
+//! (`independent`, or `pooled` when a side pools several batches). The rule holds when Δ meets
+//! the allowed change (Δ ≥ −allowance for `max_regression`, Δ ≥ requirement for
+//! `min_improvement`, signs flipped for lower-is-better metrics). A `threshold` is judged on the
+//! candidate's own value and interval; with both, both must hold (a definite miss decides, an
+//! undecided part makes the rule inconclusive).
+//!
+//! `use` picks the statistic compared: `value` (default) compares the point value (of the
+//! candidate, or of Δ), and is `inconclusive` when its interval straddles the bound (the data
+//! cannot tell); `ci_low` / `ci_high` compare that end of the interval and never straddle (a
+//! one-sided, deliberately conservative or lenient decision). Inclusive ops (`gte`, `lte`) pass at
+//! equality, strict ones (`gt`, `lt`) fail at equality.
 //!
 //! Trust: a metric whose result (or whose baseline's result) is `unreliable` by its own checks
 //! (`diagnostics`) makes the rule `inconclusive` with the reasons; `caution` is reported with the
@@ -165,6 +175,8 @@ pub struct Observed {
     pub value: f64,
     pub ci_low: Option<f64>,
     pub ci_high: Option<f64>,
+    /// The interval's level (0.95 when unknown).
+    pub level: Option<f64>,
     pub n: u64,
     /// The result's trust report (`None` for results stored before estimators made one).
     pub diagnostics: Option<Diagnostics>,
@@ -216,8 +228,8 @@ pub struct RuleOutcome {
     pub threshold: Option<f64>,
     pub baseline_version: Option<String>,
     pub baseline_value: Option<f64>,
-    /// candidate − baseline.
-    pub delta: Option<f64>,
+    /// candidate − baseline with its interval and how it was obtained (rules with a baseline).
+    pub delta: Option<Delta>,
     /// A one-line explanation.
     pub message: String,
     /// The trust report of the candidate's metric (and of the baseline's, its reasons prefixed
@@ -225,8 +237,106 @@ pub struct RuleOutcome {
     pub diagnostics: Option<Diagnostics>,
 }
 
-/// Evaluate one rule. `baseline` is the resolved baseline version's name and metric input.
-pub fn evaluate(rule: &Rule, candidate: &Input, baseline: Option<(&str, &Input)>) -> RuleOutcome {
+/// How the interval of a difference was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeltaMethod {
+    /// Both sides were computed on the same samples (same labels and weights, by their
+    /// digests): a paired bootstrap resampled the samples once per replicate for both.
+    Paired,
+    /// Different samples, one batch each: the two intervals combined as independent,
+    /// Var(Δ) = se_c² + se_b² (normal approximation, se from each interval's half-width).
+    Independent,
+    /// Different samples with at least one side pooled over several batches: the pooled
+    /// intervals combined as independent.
+    Pooled,
+}
+
+/// candidate − baseline, with its interval.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(example = json!({"value": -0.012, "relative": -0.011, "ci_low": -0.019, "ci_high": -0.005, "method": "paired"}))]
+pub struct Delta {
+    pub value: f64,
+    /// value / |baseline| (null when the baseline is 0).
+    pub relative: Option<f64>,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    pub method: DeltaMethod,
+}
+
+/// Δ of two observations taken as independent (see [`DeltaMethod::Independent`]); without a
+/// two-sided interval on both sides, Δ has no interval.
+pub fn independent_delta(c: &Observed, b: &Observed, pooled: bool) -> Delta {
+    let z = crate::stats::normal_quantile(0.975);
+    let se = |o: &Observed| match (o.ci_low, o.ci_high) {
+        (Some(lo), Some(hi)) if lo.is_finite() && hi.is_finite() => {
+            let level = o.level.unwrap_or(0.95);
+            Some((hi - lo) / (2.0 * crate::stats::normal_quantile(0.5 + level / 2.0)))
+        }
+        _ => None,
+    };
+    let value = c.value - b.value;
+    let ci = match (se(c), se(b)) {
+        (Some(x), Some(y)) => {
+            let s = (x * x + y * y).sqrt();
+            (Some(value - z * s), Some(value + z * s))
+        }
+        _ => (None, None),
+    };
+    Delta {
+        value,
+        relative: (b.value != 0.0).then(|| value / b.value.abs()),
+        ci_low: ci.0,
+        ci_high: ci.1,
+        method: if pooled {
+            DeltaMethod::Pooled
+        } else {
+            DeltaMethod::Independent
+        },
+    }
+}
+
+/// One part of a rule: a statistic (with an optional interval) against a bound.
+fn judge(
+    stat: Option<f64>,
+    interval: (Option<f64>, Option<f64>),
+    use_: Use,
+    op: Op,
+    bound: f64,
+) -> Result<bool, String> {
+    let Some(stat) = stat else {
+        return Err("there is no interval to compare".into());
+    };
+    if stat.is_nan() {
+        return Err("the value is not a number".into());
+    }
+    if use_ == Use::Value {
+        if let (Some(lo), Some(hi)) = interval {
+            if lo < bound && bound < hi {
+                return Err(format!(
+                    "interval [{lo:.4}, {hi:.4}] straddles the bound {bound:.4}"
+                ));
+            }
+        }
+    }
+    Ok(op.holds(stat, bound))
+}
+
+/// Evaluate one rule. `baseline` is the resolved baseline version's name and metric input;
+/// `paired` the paired difference where both sides were computed on the same samples (else the
+/// difference is formed from the two sides as independent).
+///
+/// A baseline rule judges the difference Δ = candidate − baseline against the change it allows
+/// (`max_regression`: Δ ≥ −allowance for higher-is-better metrics; `min_improvement`:
+/// Δ ≥ requirement), using Δ's interval (`use: value` is inconclusive when it straddles;
+/// `ci_low`/`ci_high` compare its ends). A threshold is judged on the candidate's own value and
+/// interval. With both, both must hold.
+pub fn evaluate(
+    rule: &Rule,
+    candidate: &Input,
+    baseline: Option<(&str, &Input)>,
+    paired: Option<&Delta>,
+) -> RuleOutcome {
     let mut out = RuleOutcome {
         metric: rule.metric.clone(),
         verdict: Verdict::Inconclusive,
@@ -272,12 +382,13 @@ pub fn evaluate(rule: &Rule, candidate: &Input, baseline: Option<(&str, &Input)>
             return out;
         }
     }
-    // The bound: the threshold and/or the baseline-derived bound (the stricter one).
-    let mut bounds: Vec<f64> = rule.threshold.into_iter().collect();
+    let up = rule.op.higher_is_better();
+    // The baseline part: the change Δ must make, and Δ itself.
     let change = rule
         .max_regression
         .map(|c| (c, true))
         .or(rule.min_improvement.map(|c| (c, false)));
+    let mut delta_target: Option<(Delta, f64, String)> = None;
     if let Some((change, regression)) = change {
         let Some((name, b)) = baseline else {
             out.message = format!(
@@ -287,17 +398,8 @@ pub fn evaluate(rule: &Rule, candidate: &Input, baseline: Option<(&str, &Input)>
             );
             return out;
         };
-        let b = match b {
-            Input::Value(o) => {
-                if let Some(d) = &o.diagnostics {
-                    let mut merged = out.diagnostics.take().unwrap_or_default();
-                    for r in &d.reasons {
-                        merged.add(r.severity, &r.code, format!("baseline: {}", r.message));
-                    }
-                    out.diagnostics = Some(merged);
-                }
-                o.value
-            }
+        let bobs = match b {
+            Input::Value(o) => o.clone(),
             Input::Pending => {
                 out.verdict = Verdict::Pending;
                 out.message = format!("{}: baseline {name} still has jobs running", rule.metric);
@@ -311,14 +413,25 @@ pub fn evaluate(rule: &Rule, candidate: &Input, baseline: Option<(&str, &Input)>
                 return out;
             }
         };
+        if let Some(d) = &bobs.diagnostics {
+            let mut merged = out.diagnostics.take().unwrap_or_default();
+            for r in &d.reasons {
+                merged.add(r.severity, &r.code, format!("baseline: {}", r.message));
+            }
+            out.diagnostics = Some(merged);
+        }
+        let b = bobs.value;
         out.baseline_value = Some(b);
-        out.delta = Some(obs.value - b);
+        let delta = paired
+            .cloned()
+            .unwrap_or_else(|| independent_delta(&obs, &bobs, false));
         let relative = if b == 0.0 {
             None
         } else {
             change.relative.map(|r| r * b.abs())
         };
         let allowed: Vec<f64> = change.absolute.into_iter().chain(relative).collect();
+        out.delta = Some(delta.clone());
         if allowed.is_empty() {
             out.message = format!(
                 "{}: baseline {name} is 0, so a relative change is undefined; add an absolute one",
@@ -332,22 +445,27 @@ pub fn evaluate(rule: &Rule, candidate: &Input, baseline: Option<(&str, &Input)>
         } else {
             allowed.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
         };
-        let up = rule.op.higher_is_better();
-        let bound = match (regression, up) {
-            (true, true) => b - amount,
-            (true, false) => b + amount,
-            (false, true) => b + amount,
-            (false, false) => b - amount,
+        // The bound on Δ, in the direction of `op`.
+        let target = match (regression, up) {
+            (true, true) => -amount,
+            (true, false) => amount,
+            (false, true) => amount,
+            (false, false) => -amount,
         };
-        bounds.push(bound);
+        delta_target = Some((delta, target, name.to_string()));
     }
-    let up = rule.op.higher_is_better();
-    let bound = if up {
-        bounds.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
-    } else {
-        bounds.iter().cloned().fold(f64::INFINITY, f64::min)
-    };
-    out.threshold = Some(bound);
+    // The threshold shown: the stricter of the absolute threshold and the baseline's bound.
+    let mut bounds: Vec<f64> = rule.threshold.into_iter().collect();
+    if let (Some((_, t, _)), Some(b)) = (&delta_target, out.baseline_value) {
+        bounds.push(b + t);
+    }
+    if !bounds.is_empty() {
+        out.threshold = Some(if up {
+            bounds.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+        } else {
+            bounds.iter().cloned().fold(f64::INFINITY, f64::min)
+        });
+    }
     if let Some(d) = out
         .diagnostics
         .as_ref()
@@ -362,51 +480,75 @@ pub fn evaluate(rule: &Rule, candidate: &Input, baseline: Option<(&str, &Input)>
         out.message = format!("{}: unreliable: {}", rule.metric, why.join("; "));
         return out;
     }
-    let stat = match rule.use_ {
-        Use::Value => Some(obs.value),
-        Use::CiLow => obs.ci_low,
-        Use::CiHigh => obs.ci_high,
-    };
-    let Some(stat) = stat else {
-        out.message = format!("{}: the result has no interval to compare", rule.metric);
-        return out;
-    };
-    if !stat.is_finite() && !stat.is_infinite() {
-        out.message = format!("{}: the value is not a number", rule.metric);
-        return out;
-    }
     let which = match rule.use_ {
         Use::Value => "value",
         Use::CiLow => "ci_low",
         Use::CiHigh => "ci_high",
     };
-    if rule.use_ == Use::Value {
-        if let (Some(lo), Some(hi)) = (obs.ci_low, obs.ci_high) {
-            if lo < bound && bound < hi {
-                out.message = format!(
-                    "{}: interval [{lo:.4}, {hi:.4}] straddles the bound {bound:.4}",
-                    rule.metric
-                );
-                return out;
+    let pick = |v: f64, lo: Option<f64>, hi: Option<f64>| match rule.use_ {
+        Use::Value => Some(v),
+        Use::CiLow => lo,
+        Use::CiHigh => hi,
+    };
+    let mut parts: Vec<String> = Vec::new();
+    let (mut failed, mut undecided) = (false, false);
+    if let Some(t) = rule.threshold {
+        let stat = pick(obs.value, obs.ci_low, obs.ci_high);
+        match judge(stat, (obs.ci_low, obs.ci_high), rule.use_, rule.op, t) {
+            Err(why) => {
+                undecided = true;
+                parts.push(why);
+            }
+            Ok(ok) => {
+                failed |= !ok;
+                parts.push(format!(
+                    "{which} {:.4} {} {} {t:.4}",
+                    stat.unwrap_or(f64::NAN),
+                    if ok { "meets" } else { "misses" },
+                    rule.op.symbol()
+                ));
             }
         }
     }
-    let ok = rule.op.holds(stat, bound);
-    out.verdict = if ok {
-        Verdict::Pass
-    } else {
-        soften(Verdict::Fail)
-    };
-    out.message = format!(
-        "{}: {which} {stat:.4} {} {} {bound:.4}{}",
-        rule.metric,
-        if ok { "meets" } else { "misses" },
-        rule.op.symbol(),
-        match (out.baseline_version.as_deref(), out.baseline_value) {
-            (Some(v), Some(b)) => format!(" (baseline {v} = {b:.4})"),
-            _ => String::new(),
+    if let Some((delta, target, name)) = &delta_target {
+        let stat = pick(delta.value, delta.ci_low, delta.ci_high);
+        let method = match delta.method {
+            DeltaMethod::Paired => "paired",
+            DeltaMethod::Independent => "independent",
+            DeltaMethod::Pooled => "pooled",
+        };
+        match judge(
+            stat,
+            (delta.ci_low, delta.ci_high),
+            rule.use_,
+            rule.op,
+            *target,
+        ) {
+            Err(why) => {
+                undecided = true;
+                parts.push(format!("the difference from {name} ({method}): {why}"));
+            }
+            Ok(ok) => {
+                failed |= !ok;
+                parts.push(format!(
+                    "difference from {name} ({method}) {which} {:+.4} {} {} {target:+.4} (baseline {:.4})",
+                    stat.unwrap_or(f64::NAN),
+                    if ok { "meets" } else { "misses" },
+                    rule.op.symbol(),
+                    out.baseline_value.unwrap_or(f64::NAN),
+                ));
+            }
         }
-    );
+    }
+    // A definite miss decides; otherwise an undecided part leaves the rule inconclusive.
+    out.verdict = if failed {
+        soften(Verdict::Fail)
+    } else if undecided {
+        Verdict::Inconclusive
+    } else {
+        Verdict::Pass
+    };
+    out.message = format!("{}: {}", rule.metric, parts.join("; "));
     out
 }
 
@@ -447,6 +589,7 @@ mod tests {
             value: v,
             ci_low: None,
             ci_high: None,
+            level: None,
             n: 1000,
             diagnostics: None,
         })
@@ -456,6 +599,7 @@ mod tests {
             value: v,
             ci_low: Some(lo),
             ci_high: Some(hi),
+            level: Some(0.95),
             n: 1000,
             diagnostics: None,
         })
@@ -467,9 +611,87 @@ mod tests {
             value: v,
             ci_low: None,
             ci_high: None,
+            level: None,
             n: 1000,
             diagnostics: Some(d),
         })
+    }
+
+    /// Baseline rules judge the difference: a version against itself (paired, Δ = 0 with a
+    /// zero-width interval) passes whatever the width of its own interval — version 1 called
+    /// this "inconclusive: interval [1.0300, 1.0822] straddles the bound 1.0369". Independent
+    /// sides combine their intervals; `ci_low` takes Δ's lower end.
+    #[test]
+    fn baseline_rules_judge_the_difference() {
+        use serde_json::json;
+        let r = rule(
+            json!({"metric": "semantic_mi", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02}}),
+        );
+        let me = ci(1.0561, 1.0300, 1.0822);
+        let self_delta = Delta {
+            value: 0.0,
+            relative: Some(0.0),
+            ci_low: Some(0.0),
+            ci_high: Some(0.0),
+            method: DeltaMethod::Paired,
+        };
+        let o = evaluate(&r, &me, Some(("v1", &me)), Some(&self_delta));
+        assert_eq!(o.verdict, Verdict::Pass, "{}", o.message);
+        assert_eq!(o.delta.as_ref().unwrap().method, DeltaMethod::Paired);
+        assert!((o.threshold.unwrap() - 1.0561 * 0.98).abs() < 1e-12);
+        // The same two sides taken as independent: Δ = 0 ± 1.96·√2·0.01332 straddles −0.0211.
+        let o = evaluate(&r, &me, Some(("v1", &me)), None);
+        assert_eq!(o.verdict, Verdict::Inconclusive, "{}", o.message);
+        let d = o.delta.unwrap();
+        assert_eq!(d.method, DeltaMethod::Independent);
+        let half = 1.959964 * (2.0f64).sqrt() * (1.0822 - 1.0300) / (2.0 * 1.959964);
+        assert!((d.ci_high.unwrap() - half).abs() < 1e-6, "{d:?}");
+        // A paired regression of 0.03 ± 0.005 fails a 2 % allowance (−0.0211); with a 5 %
+        // allowance (−0.0528) it passes; `ci_low` compares Δ's lower end.
+        let worse = ci(1.0261, 1.0000, 1.0522);
+        let paired = Delta {
+            value: -0.03,
+            relative: Some(-0.03 / 1.0561),
+            ci_low: Some(-0.035),
+            ci_high: Some(-0.025),
+            method: DeltaMethod::Paired,
+        };
+        let o = evaluate(&r, &worse, Some(("v1", &me)), Some(&paired));
+        assert_eq!(o.verdict, Verdict::Fail, "{}", o.message);
+        let loose = rule(
+            json!({"metric": "semantic_mi", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.05}}),
+        );
+        assert_eq!(
+            evaluate(&loose, &worse, Some(("v1", &me)), Some(&paired)).verdict,
+            Verdict::Pass
+        );
+        let tight_low = rule(
+            json!({"metric": "semantic_mi", "op": "gte", "baseline": "p", "max_regression": {"absolute": 0.032}, "use": "ci_low"}),
+        );
+        assert_eq!(
+            evaluate(&tight_low, &worse, Some(("v1", &me)), Some(&paired)).verdict,
+            Verdict::Fail
+        );
+        let straddle = rule(
+            json!({"metric": "semantic_mi", "op": "gte", "baseline": "p", "max_regression": {"absolute": 0.032}}),
+        );
+        assert_eq!(
+            evaluate(&straddle, &worse, Some(("v1", &me)), Some(&paired)).verdict,
+            Verdict::Inconclusive
+        );
+        // A threshold and a baseline together: both parts must hold; a definite miss decides,
+        // an undecided part (the candidate's interval straddling the threshold) is inconclusive.
+        let both = |t: f64| {
+            rule(
+                json!({"metric": "semantic_mi", "op": "gte", "threshold": t, "baseline": "p", "max_regression": {"relative": 0.05}}),
+            )
+        };
+        let o = evaluate(&both(1.06), &worse, Some(("v1", &me)), Some(&paired));
+        assert_eq!(o.verdict, Verdict::Fail, "{}", o.message);
+        let o = evaluate(&both(1.04), &worse, Some(("v1", &me)), Some(&paired));
+        assert_eq!(o.verdict, Verdict::Inconclusive, "{}", o.message);
+        let o = evaluate(&both(0.9), &worse, Some(("v1", &me)), Some(&paired));
+        assert_eq!(o.verdict, Verdict::Pass, "{}", o.message);
     }
 
     /// An unreliable metric (candidate or baseline) makes its rule inconclusive with the reasons;
@@ -478,23 +700,23 @@ mod tests {
     fn unreliable_metrics_are_inconclusive() {
         use serde_json::json;
         let r = rule(json!({"metric": "shannon_mi", "op": "gte", "threshold": 0.5}));
-        let o = evaluate(&r, &judged(0.9, Reliability::Unreliable), None);
+        let o = evaluate(&r, &judged(0.9, Reliability::Unreliable), None, None);
         assert_eq!(o.verdict, Verdict::Inconclusive);
         assert!(
             o.message.contains("unreliable") && o.message.contains("Unreliable finding"),
             "{}",
             o.message
         );
-        let o = evaluate(&r, &judged(0.9, Reliability::Caution), None);
+        let o = evaluate(&r, &judged(0.9, Reliability::Caution), None, None);
         assert_eq!(o.verdict, Verdict::Pass);
         assert_eq!(o.diagnostics.unwrap().reliability, Reliability::Caution);
-        let o = evaluate(&r, &judged(0.1, Reliability::Caution), None);
+        let o = evaluate(&r, &judged(0.1, Reliability::Caution), None, None);
         assert_eq!(o.verdict, Verdict::Fail);
         let b = rule(
             json!({"metric": "shannon_mi", "op": "gte", "baseline": "production", "max_regression": {"absolute": 0.1}}),
         );
         let base = judged(0.8, Reliability::Unreliable);
-        let o = evaluate(&b, &val(0.9), Some(("v1", &base)));
+        let o = evaluate(&b, &val(0.9), Some(("v1", &base)), None);
         assert_eq!(o.verdict, Verdict::Inconclusive);
         assert!(
             o.message.contains("baseline: Unreliable finding"),
@@ -739,7 +961,7 @@ mod tests {
         ];
         for (what, r, cand, base, expected, bound) in cases {
             let r = rule(r);
-            let o = evaluate(&r, &cand, base.as_ref().map(|b| ("v0", b)));
+            let o = evaluate(&r, &cand, base.as_ref().map(|b| ("v0", b)), None);
             assert_eq!(o.verdict, expected, "{what}: {}", o.message);
             match (o.threshold, bound) {
                 (Some(a), Some(b)) => assert!((a - b).abs() < 1e-12, "{what}: bound {a} vs {b}"),
@@ -892,6 +1114,7 @@ pub fn observe(points: &[Point], metric: &MetricRef, factor: f64) -> Option<(Obs
                 value: v * f,
                 ci_low: None,
                 ci_high: None,
+                level: None,
                 n: latest.n,
                 diagnostics: latest.diagnostics.clone(),
             },
@@ -905,6 +1128,7 @@ pub fn observe(points: &[Point], metric: &MetricRef, factor: f64) -> Option<(Obs
         value: p.value * factor,
         ci_low: p.ci_low.map(|x| x * factor),
         ci_high: p.ci_high.map(|x| x * factor),
+        level: p.ci_level,
         n: p.n,
         diagnostics: p.diagnostics.clone(),
     };
@@ -927,6 +1151,7 @@ pub fn observe(points: &[Point], metric: &MetricRef, factor: f64) -> Option<(Obs
                     value: pooled.value * factor,
                     ci_low: ci.map(|c| c.0 * factor),
                     ci_high: ci.map(|c| c.1 * factor),
+                    level: Some(level),
                     n: same.iter().map(|p| p.n).sum(),
                     // The pooled statistics' own checks where the estimator makes them, else the
                     // worst of the batches'.

@@ -136,6 +136,7 @@ pub struct NewBatch<'a> {
     pub classes: &'a [String],
     pub body: &'a [u8],
     pub digest: &'a str,
+    pub labels_digest: Option<&'a str>,
     pub content_type: &'a str,
     pub metadata: &'a Value,
 }
@@ -146,8 +147,8 @@ pub async fn insert_batch(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO batches (id, model_id, version_id, task, n, classes, digest, size_bytes,
-             content_type, metadata)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             content_type, metadata, labels_digest)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(b.id)
     .bind(b.model_id)
@@ -159,6 +160,7 @@ pub async fn insert_batch(
     .bind(b.body.len() as i64)
     .bind(b.content_type)
     .bind(b.metadata)
+    .bind(b.labels_digest)
     .execute(&mut **tx)
     .await?;
     for (seq, chunk) in b.body.chunks(DATA_CHUNK).enumerate() {
@@ -408,6 +410,7 @@ pub struct MetricRow {
     pub estimator: String,
     pub batch_id: Uuid,
     pub digest: String,
+    pub labels_digest: Option<String>,
     pub estimator_version: String,
     pub params: Value,
     pub value: f64,
@@ -448,7 +451,7 @@ pub async fn metric_rows(
     estimators: &[String],
 ) -> sqlx::Result<Vec<MetricRow>> {
     sqlx::query_as(
-        "SELECT r.version_id, r.estimator, r.batch_id, b.digest, r.estimator_version, r.params, r.value, r.ci_low,
+        "SELECT r.version_id, r.estimator, r.batch_id, b.digest, b.labels_digest, r.estimator_version, r.params, r.value, r.ci_low,
                 r.ci_high, r.ci_level, r.n, r.details, r.sufficient, r.diagnostics
          FROM results r JOIN batches b ON b.id = r.batch_id
          WHERE r.version_id = ANY($1) AND r.estimator = ANY($2) ORDER BY r.computed_at, r.id",

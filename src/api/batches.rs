@@ -205,10 +205,12 @@ pub async fn upload(
             .map_err(located)?;
         let stored = batch.encode();
         let digest = sha256_hex(&stored);
+        let labels_digest = batch.labels_digest();
         Ok(Prepared {
             request_hash: decoded.request_hash,
             stored,
             digest,
+            labels_digest,
             metadata,
             specs,
             batch: BatchHead::of(&batch),
@@ -254,6 +256,7 @@ pub async fn upload(
             classes: &head.classes,
             body: &prepared.stored,
             digest: &prepared.digest,
+            labels_digest: prepared.labels_digest.as_deref(),
             content_type,
             metadata: &prepared.metadata,
         },
@@ -274,6 +277,7 @@ struct Prepared {
     request_hash: String,
     stored: Vec<u8>,
     digest: String,
+    labels_digest: Option<String>,
     metadata: serde_json::Value,
     specs: Vec<estimators::JobSpec>,
     batch: BatchHead,

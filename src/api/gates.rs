@@ -360,6 +360,8 @@ struct Observed {
     input: Input,
     source: Option<Source>,
     batches: Vec<BatchRef>,
+    /// The results that entered the value: (batch, labels digest, params), oldest first.
+    used: Vec<(Uuid, Option<String>, serde_json::Value)>,
 }
 
 /// What one request has read: per (version, estimator), the unfinished jobs and the result rows
@@ -394,37 +396,159 @@ impl Reads {
             .0
             .get(&(version.0, metric.estimator.clone()))
             .unwrap_or(&NONE);
-        let latest_params = rows.last().map(|r| &r.params);
-        let batches = rows
+        // The series of the latest result: the same parameters and estimator version.
+        let latest = rows.last();
+        let series: Vec<&store::MetricRow> = rows
             .iter()
-            .filter(|r| Some(&r.params) == latest_params)
+            .filter(|r| {
+                latest.is_some_and(|l| {
+                    r.params == l.params && r.estimator_version == l.estimator_version
+                })
+            })
+            .collect();
+        let batches = series
+            .iter()
             .map(|r| BatchRef {
                 version: version.1.to_string(),
                 batch_id: r.batch_id,
                 digest: r.digest.clone(),
             })
             .collect();
+        let mut out = Observed {
+            input: Input::Missing,
+            source: None,
+            batches,
+            used: Vec::new(),
+        };
         if *unfinished > 0 {
-            return Observed {
-                input: Input::Pending,
-                source: None,
-                batches,
-            };
+            out.input = Input::Pending;
+            return out;
         }
         let points: Vec<_> = rows.iter().map(|r| r.point()).collect();
-        match gate::observe(&points, metric, unit.factor()) {
-            Some((o, src)) => Observed {
-                input: Input::Value(o),
-                source: Some(src),
-                batches,
-            },
-            None => Observed {
-                input: Input::Missing,
-                source: None,
-                batches,
-            },
+        if let Some((o, src)) = gate::observe(&points, metric, unit.factor()) {
+            let used: Vec<&&store::MetricRow> = if src.kind == "pooled" {
+                series.iter().collect()
+            } else {
+                series.last().into_iter().collect()
+            };
+            out.used = used
+                .iter()
+                .map(|r| (r.batch_id, r.labels_digest.clone(), r.params.clone()))
+                .collect();
+            out.input = Input::Value(o);
+            out.source = Some(src);
         }
+        out
     }
+}
+
+/// Estimators whose difference between two versions is computed paired when both were
+/// evaluated on the same samples.
+const PAIRABLE: [&str; 3] = ["shannon_mi", "semantic_mi", "ce_bound"];
+
+/// Δ = candidate − baseline of one metric with its interval (in `unit`): paired when both sides'
+/// results come from batches with the same samples (equal multisets of label digests), else the
+/// two sides combined as independent (`pooled` when either side pools several batches). Paired
+/// differences are computed from the stored batches (a paired bootstrap, 200 replicates, off
+/// the async threads) and kept per process.
+async fn difference(
+    state: &AppState,
+    metric: &MetricRef,
+    cand: &Observed,
+    base: &Observed,
+    unit: Unit,
+) -> Result<Option<gate::Delta>> {
+    let (Input::Value(c), Input::Value(b)) = (&cand.input, &base.input) else {
+        return Ok(None);
+    };
+    let pooled = [cand, base]
+        .iter()
+        .any(|o| o.source.as_ref().is_some_and(|s| s.kind == "pooled"));
+    let independent = || Some(gate::independent_delta(c, b, pooled));
+    if metric.statistic.is_some() || !PAIRABLE.contains(&metric.estimator.as_str()) {
+        return Ok(independent());
+    }
+    let order = |o: &Observed| -> Option<Vec<(String, Uuid, serde_json::Value)>> {
+        let mut v: Vec<_> = o
+            .used
+            .iter()
+            .map(|(id, d, p)| Some((d.clone()?, *id, p.clone())))
+            .collect::<Option<_>>()?;
+        v.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        Some(v)
+    };
+    let (Some(cs), Some(bs)) = (order(cand), order(base)) else {
+        return Ok(independent());
+    };
+    if cs.is_empty() || cs.len() != bs.len() || cs.iter().zip(&bs).any(|(x, y)| x.0 != y.0) {
+        return Ok(independent());
+    }
+    let key = format!(
+        "{}|{}|{}|{}|{}",
+        metric.estimator,
+        cs.iter()
+            .map(|x| x.1.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        bs.iter()
+            .map(|x| x.1.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        cs[0].2,
+        bs[0].2
+    );
+    let nats = match state.caches.deltas.get(&key, 0) {
+        Some(d) => d,
+        None => {
+            let mut cand_batches = Vec::with_capacity(cs.len());
+            let mut base_batches = Vec::with_capacity(bs.len());
+            for (_, id, _) in &cs {
+                cand_batches.push(store::load_batch_data(&state.pool, *id).await?);
+            }
+            for (_, id, _) in &bs {
+                base_batches.push(store::load_batch_data(&state.pool, *id).await?);
+            }
+            let (estimator, cp, bp) = (metric.estimator.clone(), cs[0].2.clone(), bs[0].2.clone());
+            use sha2::Digest;
+            let seed = u64::from_le_bytes(
+                sha2::Sha256::digest(key.as_bytes())[..8]
+                    .try_into()
+                    .expect("8 bytes"),
+            );
+            let computed = tokio::task::spawn_blocking(move || {
+                crate::worker::paired_delta(
+                    &estimator,
+                    &cp,
+                    &bp,
+                    &cand_batches,
+                    &base_batches,
+                    0.95,
+                    200,
+                    seed,
+                )
+            })
+            .await
+            .map_err(|e| Error::Internal(e.into()))?;
+            match computed {
+                Ok(d) => {
+                    state.caches.deltas.put(key, 0, d.clone());
+                    d
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "paired comparison failed; combining the sides as independent");
+                    return Ok(independent());
+                }
+            }
+        }
+    };
+    let f = unit.factor();
+    Ok(Some(gate::Delta {
+        value: nats.value * f,
+        relative: (b.value != 0.0).then(|| nats.value * f / b.value.abs()),
+        ci_low: Some(nats.low * f),
+        ci_high: Some(nats.high * f),
+        method: gate::DeltaMethod::Paired,
+    }))
 }
 
 /// Decide whether a version may ship.
@@ -437,12 +561,25 @@ impl Reads {
 /// direction: `gte`/`gt` higher is better, `lte`/`lt` lower is better; inclusive ops pass at
 /// equality, strict ones fail.
 ///
-/// `use`: `value` (default) compares the point value and is `inconclusive` when its interval
-/// straddles the bound; `ci_low`/`ci_high` compare that end of the interval (one-sided,
-/// conservative or lenient). `min_samples`: fewer samples → `inconclusive`. A failing `warning`
-/// rule gives `warn`. A version with several batches is judged on the exact pooled value for
-/// mergeable estimators (interval: inverse-variance combination of the batches' intervals), else
-/// on its latest batch; each rule says which in `source`.
+/// A rule with a baseline judges the difference Δ = candidate − baseline and its interval
+/// (`delta` in the outcome): `method: paired` when both versions were evaluated on the same
+/// samples (their batches' label digests match: a paired bootstrap recomputes both statistics on
+/// each resample of the shared samples; a version against itself gives Δ = 0 with a zero-width
+/// interval and passes), else `independent` (or `pooled`), the two sides' intervals combined as
+/// independent. Example: `{"metric": "semantic_mi", "op": "gte", "baseline": "production",
+/// "max_regression": {"relative": 0.02}}` passes when Δ ≥ −0.02·|production| with Δ's interval
+/// clear of that bound; the outcome carries `"delta": {"value": -0.004, "relative": -0.0038,
+/// "ci_low": -0.007, "ci_high": -0.001, "method": "paired"}`.
+///
+/// `use`: `value` (default) compares the point value (the candidate's, or Δ's) and is
+/// `inconclusive` when its interval straddles the bound; `ci_low`/`ci_high` compare that end of
+/// the interval (one-sided, conservative or lenient). `min_samples`: fewer samples →
+/// `inconclusive`. A metric whose result is `unreliable` by its own checks (`diagnostics`) is
+/// `inconclusive` with the reasons; `caution` is reported only. A failing `warning` rule gives
+/// `warn`. A version with several batches is judged on the exact pooled value for mergeable
+/// estimators (interval: the pooled statistic's own where it has one, else the inverse-variance
+/// combination of the batches' intervals), else on its latest batch; each rule says which in
+/// `source`.
 ///
 /// Verdict: `fail` if a critical rule fails; else `pending` if jobs are still unfinished at the
 /// deadline; else `inconclusive` if a critical rule is; else `warn`; else `pass`.
@@ -553,10 +690,17 @@ pub async fn evaluate(
             .as_deref()
             .and_then(|b| baselines[b].as_ref())
             .map(|(bid, bname)| (bname.clone(), reads.observe((*bid, bname), metric, unit)));
+        let delta = match &base {
+            Some((_, b)) if rule.max_regression.is_some() || rule.min_improvement.is_some() => {
+                difference(&state, metric, &cand, b, unit).await?
+            }
+            _ => None,
+        };
         let outcome = gate::evaluate(
             rule,
             &cand.input,
             base.as_ref().map(|(n, o)| (n.as_str(), &o.input)),
+            delta.as_ref(),
         );
         for b in cand
             .batches
@@ -698,9 +842,11 @@ pub struct MetricComparison {
     pub metric: String,
     pub baseline: Side,
     pub candidate: Side,
-    /// candidate − baseline.
-    pub delta: Option<f64>,
-    /// delta / |baseline| (null when the baseline is 0).
+    /// candidate − baseline with its interval: `paired` when both versions were evaluated on the
+    /// same samples (a paired bootstrap), else `independent` (or `pooled` when a side pools
+    /// several batches).
+    pub delta: Option<gate::Delta>,
+    /// delta.value / |baseline| (null when the baseline is 0); the same as `delta.relative`.
     pub relative_delta: Option<f64>,
     /// Whether the two intervals overlap (null without both intervals).
     pub ci_overlap: Option<bool>,
@@ -715,8 +861,12 @@ pub struct Comparison {
     pub metrics: Vec<MetricComparison>,
 }
 
-/// Compare two versions (or aliases) per metric: both values, delta, relative delta, and
-/// whether the intervals overlap.
+/// Compare two versions (or aliases) per metric: both values, the difference with its interval
+/// (paired when both were evaluated on the same samples), the relative difference, and whether
+/// the two intervals overlap.
+///
+/// Example `delta`: `{"value": -0.012, "relative": -0.011, "ci_low": -0.019, "ci_high": -0.005,
+/// "method": "paired"}`.
 #[utoipa::path(
     get,
     path = "/v1/models/{model}/compare",
@@ -771,16 +921,14 @@ pub async fn compare(
                 source: None,
             },
         };
-        let b = side(reads.observe((bid, &bname), &m, unit));
-        let c = side(reads.observe((cid, &cname), &m, unit));
-        let delta = match (b.value, c.value) {
-            (Some(x), Some(y)) => Some(y - x),
-            _ => None,
-        };
-        let relative_delta = match (delta, b.value) {
-            (Some(d), Some(x)) if x != 0.0 => Some(d / x.abs()),
-            _ => None,
-        };
+        let (bo, co) = (
+            reads.observe((bid, &bname), &m, unit),
+            reads.observe((cid, &cname), &m, unit),
+        );
+        let delta = difference(&state, &m, &co, &bo, unit).await?;
+        let b = side(bo);
+        let c = side(co);
+        let relative_delta = delta.as_ref().and_then(|d| d.relative);
         let ci_overlap = match (b.ci_low, b.ci_high, c.ci_low, c.ci_high) {
             (Some(bl), Some(bh), Some(cl), Some(ch)) => Some(bl <= ch && cl <= bh),
             _ => None,

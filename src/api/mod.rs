@@ -53,6 +53,8 @@ pub struct Caches {
     pub history: GenerationCache<bytes::Bytes>,
     /// The metrics of a version summary by version and unit.
     pub summaries: GenerationCache<Arc<Vec<views::Metric>>>,
+    /// Paired differences by (estimator, batches, params): immutable once computed.
+    pub deltas: GenerationCache<crate::estimate::paired::PairedDelta>,
 }
 
 pub struct GenerationCache<V>(std::sync::Mutex<std::collections::HashMap<String, (i64, V)>>);

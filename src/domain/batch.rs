@@ -891,6 +891,37 @@ impl Batch {
         (lf, pf, v)
     }
 
+    /// sha256 (hex) of a multiclass batch's samples as a comparison sees them: the classes, every
+    /// label in order and the weights (`None` for other tasks). Equal digests mean the same
+    /// evaluation samples: two models' results on them can be compared paired.
+    pub fn labels_digest(&self) -> Option<String> {
+        let BatchData::Multiclass { labels, .. } = &self.data else {
+            return None;
+        };
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"infoaudit labels v1\0");
+        h.update((self.classes.len() as u64).to_le_bytes());
+        for c in &self.classes {
+            h.update((c.len() as u64).to_le_bytes());
+            h.update(c.as_bytes());
+        }
+        h.update((labels.len() as u64).to_le_bytes());
+        for l in labels {
+            h.update(l.to_le_bytes());
+        }
+        match &self.weights {
+            None => h.update([0u8]),
+            Some(w) => {
+                h.update([1u8]);
+                for x in w {
+                    h.update(x.to_bits().to_le_bytes());
+                }
+            }
+        }
+        Some(hex::encode(h.finalize()))
+    }
+
     /// Encode to the stored binary form.
     pub fn encode(&self) -> Vec<u8> {
         let (label_form, prediction_form, arrays) = self.arrays();

@@ -608,10 +608,28 @@ fn decision(d: &Value) -> String {
             f("value"),
             interval(r["ci_low"].as_f64(), r["ci_high"].as_f64()),
             f("threshold"),
-            r["delta"].as_f64().map(|x| format!("{}{u}", num(x))).unwrap_or_else(|| "—".into()),
+            delta_cell(&r["delta"], &u),
             E(r["message"].as_str().unwrap_or(""))
         );
     }
     s.push_str("</tbody></table></div></article>");
     s
+}
+
+/// A rule's difference from its baseline: value, interval and how it was obtained (older stored
+/// decisions have a bare number).
+fn delta_cell(d: &serde_json::Value, u: &str) -> String {
+    if let Some(x) = d.as_f64() {
+        return format!("{}{u}", num(x));
+    }
+    let Some(v) = d["value"].as_f64() else {
+        return "—".into();
+    };
+    let iv = interval(d["ci_low"].as_f64(), d["ci_high"].as_f64());
+    format!(
+        "{}{u} {} <span class=\"muted small\">({})</span>",
+        num(v),
+        iv,
+        E(d["method"].as_str().unwrap_or("?"))
+    )
 }

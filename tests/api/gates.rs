@@ -32,7 +32,7 @@ fn binary(wrong: usize) -> Value {
         preds.extend(p);
     }
     json!({"task": "multiclass", "labels": labels, "predictions": preds,
-           "estimators": [{"id": "shannon_mi", "params": {"bootstrap": 0}}]})
+           "estimators": [{"id": "shannon_mi"}]})
 }
 
 async fn upload_and_run(app: &TestApp, version: &str, body: &Value) {
@@ -116,7 +116,7 @@ async fn aliases_policies_decisions_and_compare() {
         0.98 * perfect_bits(),
         epsilon = 1e-9
     );
-    assert!(r["delta"].as_f64().unwrap() < 0.0);
+    assert!(r["delta"]["value"].as_f64().unwrap() < 0.0);
     assert_eq!(
         d["batches"].as_array().unwrap().len(),
         2,
@@ -148,13 +148,13 @@ async fn aliases_policies_decisions_and_compare() {
         epsilon = 1e-9
     );
     approx::assert_abs_diff_eq!(
-        m["delta"].as_f64().unwrap(),
+        m["delta"]["value"].as_f64().unwrap(),
         m["candidate"]["value"].as_f64().unwrap() - perfect_bits(),
         epsilon = 1e-12
     );
     approx::assert_abs_diff_eq!(
         m["relative_delta"].as_f64().unwrap(),
-        m["delta"].as_f64().unwrap() / perfect_bits(),
+        m["delta"]["value"].as_f64().unwrap() / perfect_bits(),
         epsilon = 1e-12
     );
 
@@ -237,10 +237,20 @@ async fn every_kind_of_baseline_reference_resolves() {
         epsilon = 1e-9
     );
     assert_eq!(
-        d["rules"][3]["delta"].as_f64().unwrap(),
+        d["rules"][3]["delta"]["value"].as_f64().unwrap(),
         0.0,
         "the version against itself"
     );
+    // Every binary batch has the same labels: the differences are paired.
+    for r in d["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["delta"].is_object())
+    {
+        assert_eq!(r["delta"]["method"], "paired", "{r}");
+    }
+    assert_eq!(d["rules"][3]["delta"]["ci_high"], 0.0);
     assert!(
         d["rules"][4]["message"]
             .as_str()
@@ -549,4 +559,124 @@ async fn the_gate_cli_exits_with_the_verdict_against_a_running_server() {
     stop_tx.send(()).unwrap();
     server.await.unwrap().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A multiclass batch of 3000 samples on a fixed evaluation set (labels from seed 1) with a
+/// model's probabilities: `sharp` sets how confident, `flip` moves every `flip`-th prediction.
+fn eval_batch(sharp: f64, flip: usize) -> Value {
+    let mut g = infoaudit::estimate::rng::SplitMix64::new(1);
+    let mut m = infoaudit::estimate::rng::SplitMix64::new(2);
+    let (k, n) = (5usize, 3000usize);
+    let mut labels = Vec::with_capacity(n);
+    let mut probs = Vec::with_capacity(n);
+    for i in 0..n {
+        let y = g.below(k);
+        let noise: Vec<f64> = (0..k).map(|_| m.uniform()).collect();
+        let mut pred = if noise[0] < 0.75 { y } else { (y + 1) % k };
+        if flip > 0 && i % flip == 0 {
+            pred = (pred + 2) % k;
+        }
+        let mut row: Vec<f64> = (0..k).map(|j| 0.2 + noise[j]).collect();
+        row[pred] += sharp;
+        let t: f64 = row.iter().sum();
+        labels.push(y);
+        probs.push(row.iter().map(|v| v / t).collect::<Vec<_>>());
+    }
+    json!({"task": "multiclass", "labels": labels, "probabilities": probs,
+           "estimators": ["semantic_mi", "shannon_mi"]})
+}
+
+/// The review's scenario: production aliased to v1 and v1 gated against itself with
+/// `semantic_mi gte production, max_regression relative 0.02` (3000 samples). Version 1 judged
+/// v1's own interval against a bound from its point value and answered inconclusive; the
+/// difference is paired (same samples), exactly 0 with a zero-width interval, and passes. A second
+/// model on the same evaluation set is compared paired too, with a narrower interval than the
+/// two sides' intervals combined as independent; /compare reports the same object.
+#[tokio::test]
+async fn a_version_against_itself_passes_and_same_samples_compare_paired() {
+    let app = app().await;
+    upload_and_run(&app, "v1", &eval_batch(2.0, 0)).await;
+    upload_and_run(&app, "v2", &eval_batch(2.0, 9)).await;
+    put(
+        &app,
+        "/v1/models/m/aliases/production",
+        json!({"version": "v1"}),
+    )
+    .await;
+    let rule = json!({"metric": "semantic_mi", "op": "gte", "baseline": "production", "max_regression": {"relative": 0.02}});
+    let (s, _, d) = app
+        .post_json("/v1/models/m/versions/v1/gate", &json!({"rules": [rule]}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(d["verdict"], "pass", "{d}");
+    let delta = &d["rules"][0]["delta"];
+    assert_eq!(delta["method"], "paired", "{d}");
+    assert_eq!(delta["value"], 0.0);
+    assert_eq!(
+        (delta["ci_low"].as_f64(), delta["ci_high"].as_f64()),
+        (Some(0.0), Some(0.0))
+    );
+    // v2 against v1 on the same samples: paired, Δ the difference of the two values.
+    let (_, _, d2) = app
+        .post_json("/v1/models/m/versions/v2/gate", &json!({"rules": [rule]}))
+        .await;
+    let r = &d2["rules"][0];
+    let delta = &r["delta"];
+    assert_eq!(delta["method"], "paired", "{d2}");
+    let (v, b) = (
+        r["value"].as_f64().unwrap(),
+        r["baseline_value"].as_f64().unwrap(),
+    );
+    approx::assert_abs_diff_eq!(delta["value"].as_f64().unwrap(), v - b, epsilon = 1e-12);
+    let (lo, hi) = (
+        delta["ci_low"].as_f64().unwrap(),
+        delta["ci_high"].as_f64().unwrap(),
+    );
+    assert!(lo < v - b && v - b < hi, "{delta}");
+    // Against the independent combination of the two sides' own intervals.
+    let (_, j1) = app.get("/v1/models/m/versions/v1").await;
+    let (_, j2) = app.get("/v1/models/m/versions/v2").await;
+    let half = |j: &Value| {
+        let m = j["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["estimator"] == "semantic_mi")
+            .unwrap();
+        let l = &m["latest"];
+        (l["ci_high"].as_f64().unwrap() - l["ci_low"].as_f64().unwrap()) / 2.0
+    };
+    let independent = (half(&j1).powi(2) + half(&j2).powi(2)).sqrt();
+    let paired = (hi - lo) / 2.0;
+    eprintln!("paired half-width {paired:.5} bits, independent {independent:.5} bits");
+    assert!(
+        paired < 0.6 * independent,
+        "paired {paired} vs independent {independent}"
+    );
+    let (s, c) = app
+        .get("/v1/models/m/compare?baseline=production&candidate=v2")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    for m in c["metrics"].as_array().unwrap() {
+        assert_eq!(m["delta"]["method"], "paired", "{m}");
+    }
+    let sem = c["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric"] == "semantic_mi")
+        .unwrap();
+    approx::assert_abs_diff_eq!(
+        sem["delta"]["ci_low"].as_f64().unwrap(),
+        lo,
+        epsilon = 1e-12
+    );
+    // A batch on other samples is compared as independent.
+    let mut other = eval_batch(2.0, 0);
+    other["labels"][0] = json!((other["labels"][0].as_u64().unwrap() + 1) % 5);
+    upload_and_run(&app, "v3", &other).await;
+    let (_, _, d3) = app
+        .post_json("/v1/models/m/versions/v3/gate", &json!({"rules": [rule]}))
+        .await;
+    assert_eq!(d3["rules"][0]["delta"]["method"], "independent", "{d3}");
 }
