@@ -167,6 +167,112 @@ fn two_gaussians_mi() -> f64 {
     std::f64::consts::LN_2 - s * h / 3.0
 }
 
+/// A paired difference as an Output (value Δ, its interval).
+fn delta_output(d: super::paired::PairedDelta, n: usize) -> Output {
+    Output {
+        value: d.value,
+        interval: Some(super::Interval {
+            low: d.low,
+            high: d.high,
+            level: d.level,
+            method: String::new(),
+            replicates: d.replicates,
+        }),
+        n,
+        details: serde_json::Value::Null,
+        sufficient: None,
+        diagnostics: Default::default(),
+    }
+}
+
+/// Paired Δ of shannon_mi: model A is the uniform-error channel (acc 0.7); model B replaces each
+/// prediction by a uniformly random class with probability 0.2. B's channel is
+/// P(ŷ|y) = 0.8·P_A(ŷ|y) + 0.2/K, so Δ = I(B) − I(A) is exact.
+fn shannon_delta_truth(k: usize) -> f64 {
+    let joint = |mix: f64| {
+        Array2::from_shape_fn((k, k), |(i, j)| {
+            let a = if i == j { 0.7 } else { 0.3 / (k - 1) as f64 };
+            ((1.0 - mix) * a + mix / k as f64) / k as f64
+        })
+    };
+    table_mi(&joint(0.2)) - table_mi(&joint(0.0))
+}
+
+fn shannon_delta_run(k: usize, n: usize) -> impl Fn(u64) -> Output {
+    move |seed| {
+        let (ys, pa) = channel_sample(k, 0.7, n, seed);
+        let mut g = SplitMix64::new(seed ^ 0xB);
+        let pb: Vec<u32> = pa
+            .iter()
+            .map(|&p| {
+                if g.uniform() < 0.2 {
+                    g.below(k) as u32
+                } else {
+                    p
+                }
+            })
+            .collect();
+        let a = ClassInput {
+            labels: &ys,
+            predictions: &pa,
+            k,
+            probabilities: None,
+            weights: None,
+            truth_matrix: None,
+        };
+        let b = ClassInput {
+            predictions: &pb,
+            ..a
+        };
+        let stat = |i: &ClassInput<'_>, _: bool| -> Result<f64, super::EstimateError> {
+            let p = shannon::Params {
+                bootstrap: 0,
+                ..Default::default()
+            };
+            Ok(shannon::shannon_mi(i, &p, &Control::none())?.value)
+        };
+        let d = super::paired::paired_bootstrap(&b, &a, stat, 200, 0.95, seed, &Control::none())
+            .unwrap();
+        delta_output(d, n)
+    }
+}
+
+/// Paired Δ of semantic_mi between two models of one world (same instances, same labels):
+/// calibrated (τ = 1) and overconfident (τ = 1.5); Δ = SeMI(B) − SeMI(A) in the population.
+fn semantic_delta_run(k: usize, n: usize) -> impl Fn(u64) -> Output {
+    move |seed| {
+        let (wa, wb) = (
+            World::new(60, k, 2.0, 1.0, 5),
+            World::new(60, k, 2.0, 1.5, 5),
+        );
+        let (ys, ps, qa) = wa.sample(n, seed);
+        let (yb, _, qb) = wb.sample(n, seed);
+        assert_eq!(ys, yb, "the same samples");
+        let a = ClassInput {
+            labels: &ys,
+            predictions: &ps,
+            k,
+            probabilities: Some(qa.view()),
+            weights: None,
+            truth_matrix: None,
+        };
+        let b = ClassInput {
+            probabilities: Some(qb.view()),
+            ..a
+        };
+        let stat = |i: &ClassInput<'_>, _: bool| -> Result<f64, super::EstimateError> {
+            let p = semantic::Params {
+                bootstrap: 0,
+                ..Default::default()
+            };
+            Ok(semantic::semantic_mi(i, &p, &Control::none())?.value)
+        };
+        let d = super::paired::paired_bootstrap(&b, &a, stat, 200, 0.95, seed, &Control::none())
+            .unwrap();
+        delta_output(d, n)
+    }
+}
+
 /// Every configuration of the full study, cheapest first.
 fn configurations(quick: bool) -> Vec<Box<dyn Fn() -> Tally + Send + Sync>> {
     let r = if quick { 100 } else { 400 };
