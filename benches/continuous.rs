@@ -715,12 +715,14 @@ fn within(est: f64, truth: f64) -> &'static str {
 
 fn table(filter: Option<&str>) {
     let seeds = 3u64;
-    println!("KSG (Euclidean per space, max across, standardised), N = {N_TABLE}, {seeds} seeds; bmi = estimators-anchors.md §8.3 (bmi 0.1.3, 5 seeds, other samples)");
+    println!("KSG (Euclidean per space, max across, standardised), N = {N_TABLE}, {seeds} seeds; bmi = estimators-anchors.md §8.3 (bmi 0.1.3, 5 seeds, other samples); trust = the service's own checks on seed 0 (ks = [5, 10] with its subsampling interval)");
     println!(
-        "{:<50} {:>7} {:>16} {:>7} {:>16} {:>7} {:>5} {:>8}",
+        "{:<50} {:>7} {:>16} {:>7} {:>16} {:>7} {:>5} {:>8}  trust",
         "task", "true", "ours K5 mean±sd", "bmi K5", "ours K10 mean±sd", "bmi K10", "×1.5", "s/fit"
     );
     let t_all = Instant::now();
+    // (meets ×1.5 on the ensemble mean?, reliability) per task
+    let mut tally: Vec<(bool, String)> = Vec::new();
     for t in tasks() {
         if filter.is_some_and(|f| !t.name.contains(f)) {
             continue;
@@ -737,8 +739,45 @@ fn table(filter: Option<&str>) {
             v10.push(per[1]);
         }
         let ((m5, s5), (m10, s10)) = (mean_sd(&v5), mean_sd(&v10));
+        // The service's result on seed 0 with its interval and checks.
+        let (x, y) = (t.sampler)(0);
+        let p = ksg::Params {
+            metric: "euclidean_per_space".into(),
+            ks: vec![5, 10],
+            ..Default::default()
+        };
+        let out = ksg::ksg(x.view(), y.view(), &p, &Control::none()).unwrap();
+        let d = &out.diagnostics;
+        let trust = format!(
+            "{}{}",
+            serde_json::to_value(d.reliability)
+                .unwrap()
+                .as_str()
+                .unwrap_or("?"),
+            if d.reasons.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({})",
+                    d.reasons
+                        .iter()
+                        .map(|r| r.code.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+        let ensemble = 0.5 * (m5 + m10);
+        tally.push((
+            within(ensemble, t.truth) == "✔",
+            serde_json::to_value(d.reliability)
+                .unwrap()
+                .as_str()
+                .unwrap_or("?")
+                .to_string(),
+        ));
         println!(
-            "{:<50} {:>7.3} {:>16} {:>7.3} {:>16} {:>7.3} {:>2}/{} {:>8.2}",
+            "{:<50} {:>7.3} {:>16} {:>7.3} {:>16} {:>7.3} {:>2}/{} {:>8.2}  {trust}",
             t.name,
             t.truth,
             format!("{m5:.3} ± {s5:.3}"),
@@ -748,6 +787,19 @@ fn table(filter: Option<&str>) {
             within(m5, t.truth),
             within(m10, t.truth),
             secs / seeds as f64
+        );
+    }
+    println!("\ntrust against the ×1.5 criterion (KSG-5/10 ensemble mean):");
+    for meets in [false, true] {
+        let rows: Vec<&(bool, String)> = tally.iter().filter(|r| r.0 == meets).collect();
+        let count = |w: &str| rows.iter().filter(|r| r.1 == w).count();
+        println!(
+            "  {} ×1.5 ({} tasks): unreliable {}, caution {}, ok {}",
+            if meets { "meets " } else { "misses" },
+            rows.len(),
+            count("unreliable"),
+            count("caution"),
+            count("ok")
         );
     }
     println!("table: {:.1} s in all", t_all.elapsed().as_secs_f64());

@@ -369,6 +369,33 @@ fn configurations(quick: bool) -> Vec<Box<dyn Fn() -> Tally + Send + Sync>> {
             )
         }));
     }
+    let rd = if quick { 40 } else { 100 };
+    for (k, n) in [(10usize, 2000usize), (10, 20000)] {
+        c.push(Box::new(move || {
+            tally(
+                "shannon_mi paired Δ",
+                &format!("channel K={k}: A acc 0.7, B 20 % random"),
+                n,
+                shannon_delta_truth(k),
+                rd,
+                shannon_delta_run(k, n),
+            )
+        }));
+    }
+    for n in [2000usize, 20000] {
+        c.push(Box::new(move || {
+            let truth = World::new(60, 10, 2.0, 1.5, 5).semantic_mi()
+                - World::new(60, 10, 2.0, 1.0, 5).semantic_mi();
+            tally(
+                "semantic_mi paired Δ",
+                "world K=10: tau 1.5 vs 1",
+                n,
+                truth,
+                rd,
+                semantic_delta_run(10, n),
+            )
+        }));
+    }
     for bound in [
         neural::Bound::InfoNce,
         neural::Bound::Mine,
