@@ -20,6 +20,8 @@
 //! `--table [FILTER]`: the §8.3 accuracy table (KSG-5 and KSG-10, bmi convention, N = 5000,
 //! 3 seeds) on all 40 bmi tasks (samplers re-implemented; see `estimate::samplers`), next to
 //! bmi's numbers; FILTER keeps the tasks whose name contains it.
+//! `--neural-sweep`: each neural bound's bias and spread against N and critic width on three
+//! tasks with known truth (the evidence for the minimum N and the caution thresholds).
 //! `--neural-table [FILTER]`: InfoNCE, NWJ, MINE and SMILE (default params, seed 0) on the
 //! 12-task subset of the §8.3 neural table, next to bmi's numbers.
 
@@ -184,6 +186,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     if args.iter().any(|a| a == "--table") {
         table(filter("--table").as_deref());
+        return Ok(());
+    }
+    if args.iter().any(|a| a == "--neural-sweep") {
+        neural_sweep();
         return Ok(());
     }
     if args.iter().any(|a| a == "--neural-table") {
@@ -885,6 +891,93 @@ fn neural_table(filter: Option<&str>) {
     }
     println!(
         "neural table: {:.1} s in all",
+        t_all.elapsed().as_secs_f64()
+    );
+}
+
+/// `--neural-sweep`: each neural bound's bias and spread against N and critic width on three
+/// tasks with known truth (3 seeds each; 1 seed at N = 100 000): the evidence behind the bounds'
+/// minimum N and their `caution` thresholds (benches/README.md).
+fn neural_sweep() {
+    type Sample = Box<dyn Fn(usize, u64) -> (Array2<f64>, Array2<f64>)>;
+    let pair = |v: (Vec<f64>, Vec<f64>)| {
+        let n = v.0.len();
+        (
+            Array2::from_shape_vec((n, 1), v.0).unwrap(),
+            Array2::from_shape_vec((n, 1), v.1).unwrap(),
+        )
+    };
+    let cov = dense_cov(5, 5, 0.5);
+    let tasks: Vec<(&str, f64, Sample)> = vec![
+        (
+            "1v1 Gaussian rho 0.75",
+            gaussian_pair_mi(0.75),
+            Box::new(move |n, s| pair(gaussian_pair_sample(0.75, n, s))),
+        ),
+        (
+            "5x5 dense Gaussian 0.5",
+            gaussian_mi(&cov, 5),
+            Box::new(move |n, s| gaussian_sample(&dense_cov(5, 5, 0.5), 5, n, s)),
+        ),
+        (
+            "1v1 additive uniform 0.1",
+            additive_uniform_mi(0.1),
+            Box::new(move |n, s| pair(additive_uniform_sample(0.1, n, s))),
+        ),
+    ];
+    println!("| task | truth | N | critic | bound | mean | bias | sd | caution share | s/fit |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let t_all = Instant::now();
+    for (name, truth, sample) in &tasks {
+        for n in [256usize, 1000, 5000, 20_000, 100_000] {
+            let seeds = if n >= 100_000 { 1 } else { 3 };
+            for hidden in [vec![8], vec![32, 32], vec![128, 128]] {
+                if n >= 100_000 && hidden != vec![32, 32] {
+                    continue;
+                }
+                for b in ["infonce", "mine", "nwj", "smile"] {
+                    let bound = neural::Bound::from_id(b).unwrap();
+                    let mut vals = Vec::new();
+                    let mut caution = 0;
+                    let t0 = Instant::now();
+                    for s in 0..seeds {
+                        let (x, y) = sample(n, 1000 + s);
+                        let p = neural::Params {
+                            hidden: hidden.clone(),
+                            seed: s,
+                            ..Default::default()
+                        };
+                        if let Ok(o) =
+                            neural::estimate(bound, x.view(), y.view(), &p, &Control::none())
+                        {
+                            vals.push(o.value);
+                            let codes: Vec<&str> = o
+                                .diagnostics
+                                .reasons
+                                .iter()
+                                .map(|r| r.code.as_str())
+                                .filter(|c| *c != "not_a_bound")
+                                .collect();
+                            caution += usize::from(!codes.is_empty());
+                        }
+                    }
+                    let secs = t0.elapsed().as_secs_f64() / seeds as f64;
+                    let (m, sd) = if vals.is_empty() {
+                        (f64::NAN, f64::NAN)
+                    } else {
+                        mean_sd(&vals)
+                    };
+                    println!(
+                        "| {name} | {truth:.3} | {n} | {hidden:?} | {b} | {m:.3} | {:+.3} | {sd:.3} | {caution}/{} | {secs:.1} |",
+                        m - truth,
+                        vals.len()
+                    );
+                }
+            }
+        }
+    }
+    println!(
+        "neural sweep: {:.0} s in all",
         t_all.elapsed().as_secs_f64()
     );
 }

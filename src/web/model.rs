@@ -600,9 +600,25 @@ fn decision(d: &Value) -> String {
         } else {
             ""
         };
+        // The metric's trust report, when its checks found something.
+        let trust = match r["diagnostics"]["reliability"].as_str() {
+            Some(w @ ("caution" | "unreliable")) => format!(
+                " <span class=\"reliability-{w}\" title=\"{}\">({w})</span>",
+                E(&r["diagnostics"]["reasons"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x["message"].as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                    .unwrap_or_default())
+            ),
+            _ => String::new(),
+        };
         let _ = write!(
             s,
-            "<tr><td class=\"mono\">{}</td><td>{}{sev}</td><td class=\"num nowrap\">{}</td><td class=\"num nowrap\">{}</td><td class=\"num nowrap\">{}</td><td class=\"nowrap\">{baseline}</td><td class=\"num nowrap\">{}</td><td>{}</td></tr>",
+            "<tr><td class=\"mono\">{}</td><td>{}{sev}{trust}</td><td class=\"num nowrap\">{}</td><td class=\"num nowrap\">{}</td><td class=\"num nowrap\">{}</td><td class=\"nowrap\">{baseline}</td><td class=\"num nowrap\">{}</td><td>{}</td></tr>",
             E(metric),
             verdict(r["verdict"].as_str().unwrap_or("?")),
             f("value"),
