@@ -369,7 +369,12 @@ fn configurations(quick: bool) -> Vec<Box<dyn Fn() -> Tally + Send + Sync>> {
             )
         }));
     }
-    let rd = if quick { 40 } else { 100 };
+    // Each replication of a paired difference runs 2 × 200 estimates: fewer at N = 20 000.
+    let rd_n = move |n: usize| match (quick, n) {
+        (true, _) => 20,
+        (false, n) if n >= 20_000 => 40,
+        _ => 100,
+    };
     for (k, n) in [(10usize, 2000usize), (10, 20000)] {
         c.push(Box::new(move || {
             tally(
@@ -377,7 +382,7 @@ fn configurations(quick: bool) -> Vec<Box<dyn Fn() -> Tally + Send + Sync>> {
                 &format!("channel K={k}: A acc 0.7, B 20 % random"),
                 n,
                 shannon_delta_truth(k),
-                rd,
+                rd_n(n),
                 shannon_delta_run(k, n),
             )
         }));
@@ -391,7 +396,7 @@ fn configurations(quick: bool) -> Vec<Box<dyn Fn() -> Tally + Send + Sync>> {
                 "world K=10: tau 1.5 vs 1",
                 n,
                 truth,
-                rd,
+                rd_n(n),
                 semantic_delta_run(10, n),
             )
         }));
