@@ -1289,17 +1289,18 @@ pub fn estimate(
     })
 }
 
-/// The held-out output of the optimal critic of a bivariate Gaussian with MI `mi` (nats), on `n`
-/// fresh rows in blocks of at most `block`: value, the reported interval and the saturation
-/// check, with no training (for the coverage study of the interval logic).
+/// Held-out terms of the optimal critic of a bivariate Gaussian with MI `mi` (nats) on `n` fresh
+/// rows in blocks of at most `block`: T(x, y) = ln p(x, y)/(p(x)p(y)) =
+/// mi − (ρ²x² − 2ρxy + ρ²y²)/(2(1 − ρ²)), ρ² = 1 − e^{−2·mi} (no training).
 #[cfg(test)]
-pub(crate) fn optimal_critic_output(
+fn optimal_critic_terms(
     bound: Bound,
     mi: f64,
     n: usize,
     block: usize,
+    tau: f64,
     seed: u64,
-) -> Output {
+) -> Terms {
     let rho = (1.0 - (-2.0 * mi).exp()).sqrt();
     let mut g = SplitMix64::new(seed);
     let (mut xs, mut ys) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -1309,12 +1310,25 @@ pub(crate) fn optimal_critic_output(
         ys.push(rho * a + (1.0 - rho * rho).sqrt() * b);
     }
     let c = 2.0 * (1.0 - rho * rho);
-    let terms = evaluate_scores(bound, n, block, 5.0, |lo, hi| {
+    evaluate_scores(bound, n, block, tau, |lo, hi| {
         Array2::from_shape_fn((hi - lo, hi - lo), |(i, j)| {
             let (x, y) = (xs[lo + i], ys[lo + j]);
             mi - (rho * rho * x * x - 2.0 * rho * x * y + rho * rho * y * y) / c
         })
-    });
+    })
+}
+
+/// The reported output of the optimal critic (see [`optimal_critic_terms`]): value, interval and
+/// the saturation check, for the coverage study of the interval logic.
+#[cfg(test)]
+pub(crate) fn optimal_critic_output(
+    bound: Bound,
+    mi: f64,
+    n: usize,
+    block: usize,
+    seed: u64,
+) -> Output {
+    let terms = optimal_critic_terms(bound, mi, n, block, 5.0, seed);
     let value = terms.value();
     let sd = bootstrap_var(&terms, seed).sqrt();
     let mut diagnostics = Diagnostics::default();
@@ -1471,24 +1485,8 @@ mod tests {
         assert!(t.clipped_mass_fraction() > 0.0);
     }
 
-    /// Held-out terms of the optimal critic for a bivariate Gaussian with MI `mi` (nats):
-    /// T(x, y) = ln p(x, y)/(p(x)p(y)) = mi − (ρ²x² − 2ρxy + ρ²y²)/(2(1 − ρ²)), ρ² = 1 − e^{−2·mi}.
     fn optimal_terms(bound: Bound, mi: f64, n: usize, block: usize, tau: f64, seed: u64) -> Terms {
-        let rho = (1.0 - (-2.0 * mi).exp()).sqrt();
-        let mut g = SplitMix64::new(seed);
-        let (mut xs, mut ys) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        for _ in 0..n {
-            let (a, b) = g.normal_pair();
-            xs.push(a);
-            ys.push(rho * a + (1.0 - rho * rho).sqrt() * b);
-        }
-        let c = 2.0 * (1.0 - rho * rho);
-        evaluate_scores(bound, n, block, tau, |lo, hi| {
-            Array2::from_shape_fn((hi - lo, hi - lo), |(i, j)| {
-                let (x, y) = (xs[lo + i], ys[lo + j]);
-                mi - (rho * rho * x * x - 2.0 * rho * x * y + rho * rho * y * y) / c
-            })
-        })
+        optimal_critic_terms(bound, mi, n, block, tau, seed)
     }
 
     /// With the optimal critic at I = 4 nats on 1250 held-out rows in blocks of ≈ 417 (the default

@@ -28,6 +28,24 @@ struct Owned {
     weights: Option<Vec<f64>>,
 }
 
+impl Owned {
+    /// A view of the resample with `k` classes and the side's truth matrix.
+    fn input<'a>(
+        &'a self,
+        k: usize,
+        truth_matrix: Option<ndarray::ArrayView2<'a, f64>>,
+    ) -> ClassInput<'a> {
+        ClassInput {
+            labels: &self.labels,
+            predictions: &self.predictions,
+            k,
+            probabilities: self.probabilities.as_ref().map(|q| q.view()),
+            weights: self.weights.as_deref(),
+            truth_matrix,
+        }
+    }
+}
+
 fn gather(input: &ClassInput<'_>, idx: &[usize]) -> Owned {
     Owned {
         labels: idx.iter().map(|&i| input.labels[i]).collect(),
@@ -70,22 +88,8 @@ pub fn paired_bootstrap(
             *i = g.below(n);
         }
         let (c, b) = (gather(cand, &idx), gather(base, &idx));
-        let ci = ClassInput {
-            labels: &c.labels,
-            predictions: &c.predictions,
-            k: cand.k,
-            probabilities: c.probabilities.as_ref().map(|q| q.view()),
-            weights: c.weights.as_deref(),
-            truth_matrix: cand.truth_matrix,
-        };
-        let bi = ClassInput {
-            labels: &b.labels,
-            predictions: &b.predictions,
-            k: base.k,
-            probabilities: b.probabilities.as_ref().map(|q| q.view()),
-            weights: b.weights.as_deref(),
-            truth_matrix: base.truth_matrix,
-        };
+        let ci = c.input(cand.k, cand.truth_matrix.map(|t| t.reborrow()));
+        let bi = b.input(base.k, base.truth_matrix.map(|t| t.reborrow()));
         let d = statistic(&ci, true)? - statistic(&bi, false)?;
         if d.is_finite() {
             deltas.push(d);
