@@ -10,10 +10,18 @@ use sqlx::PgPool;
 
 use crate::support::{classifier_batch, database_url, fresh_db};
 
-/// One `infoaudit serve` process; killed when dropped.
+/// One `infoaudit serve` process; killed when dropped, and its log file removed.
 struct Service {
     child: tokio::process::Child,
     url: Option<String>,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_file(&self.log);
+    }
 }
 
 fn free_port() -> u16 {
@@ -43,7 +51,11 @@ async fn start(role: &str, db: &str, port: Option<u16>, extra: &[&str]) -> Servi
         format!("http://127.0.0.1:{p}")
     });
     let child = cmd.spawn().expect("start the service binary");
-    let svc = Service { child, url };
+    let svc = Service {
+        child,
+        url,
+        log: log.clone(),
+    };
     if let Some(url) = &svc.url {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
