@@ -46,6 +46,8 @@ pub struct BatchRow {
     pub content_type: String,
     pub metadata: Value,
     pub created_at: DateTime<Utc>,
+    /// Default estimators left out for cost, with the reasons.
+    pub estimators_skipped: Value,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -70,7 +72,7 @@ pub struct ResultRow {
 
 const BATCH_SELECT: &str =
     "SELECT b.id, m.name AS model, v.name AS version, b.task, b.n, b.classes,
-    b.digest, b.size_bytes, b.content_type, b.metadata, b.created_at
+    b.digest, b.size_bytes, b.content_type, b.metadata, b.created_at, b.estimators_skipped
     FROM batches b JOIN models m ON m.id = b.model_id JOIN model_versions v ON v.id = b.version_id";
 
 const RESULT_SELECT: &str = "SELECT r.id, r.job_id, r.batch_id, m.name AS model, v.name AS version,
@@ -137,6 +139,7 @@ pub struct NewBatch<'a> {
     pub digest: &'a str,
     pub content_type: &'a str,
     pub metadata: &'a Value,
+    pub estimators_skipped: &'a [crate::domain::estimators::Skipped],
 }
 
 pub async fn insert_batch(
@@ -145,8 +148,8 @@ pub async fn insert_batch(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO batches (id, model_id, version_id, task, n, classes, digest, size_bytes,
-             content_type, metadata)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             content_type, metadata, estimators_skipped)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(b.id)
     .bind(b.model_id)
@@ -158,6 +161,7 @@ pub async fn insert_batch(
     .bind(b.body.len() as i64)
     .bind(b.content_type)
     .bind(b.metadata)
+    .bind(serde_json::json!(b.estimators_skipped))
     .execute(&mut **tx)
     .await?;
     for (seq, chunk) in b.body.chunks(DATA_CHUNK).enumerate() {
@@ -186,7 +190,10 @@ pub async fn load_batch_data(pool: &PgPool, id: Uuid) -> anyhow::Result<Batch> {
         .bind(id)
         .fetch_one(pool)
         .await?;
-    let mut body = Vec::with_capacity(size as usize);
+    let mut body = Vec::new();
+    // The stored size was bounded by the upload limit, but a refused allocation must not abort.
+    body.try_reserve_exact(usize::try_from(size.max(0))?)
+        .map_err(|e| anyhow::anyhow!("cannot hold the batch's {size} bytes: {e}"))?;
     let mut rows = sqlx::query_scalar::<_, Vec<u8>>(
         "SELECT body FROM batch_data WHERE batch_id = $1 ORDER BY seq",
     )

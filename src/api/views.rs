@@ -203,6 +203,10 @@ pub struct Batch {
     #[schema(value_type = Object)]
     pub metadata: Value,
     pub created_at: DateTime<Utc>,
+    /// Default estimators left out of this batch's jobs because their estimated memory on this
+    /// batch is over the per-job budget, each with the reason (empty when none was).
+    #[schema(value_type = Vec<crate::domain::estimators::Skipped>)]
+    pub estimators_skipped: Value,
 }
 
 impl From<BatchRow> for Batch {
@@ -219,6 +223,7 @@ impl From<BatchRow> for Batch {
             content_type: b.content_type,
             metadata: b.metadata,
             created_at: b.created_at,
+            estimators_skipped: b.estimators_skipped,
         }
     }
 }

@@ -12,6 +12,7 @@ mod openapi;
 mod processes;
 mod queue;
 mod reads;
+mod robustness;
 mod rollups;
 mod server;
 mod web;
