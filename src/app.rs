@@ -45,6 +45,9 @@ pub fn worker_config(args: &ServeArgs) -> WorkerConfig {
         memory_pool_bytes: crate::config::machine_memory_bytes()
             .map_or(4 * args.job_memory(), |m| m / 2)
             .max(args.job_memory()),
+        retention_interval: (args.retention_interval_seconds > 0.0)
+            .then(|| Duration::from_secs_f64(args.retention_interval_seconds.max(1.0))),
+        retention_chunk: args.retention_chunk.max(1),
         ..WorkerConfig::default()
     }
 }

@@ -38,6 +38,10 @@ pub struct WorkerConfig {
     /// The memory all of this pool's running jobs may need together (bytes): a job waits, its
     /// lease kept, until its estimated need fits beside the others'.
     pub memory_pool_bytes: u64,
+    /// How often the pool applies the models' retention policies (`None`: never).
+    pub retention_interval: Option<Duration>,
+    /// Rows a retention purge deletes per statement.
+    pub retention_chunk: u32,
 }
 
 impl Default for WorkerConfig {
@@ -51,6 +55,8 @@ impl Default for WorkerConfig {
             pool_id: None,
             limits: Default::default(),
             memory_pool_bytes: 4 << 30,
+            retention_interval: None,
+            retention_chunk: 500,
         }
     }
 }
@@ -158,6 +164,14 @@ impl WorkerPool {
             tasks.spawn(w.run());
         }
         tasks.spawn(reaper(pool.clone(), cfg.clone(), stop.clone()));
+        if let Some(every) = cfg.retention_interval {
+            tasks.spawn(retention(
+                pool.clone(),
+                every,
+                cfg.retention_chunk,
+                stop.clone(),
+            ));
+        }
         tasks.spawn(listener(pool, wake, stop.clone()));
         WorkerPool {
             tasks,
@@ -213,6 +227,33 @@ async fn reaper(pool: PgPool, cfg: Arc<WorkerConfig>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// Apply the models' retention policies every `every` (the first pass soon after start).
+async fn retention(pool: PgPool, every: Duration, chunk: u32, stop: CancellationToken) {
+    let mut outage = Outage::new("retention");
+    let mut wait = every.min(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = match store::purge_retention(&pool, chunk).await {
+            Ok(p) => {
+                outage.ok();
+                if p.batches > 0 || p.results > 0 {
+                    crate::metrics::purged(p.batches, p.results);
+                    tracing::info!(
+                        batches = p.batches,
+                        results = p.results,
+                        "retention purged raw data and results"
+                    );
+                }
+                every
+            }
+            Err(e) => outage.failed(&e).min(every),
+        };
     }
 }
 
@@ -326,6 +367,16 @@ impl Worker {
             Err(e) if outage_in(&e) => {
                 // Still unreachable: leave the job to its lease; the reaper takes it back.
                 tracing::warn!(error = %e, "cannot load the batch: the database is unreachable");
+                return;
+            }
+            Err(e) if e.downcast_ref::<store::DataPurged>().is_some() => {
+                let p = Problem::new(
+                    StatusCode::GONE,
+                    "data-purged",
+                    "The batch's data was purged",
+                    e.to_string(),
+                );
+                self.record(&job, Record::Fail(p)).await;
                 return;
             }
             Err(e) => {

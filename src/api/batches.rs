@@ -32,7 +32,7 @@ fn body_rejection(r: BytesRejection) -> Error {
     }
 }
 
-fn json_content_type(headers: &HeaderMap) -> Result<()> {
+pub fn require_json(headers: &HeaderMap) -> Result<()> {
     let mime = ingest::media_type(headers);
     if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
         Ok(())
@@ -321,6 +321,14 @@ impl BatchHead {
     }
 }
 
+/// A batch whose data retention dropped: 410, not an internal error.
+fn purged_is_gone(e: anyhow::Error) -> Error {
+    match e.downcast_ref::<store::DataPurged>() {
+        Some(p) => Error::Gone(p.to_string()),
+        None => Error::Internal(e),
+    }
+}
+
 fn not_found(id: Uuid) -> Error {
     Error::NotFound(format!("batch {id} not found"))
 }
@@ -367,6 +375,7 @@ pub async fn get_batch(
     responses(
         (status = 200, body = Object, description = "The batch in the columnar JSON form of the upload"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The raw data was purged by the model's retention policy (results are kept)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_batch_data(
@@ -376,7 +385,12 @@ pub async fn get_batch_data(
     let row = store::get_batch(&state.pool, id)
         .await?
         .ok_or_else(|| not_found(id))?;
-    let batch = store::load_batch_data(&state.pool, id).await?;
+    if let Some(at) = row.data_purged_at {
+        return Err(Error::Gone(store::DataPurged(at).to_string()));
+    }
+    let batch = store::load_batch_data(&state.pool, id)
+        .await
+        .map_err(purged_is_gone)?;
     let body =
         tokio::task::spawn_blocking(move || serde_json::to_vec(&batch.to_json(&row.metadata)))
             .await
@@ -385,7 +399,8 @@ pub async fn get_batch_data(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// Delete a batch with its data, jobs and results.
+/// Delete a batch with its data, jobs and results. A batch younger than its model's minimum
+/// holding period (`min_days` of the retention policy) is kept: 409.
 #[utoipa::path(
     delete,
     path = "/v1/batches/{id}",
@@ -393,6 +408,7 @@ pub async fn get_batch_data(
     params(("id" = Uuid, Path, description = "Batch id")),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 409, description = "Held by the model's minimum holding period", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -400,6 +416,12 @@ pub async fn delete_batch(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode> {
+    if let Some(until) = store::held_until(&state.pool, id).await? {
+        return Err(Error::Conflict(format!(
+            "batch {id} is held by its model's minimum holding period (min_days) until {}",
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )));
+    }
     let n = sqlx::query("DELETE FROM batches WHERE id = $1")
         .bind(id)
         .execute(&state.pool)
@@ -430,6 +452,7 @@ pub struct AddJobs {
     responses(
         (status = 202, body = Accepted, description = "The batch and the requested jobs (new or existing)"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The raw data was purged by the model's retention policy", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -439,14 +462,16 @@ pub async fn add_jobs(
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    json_content_type(&headers)?;
+    require_json(&headers)?;
     let body = body.map_err(body_rejection)?;
     let req: AddJobs = parse_json(&body)?;
     super::overload::check_queue(&state).await?;
     let row = store::get_batch(&state.pool, id)
         .await?
         .ok_or_else(|| not_found(id))?;
-    let batch = store::load_batch_data(&state.pool, id).await?;
+    let batch = store::load_batch_data(&state.pool, id)
+        .await
+        .map_err(purged_is_gone)?;
     let specs = estimators::resolve(
         &batch,
         Some(&req.estimators),

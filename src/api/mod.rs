@@ -10,6 +10,7 @@ pub mod keys;
 pub mod models;
 pub mod ops;
 pub mod overload;
+pub mod retention;
 pub mod views;
 
 use std::sync::atomic::AtomicBool;
@@ -185,6 +186,10 @@ fn api_routes(limits: Limits) -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(models::get_model))
         .routes(utoipa_axum::routes!(models::list_versions))
         .routes(utoipa_axum::routes!(models::get_version))
+        .routes(utoipa_axum::routes!(
+            retention::put_retention,
+            retention::get_retention
+        ))
         .routes(utoipa_axum::routes!(estimators::list_estimators))
         .routes(utoipa_axum::routes!(gates::set_alias, gates::delete_alias))
         .routes(utoipa_axum::routes!(gates::put_policy, gates::get_policy))
