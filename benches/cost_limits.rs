@@ -1,4 +1,4 @@
-//! `cargo bench --bench cost_limits -- [--budget BYTES] [--only ID] [--timeout SECS]`: for each
+//! `cargo bench --bench cost_limits -- [--budget BYTES] [--n N] [--only ID] [--timeout SECS]`: for each
 //! estimator and reference shape of the catalog, the largest K (or N) its cost bound accepts
 //! under the per-job budget (default: the service's default, an eighth of this machine's
 //! memory), and the peak RSS of a real run there, each in a fresh process (`/proc/self/status`
@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use infoaudit::domain::batch::{Batch, BatchRequest};
-use infoaudit::domain::estimators::{largest, Kind};
+use infoaudit::domain::estimators::{largest_at, Kind};
 use infoaudit::estimate::rng::SplitMix64;
 use infoaudit::estimate::{cost, Control};
 use serde_json::{json, Value};
@@ -108,7 +108,15 @@ fn child(args: &[String]) {
     let shape = arg(args, "--shape").unwrap();
     let value: u64 = arg(args, "--value").unwrap().parse().unwrap();
     let b = batch(kind, &shape, value);
-    let params = kind.canonical_params(json!({})).unwrap();
+    // R(G)'s memory does not depend on its iteration cap; its run time does (up to 20 000 per
+    // point of the s grid): measured with a cap of 20.
+    let params = kind
+        .canonical_params(if kind == Kind::RgCurve {
+            json!({"max_iter": 20})
+        } else {
+            json!({})
+        })
+        .unwrap();
     let base = vm_rss();
     let hwm_before = vm_hwm();
     let t = Instant::now();
@@ -132,6 +140,10 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| infoaudit::config::machine_memory_bytes().map_or(1 << 30, |m| m / 8));
     let only = arg(&args, "--only");
+    // Samples in the shapes whose free dimension is K or L.
+    let n: u64 = arg(&args, "--n")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let timeout = Duration::from_secs(
         arg(&args, "--timeout")
             .and_then(|v| v.parse().ok())
@@ -139,7 +151,9 @@ fn main() {
     );
     let limits = cost::Limits {
         memory_bytes: budget,
-        max_classes: 1 << 20,
+        max_classes: arg(&args, "--max-classes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000),
     };
     println!(
         "per-job budget {} ({budget} bytes)",
@@ -158,7 +172,7 @@ fn main() {
             // Same cost function as infonce.
             continue;
         }
-        for l in largest(kind, &limits) {
+        for l in largest_at(kind, &limits, n) {
             let params = kind.canonical_params(json!({})).unwrap();
             // The bound at the largest value, for the table (the shape of a small batch of the
             // same form, with the free dimension set).
@@ -170,6 +184,25 @@ fn main() {
                 _ => shape.n = l.value,
             }
             let bound = cost::cost(kind.id(), &shape, &params).unwrap().bytes;
+            // Numbers the batch itself holds: past a point it cannot be built here (nor sent
+            // within the upload limit), and the free dimension was limited by the input.
+            let values = shape.n as f64
+                * (if shape.probabilities { shape.k as f64 } else { 2.0 }
+                    + 2.0 * shape.l as f64
+                    + (shape.dx + shape.dy) as f64);
+            if values > 5e7 {
+                println!(
+                    "{:<12} {:<42} {:>3} {:>9} {:>11} {:>11}   (a batch of {:.1e} numbers is not built)",
+                    kind.id(),
+                    l.shape,
+                    l.dimension,
+                    l.value,
+                    cost::human_bytes(bound),
+                    "-",
+                    values
+                );
+                continue;
+            }
             let mut c = Command::new(&me);
             c.args([
                 "--child",

@@ -477,11 +477,15 @@ pub fn catalog_with_limits(limits: &estimate::cost::Limits) -> Vec<EstimatorInfo
 
 /// Reference shapes for the catalog (and the bench figures): the largest K, L or N that fits.
 pub fn largest(kind: Kind, limits: &estimate::cost::Limits) -> Vec<Largest> {
+    largest_at(kind, limits, 100_000)
+}
+
+/// [`largest`] with `n` samples in the shapes whose free dimension is K or L.
+pub fn largest_at(kind: Kind, limits: &estimate::cost::Limits, n: u64) -> Vec<Largest> {
     use estimate::cost::{largest_fitting, Shape};
     let params = kind
         .canonical_params(serde_json::json!({}))
         .expect("defaults are valid");
-    let n = 100_000u64;
     let multiclass = |probabilities: bool| Shape {
         n,
         probabilities,
