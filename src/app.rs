@@ -37,8 +37,52 @@ pub fn worker_config(args: &ServeArgs) -> WorkerConfig {
             ..QueueConfig::default()
         },
         shutdown_grace: Duration::from_secs_f64(args.shutdown_grace_seconds.max(0.0)),
+        pool_id: std::env::var(WORKER_POOL_ID_ENV)
+            .ok()
+            .filter(|s| !s.is_empty()),
+        limits: args.cost_limits(),
+        // Half the machine for all running jobs together (four budgets when unknown).
+        memory_pool_bytes: crate::config::machine_memory_bytes()
+            .map_or(4 * args.job_memory(), |m| m / 2)
+            .max(args.job_memory()),
+        retention_interval: (args.retention_interval_seconds > 0.0)
+            .then(|| Duration::from_secs_f64(args.retention_interval_seconds.max(1.0))),
+        retention_chunk: args.retention_chunk.max(1),
         ..WorkerConfig::default()
     }
+}
+
+/// Set by a `--role all` process on its worker child: the child's worker pool id.
+const WORKER_POOL_ID_ENV: &str = "INFOAUDIT_WORKER_POOL_ID";
+/// Set on a worker child: it stops when its stdin closes (its parent is gone) and reports its
+/// worker metrics on stdout.
+const WORKER_CHILD_ENV: &str = "INFOAUDIT_WORKER_CHILD";
+/// The line prefix of a worker child's metrics report.
+const METRICS_LINE: &str = "infoaudit-worker-metrics ";
+
+/// The HTTP side's limits from the command line.
+pub fn api_limits(args: &ServeArgs) -> Limits {
+    let rate = args.rate_limit.max(0.0);
+    Limits {
+        max_upload_bytes: args.max_upload_bytes,
+        max_body_bytes: args.max_body_bytes,
+        cost: args.cost_limits(),
+        max_queued_jobs: args.max_queued_jobs,
+        max_queue_age_seconds: args.max_queue_age_seconds.max(0.0),
+        rate_limit: rate,
+        rate_burst: args.rate_limit_burst.unwrap_or(2.0 * rate).max(1.0),
+    }
+}
+
+/// Show the configured limits in `/metrics`.
+fn publish_limits(args: &ServeArgs) {
+    let l = api_limits(args);
+    crate::metrics::set_setting("max_queued_jobs", l.max_queued_jobs as f64);
+    crate::metrics::set_setting("max_queue_age_seconds", l.max_queue_age_seconds);
+    crate::metrics::set_setting("rate_limit_per_second", l.rate_limit);
+    crate::metrics::set_setting("rate_limit_burst", l.rate_burst);
+    crate::metrics::set_setting("job_memory_bytes", l.cost.memory_bytes as f64);
+    crate::metrics::set_setting("max_classes", l.cost.max_classes as f64);
 }
 
 /// Resolve `SIGINT`/`SIGTERM`.
@@ -115,8 +159,22 @@ pub async fn create_key(a: crate::config::KeysCreateArgs) -> anyhow::Result<()> 
 }
 
 /// Run the service until a shutdown signal.
+///
+/// With the embedded cluster, a supervisor restarts PostgreSQL whenever it dies. With
+/// `--role all` (unless `--in-process-workers`), estimator work runs in a worker child process
+/// of this binary, restarted when it dies, so that an estimator that aborts cannot take the API
+/// with it.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let (pool, local) = open_database(args.database_url.as_deref(), &args.data_dir, 32).await?;
+    let local = local.map(Arc::new);
+    let stop_supervisors = tokio_util::sync::CancellationToken::new();
+    if let Some(local) = &local {
+        tokio::spawn(db::supervise(
+            local.clone(),
+            Duration::from_millis(500),
+            stop_supervisors.clone(),
+        ));
+    }
     let listener = match args.role {
         Role::Worker => None,
         _ => Some(
@@ -125,7 +183,58 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {}", args.addr))?,
         ),
     };
-    let result = serve(pool.clone(), &args, listener, shutdown_signal()).await;
+    let is_child = std::env::var_os(WORKER_CHILD_ENV).is_some();
+    let shutdown = {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            s.cancel();
+        });
+        if is_child {
+            watch_parent(stop.clone());
+            report_metrics_to_parent(stop.clone());
+        }
+        stop
+    };
+    let result = if args.role == Role::All && !args.in_process_workers {
+        // The API here; the workers in a supervised child. Migrate first so that the child
+        // finds the schema ready.
+        db::migrate(&pool).await?;
+        let child_url = match (&args.database_url, &local) {
+            (Some(url), _) => url.clone(),
+            (None, Some(l)) => l.url(db::LOCAL_DB),
+            (None, None) => anyhow::bail!("no database for the worker process"),
+        };
+        let children = tokio::spawn(supervise_worker_child(
+            args.clone(),
+            child_url,
+            pool.clone(),
+            shutdown.clone(),
+        ));
+        let api_args = ServeArgs {
+            role: Role::Api,
+            ..args.clone()
+        };
+        let s = shutdown.clone();
+        let r = serve(pool.clone(), &api_args, listener, async move {
+            s.cancelled().await
+        })
+        .await;
+        shutdown.cancel();
+        let _ = children.await;
+        r
+    } else {
+        let s = shutdown.clone();
+        serve(
+            pool.clone(),
+            &args,
+            listener,
+            async move { s.cancelled().await },
+        )
+        .await
+    };
+    stop_supervisors.cancel();
     pool.close().await;
     if let Some(local) = local {
         if let Err(e) = tokio::task::spawn_blocking(move || local.stop()).await? {
@@ -133,6 +242,188 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     result
+}
+
+/// In a worker child: stop (gracefully) when stdin closes, that is when the parent is gone.
+fn watch_parent(stop: tokio_util::sync::CancellationToken) {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        tracing::warn!("the parent process is gone; stopping the worker process");
+        stop.cancel();
+    });
+}
+
+/// In a worker child: send the worker metrics to the parent every second (one line on stdout).
+fn report_metrics_to_parent(stop: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut out = tokio::io::stdout();
+        loop {
+            let text = crate::metrics::render_worker_section();
+            let line = format!(
+                "{METRICS_LINE}{}\n",
+                serde_json::to_string(&text).unwrap_or_default()
+            );
+            if out.write_all(line.as_bytes()).await.is_err() || out.flush().await.is_err() {
+                return;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    });
+}
+
+/// Run the workers in a child process (`serve --role worker`) and start it again whenever it
+/// dies; its running jobs are taken back at once (each counts as a rescue, so a batch that
+/// kills the worker every time ends `failed` after `max_rescues`). On `stop`, the child gets
+/// SIGTERM and its grace period.
+async fn supervise_worker_child(
+    args: ServeArgs,
+    database_url: String,
+    pool: PgPool,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot find this program to start the worker process");
+            return;
+        }
+    };
+    let queue = worker_config(&args).queue;
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let pool_id = format!(
+            "{}-{}",
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "worker".into()),
+            &uuid::Uuid::new_v4().to_string()[..8]
+        );
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.args(args.worker_child_args())
+            .env("DATABASE_URL", &database_url)
+            .env(WORKER_POOL_ID_ENV, &pool_id)
+            .env(WORKER_CHILD_ENV, "1")
+            .env_remove("INFOAUDIT_ROLE")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the worker process; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        let started = std::time::Instant::now();
+        tracing::info!(pid = child.id(), pool = %pool_id, "worker process started");
+        let stdin = child.stdin.take();
+        if let Some(stdout) = child.stdout.take() {
+            tokio::spawn(async move {
+                use tokio::io::AsyncBufReadExt;
+                let mut lines = tokio::io::BufReader::new(stdout).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(json) = line.strip_prefix(METRICS_LINE) {
+                        if let Ok(text) = serde_json::from_str::<String>(json) {
+                            crate::metrics::set_child_worker_text(text);
+                        }
+                    }
+                }
+            });
+        }
+        let status = tokio::select! {
+            s = child.wait() => s,
+            _ = stop.cancelled() => {
+                if let Some(pid) = child.id() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::SIGTERM,
+                    );
+                }
+                let wait = Duration::from_secs_f64(args.shutdown_grace_seconds.max(0.0))
+                    + Duration::from_secs(15);
+                match tokio::time::timeout(wait, child.wait()).await {
+                    Ok(_) => {}
+                    Err(_) => {
+                        tracing::warn!("the worker process did not stop in time; killing it");
+                        let _ = child.kill().await;
+                    }
+                }
+                drop(stdin);
+                return;
+            }
+        };
+        drop(stdin);
+        let how = match &status {
+            Ok(s) => describe_exit(s),
+            Err(e) => format!("could not be waited for ({e})"),
+        };
+        crate::metrics::worker_process_restarted();
+        tracing::error!(pool = %pool_id, "the worker process {how}; taking back its jobs and starting it again");
+        let problem = crate::error::Problem::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "worker-crashed",
+            "The worker process running this job died",
+            format!(
+                "the worker process running this job {how} (for example a refused memory \
+                 allocation); after {} such stops the job is not retried again",
+                queue.max_rescues
+            ),
+        );
+        // The database may be down too: keep trying for a while, the reaper is the fallback.
+        for _ in 0..20 {
+            match crate::queue::rescue_owner(&pool, &queue, &pool_id, &problem).await {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::warn!(jobs = n, "took back the dead worker process's jobs");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take back the dead worker's jobs yet");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            delay = Duration::from_millis(250);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// "exited with status 3", "was killed by signal 6 (SIGABRT)".
+fn describe_exit(s: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(sig) = s.signal() {
+        let name = nix::sys::signal::Signal::try_from(sig)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|_| "?".into());
+        format!("was killed by signal {sig} ({name})")
+    } else {
+        format!("exited with status {}", s.code().unwrap_or(-1))
+    }
 }
 
 /// Migrate, then serve HTTP and/or run workers until `shutdown` resolves; then stop taking
@@ -145,6 +436,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     db::migrate(&pool).await?;
+    publish_limits(args);
     let wake = Arc::new(Notify::new());
     let draining = Arc::new(AtomicBool::new(false));
     let workers = match args.role {
@@ -169,10 +461,7 @@ pub async fn serve(
             pool: pool.clone(),
             wake,
             draining,
-            limits: Limits {
-                max_upload_bytes: args.max_upload_bytes,
-                max_body_bytes: args.max_body_bytes,
-            },
+            limits: api_limits(args),
             require_auth: args.require_auth,
             caches: Default::default(),
         };
@@ -186,9 +475,12 @@ pub async fn serve(
                 tracing::debug!("could not set TCP_NODELAY: {e}");
             }
         });
-        axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(async move { stop_http.cancelled().await })
-            .await?;
+        axum::serve(
+            listener,
+            api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop_http.cancelled().await })
+        .await?;
     } else {
         tracing::info!("infoaudit worker running");
         stop.cancelled().await;

@@ -103,6 +103,42 @@ pub struct ServeArgs {
     /// Emit logs as JSON lines.
     #[arg(long, env = "INFOAUDIT_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
+    /// With `--role all`, run the workers inside the API process instead of in a supervised
+    /// worker child process (then an estimator that aborts takes the API down with it).
+    #[arg(long, env = "INFOAUDIT_IN_PROCESS_WORKERS", default_value_t = false)]
+    pub in_process_workers: bool,
+    /// Most classes (multiclass) or labels (multilabel) a batch may have.
+    #[arg(long, env = "INFOAUDIT_MAX_CLASSES", default_value_t = 100_000)]
+    pub max_classes: u64,
+    /// Memory one estimator job may need, in bytes, as estimated from the batch's shape before
+    /// anything is allocated (default: an eighth of the machine's memory or cgroup limit).
+    #[arg(long, env = "INFOAUDIT_JOB_MEMORY_BYTES")]
+    pub job_memory_bytes: Option<u64>,
+    /// Uploads answer 503 + Retry-After while this many jobs are queued (0: no ceiling).
+    #[arg(long, env = "INFOAUDIT_MAX_QUEUED_JOBS", default_value_t = 50_000)]
+    pub max_queued_jobs: u64,
+    /// Uploads answer 503 + Retry-After while the oldest due queued job has waited this many
+    /// seconds (0: no ceiling).
+    #[arg(long, env = "INFOAUDIT_MAX_QUEUE_AGE_SECONDS", default_value_t = 0.0)]
+    pub max_queue_age_seconds: f64,
+    /// Requests per second each API key (or, without a key, each client address) may make
+    /// under /v1/, as a token bucket; 429 + Retry-After beyond it (0: no limit).
+    #[arg(long, env = "INFOAUDIT_RATE_LIMIT", default_value_t = 0.0)]
+    pub rate_limit: f64,
+    /// Burst of the rate limit: requests allowed at once after a quiet spell (default: twice
+    /// the rate, at least 1).
+    #[arg(long, env = "INFOAUDIT_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<f64>,
+    /// How often the workers apply the models' retention policies, in seconds.
+    #[arg(
+        long,
+        env = "INFOAUDIT_RETENTION_INTERVAL_SECONDS",
+        default_value_t = 300.0
+    )]
+    pub retention_interval_seconds: f64,
+    /// Rows a retention purge deletes per statement (each in its own short transaction).
+    #[arg(long, env = "INFOAUDIT_RETENTION_CHUNK", default_value_t = 500)]
+    pub retention_chunk: u32,
 }
 
 impl Default for ServeArgs {
@@ -119,7 +155,40 @@ impl Default for ServeArgs {
             shutdown_grace_seconds: 10.0,
             require_auth: false,
             log_json: false,
+            in_process_workers: false,
+            max_classes: 100_000,
+            job_memory_bytes: None,
+            max_queued_jobs: 50_000,
+            max_queue_age_seconds: 0.0,
+            rate_limit: 0.0,
+            rate_limit_burst: None,
+            retention_interval_seconds: 300.0,
+            retention_chunk: 500,
         }
+    }
+}
+
+/// The memory this process may use: the smaller of physical memory (`MemTotal`) and the cgroup
+/// limit, when either is known.
+pub fn machine_memory_bytes() -> Option<u64> {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    let cgroup = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok()?.trim().parse::<u64>().ok())
+    // cgroup v1 reports "no limit" as a huge number.
+    .filter(|&b| b < (1 << 60));
+    match (total, cgroup) {
+        (Some(t), Some(c)) => Some(t.min(c)),
+        (t, c) => t.or(c),
     }
 }
 
@@ -132,6 +201,51 @@ impl ServeArgs {
             serve: ServeArgs,
         }
         Only::parse_from(["infoaudit"]).serve
+    }
+
+    /// The per-job memory budget: `--job-memory-bytes`, or an eighth of the machine's memory
+    /// (1 GiB when that is unknown), at least 64 MiB.
+    pub fn job_memory(&self) -> u64 {
+        self.job_memory_bytes
+            .unwrap_or_else(|| machine_memory_bytes().map_or(1 << 30, |m| m / 8))
+            .max(64 << 20)
+    }
+
+    /// The limits estimator jobs are held to, on upload and in the worker.
+    pub fn cost_limits(&self) -> crate::estimate::cost::Limits {
+        crate::estimate::cost::Limits {
+            memory_bytes: self.job_memory(),
+            max_classes: self.max_classes,
+        }
+    }
+
+    /// The flags a worker child process gets from this (`--role all`) process.
+    pub fn worker_child_args(&self) -> Vec<String> {
+        let mut a = vec![
+            "serve".to_string(),
+            "--role".into(),
+            "worker".into(),
+            "--data-dir".into(),
+            self.data_dir.display().to_string(),
+            "--workers".into(),
+            self.worker_count().to_string(),
+            "--lease-seconds".into(),
+            self.lease_seconds.to_string(),
+            "--shutdown-grace-seconds".into(),
+            self.shutdown_grace_seconds.to_string(),
+            "--max-classes".into(),
+            self.max_classes.to_string(),
+            "--job-memory-bytes".into(),
+            self.job_memory().to_string(),
+            "--retention-interval-seconds".into(),
+            self.retention_interval_seconds.to_string(),
+            "--retention-chunk".into(),
+            self.retention_chunk.to_string(),
+        ];
+        if self.log_json {
+            a.push("--log-json".into());
+        }
+        a
     }
 
     pub fn worker_count(&self) -> usize {

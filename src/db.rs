@@ -23,6 +23,7 @@ pub struct LocalPostgres {
     bin_dir: PathBuf,
     run_as: Option<nix::unistd::User>,
     started: std::sync::atomic::AtomicBool,
+    options: LocalOptions,
 }
 
 /// Settings for a private cluster.
@@ -122,6 +123,7 @@ impl LocalPostgres {
             bin_dir,
             run_as,
             started: Default::default(),
+            options: opts.clone(),
         };
         pg.init(opts)?;
         pg.start_server(opts)?;
@@ -198,7 +200,11 @@ impl LocalPostgres {
     }
 
     fn start_server(&self, opts: &LocalOptions) -> anyhow::Result<()> {
-        if self.running() {
+        self.start_server_inner(opts, true)
+    }
+
+    fn start_server_inner(&self, opts: &LocalOptions, adopt: bool) -> anyhow::Result<()> {
+        if adopt && self.running() {
             tracing::info!(pgdata = %self.pgdata.display(), "embedded PostgreSQL already running; adopting it");
             return Ok(());
         }
@@ -218,7 +224,7 @@ impl LocalPostgres {
             .args(["-w", "-t", "120", "-o", &server_opts]);
         if let Err(e) = self.run(c, "pg_ctl start") {
             // A concurrent starter (another test process) may have won the race.
-            if self.running() {
+            if adopt && self.running() {
                 return Ok(());
             }
             let log = std::fs::read_to_string(self.pgdata.join("server.log")).unwrap_or_default();
@@ -242,6 +248,46 @@ impl LocalPostgres {
         Ok(())
     }
 
+    /// The PID of the running postmaster, from `postmaster.pid`; `None` when the file is absent or
+    /// the process it names is gone (a zombie counts as gone).
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.pgdata.join("postmaster.pid")).ok()?;
+        let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+        if pid <= 0 {
+            return None;
+        }
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // Field 3 (after the parenthesised name) is the state; Z and X are dead.
+            Ok(stat) => {
+                let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+                (!matches!(state, "Z" | "X")).then_some(pid)
+            }
+            Err(_) if Path::new("/proc/self/stat").exists() => None,
+            // No procfs: ask the kernel whether the process exists.
+            Err(_) => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                .is_ok()
+                .then_some(pid),
+        }
+    }
+
+    /// Start the server again after it died (PostgreSQL runs crash recovery from the WAL on
+    /// start). Fails while processes of the dead server still hold its shared memory; the
+    /// caller retries.
+    pub fn restart_after_crash(&self) -> anyhow::Result<()> {
+        // Not `pg_ctl status`: it takes a dead postmaster that is not yet reaped (a zombie) for
+        // a running one.
+        self.start_server_inner(&self.options, false)?;
+        if self.postmaster_pid().is_none() {
+            bail!("the postmaster exited right after starting");
+        }
+        Ok(())
+    }
+
+    /// The data folder of the cluster.
+    pub fn pgdata(&self) -> &Path {
+        &self.pgdata
+    }
+
     /// Whether this process started the server (rather than adopting a running one).
     pub fn started_here(&self) -> bool {
         self.started.load(std::sync::atomic::Ordering::Relaxed)
@@ -254,6 +300,14 @@ impl LocalPostgres {
             .username("postgres")
             .database(database)
             .log_statements(tracing::log::LevelFilter::Trace)
+    }
+
+    /// A `DATABASE_URL` for another process to reach `database` in this cluster (its socket).
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://postgres@localhost/{database}?host={}",
+            self.socket_dir.display()
+        )
     }
 
     /// Create the database if it does not exist yet.
@@ -298,12 +352,101 @@ impl LocalPostgres {
     }
 }
 
-/// A pool for the service.
+/// Keep the embedded cluster running: every `every`, check that its postmaster is alive; when it
+/// is not (killed, crashed, stopped by someone else), start it again (PostgreSQL replays its WAL:
+/// crash recovery), logging the outage and counting the restart in `/metrics`. Retries with a
+/// capped backoff while the dead server's processes still hold its shared memory. Returns when
+/// `stop` is cancelled.
+pub async fn supervise(
+    local: std::sync::Arc<LocalPostgres>,
+    every: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if local.postmaster_pid().is_some() {
+            continue;
+        }
+        let down_since = std::time::Instant::now();
+        tracing::error!(
+            pgdata = %local.pgdata().display(),
+            "embedded PostgreSQL is down (its postmaster is gone); restarting it with crash recovery"
+        );
+        let mut delay = Duration::from_millis(200);
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            let l = local.clone();
+            let r = tokio::task::spawn_blocking(move || l.restart_after_crash()).await;
+            match r {
+                Ok(Ok(())) => {
+                    crate::metrics::database_restarted();
+                    tracing::warn!(
+                        seconds_down = down_since.elapsed().as_secs_f64(),
+                        "embedded PostgreSQL restarted after a crash"
+                    );
+                    break;
+                }
+                Ok(Err(e)) => {
+                    crate::metrics::database_restart_failed();
+                    tracing::warn!(error = %format!("{e:#}").lines().next().unwrap_or(""), "embedded PostgreSQL did not start yet; retrying")
+                }
+                Err(e) => tracing::warn!(error = %e, "restart task failed; retrying"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Whether a database error means the server cannot be reached or cannot serve right now (an
+/// outage, a restart, crash recovery, an exhausted pool, a serialisation conflict) rather than a
+/// bug or bad input: callers retry these, and the API answers them with 503 + `Retry-After`.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => {
+            let code = d.code();
+            let code = code.as_deref().unwrap_or("");
+            // 08: connection exception; 53: insufficient resources; 57P01-57P03: admin or
+            // crash shutdown, cannot connect now (starting up, recovering); 58: system error;
+            // 40001/40P01: serialisation failure, deadlock (retry); 25006: read-only (failover).
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("58")
+                || matches!(
+                    code,
+                    "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "25006"
+                )
+        }
+        _ => false,
+    }
+}
+
+/// How long a request waits for a pooled connection before the service answers 503: during a
+/// database outage a request fails after this, not after a long hang.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pool for the service. Idle connections are tested before use, so connections broken by a
+/// database restart are replaced by new ones without any intervention.
 pub async fn pool(options: PgConnectOptions, max: u32) -> anyhow::Result<PgPool> {
     let options = options.log_statements(tracing::log::LevelFilter::Trace);
     let pool = PgPoolOptions::new()
         .max_connections(max)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .test_before_acquire(true)
         .connect_with(options)
         .await
         .context("cannot connect to PostgreSQL")?;

@@ -93,6 +93,15 @@ pub enum Error {
     Forbidden(String),
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// Too much queued work: 503 with `Retry-After` (seconds).
+    #[error("overloaded: {detail}")]
+    Overloaded { detail: String, retry_after: u64 },
+    /// The caller's rate limit is exceeded: 429 with `Retry-After` (seconds).
+    #[error("rate limited: {detail}")]
+    RateLimited { detail: String, retry_after: u64 },
+    /// The resource existed but its content is gone for good (purged by retention).
+    #[error("{0}")]
+    Gone(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -101,9 +110,42 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Seconds a client is asked to wait (`Retry-After`) when the database cannot be reached.
+pub const DATABASE_RETRY_AFTER: u64 = 2;
+
+/// Whether an internal error comes from the database being unreachable (an outage, a restart,
+/// an exhausted pool) rather than from a bug: those answer 503, not 500.
+fn unavailable_in_chain(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<sqlx::Error>()
+            .is_some_and(crate::db::is_unavailable)
+    })
+}
+
 impl Error {
     pub fn field(pointer: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Validation(vec![FieldError::at(pointer, message)])
+    }
+
+    /// Whether the database being unreachable caused this error (answered 503 + Retry-After).
+    pub fn is_database_outage(&self) -> bool {
+        match self {
+            Error::Database(e) => crate::db::is_unavailable(e),
+            Error::Internal(e) => unavailable_in_chain(e),
+            _ => false,
+        }
+    }
+
+    /// The `Retry-After` seconds that go with this error, if any.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Error::Overloaded { retry_after, .. } | Error::RateLimited { retry_after, .. } => {
+                Some((*retry_after).max(1))
+            }
+            Error::Unavailable(_) => Some(DATABASE_RETRY_AFTER),
+            e if e.is_database_outage() => Some(DATABASE_RETRY_AFTER),
+            _ => None,
+        }
     }
 
     pub fn problem(&self) -> Problem {
@@ -172,6 +214,28 @@ impl Error {
                 "Service unavailable",
                 m,
             ),
+            Error::Overloaded { detail, .. } => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Too much queued work",
+                detail.clone(),
+            ),
+            Error::RateLimited { detail, .. } => Problem::new(
+                S::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+                detail.clone(),
+            ),
+            Error::Gone(m) => Problem::new(S::GONE, "gone", "Gone", m),
+            e if e.is_database_outage() => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "database-unavailable",
+                "The database is unavailable",
+                format!(
+                    "the database cannot be reached at the moment (it may be restarting); \
+                     nothing was changed by this request unless it said so; retry in {DATABASE_RETRY_AFTER} s"
+                ),
+            ),
             Error::Database(_) | Error::Internal(_) => Problem::new(
                 S::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -180,6 +244,16 @@ impl Error {
             ),
         }
     }
+}
+
+/// Render a problem document with its content type and, when given, `Retry-After`.
+pub fn problem_response_retry(problem: &Problem, retry_after: Option<u64>) -> Response {
+    let mut resp = problem_response(problem);
+    if let Some(s) = retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    resp
 }
 
 /// Render a problem document with its content type.
@@ -197,10 +271,14 @@ pub fn problem_response(problem: &Problem) -> Response {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         match &self {
+            e if e.is_database_outage() => {
+                crate::metrics::database_unavailable_answer();
+                tracing::warn!(error = %e, "database unavailable; answering 503")
+            }
             Error::Database(e) => tracing::error!(error = %e, "database error"),
             Error::Internal(e) => tracing::error!(error = ?e, "internal error"),
             _ => {}
         }
-        problem_response(&self.problem())
+        problem_response_retry(&self.problem(), self.retry_after())
     }
 }

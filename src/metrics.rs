@@ -41,6 +41,18 @@ struct Registry {
     leases_lost: u64,
     jobs_reaped: u64,
     gate_verdicts: BTreeMap<String, u64>,
+    database_restarts: u64,
+    database_restart_failures: u64,
+    database_unavailable_answers: u64,
+    worker_process_restarts: u64,
+    uploads_shed: BTreeMap<String, u64>,
+    rate_limited: u64,
+    jobs_over_budget: u64,
+    purged_batches: u64,
+    purged_results: u64,
+    /// Worker metrics text sent by this process's worker child (`--role all`).
+    child_worker_text: Option<String>,
+    settings: BTreeMap<&'static str, f64>,
 }
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Default::default);
@@ -81,6 +93,88 @@ pub fn jobs_reaped(n: u64) {
 
 pub fn gate_verdict(verdict: &str) {
     with(|r| *r.gate_verdicts.entry(verdict.to_string()).or_default() += 1);
+}
+
+/// The embedded PostgreSQL was restarted after it died.
+pub fn database_restarted() {
+    with(|r| r.database_restarts += 1);
+}
+
+/// An attempt to restart the embedded PostgreSQL failed (it is retried).
+pub fn database_restart_failed() {
+    with(|r| r.database_restart_failures += 1);
+}
+
+/// A request was answered 503 because the database could not be reached.
+pub fn database_unavailable_answer() {
+    with(|r| r.database_unavailable_answers += 1);
+}
+
+/// The worker child process (`--role all`) died and was started again.
+pub fn worker_process_restarted() {
+    with(|r| r.worker_process_restarts += 1);
+}
+
+/// An upload was refused (503) because the queue is over its ceiling.
+pub fn upload_shed(reason: &str) {
+    with(|r| *r.uploads_shed.entry(reason.to_string()).or_default() += 1);
+}
+
+/// A request was refused (429) by a key's rate limit.
+pub fn rate_limited() {
+    with(|r| r.rate_limited += 1);
+}
+
+/// A job was refused by the worker because its estimated cost is over the budget.
+pub fn job_over_budget() {
+    with(|r| r.jobs_over_budget += 1);
+}
+
+/// Retention purged the raw data of `batches` batches and deleted `results` results.
+pub fn purged(batches: u64, results: u64) {
+    with(|r| {
+        r.purged_batches += batches;
+        r.purged_results += results;
+    });
+}
+
+/// A configured limit, shown as a gauge (`infoaudit_limit{name=…}`).
+pub fn set_setting(name: &'static str, value: f64) {
+    with(|r| {
+        r.settings.insert(name, value);
+    });
+}
+
+/// The worker child's metrics text, shown by this process's `/metrics` in place of its own
+/// (empty) worker section.
+pub fn set_child_worker_text(text: String) {
+    with(|r| r.child_worker_text = Some(text));
+}
+
+/// The worker section of this process's metrics: job durations, leases lost, jobs reaped, jobs
+/// over budget, retention purges (what a worker child sends to its parent).
+pub fn render_worker_section() -> String {
+    let mut out = String::new();
+    with(|r| worker_section(&mut out, r));
+    out
+}
+
+fn worker_section(out: &mut String, r: &Registry) {
+    out.push_str("# HELP infoaudit_job_duration_seconds Estimator job run time by estimator and outcome (this process's workers).\n# TYPE infoaudit_job_duration_seconds histogram\n");
+    for ((e, o), h) in &r.job_duration {
+        histogram(
+            out,
+            "infoaudit_job_duration_seconds",
+            &format!("estimator=\"{}\",outcome=\"{}\"", label(e), label(o)),
+            JOB_BUCKETS,
+            h,
+        );
+    }
+    let _ = writeln!(out, "# HELP infoaudit_lease_renewals_lost_total Heartbeats that found the job's lease taken back.\n# TYPE infoaudit_lease_renewals_lost_total counter\ninfoaudit_lease_renewals_lost_total {}", r.leases_lost);
+    let _ = writeln!(out, "# HELP infoaudit_jobs_reaped_total Jobs taken back from workers whose lease expired.\n# TYPE infoaudit_jobs_reaped_total counter\ninfoaudit_jobs_reaped_total {}", r.jobs_reaped);
+    let _ = writeln!(out, "# HELP infoaudit_jobs_over_budget_total Jobs a worker refused because their estimated memory is over the per-job budget.\n# TYPE infoaudit_jobs_over_budget_total counter\ninfoaudit_jobs_over_budget_total {}", r.jobs_over_budget);
+    let _ = writeln!(out, "# HELP infoaudit_retention_purged_batches_total Batches whose raw data retention purged.\n# TYPE infoaudit_retention_purged_batches_total counter\ninfoaudit_retention_purged_batches_total {}", r.purged_batches);
+    let _ = writeln!(out, "# HELP infoaudit_retention_purged_results_total Results retention deleted.\n# TYPE infoaudit_retention_purged_results_total counter\ninfoaudit_retention_purged_results_total {}", r.purged_results);
 }
 
 fn label(v: &str) -> String {
@@ -132,18 +226,27 @@ pub fn render(queue: &QueueSnapshot) -> String {
                 h,
             );
         }
-        out.push_str("# HELP infoaudit_job_duration_seconds Estimator job run time by estimator and outcome (this process's workers).\n# TYPE infoaudit_job_duration_seconds histogram\n");
-        for ((e, o), h) in &r.job_duration {
-            histogram(
-                &mut out,
-                "infoaudit_job_duration_seconds",
-                &format!("estimator=\"{}\",outcome=\"{}\"", label(e), label(o)),
-                JOB_BUCKETS,
-                h,
+        match &r.child_worker_text {
+            Some(text) => out.push_str(text),
+            None => worker_section(&mut out, r),
+        }
+        let _ = writeln!(out, "# HELP infoaudit_database_restarts_total Times the embedded PostgreSQL was restarted after it died.\n# TYPE infoaudit_database_restarts_total counter\ninfoaudit_database_restarts_total {}", r.database_restarts);
+        let _ = writeln!(out, "# HELP infoaudit_database_restart_failures_total Restart attempts of the embedded PostgreSQL that failed (retried).\n# TYPE infoaudit_database_restart_failures_total counter\ninfoaudit_database_restart_failures_total {}", r.database_restart_failures);
+        let _ = writeln!(out, "# HELP infoaudit_database_unavailable_responses_total Requests answered 503 because the database could not be reached.\n# TYPE infoaudit_database_unavailable_responses_total counter\ninfoaudit_database_unavailable_responses_total {}", r.database_unavailable_answers);
+        let _ = writeln!(out, "# HELP infoaudit_worker_process_restarts_total Times the worker child process (--role all) died and was started again.\n# TYPE infoaudit_worker_process_restarts_total counter\ninfoaudit_worker_process_restarts_total {}", r.worker_process_restarts);
+        out.push_str("# HELP infoaudit_uploads_shed_total Uploads refused with 503 because the queue is over its ceiling, by reason.\n# TYPE infoaudit_uploads_shed_total counter\n");
+        for reason in ["queued_jobs", "queue_age"] {
+            let n = r.uploads_shed.get(reason).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "infoaudit_uploads_shed_total{{reason=\"{reason}\"}} {n}"
             );
         }
-        let _ = writeln!(out, "# HELP infoaudit_lease_renewals_lost_total Heartbeats that found the job's lease taken back.\n# TYPE infoaudit_lease_renewals_lost_total counter\ninfoaudit_lease_renewals_lost_total {}", r.leases_lost);
-        let _ = writeln!(out, "# HELP infoaudit_jobs_reaped_total Jobs taken back from workers whose lease expired.\n# TYPE infoaudit_jobs_reaped_total counter\ninfoaudit_jobs_reaped_total {}", r.jobs_reaped);
+        let _ = writeln!(out, "# HELP infoaudit_rate_limited_total Requests refused with 429 by a key's rate limit.\n# TYPE infoaudit_rate_limited_total counter\ninfoaudit_rate_limited_total {}", r.rate_limited);
+        out.push_str("# HELP infoaudit_limit Configured limits (0: off): queue ceiling, rate limit, per-job memory budget, classes.\n# TYPE infoaudit_limit gauge\n");
+        for (name, v) in &r.settings {
+            let _ = writeln!(out, "infoaudit_limit{{name=\"{}\"}} {v}", label(name));
+        }
         out.push_str("# HELP infoaudit_gate_verdicts_total Gate decisions by verdict.\n# TYPE infoaudit_gate_verdicts_total counter\n");
         for (v, n) in &r.gate_verdicts {
             let _ = writeln!(

@@ -338,9 +338,41 @@ pub async fn reap(pool: &PgPool, cfg: &QueueConfig) -> sqlx::Result<u64> {
             cfg.max_rescues
         ),
     );
+    let n = rescue(pool, cfg, None, &problem, false).await?;
+    if n > 0 {
+        crate::metrics::jobs_reaped(n);
+        tracing::warn!(
+            jobs = n,
+            "reaped jobs whose worker stopped renewing its lease"
+        );
+    }
+    Ok(n)
+}
+
+/// Take back at once, without waiting for their leases to expire, the running jobs of a worker
+/// pool known to be dead (a worker process that crashed): each counts as a rescue, is requeued
+/// with backoff or failed after `max_rescues`, and carries `problem` as its error.
+pub async fn rescue_owner(
+    pool: &PgPool,
+    cfg: &QueueConfig,
+    pool_id: &str,
+    problem: &Problem,
+) -> sqlx::Result<u64> {
+    rescue(pool, cfg, Some(pool_id), problem, true).await
+}
+
+async fn rescue(
+    pool: &PgPool,
+    cfg: &QueueConfig,
+    pool_id: Option<&str>,
+    problem: &Problem,
+    always_record: bool,
+) -> sqlx::Result<u64> {
     let n = sqlx::query(
         "WITH expired AS (
-             SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at < now()
+             SELECT id FROM jobs WHERE state = 'running'
+               AND CASE WHEN $4::text IS NULL THEN lease_expires_at < now()
+                        ELSE lease_owner LIKE $4 || '/%' END
              FOR UPDATE SKIP LOCKED)
          UPDATE jobs j SET
              rescues = j.rescues + 1,
@@ -348,27 +380,29 @@ pub async fn reap(pool: &PgPool, cfg: &QueueConfig) -> sqlx::Result<u64> {
                           WHEN j.rescues + 1 >= $1 THEN 'failed' ELSE 'queued' END,
              finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL OR j.rescues + 1 >= $1
                                 THEN now() END,
-             error = CASE WHEN j.cancel_requested_at IS NULL AND j.rescues + 1 >= $1 THEN $2
+             error = CASE WHEN j.cancel_requested_at IS NULL AND (j.rescues + 1 >= $1 OR $5) THEN $2
                           ELSE j.error END,
              run_at = now() + make_interval(secs => $3 * power(2, least(j.rescues, 10))),
              lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, progress = 0
          FROM expired WHERE j.id = expired.id",
     )
     .bind(cfg.max_rescues)
-    .bind(serde_json::to_value(&problem).expect("problem serialises"))
+    .bind(serde_json::to_value(problem).expect("problem serialises"))
     .bind(
         cfg.backoff_base
             .as_secs_f64()
             .min(cfg.backoff_cap.as_secs_f64()),
     )
+    .bind(pool_id.map(|p| {
+        p.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    }))
+    .bind(always_record)
     .execute(pool)
     .await?
     .rows_affected();
     if n > 0 {
-        tracing::warn!(
-            jobs = n,
-            "reaped jobs whose worker stopped renewing its lease"
-        );
         notify(pool).await?;
     }
     Ok(n)

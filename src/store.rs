@@ -46,6 +46,12 @@ pub struct BatchRow {
     pub content_type: String,
     pub metadata: Value,
     pub created_at: DateTime<Utc>,
+    /// Default estimators left out for cost, with the reasons.
+    pub estimators_skipped: Value,
+    /// When retention dropped the raw data (results and sufficient statistics are kept).
+    pub data_purged_at: Option<DateTime<Utc>>,
+    /// When retention dropped the results.
+    pub results_purged_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -71,7 +77,8 @@ pub struct ResultRow {
 
 const BATCH_SELECT: &str =
     "SELECT b.id, m.name AS model, v.name AS version, b.task, b.n, b.classes,
-    b.digest, b.size_bytes, b.content_type, b.metadata, b.created_at
+    b.digest, b.size_bytes, b.content_type, b.metadata, b.created_at, b.estimators_skipped,
+    b.data_purged_at, b.results_purged_at
     FROM batches b JOIN models m ON m.id = b.model_id JOIN model_versions v ON v.id = b.version_id";
 
 const RESULT_SELECT: &str = "SELECT r.id, r.job_id, r.batch_id, m.name AS model, v.name AS version,
@@ -139,6 +146,7 @@ pub struct NewBatch<'a> {
     pub labels_digest: Option<&'a str>,
     pub content_type: &'a str,
     pub metadata: &'a Value,
+    pub estimators_skipped: &'a [crate::domain::estimators::Skipped],
 }
 
 pub async fn insert_batch(
@@ -147,8 +155,8 @@ pub async fn insert_batch(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO batches (id, model_id, version_id, task, n, classes, digest, size_bytes,
-             content_type, metadata, labels_digest)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             content_type, metadata, labels_digest, estimators_skipped)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(b.id)
     .bind(b.model_id)
@@ -161,6 +169,7 @@ pub async fn insert_batch(
     .bind(b.content_type)
     .bind(b.metadata)
     .bind(b.labels_digest)
+    .bind(serde_json::json!(b.estimators_skipped))
     .execute(&mut **tx)
     .await?;
     for (seq, chunk) in b.body.chunks(DATA_CHUNK).enumerate() {
@@ -184,12 +193,36 @@ pub async fn get_batch(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<BatchRow>
 /// Stored batch data is split into chunks of this many bytes.
 const DATA_CHUNK: usize = 4 << 20;
 
+/// The raw data of a batch was dropped by its model's retention policy.
+#[derive(Debug, Clone, Copy)]
+pub struct DataPurged(pub DateTime<Utc>);
+
+impl std::fmt::Display for DataPurged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the batch's raw data was purged on {} by its model's retention policy; its results \
+             and sufficient statistics are kept",
+            self.0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
+    }
+}
+
+impl std::error::Error for DataPurged {}
+
 pub async fn load_batch_data(pool: &PgPool, id: Uuid) -> anyhow::Result<Batch> {
-    let size: i64 = sqlx::query_scalar("SELECT size_bytes FROM batches WHERE id = $1")
-        .bind(id)
-        .fetch_one(pool)
-        .await?;
-    let mut body = Vec::with_capacity(size as usize);
+    let (size, purged): (i64, Option<DateTime<Utc>>) =
+        sqlx::query_as("SELECT size_bytes, data_purged_at FROM batches WHERE id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await?;
+    if let Some(at) = purged {
+        return Err(DataPurged(at).into());
+    }
+    let mut body = Vec::new();
+    // The stored size was bounded by the upload limit, but a refused allocation must not abort.
+    body.try_reserve_exact(usize::try_from(size.max(0))?)
+        .map_err(|e| anyhow::anyhow!("cannot hold the batch's {size} bytes: {e}"))?;
     let mut rows = sqlx::query_scalar::<_, Vec<u8>>(
         "SELECT body FROM batch_data WHERE batch_id = $1 ORDER BY seq",
     )
@@ -623,4 +656,188 @@ pub async fn resolve_version(
         Some(a) => Ok(Some(a)),
         None => version_by_name(pool, model_id, reference).await,
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retention.
+
+/// A model's retention policy (days; `None`: kept forever / no minimum).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct RetentionRow {
+    pub data_days: Option<i32>,
+    pub results_days: Option<i32>,
+    pub min_days: Option<i32>,
+}
+
+pub async fn get_retention(
+    pool: &PgPool,
+    model_id: Uuid,
+) -> sqlx::Result<Option<(RetentionRow, DateTime<Utc>)>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        data_days: Option<i32>,
+        results_days: Option<i32>,
+        min_days: Option<i32>,
+        updated_at: DateTime<Utc>,
+    }
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT data_days, results_days, min_days, updated_at FROM model_retention WHERE model_id = $1",
+    )
+    .bind(model_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| {
+        (
+            RetentionRow {
+                data_days: r.data_days,
+                results_days: r.results_days,
+                min_days: r.min_days,
+            },
+            r.updated_at,
+        )
+    }))
+}
+
+pub async fn put_retention(
+    pool: &PgPool,
+    model_id: Uuid,
+    r: &RetentionRow,
+) -> sqlx::Result<DateTime<Utc>> {
+    sqlx::query_scalar(
+        "INSERT INTO model_retention (model_id, data_days, results_days, min_days)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (model_id) DO UPDATE SET data_days = $2, results_days = $3, min_days = $4,
+             updated_at = now()
+         RETURNING updated_at",
+    )
+    .bind(model_id)
+    .bind(r.data_days)
+    .bind(r.results_days)
+    .bind(r.min_days)
+    .fetch_one(pool)
+    .await
+}
+
+/// Until when a batch is held by its model's minimum holding period (`None`: not held).
+pub async fn held_until(pool: &PgPool, batch_id: Uuid) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar(
+        "SELECT b.created_at + make_interval(days => r.min_days) FROM batches b
+         JOIN model_retention r ON r.model_id = b.model_id
+         WHERE b.id = $1 AND r.min_days IS NOT NULL
+           AND b.created_at + make_interval(days => r.min_days) > now()",
+    )
+    .bind(batch_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// What one retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub batches: u64,
+    pub results: u64,
+}
+
+/// Apply every model's retention policy, `chunk` rows per statement (each statement its own
+/// short transaction, no `RETURNING`): raw data of batches older than `max(data_days, min_days)`
+/// whose jobs are all finished, then results older than `max(results_days, min_days)`. Only one
+/// process purges at a time (an advisory lock); the others skip the pass.
+pub async fn purge_retention(pool: &PgPool, chunk: u32) -> sqlx::Result<Purged> {
+    const LOCK: i64 = 0x1a_7e_7e_47; // "retention"
+    let mut conn = pool.acquire().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(LOCK)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !locked {
+        return Ok(Purged::default());
+    }
+    let result = purge_locked(&mut conn, chunk.max(1) as i64).await;
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(LOCK)
+        .execute(&mut *conn)
+        .await;
+    result
+}
+
+async fn purge_locked(conn: &mut sqlx::PgConnection, chunk: i64) -> sqlx::Result<Purged> {
+    let policies: Vec<(Uuid, Option<i32>, Option<i32>)> = sqlx::query_as(
+        "SELECT model_id,
+                CASE WHEN data_days IS NULL THEN NULL ELSE greatest(data_days, coalesce(min_days, 0)) END,
+                CASE WHEN results_days IS NULL THEN NULL ELSE greatest(results_days, coalesce(min_days, 0)) END
+         FROM model_retention WHERE data_days IS NOT NULL OR results_days IS NOT NULL",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Purged::default();
+    for (model_id, data_days, results_days) in policies {
+        if let Some(days) = data_days {
+            loop {
+                let n = sqlx::query(
+                    "WITH b AS (
+                         SELECT id FROM batches
+                         WHERE model_id = $1 AND data_purged_at IS NULL
+                           AND created_at < now() - make_interval(days => $2)
+                           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = batches.id
+                                           AND j.state IN ('queued', 'running'))
+                         ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED),
+                     gone AS (DELETE FROM batch_data WHERE batch_id IN (SELECT id FROM b))
+                     UPDATE batches SET data_purged_at = now() WHERE id IN (SELECT id FROM b)",
+                )
+                .bind(model_id)
+                .bind(days)
+                .bind(chunk)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                out.batches += n;
+                if (n as i64) < chunk {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        if let Some(days) = results_days {
+            loop {
+                let n = sqlx::query(
+                    "DELETE FROM results WHERE id IN (
+                         SELECT id FROM results WHERE model_id = $1
+                           AND computed_at < now() - make_interval(days => $2)
+                         ORDER BY computed_at LIMIT $3)",
+                )
+                .bind(model_id)
+                .bind(days)
+                .bind(chunk)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                out.results += n;
+                if (n as i64) < chunk {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            loop {
+                let n = sqlx::query(
+                    "UPDATE batches SET results_purged_at = now() WHERE id IN (
+                         SELECT b.id FROM batches b WHERE b.model_id = $1
+                           AND b.results_purged_at IS NULL
+                           AND b.created_at < now() - make_interval(days => $2)
+                           AND NOT EXISTS (SELECT 1 FROM results r WHERE r.batch_id = b.id)
+                           AND EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = b.id AND j.state = 'succeeded')
+                         LIMIT $3)",
+                )
+                .bind(model_id)
+                .bind(days)
+                .bind(chunk)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                if (n as i64) < chunk {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(out)
 }

@@ -30,6 +30,18 @@ pub struct WorkerConfig {
     pub reap_interval: Duration,
     /// On shutdown, how long in-flight jobs may run on before they are released.
     pub shutdown_grace: Duration,
+    /// The pool's id (lease owners are `<id>/<slot>`); generated when `None`. A parent process
+    /// names its worker child's pool so that it can take back the child's jobs if it dies.
+    pub pool_id: Option<String>,
+    /// What one job may cost; checked from the batch's shape before the estimator runs.
+    pub limits: crate::estimate::cost::Limits,
+    /// The memory all of this pool's running jobs may need together (bytes): a job waits, its
+    /// lease kept, until its estimated need fits beside the others'.
+    pub memory_pool_bytes: u64,
+    /// How often the pool applies the models' retention policies (`None`: never).
+    pub retention_interval: Option<Duration>,
+    /// Rows a retention purge deletes per statement.
+    pub retention_chunk: u32,
 }
 
 impl Default for WorkerConfig {
@@ -40,7 +52,83 @@ impl Default for WorkerConfig {
             poll_interval: Duration::from_secs(2),
             reap_interval: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
+            pool_id: None,
+            limits: Default::default(),
+            memory_pool_bytes: 4 << 30,
+            retention_interval: None,
+            retention_chunk: 500,
         }
+    }
+}
+
+/// Logs a run of database failures once when it starts and once when it ends, instead of once
+/// per attempt, and gives the capped exponential backoff between attempts.
+struct Outage {
+    what: &'static str,
+    failing_since: Option<std::time::Instant>,
+    delay: Duration,
+}
+
+impl Outage {
+    const FIRST: Duration = Duration::from_millis(250);
+    const CAP: Duration = Duration::from_secs(5);
+
+    fn new(what: &'static str) -> Outage {
+        Outage {
+            what,
+            failing_since: None,
+            delay: Outage::FIRST,
+        }
+    }
+
+    fn ok(&mut self) {
+        if let Some(since) = self.failing_since.take() {
+            tracing::info!(
+                seconds = since.elapsed().as_secs_f64(),
+                "{}: the database answers again; resuming",
+                self.what
+            );
+        }
+        self.delay = Outage::FIRST;
+    }
+
+    /// Record a failure; returns how long to wait before the next attempt.
+    fn failed(&mut self, e: &dyn std::fmt::Display) -> Duration {
+        if self.failing_since.is_none() {
+            self.failing_since = Some(std::time::Instant::now());
+            tracing::warn!(error = %e, "{}: database error; backing off until it answers", self.what);
+        } else {
+            tracing::debug!(error = %e, "{}: still failing", self.what);
+        }
+        let d = self.delay;
+        self.delay = (self.delay * 2).min(Outage::CAP);
+        d
+    }
+}
+
+/// A fault injected on purpose, for tests of fault containment: `INFOAUDIT_TEST_FAULT` set to
+/// `abort:<estimator>` (the estimator asks for an impossible allocation, which aborts the process
+/// exactly as a real refused allocation does) or `panic:<estimator>`. Never set in production.
+fn injected_fault(estimator: &str) {
+    static FAULT: std::sync::LazyLock<Option<(String, String)>> = std::sync::LazyLock::new(|| {
+        let v = std::env::var("INFOAUDIT_TEST_FAULT").ok()?;
+        let (kind, est) = v.split_once(':')?;
+        Some((kind.to_string(), est.to_string()))
+    });
+    let Some((kind, target)) = FAULT.as_ref() else {
+        return;
+    };
+    if target != estimator {
+        return;
+    }
+    match kind.as_str() {
+        "abort" => {
+            tracing::warn!("INFOAUDIT_TEST_FAULT: allocating 64 TiB to abort this process");
+            let v: Vec<u8> = Vec::with_capacity(1 << 46);
+            std::hint::black_box(v);
+        }
+        "panic" => panic!("INFOAUDIT_TEST_FAULT: injected panic in {estimator}"),
+        _ => {}
     }
 }
 
@@ -48,6 +136,7 @@ impl Default for WorkerConfig {
 /// the process died: leases are left to expire).
 pub struct WorkerPool {
     tasks: JoinSet<()>,
+    memory: Arc<tokio::sync::Semaphore>,
     stop: CancellationToken,
     pub id: String,
 }
@@ -55,9 +144,14 @@ pub struct WorkerPool {
 impl WorkerPool {
     pub fn start(pool: PgPool, cfg: WorkerConfig, wake: Arc<Notify>) -> WorkerPool {
         let stop = CancellationToken::new();
-        let id = format!("{}-{}", hostname(), &uuid::Uuid::new_v4().to_string()[..8]);
+        let id = cfg.pool_id.clone().unwrap_or_else(|| {
+            format!("{}-{}", hostname(), &uuid::Uuid::new_v4().to_string()[..8])
+        });
         let mut tasks = JoinSet::new();
         let cfg = Arc::new(cfg);
+        let memory = Arc::new(tokio::sync::Semaphore::new(mib(cfg
+            .memory_pool_bytes
+            .max(cfg.limits.memory_bytes))));
         for i in 0..cfg.concurrency.max(1) {
             let w = Worker {
                 pool: pool.clone(),
@@ -65,12 +159,31 @@ impl WorkerPool {
                 wake: wake.clone(),
                 stop: stop.clone(),
                 owner: format!("{id}/{i}"),
+                memory: memory.clone(),
             };
             tasks.spawn(w.run());
         }
         tasks.spawn(reaper(pool.clone(), cfg.clone(), stop.clone()));
+        if let Some(every) = cfg.retention_interval {
+            tasks.spawn(retention(
+                pool.clone(),
+                every,
+                cfg.retention_chunk,
+                stop.clone(),
+            ));
+        }
         tasks.spawn(listener(pool, wake, stop.clone()));
-        WorkerPool { tasks, stop, id }
+        WorkerPool {
+            tasks,
+            memory,
+            stop,
+            id,
+        }
+    }
+
+    /// MiB of the memory pool not reserved by running jobs.
+    pub fn memory_available_mib(&self) -> usize {
+        self.memory.available_permits()
     }
 
     /// Stop claiming, let in-flight jobs finish within the grace period, release the rest.
@@ -86,6 +199,13 @@ impl WorkerPool {
     }
 }
 
+/// Bytes in whole MiB, rounded up, as semaphore permits (at least 1).
+fn mib(bytes: u64) -> usize {
+    usize::try_from(bytes.div_ceil(1 << 20))
+        .unwrap_or(usize::MAX)
+        .clamp(1, tokio::sync::Semaphore::MAX_PERMITS)
+}
+
 fn hostname() -> String {
     nix::unistd::gethostname()
         .ok()
@@ -94,14 +214,46 @@ fn hostname() -> String {
 }
 
 async fn reaper(pool: PgPool, cfg: Arc<WorkerConfig>, stop: CancellationToken) {
+    let mut outage = Outage::new("reaper");
     loop {
-        if let Err(e) = queue::reap(&pool, &cfg.queue).await {
-            tracing::warn!(error = %e, "reaper failed");
-        }
+        let wait = match queue::reap(&pool, &cfg.queue).await {
+            Ok(_) => {
+                outage.ok();
+                cfg.reap_interval
+            }
+            Err(e) => outage.failed(&e).min(cfg.reap_interval),
+        };
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(cfg.reap_interval) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// Apply the models' retention policies every `every` (the first pass soon after start).
+async fn retention(pool: PgPool, every: Duration, chunk: u32, stop: CancellationToken) {
+    let mut outage = Outage::new("retention");
+    let mut wait = every.min(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = match store::purge_retention(&pool, chunk).await {
+            Ok(p) => {
+                outage.ok();
+                if p.batches > 0 || p.results > 0 {
+                    crate::metrics::purged(p.batches, p.results);
+                    tracing::info!(
+                        batches = p.batches,
+                        results = p.results,
+                        "retention purged raw data and results"
+                    );
+                }
+                every
+            }
+            Err(e) => outage.failed(&e).min(every),
+        };
     }
 }
 
@@ -142,6 +294,7 @@ struct Worker {
     wake: Arc<Notify>,
     stop: CancellationToken,
     owner: String,
+    memory: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why a running estimator was asked to stop.
@@ -152,13 +305,18 @@ const STOP_SHUTDOWN: u64 = 3;
 
 impl Worker {
     async fn run(self) {
+        let mut outage = Outage::new("worker");
         loop {
             if self.stop.is_cancelled() {
                 return;
             }
             // Register interest before looking, so a wake-up between the two is not missed.
             let notified = self.wake.notified();
-            match queue::claim(&self.pool, &self.owner, &self.cfg.queue).await {
+            let claimed = queue::claim(&self.pool, &self.owner, &self.cfg.queue).await;
+            if claimed.is_ok() {
+                outage.ok();
+            }
+            match claimed {
                 Ok(Some(job)) => {
                     let span = tracing::info_span!("job", job_id = %job.id, batch_id = %job.batch_id, estimator = %job.estimator, attempt = job.attempts, request_id = job.request_id.as_deref().unwrap_or(""));
                     self.run_job(job).instrument(span).await;
@@ -171,20 +329,56 @@ impl Worker {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "claim failed");
+                    let wait = outage.failed(&e);
                     tokio::select! {
                         _ = self.stop.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = tokio::time::sleep(wait) => {}
                     }
                 }
             }
         }
     }
 
+    /// Load the batch, riding out a database outage for up to a third of the lease (heartbeats
+    /// are tried meanwhile); other errors are returned at once.
+    async fn load_batch(&self, job: &JobRow) -> anyhow::Result<Batch> {
+        let until = std::time::Instant::now() + self.cfg.queue.lease / 3;
+        let mut outage = Outage::new("loading a batch");
+        loop {
+            match store::load_batch_data(&self.pool, job.batch_id).await {
+                Ok(b) => return Ok(b),
+                Err(e) if outage_in(&e) && std::time::Instant::now() < until => {
+                    let wait = outage.failed(&e);
+                    tokio::time::sleep(wait).await;
+                    if let Some(token) = job.lease_token {
+                        let _ =
+                            queue::heartbeat(&self.pool, job.id, token, 0.0, &self.cfg.queue).await;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     async fn run_job(&self, job: JobRow) {
         let started = std::time::Instant::now();
-        let batch = match store::load_batch_data(&self.pool, job.batch_id).await {
+        let batch = match self.load_batch(&job).await {
             Ok(b) => b,
+            Err(e) if outage_in(&e) => {
+                // Still unreachable: leave the job to its lease; the reaper takes it back.
+                tracing::warn!(error = %e, "cannot load the batch: the database is unreachable");
+                return;
+            }
+            Err(e) if e.downcast_ref::<store::DataPurged>().is_some() => {
+                let p = Problem::new(
+                    StatusCode::GONE,
+                    "data-purged",
+                    "The batch's data was purged",
+                    e.to_string(),
+                );
+                self.record(&job, Record::Fail(p)).await;
+                return;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot load the batch; retrying later");
                 let p = Problem::new(
@@ -197,20 +391,51 @@ impl Worker {
                 return;
             }
         };
+        // The cost bound, again, before anything is allocated: the upload checked it with the
+        // limits of the API process; these are this worker's.
+        let shape = crate::domain::estimators::shape_of(&batch);
+        let need =
+            match estimate::cost::check(&job.estimator, &shape, &job.params, &self.cfg.limits) {
+                Ok(c) => c.bytes,
+                Err(reason) => {
+                    crate::metrics::job_over_budget();
+                    tracing::warn!(%reason, "job refused: over the per-job memory budget");
+                    let p = Problem::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "over-budget",
+                        "The job does not fit the worker's memory budget",
+                        reason,
+                    );
+                    self.record(&job, Record::Fail(p)).await;
+                    return;
+                }
+            };
         let progress = Arc::new(AtomicU64::new(0f64.to_bits()));
         let stop_reason = Arc::new(AtomicU64::new(STOP_NONE));
         let stop_flag = Arc::new(AtomicBool::new(false));
         let compute = {
             let (progress, stop_flag, job) = (progress.clone(), stop_flag.clone(), job.clone());
-            tokio::task::spawn_blocking(move || {
-                let report = |f: f64| progress.store(f.to_bits(), Ordering::Relaxed);
-                let cancelled = || stop_flag.load(Ordering::Relaxed);
-                let control = Control {
-                    progress: &report,
-                    cancelled: &cancelled,
-                };
-                compute(&job.estimator, &job.params, &batch, &control)
-            })
+            let memory = self.memory.clone();
+            async move {
+                // Wait (heartbeating) until this job's need fits beside the running ones'.
+                // Never more than the pool holds: the pool is at least the per-job budget, and the
+                // need was checked against that budget.
+                let want = u32::try_from(mib(need)).unwrap_or(u32::MAX);
+                let permit = memory.acquire_many_owned(want).await;
+                let r = tokio::task::spawn_blocking(move || {
+                    let report = |f: f64| progress.store(f.to_bits(), Ordering::Relaxed);
+                    let cancelled = || stop_flag.load(Ordering::Relaxed);
+                    let control = Control {
+                        progress: &report,
+                        cancelled: &cancelled,
+                    };
+                    injected_fault(&job.estimator);
+                    compute(&job.estimator, &job.params, &batch, &control)
+                })
+                .await;
+                drop(permit);
+                r
+            }
         };
         tokio::pin!(compute);
         let token = job.lease_token.expect("claimed");
@@ -259,45 +484,87 @@ impl Worker {
             _ => "failed",
         };
         crate::metrics::job_finished(&job.estimator, outcome_label, elapsed);
-        let written = match outcome {
-            _ if reason == STOP_LEASE_LOST => Ok(false),
-            Ok(Ok(out)) => {
-                let r = to_result(out);
-                queue::finish(&self.pool, &job, &r).await
-            }
+        let record = match outcome {
+            _ if reason == STOP_LEASE_LOST => Record::Nothing,
+            Ok(Ok(out)) => Record::Finish(to_result(out)),
             Ok(Err(EstimateError::Cancelled)) if reason == STOP_SHUTDOWN => {
                 tracing::info!("released on shutdown");
-                queue::release(&self.pool, &job).await
+                Record::Release
             }
-            Ok(Err(EstimateError::Cancelled)) => queue::mark_cancelled(&self.pool, &job).await,
-            Ok(Err(EstimateError::Invalid(msg))) => {
-                let p = Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "estimator-input",
-                    "The estimator cannot run on this batch",
-                    msg,
-                );
-                queue::fail(&self.pool, &job, &p).await
-            }
+            Ok(Err(EstimateError::Cancelled)) => Record::Cancelled,
+            Ok(Err(EstimateError::Invalid(msg))) => Record::Fail(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "estimator-input",
+                "The estimator cannot run on this batch",
+                msg,
+            )),
             Err(join) => {
                 tracing::error!(error = %join, "estimator panicked");
-                let p = Problem::new(
+                Record::Fail(Problem::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "estimator-crash",
                     "The estimator failed unexpectedly",
                     "the estimator stopped with an internal error; it has been logged",
-                );
-                queue::fail(&self.pool, &job, &p).await
+                ))
             }
         };
-        match written {
-            Ok(true) => tracing::info!(seconds = elapsed, "job done"),
-            Ok(false) => tracing::warn!("the job's lease was lost; its outcome was not recorded"),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not record the job's outcome; its lease will expire and it will run again")
+        self.record(&job, record).await;
+    }
+
+    /// Write a job's outcome (fenced on its lease). While the database is unreachable the write
+    /// is retried with backoff for up to twice the lease, so a short outage costs no rerun; past
+    /// that the lease has long expired and the reaper reruns the job.
+    async fn record(&self, job: &JobRow, record: Record) {
+        let until = std::time::Instant::now() + self.cfg.queue.lease * 2;
+        let mut outage = Outage::new("recording a job's outcome");
+        loop {
+            let written = match &record {
+                Record::Nothing => Ok(false),
+                Record::Finish(r) => queue::finish(&self.pool, job, r).await,
+                Record::Release => queue::release(&self.pool, job).await,
+                Record::Cancelled => queue::mark_cancelled(&self.pool, job).await,
+                Record::Fail(p) => queue::fail(&self.pool, job, p).await,
+            };
+            match written {
+                Ok(true) => {
+                    outage.ok();
+                    tracing::info!("job done");
+                    return;
+                }
+                Ok(false) => {
+                    if !matches!(record, Record::Nothing) {
+                        tracing::warn!("the job's lease was lost; its outcome was not recorded");
+                    }
+                    return;
+                }
+                Err(e) if crate::db::is_unavailable(&e) && std::time::Instant::now() < until => {
+                    let wait = outage.failed(&e);
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not record the job's outcome; its lease will expire and it will run again");
+                    return;
+                }
             }
         }
     }
+}
+
+/// What a finished run writes.
+enum Record {
+    Nothing,
+    Finish(NewResult),
+    Release,
+    Cancelled,
+    Fail(Problem),
+}
+
+/// Whether an error (from the store) is the database being unreachable.
+fn outage_in(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<sqlx::Error>()
+            .is_some_and(crate::db::is_unavailable)
+    })
 }
 
 fn to_result(out: Output) -> NewResult {

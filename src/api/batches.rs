@@ -32,7 +32,7 @@ fn body_rejection(r: BytesRejection) -> Error {
     }
 }
 
-fn json_content_type(headers: &HeaderMap) -> Result<()> {
+pub fn require_json(headers: &HeaderMap) -> Result<()> {
     let mime = ingest::media_type(headers);
     if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
         Ok(())
@@ -122,6 +122,15 @@ async fn accepted(state: &AppState, batch_id: Uuid, status: StatusCode) -> Resul
 /// `Idempotency-Key` (optional, kept 24 hours): a retry with the same key and body returns the
 /// original 202 with the same batch; the same key with another body is refused with 422; while
 /// the first request is still in flight, 409.
+///
+/// Cost bounds: each estimator's memory need is estimated from the batch's shape (N, K classes,
+/// L labels, dx, dy) and its parameters before anything runs (`GET /v1/estimators` shows the
+/// budget). A requested estimator over the per-job budget is refused (422 naming it, its need
+/// and the limit); a default estimator over it is left out and listed with the reason in
+/// `batch.estimators_skipped`. More classes than `--max-classes`: 422 at `/classes`.
+///
+/// Backpressure: while the queue is over its ceiling the upload answers 503 with `Retry-After`
+/// and stores nothing.
 #[utoipa::path(
     post,
     path = "/v1/models/{model}/versions/{version}/batches",
@@ -148,7 +157,9 @@ async fn accepted(state: &AppState, batch_id: Uuid, status: StatusCode) -> Resul
         (status = 409, description = "A request with this Idempotency-Key is still in flight", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over the upload limit", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON, NDJSON or CSV, or a Content-Encoding other than gzip or zstd", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid batch, names, or Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid batch, names, or Idempotency-Key reused with another body; more classes than --max-classes; a requested estimator whose estimated memory on this batch is over the per-job budget (the error names the estimator, its need and the limit)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The queue is over its ceiling (--max-queued-jobs, --max-queue-age-seconds) or the database is unreachable; nothing was stored; see Retry-After", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn upload(
@@ -160,6 +171,8 @@ pub async fn upload(
 ) -> Result<Response> {
     let model = path_name("model", &model)?;
     let version = path_name("version", &version)?;
+    // Shed load before reading the body: a full queue refuses at once.
+    super::overload::check_queue(&state).await?;
     let format = ingest::format_of(&headers)?;
     let coding = ingest::coding_of(&headers)?;
     let options = query.options(format)?;
@@ -190,6 +203,7 @@ pub async fn upload(
         path: format!("/v1/models/{model}/versions/{version}/batches"),
     };
     let reader = ingest::blocking_reader(body);
+    let cost_limits = state.limits.cost;
 
     // Read, decompress, parse, validate and encode off the async threads; the text is dropped as
     // soon as it is parsed (NDJSON and CSV are never held whole).
@@ -201,8 +215,16 @@ pub async fn upload(
         };
         let valid = decoded.request.validate().map_err(located)?;
         let (batch, metadata) = (valid.batch, valid.metadata);
-        let specs = estimators::resolve(&batch, valid.estimators.as_deref(), "estimators")
-            .map_err(located)?;
+        if let Some(e) = estimators::check_classes(&batch, &cost_limits) {
+            return Err(located(vec![e]));
+        }
+        let resolved = estimators::resolve(
+            &batch,
+            valid.estimators.as_deref(),
+            "estimators",
+            &cost_limits,
+        )
+        .map_err(located)?;
         let stored = batch.encode();
         let digest = sha256_hex(&stored);
         let labels_digest = batch.labels_digest();
@@ -212,7 +234,8 @@ pub async fn upload(
             digest,
             labels_digest,
             metadata,
-            specs,
+            specs: resolved.specs,
+            skipped: resolved.skipped,
             batch: BatchHead::of(&batch),
         })
     })
@@ -259,6 +282,7 @@ pub async fn upload(
             labels_digest: prepared.labels_digest.as_deref(),
             content_type,
             metadata: &prepared.metadata,
+            estimators_skipped: &prepared.skipped,
         },
     )
     .await?;
@@ -280,6 +304,7 @@ struct Prepared {
     labels_digest: Option<String>,
     metadata: serde_json::Value,
     specs: Vec<estimators::JobSpec>,
+    skipped: Vec<estimators::Skipped>,
     batch: BatchHead,
 }
 
@@ -297,6 +322,14 @@ impl BatchHead {
             n: b.n,
             classes: b.classes.clone(),
         }
+    }
+}
+
+/// A batch whose data retention dropped: 410, not an internal error.
+fn purged_is_gone(e: anyhow::Error) -> Error {
+    match e.downcast_ref::<store::DataPurged>() {
+        Some(p) => Error::Gone(p.to_string()),
+        None => Error::Internal(e),
     }
 }
 
@@ -346,6 +379,7 @@ pub async fn get_batch(
     responses(
         (status = 200, body = Object, description = "The batch in the columnar JSON form of the upload"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The raw data was purged by the model's retention policy (results are kept)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_batch_data(
@@ -355,7 +389,12 @@ pub async fn get_batch_data(
     let row = store::get_batch(&state.pool, id)
         .await?
         .ok_or_else(|| not_found(id))?;
-    let batch = store::load_batch_data(&state.pool, id).await?;
+    if let Some(at) = row.data_purged_at {
+        return Err(Error::Gone(store::DataPurged(at).to_string()));
+    }
+    let batch = store::load_batch_data(&state.pool, id)
+        .await
+        .map_err(purged_is_gone)?;
     let body =
         tokio::task::spawn_blocking(move || serde_json::to_vec(&batch.to_json(&row.metadata)))
             .await
@@ -364,7 +403,8 @@ pub async fn get_batch_data(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// Delete a batch with its data, jobs and results.
+/// Delete a batch with its data, jobs and results. A batch younger than its model's minimum
+/// holding period (`min_days` of the retention policy) is kept: 409.
 #[utoipa::path(
     delete,
     path = "/v1/batches/{id}",
@@ -372,6 +412,7 @@ pub async fn get_batch_data(
     params(("id" = Uuid, Path, description = "Batch id")),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 409, description = "Held by the model's minimum holding period", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -379,6 +420,12 @@ pub async fn delete_batch(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode> {
+    if let Some(until) = store::held_until(&state.pool, id).await? {
+        return Err(Error::Conflict(format!(
+            "batch {id} is held by its model's minimum holding period (min_days) until {}",
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )));
+    }
     let n = sqlx::query("DELETE FROM batches WHERE id = $1")
         .bind(id)
         .execute(&state.pool)
@@ -409,6 +456,7 @@ pub struct AddJobs {
     responses(
         (status = 202, body = Accepted, description = "The batch and the requested jobs (new or existing)"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The raw data was purged by the model's retention policy", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -418,15 +466,24 @@ pub async fn add_jobs(
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    json_content_type(&headers)?;
+    require_json(&headers)?;
     let body = body.map_err(body_rejection)?;
     let req: AddJobs = parse_json(&body)?;
+    super::overload::check_queue(&state).await?;
     let row = store::get_batch(&state.pool, id)
         .await?
         .ok_or_else(|| not_found(id))?;
-    let batch = store::load_batch_data(&state.pool, id).await?;
-    let specs = estimators::resolve(&batch, Some(&req.estimators), "estimators")
-        .map_err(Error::Validation)?;
+    let batch = store::load_batch_data(&state.pool, id)
+        .await
+        .map_err(purged_is_gone)?;
+    let specs = estimators::resolve(
+        &batch,
+        Some(&req.estimators),
+        "estimators",
+        &state.limits.cost,
+    )
+    .map_err(Error::Validation)?
+    .specs;
     let mut tx = state.pool.begin().await?;
     let jobs = queue::enqueue(&mut tx, id, &specs, request_id(&headers)).await?;
     tx.commit().await?;

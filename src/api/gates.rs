@@ -16,6 +16,7 @@ use super::batches::path_name;
 use super::views::Page;
 use super::{encode_cursor, AppState, PageQuery, Unit, UnitQuery};
 use crate::error::{Error, FieldError, Problem, Result};
+use crate::estimate::EstimateError;
 use crate::gate::{self, Input, MetricRef, Rule, RuleOutcome, Source, Verdict};
 use crate::store;
 
@@ -502,11 +503,16 @@ async fn difference(
         None => {
             let mut cand_batches = Vec::with_capacity(cs.len());
             let mut base_batches = Vec::with_capacity(bs.len());
-            for (_, id, _) in &cs {
-                cand_batches.push(store::load_batch_data(&state.pool, *id).await?);
-            }
-            for (_, id, _) in &bs {
-                base_batches.push(store::load_batch_data(&state.pool, *id).await?);
+            // Raw data retention may have purged a side's batches: then the sides are combined
+            // as independent (their results and intervals are kept).
+            for (list, ids) in [(&mut cand_batches, &cs), (&mut base_batches, &bs)] {
+                for (_, id, _) in ids.iter() {
+                    match store::load_batch_data(&state.pool, *id).await {
+                        Ok(b) => list.push(b),
+                        Err(e) if e.is::<store::DataPurged>() => return Ok(independent()),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
             }
             let (estimator, cp, bp) = (metric.estimator.clone(), cs[0].2.clone(), bs[0].2.clone());
             use sha2::Digest;
@@ -528,7 +534,11 @@ async fn difference(
                 )
             })
             .await
-            .map_err(|e| Error::Internal(e.into()))?;
+            .unwrap_or_else(|e| {
+                Err(EstimateError::invalid(format!(
+                    "the paired comparison stopped: {e}"
+                )))
+            });
             match computed {
                 Ok(d) => {
                     state.caches.deltas.put(key, 0, d.clone());

@@ -368,7 +368,18 @@ impl Upload {
                     Coding::Identity => self.declared_length.unwrap_or(0),
                     _ => self.declared_length.unwrap_or(0).saturating_mul(4),
                 };
-                let mut text = Vec::with_capacity(capacity.min(self.limit) as usize);
+                // The declared size is the client's word: reserve it fallibly (bounded by the
+                // limit), so a refused allocation is an answer, not an abort.
+                let mut text = Vec::new();
+                if text
+                    .try_reserve_exact(capacity.min(self.limit) as usize)
+                    .is_err()
+                {
+                    return Err(Error::Overloaded {
+                        detail: "not enough memory to read this body now; retry later".into(),
+                        retry_after: 5,
+                    });
+                }
                 let mut decoded = decoded;
                 decoded.read_to_end(&mut text).map_err(failure)?;
                 drop(decoded);

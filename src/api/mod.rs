@@ -9,6 +9,8 @@ pub mod jobs;
 pub mod keys;
 pub mod models;
 pub mod ops;
+pub mod overload;
+pub mod retention;
 pub mod views;
 
 use std::sync::atomic::AtomicBool;
@@ -55,6 +57,10 @@ pub struct Caches {
     pub summaries: GenerationCache<Arc<Vec<views::Metric>>>,
     /// Paired differences by (estimator, batches, params): immutable once computed.
     pub deltas: GenerationCache<crate::estimate::paired::PairedDelta>,
+    /// The queue's depth and oldest age, as last read for the upload ceiling.
+    pub queue: overload::QueueGauge,
+    /// Token buckets of the per-key rate limit.
+    pub buckets: overload::Buckets,
 }
 
 pub struct GenerationCache<V>(std::sync::Mutex<std::collections::HashMap<String, (i64, V)>>);
@@ -90,6 +96,16 @@ impl<V: Clone> GenerationCache<V> {
 pub struct Limits {
     pub max_upload_bytes: usize,
     pub max_body_bytes: usize,
+    /// What estimator jobs may cost (checked on upload and again by the worker).
+    pub cost: crate::estimate::cost::Limits,
+    /// Uploads answer 503 while this many jobs are queued (0: no ceiling).
+    pub max_queued_jobs: u64,
+    /// Uploads answer 503 while the oldest due queued job has waited this long (0: none).
+    pub max_queue_age_seconds: f64,
+    /// Requests per second per key (or client address) under /v1/ (0: no limit).
+    pub rate_limit: f64,
+    /// Token bucket size of the rate limit.
+    pub rate_burst: f64,
 }
 
 impl Default for Limits {
@@ -97,6 +113,11 @@ impl Default for Limits {
         Limits {
             max_upload_bytes: 256 * 1024 * 1024,
             max_body_bytes: 1024 * 1024,
+            cost: Default::default(),
+            max_queued_jobs: 50_000,
+            max_queue_age_seconds: 0.0,
+            rate_limit: 0.0,
+            rate_burst: 1.0,
         }
     }
 }
@@ -167,6 +188,10 @@ fn api_routes(limits: Limits) -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(models::get_model))
         .routes(utoipa_axum::routes!(models::list_versions))
         .routes(utoipa_axum::routes!(models::get_version))
+        .routes(utoipa_axum::routes!(
+            retention::put_retention,
+            retention::get_retention
+        ))
         .routes(utoipa_axum::routes!(estimators::list_estimators))
         .routes(utoipa_axum::routes!(gates::set_alias, gates::delete_alias))
         .routes(utoipa_axum::routes!(gates::put_policy, gates::get_policy))
@@ -243,9 +268,22 @@ fn document_common_responses(doc: &mut utoipa::openapi::OpenApi) {
             });
             let mut add = |code: &str, description: &str, when: bool| {
                 if when && !op.responses.responses.contains_key(code) {
-                    op.responses
-                        .responses
-                        .insert(code.to_string(), problem(description).into());
+                    let mut r = problem(description);
+                    if code == "429" || code == "503" {
+                        r.headers.insert(
+                            "Retry-After".to_string(),
+                            utoipa::openapi::HeaderBuilder::new()
+                                .schema(
+                                    ObjectBuilder::new()
+                                        .schema_type(Type::Integer)
+                                        .minimum(Some(1))
+                                        .build(),
+                                )
+                                .description(Some("Seconds to wait before retrying"))
+                                .build(),
+                        );
+                    }
+                    op.responses.responses.insert(code.to_string(), r.into());
                 }
             };
             let v1 = path.starts_with("/v1/");
@@ -260,6 +298,16 @@ fn document_common_responses(doc: &mut utoipa::openapi::OpenApi) {
             add("413", "Body over the limit", has_body);
             add("415", "Unsupported media type", has_body);
             add("422", "Invalid name or body", named || has_body);
+            add(
+                "429",
+                "The key's rate limit is exceeded (when --rate-limit is set); see Retry-After",
+                v1,
+            );
+            add(
+                "503",
+                "The database cannot be reached (or, on uploads, the queue is over its ceiling); nothing was changed; see Retry-After",
+                v1 || path == "/readyz" || path == "/metrics",
+            );
         }
     }
 }
@@ -275,6 +323,8 @@ pub fn router(state: AppState) -> Router {
         .route("/login", axum::routing::get(keys::login_form).post(keys::login))
         .route("/logout", axum::routing::post(keys::logout))
         .fallback(|| async { Error::NotFound("no such route".into()) })
+        // Inside authentication: the rate limit is per key.
+        .layer(middleware::from_fn_with_state(state.clone(), overload::rate_limit))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::middleware))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::from_fn(problem_everywhere))

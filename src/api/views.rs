@@ -210,6 +210,15 @@ pub struct Batch {
     #[schema(value_type = Object)]
     pub metadata: Value,
     pub created_at: DateTime<Utc>,
+    /// Default estimators left out of this batch's jobs because their estimated memory on this
+    /// batch is over the per-job budget, each with the reason (empty when none was).
+    #[schema(value_type = Vec<crate::domain::estimators::Skipped>)]
+    pub estimators_skipped: Value,
+    /// When the model's retention policy dropped this batch's raw data (`GET …/data` then
+    /// answers 410; results and sufficient statistics are kept). `null` while it is kept.
+    pub data_purged_at: Option<DateTime<Utc>>,
+    /// When the model's retention policy dropped this batch's results.
+    pub results_purged_at: Option<DateTime<Utc>>,
 }
 
 impl From<BatchRow> for Batch {
@@ -226,6 +235,9 @@ impl From<BatchRow> for Batch {
             content_type: b.content_type,
             metadata: b.metadata,
             created_at: b.created_at,
+            estimators_skipped: b.estimators_skipped,
+            data_purged_at: b.data_purged_at,
+            results_purged_at: b.results_purged_at,
         }
     }
 }

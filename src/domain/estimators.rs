@@ -64,6 +64,80 @@ pub struct EstimatorInfo {
     /// Whether its sufficient statistics add up across batches (exact pooled values per version).
     pub mergeable: bool,
     pub params: Vec<ParamInfo>,
+    /// What a batch may cost this estimator under this service's limits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<EstimatorLimits>,
+}
+
+/// The cost limits an estimator runs under, and what they allow.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EstimatorLimits {
+    /// Memory one job may need (`--job-memory-bytes`), estimated from the batch's shape before
+    /// anything runs.
+    pub job_memory_bytes: u64,
+    /// Most classes or labels a batch may have (`--max-classes`).
+    pub max_classes: u64,
+    /// How the memory need is estimated, in words.
+    pub cost: &'static str,
+    /// The largest batches that fit, for reference shapes (default parameters).
+    pub largest: Vec<Largest>,
+}
+
+/// The largest value of one dimension that fits the budget, with the rest of the shape fixed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Largest {
+    /// The fixed part of the shape, e.g. `N = 100000, probabilities`.
+    pub shape: String,
+    /// `K` (classes), `L` (labels) or `N` (samples).
+    pub dimension: &'static str,
+    pub value: u64,
+}
+
+/// A default estimator left out of a batch's jobs because it does not fit the limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Skipped {
+    pub estimator: String,
+    /// Why, with the estimated need and the limit.
+    pub reason: String,
+}
+
+/// The jobs to create for a batch, and the default estimators left out.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Resolved {
+    pub specs: Vec<JobSpec>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// The shape of a batch, as the cost functions see it.
+pub fn shape_of(b: &Batch) -> estimate::cost::Shape {
+    use super::batch::BatchData;
+    let mut s = estimate::cost::Shape {
+        n: b.n as u64,
+        weighted: b.weights.is_some(),
+        truth_matrix: b.truth_matrix.is_some(),
+        ..Default::default()
+    };
+    match &b.data {
+        BatchData::Multiclass {
+            probabilities,
+            features,
+            ..
+        } => {
+            s.k = b.k() as u64;
+            s.probabilities = probabilities.is_some();
+            s.dx = features.as_ref().map_or(0, |f| f.cols as u64);
+        }
+        BatchData::Multilabel { .. } => s.l = b.k() as u64,
+        BatchData::Pairs { x, y } => {
+            s.dx = x.cols as u64;
+            s.dy = y.cols as u64;
+        }
+        BatchData::Regression { .. } => {
+            s.dx = 1;
+            s.dy = 1;
+        }
+    }
+    s
 }
 
 /// A resolved estimator run: what a job carries.
@@ -262,6 +336,7 @@ impl Kind {
                 value: "jackknife bias-corrected mutual information I(true; predicted) of the confusion matrix (weights: at Kish's effective sample size), the centre of its interval value ± z·se; multilabel: the sum over labels of I(Y_j; Ŷ_j)",
                 details: vec!["plug_in", "jackknife_se", "miller_madow", "n_eff", "bias_correction", "nmi", "ami", "vi", "h_true", "h_pred", "confusion", "occupied_cells", "bias_ratio", "per_label"],
                 mergeable: true,
+                limits: None,
                 params: {
                     let mut v = bootstrap();
                     v.push(p("threshold", "number", "[0, 1]", "multilabel: a label is predicted when its score >= threshold"));
@@ -277,6 +352,7 @@ impl Kind {
                 value: "semantic mutual information (Lu's G measure) Σ P(x,y) log T(θy|x)/T(θy); may be -Infinity when a used prediction is never true",
                 details: vec!["efficiency", "shannon_bound", "normalized_semantic_mi", "upper_bound", "per_class", "semantic_entropy", "fuzzy_entropy", "negative_fraction", "worst_samples", "lbi_truth_matrix"],
                 mergeable: true,
+                limits: None,
                 params: bootstrap(),
             },
             Kind::CeBound => EstimatorInfo {
@@ -288,6 +364,7 @@ impl Kind {
                 value: "Barber–Agakov lower bound Ĥ(Y) − cross-entropy",
                 details: vec!["cross_entropy", "h_labels", "kl_marginal"],
                 mergeable: true,
+                limits: None,
                 params: bootstrap(),
             },
             Kind::Ksg => EstimatorInfo {
@@ -299,6 +376,7 @@ impl Kind {
                 value: "KSG (Kraskov–Stögbauer–Grassberger) algorithm 1 k-NN estimate of I(X;Y), standardised inputs, raw (not clipped at 0)",
                 details: vec!["k", "per_k", "metric", "clipped_value", "tied_fraction", "subsample_sd"],
                 mergeable: false,
+                limits: None,
                 params: vec![
                     p("k", "integer", ">= 1", "neighbours"),
                     p("metric", "string", "max | euclidean_per_space", "max: Chebyshev over the joint space (scikit-learn); euclidean_per_space: the Beyond-Normal benchmark's convention"),
@@ -319,6 +397,7 @@ impl Kind {
                 value: "Ross (2014) discrete–continuous k-NN estimate of I(label; features)",
                 details: vec!["k", "dims", "n_used", "dropped_singletons"],
                 mergeable: false,
+                limits: None,
                 params: vec![
                     p("k", "integer", ">= 1", "neighbours"),
                     p("standardize", "boolean", "", "divide each column by its standard deviation"),
@@ -342,6 +421,7 @@ impl Kind {
                 },
                 details: vec!["train_curve", "selected_step", "log_batch_ceiling", "saturated", "in_sample_value", "clipped_mass_fraction", "n_train", "n_test"],
                 mergeable: false,
+                limits: None,
                 params: vec![
                     p("hidden", "array", "layer widths", "critic hidden layers"),
                     p("activation", "string", "relu | tanh | leaky_relu", "hidden activation"),
@@ -366,6 +446,7 @@ impl Kind {
                 value: "R(G) information rate at s = 1 of the semantic channel, converged on the Kuhn–Tucker conditions (`converged_at_1`, `gap_at_1`)",
                 details: vec!["points", "g_at_1", "converged_at_1", "gap_at_1", "all_converged"],
                 mergeable: false,
+                limits: None,
                 params: vec![],
             },
         }
@@ -375,6 +456,128 @@ impl Kind {
 /// The catalog.
 pub fn catalog() -> Vec<EstimatorInfo> {
     Kind::ALL.into_iter().map(Kind::info).collect()
+}
+
+/// The catalog with each estimator's limits and the largest batches they allow.
+pub fn catalog_with_limits(limits: &estimate::cost::Limits) -> Vec<EstimatorInfo> {
+    Kind::ALL
+        .into_iter()
+        .map(|k| {
+            let mut info = k.info();
+            info.limits = Some(EstimatorLimits {
+                job_memory_bytes: limits.memory_bytes,
+                max_classes: limits.max_classes,
+                cost: estimate::cost::formula(k.id()),
+                largest: largest(k, limits),
+            });
+            info
+        })
+        .collect()
+}
+
+/// Reference shapes for the catalog (and the bench figures): the largest K, L or N that fits.
+pub fn largest(kind: Kind, limits: &estimate::cost::Limits) -> Vec<Largest> {
+    largest_at(kind, limits, 100_000)
+}
+
+/// [`largest`] with `n` samples in the shapes whose free dimension is K or L.
+pub fn largest_at(kind: Kind, limits: &estimate::cost::Limits, n: u64) -> Vec<Largest> {
+    use estimate::cost::{largest_fitting, Shape};
+    let params = kind
+        .canonical_params(serde_json::json!({}))
+        .expect("defaults are valid");
+    let multiclass = |probabilities: bool| Shape {
+        n,
+        probabilities,
+        ..Shape::default()
+    };
+    type Case = (String, &'static str, Shape, fn(&mut Shape, u64));
+    let classes: fn(&mut Shape, u64) = |s, v| s.k = v;
+    let labels: fn(&mut Shape, u64) = |s, v| s.l = v;
+    let samples: fn(&mut Shape, u64) = |s, v| s.n = v;
+    let d = |dx: u64, dy: u64, k: u64| Shape {
+        dx,
+        dy,
+        k,
+        ..Shape::default()
+    };
+    let cases: Vec<Case> = match kind {
+        Kind::ShannonMi => vec![
+            (
+                format!("N = {n}, predictions"),
+                "K",
+                multiclass(false),
+                classes,
+            ),
+            (
+                format!("N = {n}, multilabel"),
+                "L",
+                Shape {
+                    n,
+                    ..Shape::default()
+                },
+                labels,
+            ),
+        ],
+        Kind::SemanticMi => vec![
+            (
+                format!("N = {n}, probabilities"),
+                "K",
+                multiclass(true),
+                classes,
+            ),
+            (
+                format!("N = {n}, predictions (LBI truth matrix)"),
+                "K",
+                multiclass(false),
+                classes,
+            ),
+            (
+                format!("N = {n}, multilabel"),
+                "L",
+                Shape {
+                    n,
+                    ..Shape::default()
+                },
+                labels,
+            ),
+        ],
+        Kind::CeBound => vec![(
+            format!("N = {n}, probabilities"),
+            "K",
+            multiclass(true),
+            classes,
+        )],
+        Kind::RgCurve => vec![(
+            format!("N = {n}, predictions"),
+            "K",
+            multiclass(false),
+            classes,
+        )],
+        Kind::Ksg => vec![
+            ("dx = dy = 1".into(), "N", d(1, 1, 0), samples),
+            ("dx = dy = 16".into(), "N", d(16, 16, 0), samples),
+        ],
+        Kind::MixedKsg => vec![("K = 10, 16 features".into(), "N", d(16, 0, 10), samples)],
+        Kind::InfoNce | Kind::Mine | Kind::Nwj | Kind::Smile => {
+            vec![("dx = dy = 16".into(), "N", d(16, 16, 0), samples)]
+        }
+    };
+    cases
+        .into_iter()
+        .map(|(shape, dimension, base, set)| {
+            let max = if dimension == "N" {
+                1 << 40
+            } else {
+                limits.max_classes
+            };
+            Largest {
+                shape,
+                dimension,
+                value: largest_fitting(kind.id(), &base, &params, limits, max, set),
+            }
+        })
+        .collect()
 }
 
 fn spec(kind: Kind, params: serde_json::Value) -> Result<JobSpec, String> {
@@ -389,18 +592,42 @@ fn spec(kind: Kind, params: serde_json::Value) -> Result<JobSpec, String> {
 }
 
 /// Resolve a request's estimator list (or the default: every applicable estimator) into job specs,
-/// reporting each problem at `/{field}/{i}`.
+/// reporting each problem at `/{field}/{i}`. Costs are checked against `limits` before anything
+/// runs: a requested estimator over the budget is an error naming the estimator and the limit;
+/// a default one is left out, with the reason in `skipped`.
 pub fn resolve(
     batch: &Batch,
     requested: Option<&[EstimatorRef]>,
     field: &str,
-) -> Result<Vec<JobSpec>, Vec<FieldError>> {
+    limits: &estimate::cost::Limits,
+) -> Result<Resolved, Vec<FieldError>> {
+    let shape = shape_of(batch);
     let Some(requested) = requested else {
-        return Ok(Kind::ALL
-            .into_iter()
-            .filter(|k| k.default_on() && k.not_applicable(batch).is_none())
-            .map(|k| spec(k, serde_json::json!({})).expect("defaults are valid"))
-            .collect());
+        let mut out = Resolved::default();
+        for k in Kind::ALL {
+            if !k.default_on() || k.not_applicable(batch).is_some() {
+                continue;
+            }
+            let s = spec(k, serde_json::json!({})).expect("defaults are valid");
+            match estimate::cost::check(k.id(), &shape, &s.params, limits) {
+                Ok(_) => out.specs.push(s),
+                Err(reason) => out.skipped.push(Skipped {
+                    estimator: k.id().to_string(),
+                    reason,
+                }),
+            }
+        }
+        if out.specs.is_empty() {
+            let why: Vec<String> = out.skipped.iter().map(|s| s.reason.clone()).collect();
+            return Err(vec![FieldError::at(
+                format!("/{field}"),
+                format!(
+                    "no default estimator fits the limits for this batch: {}",
+                    why.join("; ")
+                ),
+            )]);
+        }
+        return Ok(out);
     };
     let mut errors = Vec::new();
     let mut out: Vec<JobSpec> = Vec::new();
@@ -426,6 +653,10 @@ pub fn resolve(
         }
         match spec(kind, params) {
             Ok(s) => {
+                if let Err(why) = estimate::cost::check(kind.id(), &shape, &s.params, limits) {
+                    errors.push(FieldError::at(format!("/{field}/{i}"), why));
+                    continue;
+                }
                 if !out
                     .iter()
                     .any(|o| o.estimator == s.estimator && o.params_hash == s.params_hash)
@@ -437,10 +668,34 @@ pub fn resolve(
         }
     }
     if errors.is_empty() {
-        Ok(out)
+        Ok(Resolved {
+            specs: out,
+            skipped: Vec::new(),
+        })
     } else {
         Err(errors)
     }
+}
+
+/// The class (or label) count limit: `None` when the batch is within it, else the error at
+/// `/classes`.
+pub fn check_classes(batch: &Batch, limits: &estimate::cost::Limits) -> Option<FieldError> {
+    let k = batch.k() as u64;
+    if matches!(batch.task, Task::Multiclass | Task::Multilabel) && k > limits.max_classes {
+        let what = if batch.task == Task::Multilabel {
+            "labels"
+        } else {
+            "classes"
+        };
+        return Some(FieldError::at(
+            "/classes",
+            format!(
+                "the batch has {k} {what}, over the limit of {} (--max-classes)",
+                limits.max_classes
+            ),
+        ));
+    }
+    None
 }
 
 /// Keys in `details` whose numbers are amounts of information (converted with `?unit=`); every

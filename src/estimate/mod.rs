@@ -13,6 +13,7 @@
 pub mod bootstrap;
 pub mod ce_bound;
 pub mod contingency;
+pub mod cost;
 pub mod paired;
 pub mod rg;
 pub mod rng;

@@ -91,6 +91,19 @@ pub async fn batch(state: &AppState, id: Uuid) -> WebResult {
         ct = E(&b.content_type),
         digest = E(&b.digest),
     );
+    if let Some(at) = &b.data_purged_at {
+        s.push_str(&format!(
+            "<p class=\"notice purged\">Raw data purged on {} by the model's retention policy; \
+             its results and sufficient statistics are kept.</p>",
+            time(at)
+        ));
+    }
+    if let Some(at) = &b.results_purged_at {
+        s.push_str(&format!(
+            "<p class=\"notice purged\">Results purged on {} by the model's retention policy.</p>",
+            time(at)
+        ));
+    }
     if b.metadata.as_object().is_some_and(|o| !o.is_empty()) {
         s.push_str("<details class=\"meta\"><summary>Metadata</summary>");
         s.push_str(&json_block(&b.metadata));

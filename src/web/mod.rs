@@ -60,6 +60,27 @@ impl IntoResponse for WebError {
                     page("Not found", &[crumb("not found", None)], None, &body),
                 )
             }
+            WebError::Internal(e)
+                if e.chain().any(|c| {
+                    c.downcast_ref::<sqlx::Error>()
+                        .is_some_and(crate::db::is_unavailable)
+                }) =>
+            {
+                tracing::warn!(error = %format!("{e:#}"), "dashboard page: database unavailable");
+                crate::metrics::database_unavailable_answer();
+                let body = "<section class=\"empty\"><h1>Temporarily unavailable</h1>\
+                    <p>The database cannot be reached at the moment; this page will work again \
+                    once it is back. Try again in a few seconds.</p></section>";
+                let mut resp = respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    page("Unavailable", &[crumb("unavailable", None)], None, body),
+                );
+                resp.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(crate::error::DATABASE_RETRY_AFTER),
+                );
+                resp
+            }
             WebError::Internal(e) => {
                 tracing::error!(error = %format!("{e:#}"), "dashboard page failed");
                 let body = "<section class=\"empty\"><h1>Something went wrong</h1>\

@@ -249,6 +249,7 @@ async fn codings_are_checked_and_bombs_stop_at_the_limit() {
     let app = app_with_limits(infoaudit::api::Limits {
         max_upload_bytes: 1 << 20,
         max_body_bytes: 1 << 16,
+        ..Default::default()
     })
     .await;
     let nd = ndjson().into_bytes();

@@ -266,6 +266,7 @@ async fn bodies_over_the_limit_get_413() {
     let app = app_with_limits(infoaudit::api::Limits {
         max_upload_bytes: 200,
         max_body_bytes: 100,
+        ..Default::default()
     })
     .await;
     let (s, _, b) = app

@@ -12,6 +12,8 @@ mod openapi;
 mod processes;
 mod queue;
 mod reads;
+mod retention;
+mod robustness;
 mod rollups;
 mod server;
 mod web;

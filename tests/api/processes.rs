@@ -33,19 +33,38 @@ fn free_port() -> u16 {
 }
 
 async fn start(role: &str, db: &str, port: Option<u16>, extra: &[&str]) -> Service {
+    start_with(role, Some(db), port, extra, &[]).await
+}
+
+/// A service process on the test database `db`, or (`None`) on its own embedded cluster (give
+/// `--data-dir`), with extra environment variables.
+async fn start_with(
+    role: &str,
+    db: Option<&str>,
+    port: Option<u16>,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Service {
     let log = std::env::temp_dir().join(format!(
-        "infoaudit-proc-{db}-{role}-{}.log",
+        "infoaudit-proc-{}-{role}-{}.log",
+        db.unwrap_or("embedded"),
         uuid::Uuid::new_v4().simple()
     ));
     let file = std::fs::File::create(&log).unwrap();
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_infoaudit"));
     cmd.args(["serve", "--role", role])
         .args(extra)
-        .env("DATABASE_URL", database_url(db))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(file)
         .kill_on_drop(true);
+    match db {
+        Some(db) => cmd.env("DATABASE_URL", database_url(db)),
+        None => cmd.env_remove("DATABASE_URL"),
+    };
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     let url = port.map(|p| {
         cmd.args(["--addr", &format!("127.0.0.1:{p}")]);
         format!("http://127.0.0.1:{p}")
@@ -57,7 +76,7 @@ async fn start(role: &str, db: &str, port: Option<u16>, extra: &[&str]) -> Servi
         log: log.clone(),
     };
     if let Some(url) = &svc.url {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(r) = reqwest::get(format!("{url}/readyz")).await {
                 if r.status().is_success() {
@@ -80,9 +99,16 @@ impl Service {
         self.url.as_deref().unwrap()
     }
 
-    fn signal(&mut self, sig: nix::sys::signal::Signal) {
+    /// Signal the process and its descendants (with `--role all`, its worker process), the
+    /// children first.
+    fn signal_tree(&mut self, sig: nix::sys::signal::Signal) {
         let pid = self.child.id().expect("still running") as i32;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+        let mut all = descendants(pid);
+        all.reverse();
+        all.push(pid);
+        for p in all {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), sig);
+        }
     }
 
     async fn stop(mut self) {
@@ -94,6 +120,36 @@ impl Service {
         }
         let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
     }
+}
+
+/// Every descendant of `pid` (children, their children, …), parents before children.
+fn descendants(pid: i32) -> Vec<i32> {
+    let mut parent_of: Vec<(i32, i32)> = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|x| x.parse().ok()) {
+            parent_of.push((p, ppid));
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for &(c, pp) in &parent_of {
+            if pp == p {
+                out.push(c);
+                frontier.push(c);
+            }
+        }
+    }
+    out
 }
 
 async fn upload(http: &reqwest::Client, url: &str, version: &str, body: &Value) -> Option<String> {
@@ -262,7 +318,8 @@ async fn sigkill_while_jobs_run_then_restart_loses_nothing() {
         );
         let uploading = sent.load(std::sync::atomic::Ordering::Relaxed);
         if done > 0 && running > 0 && (3..60).contains(&uploading) {
-            svc.signal(nix::sys::signal::SIGSTOP);
+            // The API process and its worker process: the machine goes down as a whole.
+            svc.signal_tree(nix::sys::signal::SIGSTOP);
             tokio::time::sleep(Duration::from_millis(300)).await;
             let frozen: Vec<uuid::Uuid> =
                 sqlx::query_scalar("SELECT id FROM jobs WHERE state = 'running'")
@@ -270,10 +327,10 @@ async fn sigkill_while_jobs_run_then_restart_loses_nothing() {
                     .await
                     .unwrap();
             if !frozen.is_empty() {
-                svc.signal(nix::sys::signal::SIGKILL);
+                svc.signal_tree(nix::sys::signal::SIGKILL);
                 break frozen;
             }
-            svc.signal(nix::sys::signal::SIGCONT);
+            svc.signal_tree(nix::sys::signal::SIGCONT);
         }
         assert!(Instant::now() < deadline, "jobs never started");
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -326,4 +383,294 @@ async fn sigkill_while_jobs_run_then_restart_loses_nothing() {
             .collect();
     assert!(owners.iter().all(Option::is_some), "{owners:?}");
     svc.stop().await;
+}
+
+/// A counter from a Prometheus text exposition.
+async fn metric(http: &reqwest::Client, url: &str, name: &str) -> f64 {
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} is not in /metrics:\n{text}"))
+}
+
+async fn job_of(http: &reqwest::Client, url: &str, batch: &str, estimator: &str) -> Value {
+    let b: Value = http
+        .get(format!("{url}/v1/batches/{batch}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    b["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["estimator"] == estimator)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {estimator} job: {b}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_estimator_that_aborts_takes_down_only_the_worker_process() {
+    let (options, db) = fresh_db().await;
+    let pool = PgPool::connect_with(options).await.unwrap();
+    // rg_curve asks for an impossible allocation and the process aborts, as with the issue's
+    // 200 000-class batch before cost bounds; every other estimator runs normally.
+    let svc = start_with(
+        "all",
+        Some(&db),
+        Some(free_port()),
+        &["--workers", "2"],
+        &[("INFOAUDIT_TEST_FAULT", "abort:rg_curve")],
+    )
+    .await;
+    let url = svc.url().to_string();
+    let http = reqwest::Client::new();
+    let mut poison = classifier_batch(500, 4, 0.8, 1);
+    poison["estimators"] = json!(["shannon_mi", "rg_curve"]);
+    let poison_id = upload(&http, &url, "v1", &poison).await.unwrap();
+
+    // The API answers throughout: probe it every 20 ms until the poison job has ended.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let prober = {
+        let (http, url, id, done) = (http.clone(), url.clone(), poison_id.clone(), done.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut bad) = (0u32, Vec::new());
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                for path in ["/readyz".to_string(), format!("/v1/batches/{id}")] {
+                    match http.get(format!("{url}{path}")).send().await {
+                        Ok(r) if r.status() == 200 => ok += 1,
+                        Ok(r) => bad.push(format!("{path}: {}", r.status())),
+                        Err(e) => bad.push(format!("{path}: {e}")),
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (ok, bad)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let job = loop {
+        let j = job_of(&http, &url, &poison_id, "rg_curve").await;
+        if j["state"] == "failed" {
+            break j;
+        }
+        assert!(
+            ["queued", "running"].contains(&j["state"].as_str().unwrap()),
+            "{j}"
+        );
+        assert!(Instant::now() < deadline, "the poison job never ended: {j}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // A healthy batch after the crashes: the worker process is back and runs it.
+    let healthy = upload(&http, &url, "v1", &batch(7, 2000)).await.unwrap();
+    drain(&pool, 120).await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, bad) = prober.await.unwrap();
+    assert!(
+        bad.is_empty(),
+        "the API failed while workers crashed: {bad:?}"
+    );
+    assert!(ok > 20, "the API was probed ({ok} answers)");
+
+    assert_eq!(job["rescues"], 3, "{job}");
+    assert_eq!(
+        job["error"]["type"], "https://infoaudit.dev/problems/worker-crashed",
+        "{job}"
+    );
+    let detail = job["error"]["detail"].as_str().unwrap();
+    assert!(detail.contains("SIGABRT"), "{detail}");
+    let other = job_of(&http, &url, &poison_id, "shannon_mi").await;
+    assert_eq!(other["state"], "succeeded", "{other}");
+    for j in ["shannon_mi", "semantic_mi"] {
+        assert_eq!(job_of(&http, &url, &healthy, j).await["state"], "succeeded");
+    }
+    let restarts = metric(&http, &url, "infoaudit_worker_process_restarts_total").await;
+    assert!(restarts >= 3.0, "{restarts}");
+    eprintln!(
+        "containment: {ok} API answers while the worker process aborted {restarts} times; \
+         the poison job ended failed after {} rescues",
+        job["rescues"]
+    );
+    svc.stop().await;
+}
+
+/// One upload: its status, its `Retry-After`, its body.
+async fn try_upload(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Value,
+) -> Result<(u16, Option<String>, Value), String> {
+    let r = http
+        .post(format!("{url}/v1/models/outage/versions/v1/batches"))
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    let v: Value = r.json().await.map_err(|e| e.to_string())?;
+    if status >= 400 {
+        assert_eq!(ct.as_deref(), Some("application/problem+json"), "{v}");
+    }
+    Ok((status, retry, v))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_embedded_postgres_under_uploads_heals_without_a_restart() {
+    // The service's own embedded cluster (no DATABASE_URL), in a short path for its socket.
+    let dir = std::path::PathBuf::from(format!(
+        "/tmp/ia-outage-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
+    let dir_s = dir.display().to_string();
+    let svc = start_with(
+        "all",
+        None,
+        Some(free_port()),
+        &[
+            "--data-dir",
+            &dir_s,
+            "--workers",
+            "2",
+            "--lease-seconds",
+            "5",
+        ],
+        &[],
+    )
+    .await;
+    let url = svc.url().to_string();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // 8 concurrent uploaders; each records every outcome with the time its request was sent.
+    let mut uploaders = Vec::new();
+    for u in 0..8u64 {
+        let (http, url, stop) = (http.clone(), url.clone(), stop.clone());
+        uploaders.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut b = classifier_batch(300, 4, 0.8, u * 10_000 + i);
+                b["estimators"] = json!(["shannon_mi", "semantic_mi"]);
+                let sent = Instant::now();
+                let r = try_upload(&http, &url, &b).await;
+                seen.push((sent, r));
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pidfile = dir.join("postgres/postmaster.pid");
+    let pm: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pm), nix::sys::signal::SIGKILL).unwrap();
+    let kill = Instant::now();
+    // Readiness says 503 while the database is down, 200 once it is back.
+    let mut ready_503 = 0;
+    let recovered = loop {
+        let r = http.get(format!("{url}/readyz")).send().await.unwrap();
+        if r.status() == 200 && kill.elapsed() > Duration::from_millis(200) {
+            break kill.elapsed();
+        }
+        if r.status() == 503 {
+            assert!(r.headers().contains_key("retry-after"));
+            ready_503 += 1;
+        }
+        assert!(
+            kill.elapsed() < Duration::from_secs(30),
+            "not ready 30 s after the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut accepted = Vec::new();
+    let (mut n503, mut n500, mut other, mut transport) = (0, 0, Vec::new(), Vec::new());
+    let mut first_202_after: Option<Duration> = None;
+    for u in uploaders {
+        for (sent, r) in u.await.unwrap() {
+            match r {
+                Ok((202, _, v)) => {
+                    accepted.push(v["batch"]["id"].as_str().unwrap().to_string());
+                    if sent > kill {
+                        let d = sent - kill;
+                        first_202_after = Some(first_202_after.map_or(d, |f| f.min(d)));
+                    }
+                }
+                Ok((503, retry, v)) => {
+                    assert!(retry.is_some(), "503 without Retry-After: {v}");
+                    n503 += 1;
+                }
+                Ok((500, _, v)) => {
+                    n500 += 1;
+                    other.push(v);
+                }
+                Ok((s, _, v)) => other.push(json!({"status": s, "body": v})),
+                Err(e) => transport.push(e),
+            }
+        }
+    }
+    assert_eq!(n500, 0, "500s were served: {other:?}");
+    assert!(other.is_empty(), "unexpected answers: {other:?}");
+    assert!(
+        transport.is_empty(),
+        "the API dropped requests: {transport:?}"
+    );
+    let first = first_202_after.expect("uploads succeeded again after the kill");
+    assert!(first < Duration::from_secs(30), "{first:?}");
+    let restarts = metric(&http, &url, "infoaudit_database_restarts_total").await;
+    assert!(
+        restarts >= 1.0,
+        "the supervisor restarted PostgreSQL: {restarts}"
+    );
+
+    // Every 202 is there with all its results exactly once.
+    let pool = PgPool::connect(&format!(
+        "postgres://postgres@localhost/infoaudit?host={}",
+        dir.join("postgres").display()
+    ))
+    .await
+    .unwrap();
+    drain(&pool, 180).await;
+    assert_exactly_once(&pool, &accepted).await;
+    let rescued: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE rescues > 0")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    eprintln!(
+        "outage: {} uploads accepted, {n503} answered 503, 0 answered 500; /readyz 503 {ready_503} times; \
+         ready again {recovered:?} after the kill, first accepted upload sent {first:?} after it; \
+         {rescued} jobs rescued; none lost or duplicated",
+        accepted.len()
+    );
+    pool.close().await;
+    svc.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -233,6 +233,7 @@ pub fn fast_workers(concurrency: usize) -> WorkerConfig {
         poll_interval: Duration::from_millis(100),
         reap_interval: Duration::from_millis(200),
         shutdown_grace: Duration::from_secs(0),
+        ..WorkerConfig::default()
     }
 }
 

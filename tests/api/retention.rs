@@ -1,0 +1,266 @@
+//! Retention: raw data dropped after `data_days` with pooled values and history unchanged, 410
+//! for purged data, results dropped after `results_days`, a minimum holding period that deletes
+//! and purges respect, purges in bounded chunks in the background.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{json, Value};
+
+use crate::support::{app, classifier_batch, fast_workers, TestApp};
+
+async fn put(app: &TestApp, model: &str, body: Value) -> (StatusCode, Value) {
+    app.send(
+        "PUT",
+        &format!("/v1/models/{model}/retention"),
+        None,
+        Some(&body),
+    )
+    .await
+}
+
+async fn backdate(app: &TestApp, ids: &[String], days: i32) {
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|s| s.parse().unwrap()).collect();
+    sqlx::query(
+        "UPDATE batches SET created_at = now() - make_interval(days => $2) WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .bind(days)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
+/// The version summary's pooled values and the history's points: what must not change when
+/// raw data is purged.
+async fn what_users_read(app: &TestApp) -> (Value, Value) {
+    let (s, v) = app.get("/v1/models/r/versions/v1").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let pooled: Vec<Value> = v["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| json!([m["estimator"], m["pooled"], m["pooled_batches"]]))
+        .collect();
+    let (s, h) = app
+        .get("/v1/models/r/history?metric=semantic_mi&version=v1")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{h}");
+    (json!(pooled), h)
+}
+
+#[tokio::test]
+async fn purged_data_answers_410_and_pooled_values_and_history_stay_exact() {
+    let app = app().await;
+    let mut ids = Vec::new();
+    for seed in 0..4 {
+        let mut b = classifier_batch(400, 5, 0.7, seed);
+        b["estimators"] = json!(["shannon_mi", "semantic_mi"]);
+        let (s, v) = app.upload("r", "v1", &b).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        ids.push(v["batch"]["id"].as_str().unwrap().to_string());
+    }
+    let workers = app.workers(fast_workers(2));
+    for id in &ids {
+        let (_, b) = app.get(&format!("/v1/batches/{id}")).await;
+        for j in b["jobs"].as_array().unwrap() {
+            app.wait_job(j["id"].as_str().unwrap(), 60).await;
+        }
+    }
+    workers.shutdown().await;
+    let before = what_users_read(&app).await;
+    assert_eq!(before.0[0][2], 4, "{:?}", before.0);
+
+    // Policies: validated, stored, read back.
+    let (s, p) = put(&app, "r", json!({"data_days": 1, "min_days": 5})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["errors"][0]["pointer"], "/data_days");
+    let (s, p) = put(&app, "r", json!({"data_days": 1, "keep": 3})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    let (s, _) = put(&app, "nobody", json!({"data_days": 1})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, p) = app.get("/v1/models/r/retention").await;
+    assert_eq!((s, &p["updated_at"]), (StatusCode::OK, &Value::Null), "{p}");
+    let (s, p) = put(&app, "r", json!({"data_days": 1, "min_days": 1})).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    let (_, got) = app.get("/v1/models/r/retention").await;
+    assert_eq!(got["data_days"], 1);
+    assert_eq!(got["min_days"], 1);
+    assert_eq!(got["results_days"], Value::Null);
+
+    // Three batches are two days old, one is new.
+    backdate(&app, &ids[..3], 2).await;
+    // The minimum holding period: the new batch cannot be deleted yet.
+    let (s, p) = app
+        .send("DELETE", &format!("/v1/batches/{}", ids[3]), None, None)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("min_days"), "{p}");
+
+    // One batch per statement: three statements, each its own transaction.
+    let purged = infoaudit::store::purge_retention(&app.pool, 1)
+        .await
+        .unwrap();
+    assert_eq!((purged.batches, purged.results), (3, 0));
+    let left: i64 = sqlx::query_scalar("SELECT count(DISTINCT batch_id) FROM batch_data")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 1, "only the new batch keeps its raw data");
+    // Nothing more to do: a second pass purges nothing.
+    let again = infoaudit::store::purge_retention(&app.pool, 100)
+        .await
+        .unwrap();
+    assert_eq!((again.batches, again.results), (0, 0));
+
+    for id in &ids[..3] {
+        let (s, _, p) = app
+            .call(
+                Request::get(format!("/v1/batches/{id}/data"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::GONE, "{p}");
+        assert_eq!(p["type"], "https://infoaudit.dev/problems/gone");
+        assert!(p["detail"].as_str().unwrap().contains("purged"), "{p}");
+        let (_, b) = app.get(&format!("/v1/batches/{id}")).await;
+        assert!(b["data_purged_at"].is_string(), "{b}");
+        assert_eq!(
+            b["results"].as_array().unwrap().len(),
+            2,
+            "results are kept"
+        );
+        let (s, p) = app
+            .send(
+                "POST",
+                &format!("/v1/batches/{id}/jobs"),
+                None,
+                Some(&json!({"estimators": ["ce_bound"]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::GONE, "{p}");
+    }
+    let (s, _) = app.get(&format!("/v1/batches/{}/data", ids[3])).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, b) = app.get(&format!("/v1/batches/{}", ids[3])).await;
+    assert_eq!(b["data_purged_at"], Value::Null);
+    let (s, _, page) = app
+        .call(
+            Request::get(format!("/batches/{}", ids[0]))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.as_str().unwrap().contains("Raw data purged"));
+
+    // Pooled values and history are exactly what they were.
+    assert_eq!(what_users_read(&app).await, before);
+
+    // A job queued on purged data fails with the reason instead of retrying.
+    let batch_id: uuid::Uuid = ids[0].parse().unwrap();
+    sqlx::query(
+        "INSERT INTO jobs (id, batch_id, estimator, estimator_version, params, params_hash)
+         VALUES ($1, $2, 'ce_bound', '1', '{}', 'x')",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(batch_id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let workers = app.workers(fast_workers(1));
+    let (_, b) = app.get(&format!("/v1/batches/{}", ids[0])).await;
+    let job = b["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["estimator"] == "ce_bound")
+        .unwrap()
+        .clone();
+    let done = app.wait_job(job["id"].as_str().unwrap(), 30).await;
+    workers.shutdown().await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert_eq!(done["attempts"], 1, "{done}");
+    assert_eq!(
+        done["error"]["type"],
+        "https://infoaudit.dev/problems/data-purged"
+    );
+}
+
+#[tokio::test]
+async fn results_expire_in_the_background_and_the_batches_say_so() {
+    let app = app().await;
+    let mut ids = Vec::new();
+    for seed in 0..3 {
+        let mut b = classifier_batch(200, 3, 0.8, seed);
+        b["estimators"] = json!([{"id": "shannon_mi", "params": {"bootstrap": 0}}]);
+        let (s, v) = app.upload("r", "v1", &b).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        ids.push(v["batch"]["id"].as_str().unwrap().to_string());
+    }
+    // The purge runs in the worker pool every 100 ms.
+    let mut cfg = fast_workers(1);
+    cfg.retention_interval = Some(Duration::from_millis(100));
+    cfg.retention_chunk = 1;
+    let workers = app.workers(cfg);
+    for id in &ids {
+        let (_, b) = app.get(&format!("/v1/batches/{id}")).await;
+        app.wait_job(b["jobs"][0]["id"].as_str().unwrap(), 60).await;
+    }
+    let (s, _) = put(&app, "r", json!({"results_days": 1})).await;
+    assert_eq!(s, StatusCode::OK);
+    // Two batches (and their results) are old enough.
+    backdate(&app, &ids[..2], 3).await;
+    let old: Vec<uuid::Uuid> = ids[..2].iter().map(|s| s.parse().unwrap()).collect();
+    // Their results become three days old (deleted and inserted again through the triggers that
+    // keep the history cells).
+    sqlx::query("DELETE FROM results WHERE batch_id = ANY($1)")
+        .bind(&old)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    for id in &old {
+        sqlx::query(
+            "INSERT INTO results (id, job_id, batch_id, model_id, version_id, estimator,
+                 estimator_version, params, value, n, details, computed_at)
+             SELECT gen_random_uuid(), j.id, j.batch_id, b.model_id, b.version_id, j.estimator,
+                 j.estimator_version, j.params, 0.1, b.n, '{}', now() - interval '3 days'
+             FROM jobs j JOIN batches b ON b.id = j.batch_id WHERE j.batch_id = $1",
+        )
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, b) = app.get(&format!("/v1/batches/{}", ids[0])).await;
+        if b["results_purged_at"].is_string() {
+            assert!(b["results"].as_array().unwrap().is_empty(), "{b}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "results never purged: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    workers.shutdown().await;
+    let (_, h) = app
+        .get("/v1/models/r/history?metric=shannon_mi&version=v1")
+        .await;
+    let points = h["items"].as_array().map(Vec::len).unwrap_or(0);
+    assert_eq!(points, 1, "only the new batch's result is left: {h}");
+    let (_, b) = app.get(&format!("/v1/batches/{}", ids[2])).await;
+    assert_eq!(b["results"].as_array().unwrap().len(), 1);
+    assert_eq!(b["results_purged_at"], Value::Null);
+    let (_, _, m) = app
+        .call(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await;
+    assert!(m
+        .as_str()
+        .unwrap()
+        .contains("infoaudit_retention_purged_results_total"));
+}
