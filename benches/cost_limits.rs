@@ -1,11 +1,15 @@
 //! `cargo bench --bench cost_limits -- [--budget BYTES] [--n N] [--only ID] [--timeout SECS]`: for each
 //! estimator and reference shape of the catalog, the largest K (or N) its cost bound accepts
 //! under the per-job budget (default: the service's default, an eighth of this machine's
-//! memory), and the peak RSS of a real run there, each in a fresh process (`/proc/self/status`
-//! VmHWM, minus the process before the run: the batch itself and the runtime).
+//! memory), and the heap peak of a real run there, each in a fresh process (counted by the
+//! allocator of tests/counting/alloc.rs: the memory the run allocates beyond the batch, which is
+//! what the bound promises).
 //!
-//! Reports, per case: the bound, the peak RSS above the baseline, their ratio, and the run time.
+//! Reports, per case: the bound, the measured heap peak, their ratio, and the run time.
 //! A case over `--timeout` (default 600 s) is reported as such.
+
+// The counting allocator (tests/counting/alloc.rs) is the one unsafe block.
+#![allow(unsafe_code)]
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -16,19 +20,16 @@ use infoaudit::estimate::rng::SplitMix64;
 use infoaudit::estimate::{cost, Control};
 use serde_json::{json, Value};
 
+#[path = "../tests/counting/alloc.rs"]
+mod counting;
+
+#[global_allocator]
+static ALLOCATOR: counting::Counting = counting::Counting;
+
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn vm_hwm() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }
 
 fn vm_rss() -> u64 {
@@ -44,8 +45,12 @@ fn vm_rss() -> u64 {
 /// dimension.
 fn batch(kind: Kind, shape: &str, value: u64) -> Batch {
     let mut g = SplitMix64::new(7);
-    let n = if shape.starts_with("N = ") {
-        100_000
+    let n = if let Some(rest) = shape.strip_prefix("N = ") {
+        // The shape names its N ("N = 2000, probabilities").
+        rest.split(',')
+            .next()
+            .and_then(|v| v.trim().parse().ok())
+            .expect("the shape names its N")
     } else {
         value as usize
     };
@@ -117,15 +122,16 @@ fn child(args: &[String]) {
             json!({})
         })
         .unwrap();
+    // The heap peak the run adds (what the bound promises), counted by the allocator; RSS
+    // would also count the freed-but-kept memory of building the batch.
     let base = vm_rss();
-    let hwm_before = vm_hwm();
     let t = Instant::now();
-    let r = infoaudit::worker::compute(kind.id(), &params, &b, &Control::none());
+    let (r, peak) =
+        counting::peak_of(|| infoaudit::worker::compute(kind.id(), &params, &b, &Control::none()));
     let secs = t.elapsed().as_secs_f64();
-    let peak = vm_hwm().max(hwm_before);
     println!(
         "{} {} {secs:.2} {}",
-        peak.saturating_sub(base),
+        peak,
         base,
         if r.is_ok() { "ok" } else { "refused" }
     );
@@ -161,7 +167,7 @@ fn main() {
     );
     println!(
         "{:<12} {:<42} {:>3} {:>9} {:>11} {:>11} {:>6} {:>9}",
-        "estimator", "shape", "dim", "largest", "bound", "peak RSS", "ratio", "seconds"
+        "estimator", "shape", "dim", "largest", "bound", "heap peak", "ratio", "seconds"
     );
     let me = std::env::current_exe().unwrap();
     for kind in Kind::ALL {
