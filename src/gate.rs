@@ -95,7 +95,9 @@ pub enum Severity {
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Change {
+    #[schema(minimum = 0)]
     pub absolute: Option<f64>,
+    #[schema(minimum = 0)]
     pub relative: Option<f64>,
 }
 
@@ -106,11 +108,15 @@ pub struct Change {
     "max_regression": {"relative": 0.02}, "use": "ci_low", "severity": "critical"}))]
 pub struct Rule {
     /// `estimator` or `estimator.statistic` (e.g. `semantic_mi.efficiency`, `shannon_mi.nmi`).
+    #[schema(
+        pattern = r"^(shannon_mi|semantic_mi|ce_bound|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?$"
+    )]
     pub metric: String,
     pub op: Op,
     /// Absolute bound, in the request's unit (bits unless `?unit=nats`).
     pub threshold: Option<f64>,
     /// Baseline: an alias, a version name, or `previous` (the version created before the candidate).
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
     pub baseline: Option<String>,
     pub max_regression: Option<Change>,
     pub min_improvement: Option<Change>,

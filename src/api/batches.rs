@@ -139,14 +139,14 @@ async fn accepted(state: &AppState, batch_id: Uuid, status: StatusCode) -> Resul
         ("model" = String, Path, description = "Model name: 1–128 of [A-Za-z0-9._-], not starting with '.'"),
         ("version" = String, Path, description = "Version name, same rules"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: same key and body → the same batch"),
-        ("Content-Encoding" = Option<String>, Header, description = "gzip or zstd: the body is decompressed as it arrives; the decoded size is held to the upload limit too"),
+        ("Content-Encoding" = Option<String>, Header, pattern = "^(gzip|x-gzip|zstd|identity)$", description = "gzip or zstd (or identity): the body is decompressed as it arrives; the decoded size is held to the upload limit too"),
         UploadQuery,
     ),
     request_body(
         description = "A batch: columnar JSON, NDJSON (one sample per line: `{\"label\": 2, \"probabilities\": [0.1, 0.2, 0.7]}`; fields label, prediction, probabilities, scores, x, y, target, weight), or CSV (a header row; columns label, prediction, p_<class>, score_<label>, x_<i>, y_<i>, target, weight; multilabel cells list names separated by |). NDJSON and CSV take task, classes, estimators and metadata from the query; their errors name the row (from 0) and the column.",
         content(
             (BatchRequest = "application/json"),
-            (String = "application/x-ndjson", example = json!("{\"label\": \"cat\", \"probabilities\": [0.7, 0.2, 0.1]}\n{\"label\": \"dog\", \"probabilities\": [0.1, 0.8, 0.1]}\n")),
+            (String = "application/x-ndjson", example = json!("{\"label\": 0, \"probabilities\": [0.7, 0.2, 0.1]}\n{\"label\": 1, \"probabilities\": [0.1, 0.8, 0.1]}\n")),
             (String = "text/csv", example = json!("label,p_cat,p_dog,p_bird\ncat,0.7,0.2,0.1\ndog,0.1,0.8,0.1\n")),
         )
     ),

@@ -36,6 +36,7 @@ async fn model_or_404(state: &AppState, model: &str) -> Result<(Uuid, String)> {
 #[schema(example = json!({"version": "v7"}))]
 pub struct SetAlias {
     /// The version the alias should name.
+    #[schema(value_type = super::NameString)]
     pub version: String,
 }
 
@@ -146,6 +147,7 @@ pub async fn delete_alias(
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rules {
+    #[schema(min_items = 1)]
     pub rules: Vec<Rule>,
 }
 
@@ -304,12 +306,15 @@ pub async fn get_policy(
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"gate": "release", "wait_seconds": 120}))]
 pub struct GateRequest {
-    /// Name of a stored policy.
+    /// Name of a stored policy (give exactly one of `gate` and `rules`).
+    #[schema(value_type = Option<super::NameString>)]
     pub gate: Option<String>,
     /// Inline rules (instead of `gate`).
+    #[schema(min_items = 1)]
     pub rules: Option<Vec<Rule>>,
     /// Wait up to this long (0–600 s) for the version's queued or running jobs before deciding.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 600)]
     pub wait_seconds: f64,
 }
 

@@ -21,6 +21,9 @@ use crate::{stats, store};
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// `estimator` or `estimator.statistic`, e.g. `semantic_mi` or `shannon_mi.nmi`.
+    #[param(
+        pattern = r"^(shannon_mi|semantic_mi|ce_bound|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?$"
+    )]
     pub metric: String,
     /// Only this version (name or alias).
     pub version: Option<String>,
@@ -31,10 +34,12 @@ pub struct HistoryQuery {
     /// Downsample server-side to at most this many time buckets (1–10000). Buckets are equal
     /// width; when a bucket spans a minute or more they are aligned to whole UTC minutes, hours or
     /// days (the range's start rounded down), so they are read from pre-aggregated cells.
+    #[param(minimum = 1, maximum = 10000)]
     pub buckets: Option<u32>,
     /// `bits` (default) or `nats`.
     pub unit: Option<Unit>,
     /// Page size for raw points, 1–1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Cursor from the previous page (raw points only).
     pub cursor: Option<String>,
@@ -320,10 +325,14 @@ async fn compute_history(
 #[into_params(parameter_in = Query)]
 pub struct KpiQuery {
     /// One metric (`estimator` or `estimator.statistic`); default: every estimator's value.
+    #[param(
+        pattern = r"^(shannon_mi|semantic_mi|ce_bound|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?$"
+    )]
     pub metric: Option<String>,
     /// One KPI name (a key of the batches' `metadata.kpis`); default: every KPI found.
     pub kpi: Option<String>,
-    /// Interval level for the correlations (default 0.95).
+    /// Interval level for the correlations, strictly between 0 and 1 (default 0.95).
+    #[param(exclusive_minimum = 0.0, exclusive_maximum = 1.0)]
     pub level: Option<f64>,
 }
 

@@ -18,10 +18,14 @@ use crate::error::{Error, Problem, Result};
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "ci-pipeline", "scopes": ["ingest", "gate"], "models": ["fraud"]}))]
 pub struct NewKeyRequest {
+    /// 1–200 characters, not all blank.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     /// `ingest`, `read`, `gate`, `admin` (admin implies the others).
+    #[schema(min_items = 1)]
     pub scopes: Vec<Scope>,
     /// Limit the key to these models (default: every model).
+    #[schema(value_type = Option<Vec<super::NameString>>)]
     pub models: Option<Vec<String>>,
 }
 
@@ -63,7 +67,7 @@ pub async fn create_key(
     State(state): State<AppState>,
     Json(req): Json<NewKeyRequest>,
 ) -> Result<(StatusCode, Json<CreatedKey>)> {
-    if req.name.trim().is_empty() || req.name.len() > 200 {
+    if req.name.trim().is_empty() || req.name.chars().count() > 200 {
         return Err(Error::field("/name", "must be 1–200 characters"));
     }
     if req.scopes.is_empty() {

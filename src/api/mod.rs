@@ -143,11 +143,17 @@ impl Default for Limits {
         (name = "keys", description = "API keys (admin)"),
         (name = "operations", description = "Health and readiness"),
     ),
-    components(schemas(Problem, crate::error::FieldError)),
+    components(schemas(Problem, crate::error::FieldError, NameString)),
     modifiers(&BearerAuth),
     security((), ("bearer" = []))
 )]
 struct ApiDoc;
+
+/// A model, version, alias or gate name: 1–128 of letters, digits, '.', '_' and '-', not
+/// starting with '.' (`domain::names::PATTERN`; a test checks the two agree).
+#[derive(ToSchema)]
+#[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
+pub struct NameString(#[allow(dead_code)] String);
 
 /// API keys travel as `Authorization: Bearer <key>`.
 struct BearerAuth;
@@ -212,7 +218,98 @@ fn api_routes(limits: Limits) -> OpenApiRouter<AppState> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = api_routes(Limits::default()).split_for_parts().1;
     document_common_responses(&mut doc);
+    document_constraints(&mut doc);
     doc
+}
+
+/// Cross-field rules the server enforces, stated in the schemas so that a client generated from
+/// the document (or a fuzzer) builds only requests the server accepts: a gate request names a
+/// stored policy or gives rules, not both; a rule has a threshold, or a baseline with exactly one
+/// of max_regression and min_improvement (or both kinds of bound); a change gives absolute,
+/// relative or both.
+fn document_constraints(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{
+        AllOfBuilder, AnyOfBuilder, ObjectBuilder, OneOfBuilder, Schema, Type,
+    };
+    use utoipa::openapi::RefOr;
+    let typed = |t: Type| -> RefOr<Schema> { ObjectBuilder::new().schema_type(t).build().into() };
+    let shape = |required: &[&str], props: &[(&str, Type)]| -> RefOr<Schema> {
+        let mut b = ObjectBuilder::new();
+        for r in required {
+            b = b.required(*r);
+        }
+        for (name, t) in props {
+            b = b.property(*name, typed(t.clone()));
+        }
+        b.build().into()
+    };
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    let mut compose = |name: &str, extra: RefOr<Schema>| {
+        if let Some(base) = components.schemas.remove(name) {
+            let all = AllOfBuilder::new().item(base).item(extra).build();
+            components
+                .schemas
+                .insert(name.to_string(), Schema::AllOf(all).into());
+        }
+    };
+    compose(
+        "GateRequest",
+        RefOr::T(Schema::OneOf(
+            OneOfBuilder::new()
+                .item(shape(
+                    &["gate"],
+                    &[("gate", Type::String), ("rules", Type::Null)],
+                ))
+                .item(shape(
+                    &["rules"],
+                    &[("rules", Type::Array), ("gate", Type::Null)],
+                ))
+                .build(),
+        )),
+    );
+    compose(
+        "Rule",
+        RefOr::T(Schema::OneOf(
+            OneOfBuilder::new()
+                .item(shape(
+                    &["threshold"],
+                    &[
+                        ("threshold", Type::Number),
+                        ("baseline", Type::Null),
+                        ("max_regression", Type::Null),
+                        ("min_improvement", Type::Null),
+                    ],
+                ))
+                .item(shape(
+                    &["baseline", "max_regression"],
+                    &[
+                        ("baseline", Type::String),
+                        ("max_regression", Type::Object),
+                        ("min_improvement", Type::Null),
+                    ],
+                ))
+                .item(shape(
+                    &["baseline", "min_improvement"],
+                    &[
+                        ("baseline", Type::String),
+                        ("min_improvement", Type::Object),
+                        ("max_regression", Type::Null),
+                    ],
+                ))
+                .build(),
+        )),
+    );
+    compose(
+        "Change",
+        RefOr::T(Schema::AnyOf(
+            AnyOfBuilder::new()
+                .item(shape(&["absolute"], &[("absolute", Type::Number)]))
+                .item(shape(&["relative"], &[("relative", Type::Number)]))
+                .build(),
+        )),
+    );
 }
 
 /// Responses every operation of a kind can give, whatever its handler says: 401/403 from the
@@ -317,6 +414,7 @@ pub fn router(state: AppState) -> Router {
     let limits = state.limits;
     let (api, mut doc) = api_routes(limits).split_for_parts();
     document_common_responses(&mut doc);
+    document_constraints(&mut doc);
     // Swagger UI (vendored into the binary: no CDN, no download) also serves `/openapi.json`.
     api.merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc))
         .merge(crate::web::router())
@@ -417,6 +515,7 @@ async fn problem_everywhere(req: Request<Body>, next: Next) -> Response {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page size, 1–1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Opaque cursor from the previous page's `next_cursor`.
     pub cursor: Option<String>,

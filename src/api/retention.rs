@@ -34,12 +34,19 @@ pub struct Retention {
     pub min_days: Option<u32>,
 }
 
-/// The stored policy.
+/// The stored policy (the fields of [`Retention`], spelled out: a flattened request schema
+/// would forbid `model` and `updated_at` in the response's schema).
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"model": "fraud", "data_days": 30, "results_days": 365, "min_days": 7,
+    "updated_at": "2026-12-01T12:00:00Z"}))]
 pub struct RetentionPolicy {
     pub model: String,
-    #[serde(flatten)]
-    pub retention: Retention,
+    /// Days after upload before a batch's raw data is dropped (`null`: kept).
+    pub data_days: Option<u32>,
+    /// Days after computation before results are dropped (`null`: kept).
+    pub results_days: Option<u32>,
+    /// Minimum holding period in days (`null`: none).
+    pub min_days: Option<u32>,
     /// When the policy was last set (`null`: never; everything is kept).
     pub updated_at: Option<DateTime<Utc>>,
 }
@@ -91,16 +98,16 @@ fn policy(model: String, row: Option<(RetentionRow, DateTime<Utc>)>) -> Retentio
     match row {
         Some((r, at)) => RetentionPolicy {
             model,
-            retention: Retention {
-                data_days: days(r.data_days),
-                results_days: days(r.results_days),
-                min_days: days(r.min_days),
-            },
+            data_days: days(r.data_days),
+            results_days: days(r.results_days),
+            min_days: days(r.min_days),
             updated_at: Some(at),
         },
         None => RetentionPolicy {
             model,
-            retention: Retention::default(),
+            data_days: None,
+            results_days: None,
+            min_days: None,
             updated_at: None,
         },
     }

@@ -45,3 +45,61 @@ async fn served_spec_and_docs_ui_work_offline() {
     assert_eq!(s, StatusCode::OK);
     assert!(init.as_str().unwrap().contains("/openapi.json"));
 }
+
+/// The patterns written into the document by hand agree with the code that enforces them, and
+/// the cross-field rules are stated (a generated client or a fuzzer builds only accepted bodies).
+#[test]
+fn stated_constraints_agree_with_the_code() {
+    let doc = serde_json::to_value(infoaudit::api::openapi()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["NameString"]["pattern"],
+        infoaudit::domain::names::PATTERN
+    );
+    let rule = &schemas["Rule"]["allOf"];
+    assert_eq!(
+        rule[0]["properties"]["baseline"]["pattern"],
+        infoaudit::domain::names::PATTERN
+    );
+    // Every estimator id, and nothing else, starts a metric.
+    let metric = rule[0]["properties"]["metric"]["pattern"].as_str().unwrap();
+    let ids: Vec<&str> = infoaudit::domain::estimators::Kind::ALL
+        .iter()
+        .map(|k| k.id())
+        .collect();
+    let listed = metric
+        .trim_start_matches("^(")
+        .split(')')
+        .next()
+        .unwrap()
+        .split('|')
+        .collect::<Vec<_>>();
+    let mut a = ids.clone();
+    let mut b = listed.clone();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "metric pattern {metric}");
+    for path in [
+        "/v1/models/{model}/history",
+        "/v1/models/{model}/kpi-correlation",
+    ] {
+        let params = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let m = params.iter().find(|p| p["name"] == "metric").unwrap();
+        assert_eq!(m["schema"]["pattern"], metric, "{path}");
+    }
+    assert_eq!(
+        schemas["GateRequest"]["allOf"][1]["oneOf"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(rule[1]["oneOf"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        schemas["Change"]["allOf"][1]["anyOf"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
