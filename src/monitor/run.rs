@@ -635,7 +635,7 @@ async fn deliverer(
         )
         .bind(&owner)
         .bind(Uuid::new_v4())
-        .bind((cfg.timeout + cfg.lease).as_secs_f64())
+        .bind((cfg.timeout * 2 + Duration::from_secs(5)).as_secs_f64())
         .fetch_optional(&pool)
         .await;
         match claimed {

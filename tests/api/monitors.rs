@@ -18,13 +18,19 @@ type Received = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
 
 /// An HTTP receiver on 127.0.0.1 that records every request and answers the scripted statuses
 /// in turn (200 once the script is used up).
-struct Receiver {
-    url: String,
+pub struct Receiver {
+    pub url: String,
     got: Received,
 }
 
 impl Receiver {
-    async fn start(script: &[u16]) -> Receiver {
+    pub async fn start(script: &[u16]) -> Receiver {
+        Receiver::start_with(script, false).await
+    }
+
+    /// With `hold_first`, the first request of each `webhook-id` is recorded and never answered
+    /// (as if the receiver were slow while the sender dies); repeats are answered.
+    pub async fn start_with(script: &[u16], hold_first: bool) -> Receiver {
         let got: Received = Default::default();
         let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<_>>()));
         let (g, sc) = (got.clone(), script.clone());
@@ -33,7 +39,16 @@ impl Receiver {
             axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
                 let (g, sc) = (g.clone(), sc.clone());
                 async move {
-                    g.lock().unwrap().push((headers, body.to_vec()));
+                    let first = {
+                        let mut g = g.lock().unwrap();
+                        let id = headers.get("webhook-id").cloned();
+                        let first = !g.iter().any(|(h, _)| h.get("webhook-id") == id.as_ref());
+                        g.push((headers, body.to_vec()));
+                        first
+                    };
+                    if hold_first && first {
+                        tokio::time::sleep(Duration::from_secs(600)).await;
+                    }
                     let s = sc.lock().unwrap().pop_front().unwrap_or(200);
                     (StatusCode::from_u16(s).unwrap(), "ok")
                 }
@@ -50,18 +65,18 @@ impl Receiver {
         }
     }
 
-    fn count(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.got.lock().unwrap().len()
     }
 
-    fn message(&self, i: usize) -> (HeaderMap, Vec<u8>, Value) {
+    pub fn message(&self, i: usize) -> (HeaderMap, Vec<u8>, Value) {
         let g = self.got.lock().unwrap();
         let (h, b) = g[i].clone();
         let v = serde_json::from_slice(&b).unwrap();
         (h, b, v)
     }
 
-    async fn wait_for(&self, n: usize, secs: u64) {
+    pub async fn wait_for(&self, n: usize, secs: u64) {
         let deadline = std::time::Instant::now() + Duration::from_secs(secs);
         while self.count() < n {
             assert!(
@@ -75,7 +90,7 @@ impl Receiver {
 }
 
 /// Verify a Standard Webhooks signature with the secret shown at PUT.
-fn verifies(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
+pub fn verifies(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
     let key = base64::engine::general_purpose::STANDARD
         .decode(secret.strip_prefix("whsec_").unwrap())
         .unwrap();
@@ -97,7 +112,7 @@ fn verifies(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
 
 /// 200 samples of a binary classifier with `wrong` of every 8 predictions of label 0 flipped:
 /// `binary(0)` is perfect (shannon_mi ≈ 1 bit), `binary(3)` weak (≈ 0.14 bit).
-fn binary(wrong: usize) -> Value {
+pub fn binary(wrong: usize) -> Value {
     let (mut labels, mut preds) = (vec![], vec![]);
     for _ in 0..25 {
         let l = [0, 0, 0, 0, 1, 1, 1, 1];
