@@ -271,6 +271,13 @@ async fn a_regression_fires_once_signed_and_its_recovery_resolves() {
     let (_, got) = app.get("/v1/models/m/monitors/watch").await;
     assert_eq!(got["state"]["status"], "firing");
     assert_eq!(got["state"]["severity"], "fail");
+    // The model page lists the monitor, firing, and its open incident.
+    let (s, html) = app.get("/models/m").await;
+    assert_eq!(s, StatusCode::OK);
+    let html = html.as_str().unwrap();
+    assert!(html.contains("<h2>Monitors</h2>") && html.contains("firing: fail"));
+    assert!(html.contains("alias production"));
+    assert!(html.contains("<tr id=\"incident-"));
 
     // Another weak batch: evaluated, still firing, no second message.
     upload_and_wait(&app, "v1", &binary(3)).await;
