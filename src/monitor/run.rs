@@ -299,7 +299,9 @@ async fn evaluate(
     let batches: Vec<Uuid> = match (spec.window.batches, spec.window.hours) {
         (Some(n), _) => {
             sqlx::query_scalar(
-                "SELECT id FROM batches WHERE version_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+                "SELECT id FROM batches b WHERE version_id = $1 AND NOT EXISTS (
+                     SELECT 1 FROM jobs j WHERE j.batch_id = b.id AND j.state IN ('queued', 'running'))
+                 ORDER BY created_at DESC, id DESC LIMIT $2",
             )
             .bind(version_id)
             .bind(i64::from(n))
@@ -308,7 +310,8 @@ async fn evaluate(
         }
         (None, Some(h)) => {
             sqlx::query_scalar(
-                "SELECT id FROM batches WHERE version_id = $1 AND created_at >= now() - make_interval(secs => $2)",
+                "SELECT id FROM batches b WHERE version_id = $1 AND created_at >= now() - make_interval(secs => $2)
+                   AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = b.id AND j.state IN ('queued', 'running'))",
             )
             .bind(version_id)
             .bind(h * 3600.0)
@@ -316,7 +319,10 @@ async fn evaluate(
             .await?
         }
         (None, None) => {
-            sqlx::query_scalar("SELECT id FROM batches WHERE version_id = $1")
+            sqlx::query_scalar(
+                "SELECT id FROM batches b WHERE version_id = $1 AND NOT EXISTS (
+                     SELECT 1 FROM jobs j WHERE j.batch_id = b.id AND j.state IN ('queued', 'running'))",
+            )
                 .bind(version_id)
                 .fetch_all(pool)
                 .await?

@@ -26,7 +26,8 @@ pub struct Target {
 }
 
 /// Which of the target's results are judged: its last `batches` batches, or those uploaded in
-/// the last `hours` hours (at most one of the two; neither: every batch of the version). Within
+/// the last `hours` hours (at most one of the two; neither: every batch of the version); only
+/// batches whose jobs have all finished count (a batch still running is not in the window). Within
 /// the window, mergeable estimators are pooled exactly, others judged on the latest batch (the
 /// gate semantics).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema, PartialEq)]

@@ -549,3 +549,48 @@ async fn invalid_monitors_and_private_destinations_are_refused() {
     let (s, _) = app.get("/v1/models/m/monitors/watch").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_schedule_slot_is_evaluated_once_with_two_worker_pools() {
+    let app = app().await;
+    let (a, b) = (app.workers(fast_workers(1)), app.workers(fast_workers(1)));
+    production(&app).await;
+    let rx = Receiver::start(&[]).await;
+    let (s, m) = put(
+        &app,
+        "/v1/models/m/monitors/watch",
+        monitor(
+            &rx.url,
+            json!({"triggers": {"on_result": false, "on_alias_change": false, "every": "1h"}}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{m}");
+    let next: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(m["state"]["next_run_at"].clone()).unwrap();
+    assert!(next > chrono::Utc::now() + chrono::Duration::minutes(59));
+    // Make the slot due now: both pools' schedulers look every 100 ms; one enqueues it.
+    sqlx::query("UPDATE monitor_state SET next_run_at = now() - interval '1 second'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    wait_evaluations(&app, 1).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let every: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM monitor_jobs WHERE trigger = 'every'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(every, 1, "one evaluation per slot");
+    let (_, got) = app.get("/v1/models/m/monitors/watch").await;
+    assert_eq!(got["state"]["last_verdict"], "pass");
+    let next: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(got["state"]["next_run_at"].clone()).unwrap();
+    assert!(
+        next > chrono::Utc::now() + chrono::Duration::minutes(29),
+        "{got}"
+    );
+    assert_eq!(rx.count(), 0, "a passing evaluation sends nothing");
+    a.shutdown().await;
+    b.shutdown().await;
+}
