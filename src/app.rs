@@ -48,6 +48,13 @@ pub fn worker_config(args: &ServeArgs) -> WorkerConfig {
         retention_interval: (args.retention_interval_seconds > 0.0)
             .then(|| Duration::from_secs_f64(args.retention_interval_seconds.max(1.0))),
         retention_chunk: args.retention_chunk.max(1),
+        monitors: crate::monitor::MonitorConfig {
+            allow_private: args.webhook_allow_private,
+            public_url: args.public_url(),
+            retry_base: Duration::from_secs_f64(args.webhook_retry_seconds.clamp(0.01, 3600.0)),
+            timeout: Duration::from_secs_f64(args.webhook_timeout_seconds.clamp(0.1, 300.0)),
+            ..Default::default()
+        },
         ..WorkerConfig::default()
     }
 }
@@ -71,6 +78,7 @@ pub fn api_limits(args: &ServeArgs) -> Limits {
         max_queue_age_seconds: args.max_queue_age_seconds.max(0.0),
         rate_limit: rate,
         rate_burst: args.rate_limit_burst.unwrap_or(2.0 * rate).max(1.0),
+        webhook_allow_private: args.webhook_allow_private,
     }
 }
 

@@ -139,6 +139,23 @@ pub struct ServeArgs {
     /// Rows a retention purge deletes per statement (each in its own short transaction).
     #[arg(long, env = "INFOAUDIT_RETENTION_CHUNK", default_value_t = 500)]
     pub retention_chunk: u32,
+    /// Let monitor webhooks reach loopback, private and link-local addresses (refused by
+    /// default, so a webhook URL cannot reach internal services).
+    #[arg(long, env = "INFOAUDIT_WEBHOOK_ALLOW_PRIVATE", default_value_t = false)]
+    pub webhook_allow_private: bool,
+    /// The service's public base URL, for links in monitor messages (default: http://<addr>).
+    #[arg(long, env = "INFOAUDIT_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// First webhook retry delay in seconds (doubling with jitter, up to an hour, for 24 h).
+    #[arg(long, env = "INFOAUDIT_WEBHOOK_RETRY_SECONDS", default_value_t = 5.0)]
+    pub webhook_retry_seconds: f64,
+    /// One webhook attempt's time limit in seconds.
+    #[arg(
+        long,
+        env = "INFOAUDIT_WEBHOOK_TIMEOUT_SECONDS",
+        default_value_t = 10.0
+    )]
+    pub webhook_timeout_seconds: f64,
 }
 
 impl Default for ServeArgs {
@@ -164,6 +181,10 @@ impl Default for ServeArgs {
             rate_limit_burst: None,
             retention_interval_seconds: 300.0,
             retention_chunk: 500,
+            webhook_allow_private: false,
+            public_url: None,
+            webhook_retry_seconds: 5.0,
+            webhook_timeout_seconds: 10.0,
         }
     }
 }
@@ -242,10 +263,28 @@ impl ServeArgs {
             "--retention-chunk".into(),
             self.retention_chunk.to_string(),
         ];
+        a.extend([
+            "--public-url".into(),
+            self.public_url(),
+            "--webhook-retry-seconds".into(),
+            self.webhook_retry_seconds.to_string(),
+            "--webhook-timeout-seconds".into(),
+            self.webhook_timeout_seconds.to_string(),
+        ]);
+        if self.webhook_allow_private {
+            a.push("--webhook-allow-private".into());
+        }
         if self.log_json {
             a.push("--log-json".into());
         }
         a
+    }
+
+    /// `--public-url`, or `http://<addr>`.
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.addr))
     }
 
     pub fn worker_count(&self) -> usize {

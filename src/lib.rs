@@ -14,6 +14,7 @@ pub mod error;
 pub mod estimate;
 pub mod gate;
 pub mod metrics;
+pub mod monitor;
 pub mod queue;
 pub mod stats;
 pub mod store;

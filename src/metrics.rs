@@ -50,6 +50,10 @@ struct Registry {
     jobs_over_budget: u64,
     purged_batches: u64,
     purged_results: u64,
+    monitor_evaluations: BTreeMap<String, u64>,
+    webhook_attempts: BTreeMap<String, u64>,
+    webhook_attempt_seconds: Histogram,
+    webhook_delivery_seconds: Histogram,
     /// Worker metrics text sent by this process's worker child (`--role all`).
     child_worker_text: Option<String>,
     settings: BTreeMap<&'static str, f64>,
@@ -139,6 +143,30 @@ pub fn purged(batches: u64, results: u64) {
 }
 
 /// A configured limit, shown as a gauge (`infoaudit_limit{name=…}`).
+pub fn monitor_evaluated(verdict: &str) {
+    with(|r| {
+        *r.monitor_evaluations
+            .entry(verdict.to_string())
+            .or_default() += 1
+    });
+}
+
+/// One webhook attempt: its outcome (`delivered`, `retry`, `dead`, `lease_lost`), how long the
+/// HTTP exchange took, and for a delivered message the time since it was written to the outbox.
+pub fn webhook_attempt(outcome: &str, seconds: f64, delivered_after: Option<f64>) {
+    with(|r| {
+        *r.webhook_attempts.entry(outcome.to_string()).or_default() += 1;
+        r.webhook_attempt_seconds.observe(LATENCY_BUCKETS, seconds);
+        if let Some(s) = delivered_after {
+            r.webhook_delivery_seconds.observe(DELIVERY_BUCKETS, s);
+        }
+    });
+}
+
+const DELIVERY_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0, 3600.0, 86400.0,
+];
+
 pub fn set_setting(name: &'static str, value: f64) {
     with(|r| {
         r.settings.insert(name, value);
@@ -175,6 +203,38 @@ fn worker_section(out: &mut String, r: &Registry) {
     let _ = writeln!(out, "# HELP infoaudit_jobs_over_budget_total Jobs a worker refused because their estimated memory is over the per-job budget.\n# TYPE infoaudit_jobs_over_budget_total counter\ninfoaudit_jobs_over_budget_total {}", r.jobs_over_budget);
     let _ = writeln!(out, "# HELP infoaudit_retention_purged_batches_total Batches whose raw data retention purged.\n# TYPE infoaudit_retention_purged_batches_total counter\ninfoaudit_retention_purged_batches_total {}", r.purged_batches);
     let _ = writeln!(out, "# HELP infoaudit_retention_purged_results_total Results retention deleted.\n# TYPE infoaudit_retention_purged_results_total counter\ninfoaudit_retention_purged_results_total {}", r.purged_results);
+    out.push_str("# HELP infoaudit_monitor_evaluations_total Monitor evaluations by verdict.\n# TYPE infoaudit_monitor_evaluations_total counter\n");
+    for (v, n) in &r.monitor_evaluations {
+        let _ = writeln!(
+            out,
+            "infoaudit_monitor_evaluations_total{{verdict=\"{}\"}} {n}",
+            label(v)
+        );
+    }
+    out.push_str("# HELP infoaudit_webhook_attempts_total Webhook delivery attempts by outcome (delivered, retry, dead, lease_lost).\n# TYPE infoaudit_webhook_attempts_total counter\n");
+    for o in ["delivered", "retry", "dead", "lease_lost"] {
+        let n = r.webhook_attempts.get(o).copied().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "infoaudit_webhook_attempts_total{{outcome=\"{o}\"}} {n}"
+        );
+    }
+    out.push_str("# HELP infoaudit_webhook_attempt_duration_seconds One webhook HTTP attempt.\n# TYPE infoaudit_webhook_attempt_duration_seconds histogram\n");
+    histogram(
+        out,
+        "infoaudit_webhook_attempt_duration_seconds",
+        "",
+        LATENCY_BUCKETS,
+        &r.webhook_attempt_seconds,
+    );
+    out.push_str("# HELP infoaudit_webhook_delivery_seconds From a message's outbox write (the decision commit) to the receiver's 2xx.\n# TYPE infoaudit_webhook_delivery_seconds histogram\n");
+    histogram(
+        out,
+        "infoaudit_webhook_delivery_seconds",
+        "",
+        DELIVERY_BUCKETS,
+        &r.webhook_delivery_seconds,
+    );
 }
 
 fn label(v: &str) -> String {
@@ -201,6 +261,8 @@ fn histogram(out: &mut String, name: &str, labels: &str, buckets: &[f64], h: &Hi
 pub struct QueueSnapshot {
     pub by_state: Vec<(String, i64)>,
     pub oldest_queued_seconds: f64,
+    /// Firing monitor incidents (whole database).
+    pub open_incidents: i64,
 }
 
 /// The text exposition.
@@ -268,6 +330,7 @@ pub fn render(queue: &QueueSnapshot) -> String {
             .unwrap_or(0);
         let _ = writeln!(out, "infoaudit_jobs{{state=\"{state}\"}} {n}");
     }
+    let _ = writeln!(out, "# HELP infoaudit_monitor_open_incidents Monitor incidents firing now.\n# TYPE infoaudit_monitor_open_incidents gauge\ninfoaudit_monitor_open_incidents {}", queue.open_incidents);
     let _ = writeln!(out, "# HELP infoaudit_oldest_queued_job_age_seconds Age of the oldest due queued job.\n# TYPE infoaudit_oldest_queued_job_age_seconds gauge\ninfoaudit_oldest_queued_job_age_seconds {}", queue.oldest_queued_seconds);
     out
 }

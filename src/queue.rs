@@ -238,12 +238,14 @@ pub async fn finish(pool: &PgPool, job: &JobRow, result: &NewResult) -> sqlx::Re
     .bind(&result.diagnostics)
     .execute(&mut *tx)
     .await?;
+    crate::monitor::on_job_finished(&mut tx, job.id).await?;
     tx.commit().await?;
     Ok(true)
 }
 
 /// A permanent failure: the job ends `failed` with the problem. Fenced.
 pub async fn fail(pool: &PgPool, job: &JobRow, problem: &Problem) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
     let n = sqlx::query(
         "UPDATE jobs SET state = 'failed', finished_at = now(), error = $3,
              ran_by = lease_owner, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
@@ -252,9 +254,13 @@ pub async fn fail(pool: &PgPool, job: &JobRow, problem: &Problem) -> sqlx::Resul
     .bind(job.id)
     .bind(job.lease_token)
     .bind(serde_json::to_value(problem).expect("problem serialises"))
-    .execute(pool)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
+    if n == 1 {
+        crate::monitor::on_job_finished(&mut tx, job.id).await?;
+    }
+    tx.commit().await?;
     Ok(n == 1)
 }
 

@@ -42,6 +42,8 @@ pub struct WorkerConfig {
     pub retention_interval: Option<Duration>,
     /// Rows a retention purge deletes per statement.
     pub retention_chunk: u32,
+    /// Monitor evaluations and webhook deliveries run in this pool.
+    pub monitors: crate::monitor::MonitorConfig,
 }
 
 impl Default for WorkerConfig {
@@ -57,6 +59,7 @@ impl Default for WorkerConfig {
             memory_pool_bytes: 4 << 30,
             retention_interval: None,
             retention_chunk: 500,
+            monitors: Default::default(),
         }
     }
 }
@@ -172,6 +175,14 @@ impl WorkerPool {
                 stop.clone(),
             ));
         }
+        crate::monitor::run::spawn(
+            &mut tasks,
+            pool.clone(),
+            cfg.monitors.clone(),
+            wake.clone(),
+            stop.clone(),
+            &id,
+        );
         tasks.spawn(listener(pool, wake, stop.clone()));
         WorkerPool {
             tasks,

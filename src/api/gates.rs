@@ -99,6 +99,7 @@ pub async fn set_alias(
         .bind(version_id)
         .execute(&mut *tx)
         .await?;
+    crate::monitor::on_alias_change(&mut tx, model_id, alias.as_str()).await?;
     tx.commit().await?;
     Ok(Json(Alias {
         model,
@@ -136,6 +137,7 @@ pub async fn delete_alias(
         .bind(&alias)
         .execute(&mut *tx)
         .await?;
+    crate::monitor::on_alias_change(&mut tx, model_id, &alias).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -151,7 +153,7 @@ pub struct Rules {
     pub rules: Vec<Rule>,
 }
 
-fn check_rules(rules: &[Rule], field: &str) -> Result<()> {
+pub(crate) fn check_rules(rules: &[Rule], field: &str) -> Result<()> {
     let mut errors = Vec::new();
     if rules.is_empty() {
         errors.push(FieldError::at(
@@ -360,6 +362,16 @@ pub struct Decision {
     /// The batches (with digests) whose results were judged, candidate and baselines.
     pub batches: Vec<BatchRef>,
     pub evaluated_at: DateTime<Utc>,
+    /// The monitor whose evaluation this is (absent for a gate called by a client).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<MonitorRef>,
+}
+
+/// The monitor (and its version) that made a decision.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MonitorRef {
+    pub name: String,
+    pub version: i32,
 }
 
 struct Observed {
@@ -377,10 +389,10 @@ struct Reads(HashMap<(Uuid, String), (i64, Vec<store::MetricRow>)>);
 
 impl Reads {
     /// Read every pair of `versions` × `estimators`.
-    async fn load(state: &AppState, versions: &[Uuid], estimators: &[String]) -> Result<Reads> {
+    async fn load(j: &Judge<'_>, versions: &[Uuid], estimators: &[String]) -> Result<Reads> {
         let (unfinished, rows) = tokio::try_join!(
-            store::unfinished_jobs_by_estimator(&state.pool, versions, estimators),
-            store::metric_rows(&state.pool, versions, estimators),
+            store::unfinished_jobs_by_estimator(j.pool, versions, estimators),
+            store::metric_rows(j.pool, versions, estimators),
         )?;
         let mut map: HashMap<_, (i64, Vec<store::MetricRow>)> = HashMap::new();
         for (v, e, n) in unfinished {
@@ -393,6 +405,17 @@ impl Reads {
                 .push(row);
         }
         Ok(Reads(map))
+    }
+
+    /// Keep only the results of `version` from the batches in `window` (a monitor's window), and
+    /// judge what is there: unfinished jobs of the version no longer make its rules pending.
+    fn restrict(&mut self, version: Uuid, window: &std::collections::HashSet<Uuid>) {
+        for ((v, _), (unfinished, rows)) in self.0.iter_mut() {
+            if *v == version {
+                *unfinished = 0;
+                rows.retain(|r| window.contains(&r.batch_id));
+            }
+        }
     }
 
     /// The metric of a version, from what was loaded.
@@ -458,7 +481,7 @@ const PAIRABLE: [&str; 3] = ["shannon_mi", "semantic_mi", "ce_bound"];
 /// differences are computed from the stored batches (a paired bootstrap, 200 replicates, off
 /// the async threads) and kept per process.
 async fn difference(
-    state: &AppState,
+    j: &Judge<'_>,
     metric: &MetricRef,
     cand: &Observed,
     base: &Observed,
@@ -503,7 +526,7 @@ async fn difference(
         cs[0].2,
         bs[0].2
     );
-    let nats = match state.caches.deltas.get(&key, 0) {
+    let nats = match j.deltas.get(&key, 0) {
         Some(d) => d,
         None => {
             let mut cand_batches = Vec::with_capacity(cs.len());
@@ -512,7 +535,7 @@ async fn difference(
             // as independent (their results and intervals are kept).
             for (list, ids) in [(&mut cand_batches, &cs), (&mut base_batches, &bs)] {
                 for (_, id, _) in ids.iter() {
-                    match store::load_batch_data(&state.pool, *id).await {
+                    match store::load_batch_data(j.pool, *id).await {
                         Ok(b) => list.push(b),
                         Err(e) if e.is::<store::DataPurged>() => return Ok(independent()),
                         Err(e) => return Err(e.into()),
@@ -546,7 +569,7 @@ async fn difference(
             });
             match computed {
                 Ok(d) => {
-                    state.caches.deltas.put(key, 0, d.clone());
+                    j.deltas.put(key, 0, d.clone());
                     d
                 }
                 Err(e) => {
@@ -638,10 +661,11 @@ pub async fn evaluate(
     let (model_id, model) = (ctx.model_id, name);
     let (version_id, version) = ctx
         .version
+        .clone()
         .ok_or_else(|| Error::NotFound(format!("version {version} of model {model} not found")))?;
     let (policy, rules) = match (&req.gate, req.rules) {
         (Some(name), _) => {
-            let (v, rules) = ctx.policy.ok_or_else(|| {
+            let (v, rules) = ctx.policy.clone().ok_or_else(|| {
                 Error::NotFound(format!("gate {name} of model {model} not found"))
             })?;
             let rules: Vec<Rule> =
@@ -660,10 +684,9 @@ pub async fn evaluate(
             (None, rules)
         }
     };
-    let metrics = rules
-        .iter()
-        .map(|r| MetricRef::parse(&r.metric).map_err(|m| Error::field("/rules", m)))
-        .collect::<Result<Vec<_>>>()?;
+    for r in &rules {
+        MetricRef::parse(&r.metric).map_err(|m| Error::field("/rules", m))?;
+    }
     // Wait for the version's unfinished jobs, up to the deadline (without a wait, the rules'
     // own unfinished jobs below make their outcome pending).
     if req.wait_seconds > 0.0 {
@@ -675,98 +698,172 @@ pub async fn evaluate(
             tokio::time::sleep(left.min(Duration::from_millis(250))).await;
         }
     }
-    // Resolve each distinct baseline once (an alias, then a version name; `previous` is the
-    // version created just before this one), then read every (version, estimator) the rules need.
-    let mut baselines: HashMap<&str, Option<(Uuid, String)>> = HashMap::new();
-    for b in rules.iter().filter_map(|r| r.baseline.as_deref()) {
-        if baselines.contains_key(b) {
-            continue;
-        }
-        let found = match ctx.aliases.get(b) {
-            Some(v) if b != "previous" => Some(v.clone()),
-            _ => store::resolve_version(&state.pool, model_id, b, Some(version_id)).await?,
-        };
-        baselines.insert(b, found);
-    }
-    let mut versions = vec![version_id];
-    versions.extend(baselines.values().flatten().map(|(id, _)| *id));
-    versions.sort();
-    versions.dedup();
-    let mut estimators: Vec<String> = metrics.iter().map(|m| m.estimator.clone()).collect();
-    estimators.sort();
-    estimators.dedup();
-    let reads = Reads::load(&state, &versions, &estimators).await?;
-    let mut outcomes = Vec::with_capacity(rules.len());
-    let mut batches: Vec<BatchRef> = Vec::new();
-    for (rule, metric) in rules.iter().zip(&metrics) {
-        let cand = reads.observe((version_id, &version), metric, unit);
-        let base = rule
-            .baseline
-            .as_deref()
-            .and_then(|b| baselines[b].as_ref())
-            .map(|(bid, bname)| (bname.clone(), reads.observe((*bid, bname), metric, unit)));
-        let delta = match &base {
-            Some((_, b)) if rule.max_regression.is_some() || rule.min_improvement.is_some() => {
-                difference(&state, metric, &cand, b, unit).await?
-            }
-            _ => None,
-        };
-        let outcome = gate::evaluate(
-            rule,
-            &cand.input,
-            base.as_ref().map(|(n, o)| (n.as_str(), &o.input)),
-            delta.as_ref(),
-        );
-        for b in cand
-            .batches
-            .iter()
-            .chain(base.iter().flat_map(|(_, o)| o.batches.iter()))
-        {
-            if !batches.iter().any(|x| x.batch_id == b.batch_id) {
-                batches.push(b.clone());
-            }
-        }
-        outcomes.push(DecisionRule {
-            outcome,
-            op: rule.op,
-            use_: rule.use_,
-            source: cand.source,
-        });
-    }
-    let verdict = gate::decide(
-        &outcomes
-            .iter()
-            .map(|o| o.outcome.clone())
-            .collect::<Vec<_>>(),
-    );
-    let decision = Decision {
-        id: Uuid::now_v7(),
-        verdict,
-        rules: outcomes,
-        model,
-        version,
-        policy,
-        unit,
-        batches,
-        evaluated_at: Utc::now(),
-    };
-    sqlx::query(
-        "INSERT INTO gate_decisions (id, model_id, version_id, policy_name, policy_version, verdict, decision, evaluated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(decision.id)
-    .bind(model_id)
-    .bind(version_id)
-    .bind(decision.policy.as_ref().map(|p| p.name.clone()))
-    .bind(decision.policy.as_ref().map(|p| p.version))
-    .bind(verdict.as_str())
-    .bind(serde_json::to_value(&decision).expect("decision serialises"))
-    .bind(decision.evaluated_at)
-    .execute(&state.pool)
-    .await?;
-    crate::metrics::gate_verdict(verdict.as_str());
-    tracing::info!(decision = %decision.id, verdict = verdict.as_str(), "gate evaluated");
+    let judge = Judge::of(&state);
+    let decision = judge
+        .judge(
+            &ctx,
+            model,
+            (version_id, version),
+            policy,
+            &rules,
+            unit,
+            None,
+        )
+        .await?;
+    judge
+        .store(&state.pool, model_id, version_id, &decision)
+        .await?;
+    crate::metrics::gate_verdict(decision.verdict.as_str());
+    tracing::info!(decision = %decision.id, verdict = decision.verdict.as_str(), "gate evaluated");
     Ok(Json(decision))
+}
+
+/// What a gate evaluation needs beside its inputs: the database and the cache of paired
+/// differences. The HTTP gate and the monitors' evaluations share it.
+pub struct Judge<'a> {
+    pub pool: &'a sqlx::PgPool,
+    pub deltas: &'a super::GenerationCache<crate::estimate::paired::PairedDelta>,
+}
+
+/// A monitor's restriction of what is judged: the target version's results from these batches
+/// only, and the monitor recorded on the decision.
+pub struct MonitorScope {
+    pub monitor: MonitorRef,
+    pub batches: std::collections::HashSet<Uuid>,
+}
+
+impl<'a> Judge<'a> {
+    pub fn of(state: &'a AppState) -> Judge<'a> {
+        Judge {
+            pool: &state.pool,
+            deltas: &state.caches.deltas,
+        }
+    }
+
+    /// Judge `rules` on a version (the rule semantics are `crate::gate`'s): resolve each
+    /// distinct baseline once (an alias, then a version name; `previous` is the version created
+    /// just before this one), read every (version, estimator) the rules need, and decide.
+    /// Nothing is stored.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn judge(
+        &self,
+        ctx: &store::GateContext,
+        model: String,
+        (version_id, version): (Uuid, String),
+        policy: Option<PolicyRef>,
+        rules: &[Rule],
+        unit: Unit,
+        scope: Option<MonitorScope>,
+    ) -> Result<Decision> {
+        let metrics = rules
+            .iter()
+            .map(|r| MetricRef::parse(&r.metric).map_err(|m| Error::field("/rules", m)))
+            .collect::<Result<Vec<_>>>()?;
+        let model_id = ctx.model_id;
+        let mut baselines: HashMap<&str, Option<(Uuid, String)>> = HashMap::new();
+        for b in rules.iter().filter_map(|r| r.baseline.as_deref()) {
+            if baselines.contains_key(b) {
+                continue;
+            }
+            let found = match ctx.aliases.get(b) {
+                Some(v) if b != "previous" => Some(v.clone()),
+                _ => store::resolve_version(self.pool, model_id, b, Some(version_id)).await?,
+            };
+            baselines.insert(b, found);
+        }
+        let mut versions = vec![version_id];
+        versions.extend(baselines.values().flatten().map(|(id, _)| *id));
+        versions.sort();
+        versions.dedup();
+        let mut estimators: Vec<String> = metrics.iter().map(|m| m.estimator.clone()).collect();
+        estimators.sort();
+        estimators.dedup();
+        let mut reads = Reads::load(self, &versions, &estimators).await?;
+        if let Some(s) = &scope {
+            reads.restrict(version_id, &s.batches);
+        }
+        let mut outcomes = Vec::with_capacity(rules.len());
+        let mut batches: Vec<BatchRef> = Vec::new();
+        for (rule, metric) in rules.iter().zip(&metrics) {
+            let cand = reads.observe((version_id, &version), metric, unit);
+            let base = rule
+                .baseline
+                .as_deref()
+                .and_then(|b| baselines[b].as_ref())
+                .map(|(bid, bname)| (bname.clone(), reads.observe((*bid, bname), metric, unit)));
+            let delta = match &base {
+                Some((_, b)) if rule.max_regression.is_some() || rule.min_improvement.is_some() => {
+                    difference(self, metric, &cand, b, unit).await?
+                }
+                _ => None,
+            };
+            let outcome = gate::evaluate(
+                rule,
+                &cand.input,
+                base.as_ref().map(|(n, o)| (n.as_str(), &o.input)),
+                delta.as_ref(),
+            );
+            for b in cand
+                .batches
+                .iter()
+                .chain(base.iter().flat_map(|(_, o)| o.batches.iter()))
+            {
+                if !batches.iter().any(|x| x.batch_id == b.batch_id) {
+                    batches.push(b.clone());
+                }
+            }
+            outcomes.push(DecisionRule {
+                outcome,
+                op: rule.op,
+                use_: rule.use_,
+                source: cand.source,
+            });
+        }
+        let verdict = gate::decide(
+            &outcomes
+                .iter()
+                .map(|o| o.outcome.clone())
+                .collect::<Vec<_>>(),
+        );
+        Ok(Decision {
+            id: Uuid::now_v7(),
+            verdict,
+            rules: outcomes,
+            model,
+            version,
+            policy,
+            unit,
+            batches,
+            evaluated_at: Utc::now(),
+            monitor: scope.map(|s| s.monitor),
+        })
+    }
+
+    /// Store a decision (one insert), marked with its monitor when a monitor made it.
+    pub async fn store<'e>(
+        &self,
+        e: impl sqlx::PgExecutor<'e>,
+        model_id: Uuid,
+        version_id: Uuid,
+        decision: &Decision,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO gate_decisions (id, model_id, version_id, policy_name, policy_version, verdict, decision, evaluated_at, monitor)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(decision.id)
+        .bind(model_id)
+        .bind(version_id)
+        .bind(decision.policy.as_ref().map(|p| p.name.clone()))
+        .bind(decision.policy.as_ref().map(|p| p.version))
+        .bind(decision.verdict.as_str())
+        .bind(serde_json::to_value(decision).expect("decision serialises"))
+        .bind(decision.evaluated_at)
+        .bind(decision.monitor.as_ref().map(|m| m.name.clone()))
+        .execute(e)
+        .await?;
+        Ok(())
+    }
 }
 
 /// A stored decision, as it was returned.
@@ -914,7 +1011,8 @@ pub async fn compare(
     .fetch_all(&state.pool)
     .await?;
     let mut metrics = Vec::new();
-    let reads = Reads::load(&state, &[bid, cid], &estimators).await?;
+    let judge = Judge::of(&state);
+    let reads = Reads::load(&judge, &[bid, cid], &estimators).await?;
     for e in estimators {
         let m = MetricRef {
             estimator: e.clone(),
@@ -940,7 +1038,7 @@ pub async fn compare(
             reads.observe((bid, &bname), &m, unit),
             reads.observe((cid, &cname), &m, unit),
         );
-        let delta = difference(&state, &m, &co, &bo, unit).await?;
+        let delta = difference(&judge, &m, &co, &bo, unit).await?;
         let b = side(bo);
         let c = side(co);
         let relative_delta = delta.as_ref().and_then(|d| d.relative);

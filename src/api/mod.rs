@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod keys;
 pub mod models;
+pub mod monitors;
 pub mod ops;
 pub mod overload;
 pub mod retention;
@@ -106,6 +107,8 @@ pub struct Limits {
     pub rate_limit: f64,
     /// Token bucket size of the rate limit.
     pub rate_burst: f64,
+    /// Accept monitor webhook URLs on loopback, private and link-local addresses.
+    pub webhook_allow_private: bool,
 }
 
 impl Default for Limits {
@@ -118,6 +121,7 @@ impl Default for Limits {
             max_queue_age_seconds: 0.0,
             rate_limit: 0.0,
             rate_burst: 1.0,
+            webhook_allow_private: false,
         }
     }
 }
@@ -139,6 +143,7 @@ impl Default for Limits {
         (name = "models", description = "Models, versions and their latest information"),
         (name = "estimators", description = "The estimator catalog"),
         (name = "gates", description = "Aliases, gate policies and decisions, comparisons"),
+        (name = "monitors", description = "Monitors, incidents and webhook deliveries"),
         (name = "history", description = "Information over time and against business KPIs"),
         (name = "keys", description = "API keys (admin)"),
         (name = "operations", description = "Health and readiness"),
@@ -205,6 +210,16 @@ fn api_routes(limits: Limits) -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(gates::get_decision))
         .routes(utoipa_axum::routes!(gates::list_decisions))
         .routes(utoipa_axum::routes!(gates::compare))
+        .routes(utoipa_axum::routes!(
+            monitors::put_monitor,
+            monitors::get_monitor,
+            monitors::delete_monitor
+        ))
+        .routes(utoipa_axum::routes!(monitors::list_monitors))
+        .routes(utoipa_axum::routes!(monitors::evaluate_monitor))
+        .routes(utoipa_axum::routes!(monitors::list_incidents))
+        .routes(utoipa_axum::routes!(monitors::list_deliveries))
+        .routes(utoipa_axum::routes!(monitors::redeliver))
         .routes(utoipa_axum::routes!(history::history))
         .routes(utoipa_axum::routes!(history::kpi_correlation))
         .routes(utoipa_axum::routes!(keys::create_key, keys::list_keys))

@@ -70,9 +70,14 @@ pub async fn metrics(State(state): State<AppState>) -> Result<axum::response::Re
     )
     .fetch_one(&state.pool)
     .await?;
+    let open_incidents: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM incidents WHERE state = 'firing'")
+            .fetch_one(&state.pool)
+            .await?;
     let body = crate::metrics::render(&crate::metrics::QueueSnapshot {
         by_state,
         oldest_queued_seconds: oldest.unwrap_or(0.0).max(0.0),
+        open_incidents,
     });
     Ok((
         [(

@@ -309,6 +309,55 @@ pub async fn decisions(
     .await
 }
 
+/// A monitor on the model page: name, target, status, severity, last verdict, last evaluated.
+pub type MonitorRow = (
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+);
+
+/// The model's monitors and where each stands, by name.
+pub async fn monitors(c: &mut PgConnection, model_id: Uuid) -> sqlx::Result<Vec<MonitorRow>> {
+    sqlx::query_as(
+        "SELECT name, target_kind, target, status, severity, last_verdict, last_evaluated_at
+         FROM monitor_state WHERE model_id = $1 ORDER BY name",
+    )
+    .bind(model_id)
+    .fetch_all(&mut *c)
+    .await
+}
+
+/// Incidents of the model, the firing ones first, then the newest (at most `limit`): id,
+/// monitor, state, severity, version, opened, resolved.
+pub type IncidentRow = (
+    Uuid,
+    String,
+    String,
+    String,
+    Option<String>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+);
+
+pub async fn incidents(
+    c: &mut PgConnection,
+    model_id: Uuid,
+    limit: i64,
+) -> sqlx::Result<Vec<IncidentRow>> {
+    sqlx::query_as(
+        "SELECT id, monitor, state, severity, version, opened_at, resolved_at FROM incidents
+         WHERE model_id = $1 ORDER BY state = 'firing' DESC, opened_at DESC, id DESC LIMIT $2",
+    )
+    .bind(model_id)
+    .bind(limit)
+    .fetch_all(&mut *c)
+    .await
+}
+
 /// The current version of each gate policy of a model.
 pub async fn policies(
     c: &mut PgConnection,

@@ -404,6 +404,61 @@ pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebRes
     }
     b.push_str("</section>");
 
+    // Monitors and their incidents.
+    let monitors = data::monitors(pool, model_id).await?;
+    let incidents = data::incidents(pool, model_id, 20).await?;
+    if !monitors.is_empty() || !incidents.is_empty() {
+        b.push_str("<section><h2>Monitors</h2>");
+        if !monitors.is_empty() {
+            b.push_str("<div class=\"table-wrap\"><table><thead><tr><th>Monitor</th><th>Target</th><th>State</th><th>Last verdict</th><th>Last evaluated</th></tr></thead><tbody>");
+            for (name, kind, target, status, severity, last, at) in &monitors {
+                let target = match (kind.as_str(), target) {
+                    ("latest", _) => "latest version".to_string(),
+                    (k, Some(t)) => format!("{k} {t}"),
+                    (k, None) => k.to_string(),
+                };
+                let state = if status == "firing" {
+                    format!(
+                        "<span class=\"badge v-fail\">firing: {}</span>",
+                        E(severity.as_deref().unwrap_or(""))
+                    )
+                } else {
+                    "<span class=\"badge v-pass\">ok</span>".to_string()
+                };
+                let _ = write!(
+                    b,
+                    "<tr><td class=\"strong\">{}</td><td>{}</td><td>{state}</td><td>{}</td><td>{}</td></tr>",
+                    E(name),
+                    E(&target),
+                    last.as_deref().map(verdict).unwrap_or_else(|| "—".into()),
+                    opt_time(at.as_ref())
+                );
+            }
+            b.push_str("</tbody></table></div>");
+        }
+        b.push_str("<h3>Incidents</h3>");
+        if incidents.is_empty() {
+            b.push_str("<p class=\"muted\">No incidents.</p>");
+        } else {
+            b.push_str("<div class=\"table-wrap\"><table><thead><tr><th>Monitor</th><th>State</th><th>Severity</th><th>Version</th><th>Opened</th><th>Resolved</th></tr></thead><tbody>");
+            for (id, monitor, st, severity, version, opened, resolved) in &incidents {
+                let badge = if st == "firing" { "v-fail" } else { "v-pass" };
+                let _ = write!(
+                    b,
+                    "<tr id=\"incident-{id}\"><td>{}</td><td><span class=\"badge {badge}\">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    E(monitor),
+                    E(st),
+                    verdict(severity),
+                    E(version.as_deref().unwrap_or("—")),
+                    time(opened),
+                    opt_time(resolved.as_ref())
+                );
+            }
+            b.push_str("</tbody></table></div>");
+        }
+        b.push_str("</section>");
+    }
+
     // Gate decisions.
     let decisions = data::decisions(pool, model_id, 20).await?;
     b.push_str("<section><h2>Gate decisions</h2>");

@@ -8,6 +8,7 @@ mod estimators;
 mod formats;
 mod gates;
 mod ingest;
+mod monitors;
 mod openapi;
 mod processes;
 mod queue;

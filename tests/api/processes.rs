@@ -674,3 +674,135 @@ async fn sigkill_of_the_embedded_postgres_under_uploads_heals_without_a_restart(
     svc.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A monitor's message survives SIGKILLs of the whole service after the decision was committed
+/// and while the first attempt is in flight: after each restart it is delivered, with the same
+/// `webhook-id`. Three kills, three messages: none lost, and every logical message delivered
+/// under one id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_after_the_decision_commit_still_delivers_after_restart() {
+    use crate::monitors::{binary, verifies, Receiver};
+    let (options, db) = fresh_db().await;
+    let pool = PgPool::connect_with(options).await.unwrap();
+    let port = free_port();
+    let args = [
+        "--workers",
+        "1",
+        "--lease-seconds",
+        "2",
+        "--webhook-allow-private",
+        "--webhook-timeout-seconds",
+        "1",
+        "--webhook-retry-seconds",
+        "0.1",
+    ];
+    let mut svc = start("all", &db, Some(port), &args).await;
+    let http = reqwest::Client::new();
+    let url = svc.url().to_string();
+    let put = |path: String, body: Value| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let r = http
+                .put(format!("{url}{path}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    // Production: a perfect batch; then the monitor, whose first attempts the receiver holds.
+    let wait_jobs = |pool: PgPool| async move { drain(&pool, 60).await };
+    let up = |wrong: usize| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let r = http
+                .post(format!("{url}/v1/models/m/versions/v1/batches"))
+                .json(&binary(wrong))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 202);
+        }
+    };
+    up(0).await;
+    wait_jobs(pool.clone()).await;
+    put(
+        "/v1/models/m/aliases/production".into(),
+        json!({"version": "v1"}),
+    )
+    .await;
+    let rx = Receiver::start_with(&[], true).await;
+    let m = put(
+        "/v1/models/m/monitors/watch".into(),
+        json!({
+            "target": {"alias": "production"},
+            "rules": [{"metric": "shannon_mi", "op": "gte", "threshold": 0.5}],
+            "window": {"batches": 1},
+            "triggers": {"on_result": true, "on_alias_change": false},
+            "channels": [{"name": "ops", "type": "webhook", "url": rx.url}],
+            "notify_on": ["fail", "recovered"]
+        }),
+    )
+    .await;
+    let secret = m["secrets"]["ops"].as_str().unwrap().to_string();
+    for (round, wrong) in [3, 0, 3].into_iter().enumerate() {
+        let before = rx.count();
+        up(wrong).await;
+        // The first attempt arrives (so the decision and its message are committed) and is held.
+        rx.wait_for(before + 1, 60).await;
+        svc.signal_tree(nix::sys::signal::Signal::SIGKILL);
+        let _ = svc.child.wait().await;
+        svc = start("all", &db, Some(port), &args).await;
+        // After the restart the lease runs out and the message is sent again, answered 200.
+        rx.wait_for(before + 2, 60).await;
+        let (h0, b0, m0) = rx.message(before);
+        let (h1, b1, _) = rx.message(before + 1);
+        assert_eq!(h0["webhook-id"], h1["webhook-id"], "round {round}");
+        assert_eq!(b0, b1);
+        assert!(verifies(&secret, &h1, &b1));
+        let expected = if wrong == 3 {
+            "incident.firing"
+        } else {
+            "incident.resolved"
+        };
+        assert_eq!(m0["type"], expected, "round {round}");
+    }
+    // Let the outbox settle, then count: every message written was delivered, under one id each.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM webhook_deliveries WHERE state <> 'delivered'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if open == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{open} messages not delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let written: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM webhook_deliveries")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(written.len(), 3, "one message per incident change");
+    let received: HashSet<String> = (0..rx.count())
+        .map(|i| rx.message(i).0["webhook-id"].to_str().unwrap().to_string())
+        .collect();
+    let expected: HashSet<String> = written
+        .iter()
+        .map(|id| infoaudit::monitor::deliver::message_id(*id))
+        .collect();
+    assert_eq!(received, expected, "no message lost, none invented");
+    eprintln!(
+        "sigkill: {} messages, {} requests received, {} distinct webhook-ids",
+        written.len(),
+        rx.count(),
+        received.len()
+    );
+    svc.stop().await;
+}

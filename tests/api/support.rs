@@ -189,8 +189,14 @@ pub struct TestApp {
     pub wake: Arc<Notify>,
 }
 
+/// The router with default limits, except that monitor webhooks may reach loopback (the
+/// tests' receivers listen there).
 pub async fn app() -> TestApp {
-    app_with_limits(Limits::default()).await
+    app_with_limits(Limits {
+        webhook_allow_private: true,
+        ..Limits::default()
+    })
+    .await
 }
 
 pub async fn app_with_limits(limits: Limits) -> TestApp {
@@ -233,6 +239,16 @@ pub fn fast_workers(concurrency: usize) -> WorkerConfig {
         poll_interval: Duration::from_millis(100),
         reap_interval: Duration::from_millis(200),
         shutdown_grace: Duration::from_secs(0),
+        monitors: infoaudit::monitor::MonitorConfig {
+            allow_private: true,
+            public_url: "http://infoaudit.test".into(),
+            timeout: Duration::from_secs(5),
+            retry_base: Duration::from_millis(50),
+            retry_cap: Duration::from_millis(200),
+            lease: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(100),
+            ..Default::default()
+        },
         ..WorkerConfig::default()
     }
 }

@@ -1,0 +1,425 @@
+//! A monitor's definition: what it watches, what it judges, when, and where it reports; its
+//! validation (every problem named by a JSON Pointer) and the outbound destination policy.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::FieldError;
+use crate::gate::Rule;
+
+/// The version a monitor watches: exactly one of `alias`, `version`, or `latest: true`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// An alias such as `production` (followed as it moves).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    /// A fixed version name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The model's newest version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latest: Option<bool>,
+}
+
+/// Which of the target's results are judged: its last `batches` batches, or those uploaded in
+/// the last `hours` hours (at most one of the two; neither: every batch of the version); only
+/// batches whose jobs have all finished count (a batch still running is not in the window). Within
+/// the window, mergeable estimators are pooled exactly, others judged on the latest batch (the
+/// gate semantics).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batches: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hours: Option<f64>,
+}
+
+/// When the monitor evaluates.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Triggers {
+    /// When a batch of the target has all its jobs finished (default true).
+    #[serde(default = "yes")]
+    pub on_result: bool,
+    /// When the target alias moves (default true; only for an alias target).
+    #[serde(default = "yes")]
+    pub on_alias_change: bool,
+    /// On a schedule: a duration such as `30s`, `15m`, `6h`, `1d` (at least 10 s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Triggers {
+    fn default() -> Self {
+        Triggers {
+            on_result: true,
+            on_alias_change: true,
+            every: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKind {
+    /// A JSON payload signed per the Standard Webhooks convention.
+    Webhook,
+    /// A Slack incoming webhook (`text` + `blocks`); signed the same way.
+    Slack,
+}
+
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Webhook => "webhook",
+            ChannelKind::Slack => "slack",
+        }
+    }
+}
+
+/// Where messages go. The server creates each channel's signing secret (shown once, in the
+/// answer to the PUT that created it).
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Channel {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ChannelKind,
+    /// `http` or `https` URL.
+    pub url: String,
+}
+
+/// Outcomes that send a message.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyOn {
+    Fail,
+    Warn,
+    Inconclusive,
+    /// The incident resolved (the verdict is back to pass, or to an outcome not listed).
+    Recovered,
+}
+
+/// A monitor as written by a client.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "target": {"alias": "production"},
+    "rules": [{"metric": "semantic_mi", "op": "gte", "threshold": 0.5}],
+    "window": {"batches": 5},
+    "triggers": {"on_result": true, "on_alias_change": true, "every": "15m"},
+    "channels": [{"name": "ops", "type": "webhook", "url": "https://hooks.example.com/infoaudit"}],
+    "notify_on": ["fail", "warn", "recovered"],
+    "cooldown": "1h"
+}))]
+pub struct MonitorSpec {
+    pub target: Target,
+    /// A stored gate policy of the model, by name (its latest version at each evaluation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<String>,
+    /// Inline rules (instead of `gate`), with the gate rule semantics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<Rule>>,
+    #[serde(default)]
+    pub window: Window,
+    #[serde(default)]
+    pub triggers: Triggers,
+    #[serde(default)]
+    pub channels: Vec<Channel>,
+    /// Default `["fail", "warn", "recovered"]`.
+    #[serde(default = "default_notify_on")]
+    pub notify_on: Vec<NotifyOn>,
+    /// After an opening message, a new incident within this long (e.g. `1h`) is recorded but
+    /// not sent (nor its resolution). Severity changes of a sent incident are always sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<String>,
+}
+
+fn default_notify_on() -> Vec<NotifyOn> {
+    vec![NotifyOn::Fail, NotifyOn::Warn, NotifyOn::Recovered]
+}
+
+/// `30s`, `15m`, `6h`, `1d` (a positive whole number and a unit).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let unit = s.chars().last()?;
+    let n: u64 = s[..s.len() - unit.len_utf8()].parse().ok()?;
+    let secs = match unit {
+        's' => n,
+        'm' => n.checked_mul(60)?,
+        'h' => n.checked_mul(3600)?,
+        'd' => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+impl MonitorSpec {
+    pub fn every(&self) -> Option<Duration> {
+        self.triggers.every.as_deref().and_then(parse_duration)
+    }
+
+    pub fn cooldown(&self) -> Duration {
+        self.cooldown
+            .as_deref()
+            .and_then(parse_duration)
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Every problem of the definition apart from the rules' own and the destinations'.
+    pub fn check(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let t = &self.target;
+        let given = t.alias.is_some() as u8 + t.version.is_some() as u8 + t.latest.is_some() as u8;
+        if given != 1 || t.latest == Some(false) {
+            errors.push(FieldError::at(
+                "/target",
+                "give exactly one of alias, version or latest: true",
+            ));
+        }
+        for (p, v) in [("/target/alias", &t.alias), ("/target/version", &t.version)] {
+            if let Some(v) = v {
+                if let Err(m) = crate::domain::names::Name::parse(v) {
+                    errors.push(FieldError::at(p, m));
+                }
+            }
+        }
+        if self.gate.is_some() == self.rules.is_some() {
+            errors.push(FieldError::at(
+                "/gate",
+                "give either gate (a stored policy) or rules",
+            ));
+        }
+        if let Some(g) = &self.gate {
+            if let Err(m) = crate::domain::names::Name::parse(g) {
+                errors.push(FieldError::at("/gate", m));
+            }
+        }
+        if self.window.batches.is_some() && self.window.hours.is_some() {
+            errors.push(FieldError::at("/window", "give batches or hours, not both"));
+        }
+        if let Some(b) = self.window.batches {
+            if !(1..=10_000).contains(&b) {
+                errors.push(FieldError::at(
+                    "/window/batches",
+                    "must be between 1 and 10000",
+                ));
+            }
+        }
+        if let Some(h) = self.window.hours {
+            if !(h.is_finite() && h > 0.0 && h <= 24.0 * 366.0) {
+                errors.push(FieldError::at(
+                    "/window/hours",
+                    "must be a positive number of hours, at most a year",
+                ));
+            }
+        }
+        if let Some(e) = &self.triggers.every {
+            match parse_duration(e) {
+                Some(d) if d >= Duration::from_secs(10) => {}
+                Some(_) => errors.push(FieldError::at("/triggers/every", "must be at least 10s")),
+                None => errors.push(FieldError::at(
+                    "/triggers/every",
+                    "a duration such as 30s, 15m, 6h or 1d",
+                )),
+            }
+        }
+        if self.triggers.on_alias_change && t.alias.is_none() && !self.triggers.on_result {
+            // Only meaningful for an alias; harmless otherwise, but then some trigger must fire.
+            if self.triggers.every.is_none() {
+                errors.push(FieldError::at(
+                    "/triggers",
+                    "on_alias_change needs an alias target; enable on_result or every",
+                ));
+            }
+        }
+        if !self.triggers.on_result
+            && !self.triggers.on_alias_change
+            && self.triggers.every.is_none()
+        {
+            errors.push(FieldError::at("/triggers", "enable at least one trigger"));
+        }
+        if let Some(c) = &self.cooldown {
+            if parse_duration(c).is_none() && c.trim() != "0s" {
+                errors.push(FieldError::at(
+                    "/cooldown",
+                    "a duration such as 30s, 15m, 6h or 1d",
+                ));
+            }
+        }
+        if self.channels.len() > 10 {
+            errors.push(FieldError::at("/channels", "at most 10 channels"));
+        }
+        for (i, c) in self.channels.iter().enumerate() {
+            if let Err(m) = crate::domain::names::Name::parse(&c.name) {
+                errors.push(FieldError::at(format!("/channels/{i}/name"), m));
+            }
+            if self.channels[..i].iter().any(|o| o.name == c.name) {
+                errors.push(FieldError::at(
+                    format!("/channels/{i}/name"),
+                    "channel names must be unique",
+                ));
+            }
+        }
+        errors
+    }
+}
+
+/// Whether an address is one a webhook may not reach unless private destinations are allowed:
+/// loopback, private (RFC 1918, unique local), link-local, shared (CGNAT), unspecified,
+/// multicast, broadcast and documentation ranges.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => internal_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return internal_v4(v4);
+            }
+            let s = v6.segments();
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64 can reach IPv4 internals
+        }
+    }
+}
+
+fn internal_v4(v4: Ipv4Addr) -> bool {
+    let o = v4.octets();
+    v4.is_loopback()
+        || v4.is_private()
+        || v4.is_link_local()
+        || v4.is_unspecified()
+        || v4.is_broadcast()
+        || v4.is_multicast()
+        || v4.is_documentation()
+        || o[0] == 0
+        || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10
+        || (o[0] == 198 && (o[1] & 0xfe) == 18) // benchmarking 198.18.0.0/15
+        || o[0] >= 240
+}
+
+/// Check a destination URL: an `http(s)` URL whose host is not internal (by its literal address,
+/// its name, or what the name resolves to now) unless `allow_private`. A name that does not
+/// resolve now is accepted here; delivery checks again before each attempt.
+pub async fn check_destination(url: &str, allow_private: bool) -> Result<reqwest::Url, String> {
+    let u = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    if u.scheme() != "http" && u.scheme() != "https" {
+        return Err("the scheme must be http or https".into());
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("credentials in the URL are not allowed".into());
+    }
+    let Some(host) = u.host_str().map(|h| h.to_string()) else {
+        return Err("the URL has no host".into());
+    };
+    if allow_private {
+        return Ok(u);
+    }
+    let refused = || {
+        Err(
+            "the destination is a loopback, private or link-local address; such destinations \
+             are refused unless the server runs with --webhook-allow-private"
+                .to_string(),
+        )
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        if is_internal(ip) {
+            return refused();
+        }
+    } else {
+        let d = bare.trim_end_matches('.').to_ascii_lowercase();
+        if d == "localhost" || d.ends_with(".localhost") || d.ends_with(".internal") {
+            return refused();
+        }
+        let port = u.port_or_known_default().unwrap_or(443);
+        let resolved = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::lookup_host((d.as_str(), port)),
+        )
+        .await;
+        if let Ok(Ok(addrs)) = resolved {
+            for a in addrs {
+                if is_internal(a.ip()) {
+                    return refused();
+                }
+            }
+        }
+    }
+    Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("0m"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration("5w"), None);
+        assert_eq!(parse_duration("-5s"), None);
+    }
+
+    #[test]
+    fn internal_addresses() {
+        for a in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(is_internal(a.parse().unwrap()), "{a}");
+        }
+        for a in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "172.32.0.1"] {
+            assert!(!is_internal(a.parse().unwrap()), "{a}");
+        }
+    }
+
+    #[tokio::test]
+    async fn destinations() {
+        assert!(check_destination("http://127.0.0.1:9/x", false)
+            .await
+            .is_err());
+        assert!(check_destination("http://[::1]/x", false).await.is_err());
+        assert!(check_destination("http://localhost/x", false)
+            .await
+            .is_err());
+        assert!(check_destination("http://169.254.169.254/latest", false)
+            .await
+            .is_err());
+        assert!(check_destination("ftp://8.8.8.8/x", false).await.is_err());
+        assert!(check_destination("http://u:p@8.8.8.8/x", false)
+            .await
+            .is_err());
+        assert!(check_destination("https://8.8.8.8/x", false).await.is_ok());
+        assert!(check_destination("http://127.0.0.1:9/x", true)
+            .await
+            .is_ok());
+    }
+}
