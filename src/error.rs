@@ -236,6 +236,18 @@ impl Error {
                      nothing was changed by this request unless it said so; retry in {DATABASE_RETRY_AFTER} s"
                 ),
             ),
+            // Text PostgreSQL cannot store (U+0000 in text or jsonb, bytes invalid in the
+            // encoding) is the client's input, not a fault: 422 rather than 500.
+            Error::Database(sqlx::Error::Database(d))
+                if matches!(d.code().as_deref(), Some("22021" | "22P05")) =>
+            {
+                Problem::new(
+                    S::UNPROCESSABLE_ENTITY,
+                    "validation",
+                    "The request is invalid",
+                    "a text value contains a character the database cannot store (such as U+0000)",
+                )
+            }
             Error::Database(_) | Error::Internal(_) => Problem::new(
                 S::INTERNAL_SERVER_ERROR,
                 "internal",

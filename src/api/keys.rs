@@ -19,7 +19,11 @@ use crate::error::{Error, Problem, Result};
 #[schema(example = json!({"name": "ci-pipeline", "scopes": ["ingest", "gate"], "models": ["fraud"]}))]
 pub struct NewKeyRequest {
     /// 1–200 characters, not all blank.
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
     /// `ingest`, `read`, `gate`, `admin` (admin implies the others).
     #[schema(min_items = 1)]
@@ -69,6 +73,12 @@ pub async fn create_key(
 ) -> Result<(StatusCode, Json<CreatedKey>)> {
     if req.name.trim().is_empty() || req.name.chars().count() > 200 {
         return Err(Error::field("/name", "must be 1–200 characters"));
+    }
+    if req.name.chars().any(char::is_control) {
+        return Err(Error::field(
+            "/name",
+            "must not contain control characters (U+0000–U+001F, U+007F–U+009F)",
+        ));
     }
     if req.scopes.is_empty() {
         return Err(Error::field("/scopes", "at least one scope is required"));

@@ -237,6 +237,45 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// A response that flattens a request schema (a stored monitor is its definition plus `model`,
+/// `name`, `version`…) must not inherit the request's ban on other fields: each `allOf` member
+/// that refers to a closed object schema is replaced by a copy that allows more fields.
+fn open_flattened(components: &mut utoipa::openapi::Components) {
+    use utoipa::openapi::schema::{AdditionalProperties, Schema};
+    use utoipa::openapi::RefOr;
+    let closed: std::collections::HashMap<String, RefOr<Schema>> = components
+        .schemas
+        .iter()
+        .filter_map(|(name, s)| match s {
+            RefOr::T(Schema::Object(o))
+                if matches!(
+                    o.additional_properties.as_deref(),
+                    Some(AdditionalProperties::FreeForm(false))
+                ) =>
+            {
+                let mut open = o.clone();
+                open.additional_properties = None;
+                Some((
+                    format!("#/components/schemas/{name}"),
+                    RefOr::T(Schema::Object(open)),
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    for s in components.schemas.values_mut() {
+        if let RefOr::T(Schema::AllOf(all)) = s {
+            for item in all.items.iter_mut() {
+                if let RefOr::Ref(r) = item {
+                    if let Some(open) = closed.get(&r.ref_location) {
+                        *item = open.clone();
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Cross-field rules the server enforces, stated in the schemas so that a client generated from
 /// the document (or a fuzzer) builds only requests the server accepts: a gate request names a
 /// stored policy or gives rules, not both; a rule has a threshold, or a baseline with exactly one
@@ -261,6 +300,7 @@ fn document_constraints(doc: &mut utoipa::openapi::OpenApi) {
     let Some(components) = doc.components.as_mut() else {
         return;
     };
+    open_flattened(components);
     let mut compose = |name: &str, extra: RefOr<Schema>| {
         if let Some(base) = components.schemas.remove(name) {
             let all = AllOfBuilder::new().item(base).item(extra).build();
@@ -548,7 +588,8 @@ impl PageQuery {
     }
 
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, Error> {
-        let Some(c) = &self.cursor else {
+        // An empty cursor (`?cursor=` from a URL template) is the first page.
+        let Some(c) = self.cursor.as_deref().filter(|c| !c.is_empty()) else {
             return Ok(None);
         };
         hex::decode(c)

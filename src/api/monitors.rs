@@ -422,10 +422,14 @@ pub struct Incident {
 #[into_params(parameter_in = Query)]
 pub struct IncidentQuery {
     /// `firing` or `resolved`.
+    #[param(pattern = "^(firing|resolved)$")]
     pub state: Option<String>,
     /// Only this monitor's.
     pub monitor: Option<String>,
+    /// Page size, 1–1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+    /// Opaque cursor from the previous page's `next_cursor`.
     pub cursor: Option<String>,
 }
 

@@ -26,11 +26,14 @@ pub struct Retention {
     /// Drop a batch's raw data (what `GET /v1/batches/{id}/data` returns) this many days after
     /// upload. Its results and their sufficient statistics are kept, so pooled values and
     /// history stay exact; the data then answers 410. Batches with unfinished jobs wait.
+    #[schema(maximum = 36500)]
     pub data_days: Option<u32>,
     /// Drop results this many days after they were computed (history loses them).
+    #[schema(maximum = 36500)]
     pub results_days: Option<u32>,
     /// Minimum holding period: no purge and no `DELETE /v1/batches/{id}` removes anything
     /// younger than this. `data_days` and `results_days` may not be shorter.
+    #[schema(maximum = 36500)]
     pub min_days: Option<u32>,
 }
 

@@ -35,13 +35,15 @@ pub fn spawn(
 ) {
     let cfg = Arc::new(cfg);
     let deltas = Arc::new(Deltas::default());
-    let client = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .timeout(cfg.timeout)
         .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
         .redirect(reqwest::redirect::Policy::none())
-        .pool_max_idle_per_host(4)
-        .build()
-        .expect("an HTTP client");
+        .pool_max_idle_per_host(4);
+    if !cfg.allow_private {
+        builder = builder.dns_resolver(Arc::new(super::spec::PublicOnly));
+    }
+    let client = builder.build().expect("an HTTP client");
     for i in 0..cfg.evaluators.max(1) {
         tasks.spawn(evaluator(
             pool.clone(),

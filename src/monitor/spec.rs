@@ -1,7 +1,7 @@
 //! A monitor's definition: what it watches, what it judges, when, and where it reports; its
 //! validation (every problem named by a JSON Pointer) and the outbound destination policy.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -362,6 +362,33 @@ pub async fn check_destination(url: &str, allow_private: bool) -> Result<reqwest
     Ok(u)
 }
 
+/// The resolver webhook deliveries connect through when private destinations are not allowed:
+/// internal addresses are dropped from every answer. The check before each attempt resolves the
+/// name once and the connection resolves it again; without this, a name that answers a public
+/// address to the check and an internal one to the connection (DNS rebinding) would reach an
+/// internal service. Literal addresses are not resolved and are refused by the check.
+pub struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<SocketAddr> =
+                found.into_iter().filter(|a| !is_internal(a.ip())).collect();
+            if public.is_empty() {
+                return Err(format!(
+                    "{host} resolves to no public address (internal destinations are refused \
+                     unless the server runs with --webhook-allow-private)"
+                )
+                .into());
+            }
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,5 +448,35 @@ mod tests {
         assert!(check_destination("http://127.0.0.1:9/x", true)
             .await
             .is_ok());
+    }
+
+    /// A name that resolves to an internal address when the connection is made is refused by
+    /// the delivery client's resolver, even though nothing checked it first (the rebinding case);
+    /// the same request without the resolver reaches the loopback listener.
+    #[tokio::test]
+    async fn the_delivery_resolver_refuses_internal_answers() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            }
+        });
+        let url = format!("http://localhost:{port}/hook");
+        let open = reqwest::Client::builder().no_proxy().build().unwrap();
+        assert_eq!(open.post(&url).send().await.unwrap().status(), 200);
+        let guarded = reqwest::Client::builder()
+            .no_proxy()
+            .dns_resolver(std::sync::Arc::new(PublicOnly))
+            .build()
+            .unwrap();
+        let err = guarded.post(&url).send().await.unwrap_err();
+        let chain = format!("{err:?}");
+        assert!(chain.contains("no public address"), "{chain}");
     }
 }

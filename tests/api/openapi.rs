@@ -95,6 +95,13 @@ fn stated_constraints_agree_with_the_code() {
         2
     );
     assert_eq!(rule[1]["oneOf"].as_array().unwrap().len(), 3);
+    // A stored monitor is its definition plus server fields: the definition's ban on other
+    // fields (a request schema) must not apply to the response.
+    let monitor = &schemas["Monitor"]["allOf"][0];
+    assert!(monitor.get("$ref").is_none(), "{monitor}");
+    assert!(monitor["properties"]["target"].is_object(), "{monitor}");
+    assert!(monitor.get("additionalProperties").is_none(), "{monitor}");
+    assert_eq!(schemas["MonitorSpec"]["additionalProperties"], false);
     assert_eq!(
         schemas["Change"]["allOf"][1]["anyOf"]
             .as_array()

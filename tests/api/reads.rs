@@ -67,6 +67,10 @@ async fn models_and_versions_page_with_cursors() {
         app.get("/v1/models?cursor=zz").await.0,
         StatusCode::BAD_REQUEST
     );
+    // An empty cursor (a URL template with nothing filled in) is the first page.
+    let (s, first) = app.get("/v1/models?limit=2&cursor=").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(first["items"], p1["items"]);
 
     let (s, jobs) = app.get("/v1/jobs?state=queued&model=alpha&limit=2").await;
     assert_eq!(s, StatusCode::OK);

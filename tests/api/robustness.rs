@@ -402,3 +402,32 @@ async fn the_database_outage_mapping_leaves_real_errors_alone() {
         503
     );
 }
+
+/// Text PostgreSQL cannot store (U+0000 in text and jsonb) is the client's input, not a fault:
+/// a key name with a control character is refused naming the field, a batch whose metadata or
+/// class names hold U+0000 answers 422, and nothing of it is stored. (Found by the contract
+/// fuzzer: a key name with U+0000 answered 500.)
+#[tokio::test]
+async fn text_the_database_cannot_store_is_refused_not_a_server_error() {
+    let app = crate::support::app().await;
+    let (s, _, p) = app
+        .post_json(
+            "/v1/api-keys",
+            &json!({"name": "ci\u{0}key", "scopes": ["read"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["errors"][0]["pointer"], "/name", "{p}");
+    let base = json!({"task": "multiclass", "labels": [0, 1, 0, 1], "predictions": [0, 1, 1, 1]});
+    let mut with_metadata = base.clone();
+    with_metadata["metadata"] = json!({"note": "a\u{0}b"});
+    let mut with_classes = base.clone();
+    with_classes["classes"] = json!(["a\u{0}", "b"]);
+    for body in [with_metadata, with_classes] {
+        let (s, p) = app.upload("m", "v1", &body).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body} → {p}");
+    }
+    assert_eq!(app.count("batches").await, 0);
+    assert_eq!(app.count("jobs").await, 0);
+    assert_eq!(app.count("api_keys").await, 0);
+}
