@@ -86,6 +86,37 @@ const RESULT_SELECT: &str = "SELECT r.id, r.job_id, r.batch_id, m.name AS model,
     r.ci_method, r.n, r.details, r.diagnostics, r.computed_at
     FROM results r JOIN models m ON m.id = r.model_id JOIN model_versions v ON v.id = r.version_id";
 
+/// Lock spaces of [`lock_definition`]: one per kind of versioned definition.
+pub const GATE_POLICY_LOCKS: i64 = 11;
+pub const MONITOR_LOCKS: i64 = 14;
+
+/// Before writing a new version of one of a model's named definitions (a gate policy, a
+/// monitor): find or create the model, hold it `FOR SHARE` (it cannot be deleted meanwhile), and
+/// take a transaction lock on (model, name) in the `kind` lock space, so concurrent PUTs of one
+/// definition take versions one after another. Returns the model's id.
+pub async fn lock_definition(
+    tx: &mut Transaction<'_, Postgres>,
+    model: &str,
+    kind: i64,
+    name: &str,
+) -> sqlx::Result<Uuid> {
+    sqlx::query("INSERT INTO models (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+        .bind(Uuid::now_v7())
+        .bind(model)
+        .execute(&mut **tx)
+        .await?;
+    let model_id: Uuid = sqlx::query_scalar("SELECT id FROM models WHERE name = $1 FOR SHARE")
+        .bind(model)
+        .fetch_one(&mut **tx)
+        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, $2))")
+        .bind(format!("{model_id}/{name}"))
+        .bind(kind)
+        .execute(&mut **tx)
+        .await?;
+    Ok(model_id)
+}
+
 /// Find or create the model and version (first use creates them). Never locks existing rows, so
 /// concurrent uploads to one version do not queue behind each other.
 pub async fn ensure_version(

@@ -218,20 +218,14 @@ pub async fn put_policy(
     let gate = path_name("gate", &gate)?;
     check_rules(&body.rules, "rules")?;
     let mut tx = state.pool.begin().await?;
-    sqlx::query("INSERT INTO models (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-        .bind(Uuid::now_v7())
-        .bind(model.as_str())
-        .execute(&mut *tx)
-        .await?;
-    let model_id: Uuid = sqlx::query_scalar("SELECT id FROM models WHERE name = $1 FOR SHARE")
-        .bind(model.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-    // Serialise concurrent PUTs of one policy so versions stay dense.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 11))")
-        .bind(format!("{model_id}/{gate}"))
-        .execute(&mut *tx)
-        .await?;
+    // Serialises concurrent PUTs of one definition so versions stay dense.
+    let model_id = crate::store::lock_definition(
+        &mut tx,
+        model.as_str(),
+        crate::store::GATE_POLICY_LOCKS,
+        gate.as_str(),
+    )
+    .await?;
     let (version, created_at): (i32, DateTime<Utc>) = sqlx::query_as(
         "INSERT INTO gate_policies (model_id, name, version, rules)
          SELECT $1, $2, coalesce(max(version), 0) + 1, $3 FROM gate_policies WHERE model_id = $1 AND name = $2

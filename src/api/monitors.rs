@@ -128,19 +128,14 @@ pub async fn put_monitor(
         return Err(Error::Validation(errors));
     }
     let mut tx = state.pool.begin().await?;
-    sqlx::query("INSERT INTO models (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-        .bind(Uuid::now_v7())
-        .bind(model.as_str())
-        .execute(&mut *tx)
-        .await?;
-    let model_id: Uuid = sqlx::query_scalar("SELECT id FROM models WHERE name = $1 FOR SHARE")
-        .bind(model.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 14))")
-        .bind(format!("{model_id}/{name}"))
-        .execute(&mut *tx)
-        .await?;
+    // Serialises concurrent PUTs of one definition so versions stay dense.
+    let model_id = crate::store::lock_definition(
+        &mut tx,
+        model.as_str(),
+        crate::store::MONITOR_LOCKS,
+        name.as_str(),
+    )
+    .await?;
     // Channels whose name and URL are unchanged keep their secret.
     let previous: Option<(serde_json::Value, serde_json::Value)> = sqlx::query_as(
         "SELECT spec, secrets FROM monitors WHERE model_id = $1 AND name = $2 AND deleted_at IS NULL
