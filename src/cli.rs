@@ -38,7 +38,7 @@ pub struct SubmitArgs {
     pub model: String,
     #[arg(long)]
     pub version: String,
-    /// The batch: .json (columnar), .ndjson or .csv.
+    /// The batch: .json (columnar), .ndjson, .csv or .arrows (an Arrow IPC stream).
     pub file: PathBuf,
     /// Wait for every job of the batch to finish and print the results.
     #[arg(long)]
@@ -209,6 +209,7 @@ pub async fn submit(a: SubmitArgs) -> ExitCode {
     let content_type = match ext.as_str() {
         "ndjson" | "jsonl" => "application/x-ndjson",
         "csv" => "text/csv",
+        "arrows" | "arrow" => crate::api::ingest::ARROW_STREAM,
         _ => "application/json",
     };
     let base = a.url.trim_end_matches('/').to_string();

@@ -172,7 +172,8 @@ pub struct NewBatch<'a> {
     pub task: crate::domain::batch::Task,
     pub n: usize,
     pub classes: &'a [String],
-    pub body: &'a [u8],
+    /// The stored form, in parts (concatenated in order when read back).
+    pub body: &'a [std::borrow::Cow<'a, [u8]>],
     pub digest: &'a str,
     pub labels_digest: Option<&'a str>,
     pub content_type: &'a str,
@@ -196,14 +197,15 @@ pub async fn insert_batch(
     .bind(b.n as i64)
     .bind(serde_json::json!(b.classes))
     .bind(b.digest)
-    .bind(b.body.len() as i64)
+    .bind(b.body.iter().map(|p| p.len()).sum::<usize>() as i64)
     .bind(b.content_type)
     .bind(b.metadata)
     .bind(b.labels_digest)
     .bind(serde_json::json!(b.estimators_skipped))
     .execute(&mut **tx)
     .await?;
-    for (seq, chunk) in b.body.chunks(DATA_CHUNK).enumerate() {
+    let chunks = b.body.iter().flat_map(|part| part.chunks(DATA_CHUNK));
+    for (seq, chunk) in chunks.enumerate() {
         sqlx::query("INSERT INTO batch_data (batch_id, seq, body) VALUES ($1, $2, $3)")
             .bind(b.id)
             .bind(seq as i32)

@@ -13,11 +13,12 @@ use uuid::Uuid;
 use super::ingest::{self, UploadQuery};
 use super::views::{Accepted, Batch as BatchView, BatchDetail, EstimateResult, Job};
 use super::{AppState, UnitQuery};
-use crate::domain::batch::{sha256_hex, Batch, BatchRequest};
+use crate::domain::batch::{Batch, BatchRequest};
 use crate::domain::estimators::{self, EstimatorRef};
 use crate::domain::names::Name;
 use crate::error::{Error, FieldError, Result};
 use crate::{queue, store};
+use sha2::{Digest, Sha256};
 
 /// Parse a path name, or say what is wrong with it.
 pub fn path_name(what: &str, s: &str) -> Result<Name> {
@@ -143,20 +144,21 @@ async fn accepted(state: &AppState, batch_id: Uuid, status: StatusCode) -> Resul
         UploadQuery,
     ),
     request_body(
-        description = "A batch: columnar JSON, NDJSON (one sample per line: `{\"label\": 2, \"probabilities\": [0.1, 0.2, 0.7]}`; fields label, prediction, probabilities, scores, x, y, target, weight), or CSV (a header row; columns label, prediction, p_<class>, score_<label>, x_<i>, y_<i>, target, weight; multilabel cells list names separated by |). NDJSON and CSV take task, classes, estimators and metadata from the query; their errors name the row (from 0) and the column.",
+        description = "A batch: columnar JSON, NDJSON (one sample per line: `{\"label\": 2, \"probabilities\": [0.1, 0.2, 0.7]}`; fields label, prediction, probabilities, scores, x, y, target, weight), CSV (a header row; columns label, prediction, p_<class>, score_<label>, x_<i>, y_<i>, target, weight; multilabel cells list names separated by |), or an Arrow IPC stream (columns named like the NDJSON fields: label and prediction as integers, strings or dictionary-encoded strings, multilabel rows as lists; probabilities, scores, x and y as fixed-size lists of float32 or float64; target and weight as numbers; no nulls). NDJSON, CSV and Arrow take task, classes, estimators and metadata from the query; their errors name the row (from 0) and the column.",
         content(
             (BatchRequest = "application/json"),
             (String = "application/x-ndjson", example = json!("{\"label\": 0, \"probabilities\": [0.7, 0.2, 0.1]}\n{\"label\": 1, \"probabilities\": [0.1, 0.8, 0.1]}\n")),
             (String = "text/csv", example = json!("label,p_cat,p_dog,p_bird\ncat,0.7,0.2,0.1\ndog,0.1,0.8,0.1\n")),
+            (ArrowStream = "application/vnd.apache.arrow.stream"),
         )
     ),
     responses(
         (status = 202, description = "Stored, with its jobs queued", body = Accepted,
             headers(("Location" = String, description = "/v1/batches/{id}"))),
-        (status = 400, description = "The body is not valid JSON, or a compressed body is corrupt", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not valid JSON or not an Arrow IPC stream, or a compressed body is corrupt", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A request with this Idempotency-Key is still in flight", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over the upload limit", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON, NDJSON or CSV, or a Content-Encoding other than gzip or zstd", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON, NDJSON, CSV or an Arrow IPC stream, or a Content-Encoding other than gzip or zstd", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid batch, names, or Idempotency-Key reused with another body; more classes than --max-classes; a requested estimator whose estimated memory on this batch is over the per-job budget (the error names the estimator, its need and the limit)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The queue is over its ceiling (--max-queued-jobs, --max-queue-age-seconds) or the database is unreachable; nothing was stored; see Retry-After", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
@@ -225,18 +227,23 @@ pub async fn upload(
             &cost_limits,
         )
         .map_err(located)?;
-        let stored = batch.encode();
-        let digest = sha256_hex(&stored);
+        // The stored form is the batch's own arrays behind a header: hashed here, written in
+        // the transaction below, never copied whole.
+        let mut hasher = Sha256::new();
+        for part in batch.encoded_parts() {
+            hasher.update(&part);
+        }
+        let digest = hex::encode(hasher.finalize());
         let labels_digest = batch.labels_digest();
         Ok(Prepared {
             request_hash: decoded.request_hash,
-            stored,
             digest,
             labels_digest,
             metadata,
             specs: resolved.specs,
             skipped: resolved.skipped,
-            batch: BatchHead::of(&batch),
+            head: BatchHead::of(&batch),
+            batch,
         })
     })
     .await
@@ -267,7 +274,8 @@ pub async fn upload(
     let (model_id, version_id) =
         store::ensure_version(&mut tx, model.as_str(), version.as_str()).await?;
     let batch_id = Uuid::now_v7();
-    let head = &prepared.batch;
+    let head = &prepared.head;
+    let parts = prepared.batch.encoded_parts();
     store::insert_batch(
         &mut tx,
         &store::NewBatch {
@@ -277,7 +285,7 @@ pub async fn upload(
             task: head.task,
             n: head.n,
             classes: &head.classes,
-            body: &prepared.stored,
+            body: &parts,
             digest: &prepared.digest,
             labels_digest: prepared.labels_digest.as_deref(),
             content_type,
@@ -297,15 +305,34 @@ pub async fn upload(
     accepted(&state, batch_id, StatusCode::ACCEPTED).await
 }
 
+/// An Arrow IPC stream (binary), as the upload's request body.
+pub struct ArrowStream;
+
+impl utoipa::PartialSchema for ArrowStream {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .description(Some(
+                "An Arrow IPC stream: a schema message, then record batches",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for ArrowStream {}
+
 struct Prepared {
     request_hash: String,
-    stored: Vec<u8>,
     digest: String,
     labels_digest: Option<String>,
     metadata: serde_json::Value,
     specs: Vec<estimators::JobSpec>,
     skipped: Vec<estimators::Skipped>,
-    batch: BatchHead,
+    head: BatchHead,
+    /// The validated batch, stored as [`Batch::encoded_parts`].
+    batch: Batch,
 }
 
 /// What the batch row needs once the arrays are encoded.

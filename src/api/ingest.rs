@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
 
 use super::batches::parse_json;
+use crate::domain::arrow;
 use crate::domain::batch::{BatchRequest, Task};
 use crate::domain::estimators::EstimatorRef;
 use crate::domain::rows::{self, ColumnMap, RowOptions, RowsError};
@@ -25,6 +26,7 @@ pub enum Format {
     Json,
     Ndjson,
     Csv,
+    Arrow,
 }
 
 impl Format {
@@ -34,9 +36,13 @@ impl Format {
             Format::Json => "application/json",
             Format::Ndjson => "application/x-ndjson",
             Format::Csv => "text/csv",
+            Format::Arrow => ARROW_STREAM,
         }
     }
 }
+
+/// The media type of an Arrow IPC stream.
+pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
 /// The content codings an upload may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +78,8 @@ pub fn media_type(headers: &HeaderMap) -> String {
 /// Which body format the `Content-Type` names (415 otherwise).
 pub fn format_of(headers: &HeaderMap) -> Result<Format> {
     let mime = media_type(headers);
-    const ACCEPTED: &str = "send application/json, application/x-ndjson or text/csv";
+    const ACCEPTED: &str = "send application/json, application/x-ndjson, text/csv or \
+                            application/vnd.apache.arrow.stream";
     match mime.as_str() {
         "application/json" => Ok(Format::Json),
         m if m.starts_with("application/") && m.ends_with("+json") => Ok(Format::Json),
@@ -81,6 +88,7 @@ pub fn format_of(headers: &HeaderMap) -> Result<Format> {
         | "application/jsonl"
         | "application/x-jsonlines" => Ok(Format::Ndjson),
         "text/csv" | "application/csv" => Ok(Format::Csv),
+        ARROW_STREAM => Ok(Format::Arrow),
         "" => Err(Error::UnsupportedMediaType(format!(
             "no Content-Type given; {ACCEPTED}"
         ))),
@@ -106,19 +114,19 @@ pub fn coding_of(headers: &HeaderMap) -> Result<Coding> {
     }
 }
 
-/// Batch options for NDJSON and CSV bodies (JSON bodies carry them as fields).
+/// Batch options for NDJSON, CSV and Arrow bodies (JSON bodies carry them as fields).
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UploadQuery {
-    /// NDJSON/CSV only: `multiclass | multilabel | pairs | regression`; default: from the columns
+    /// NDJSON, CSV and Arrow only: `multiclass | multilabel | pairs | regression`; default: from the columns
     /// (`y`→pairs, `target`→regression, `scores`→multilabel, else multiclass).
     pub task: Option<String>,
-    /// NDJSON/CSV only: comma-separated class (or label) names; CSV default: the `p_`/`score_`
+    /// NDJSON, CSV and Arrow only: comma-separated class (or label) names; CSV default: the `p_`/`score_`
     /// column suffixes in header order.
     pub classes: Option<String>,
-    /// NDJSON/CSV only: comma-separated estimator ids, or a JSON array of ids and `{id, params}`.
+    /// NDJSON, CSV and Arrow only: comma-separated estimator ids, or a JSON array of ids and `{id, params}`.
     pub estimators: Option<String>,
-    /// NDJSON/CSV only: a JSON object kept with the batch (e.g. `{"kpis": {"conversion": 0.03}}`).
+    /// NDJSON, CSV and Arrow only: a JSON object kept with the batch (e.g. `{"kpis": {"conversion": 0.03}}`).
     pub metadata: Option<String>,
 }
 
@@ -149,7 +157,7 @@ impl UploadQuery {
             };
             return Err(Error::Validation(vec![err(
                 given,
-                "the query options apply to NDJSON and CSV bodies; a JSON body carries task, \
+                "the query options apply to NDJSON, CSV and Arrow bodies; a JSON body carries task, \
                  classes, estimators and metadata as fields"
                     .into(),
             )]));
@@ -395,6 +403,7 @@ impl Upload {
                     Box::new(BufReader::with_capacity(64 * 1024, decoded));
                 split(rows::decode_csv(reader, self.options), failure)?
             }
+            Format::Arrow => split(arrow::decode_arrow(decoded, self.options), failure)?,
         };
         let request_hash = match hasher.lock() {
             Ok(h) => hex::encode(h.clone().finalize()),
@@ -416,5 +425,6 @@ fn split(
         Ok((req, map)) => Ok((req, Some(map))),
         Err(RowsError::Io(e)) => Err(failure(e)),
         Err(RowsError::Invalid(errors)) => Err(Error::Validation(errors)),
+        Err(RowsError::Malformed(m)) => Err(Error::BadRequest(m)),
     }
 }

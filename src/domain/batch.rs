@@ -1,6 +1,7 @@
 //! A batch of predictions and true labels: the upload body, its validation into a `Batch` that can
 //! only exist valid, and the compact binary form it is stored in.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -922,8 +923,16 @@ impl Batch {
         Some(hex::encode(h.finalize()))
     }
 
-    /// Encode to the stored binary form.
+    /// Encode to the stored binary form (one contiguous copy; see [`Batch::encoded_parts`]).
     pub fn encode(&self) -> Vec<u8> {
+        self.encoded_parts().concat()
+    }
+
+    /// The stored binary form in parts: the magic and header, then each array's bytes. On a
+    /// little-endian machine the arrays are views of the batch's own memory, so storing a batch
+    /// does not hold a second copy of its numbers.
+    pub fn encoded_parts(&self) -> Vec<Cow<'_, [u8]>> {
+        use zerocopy::IntoBytes;
         let (label_form, prediction_form, arrays) = self.arrays();
         let header = Header {
             task: self.task,
@@ -949,33 +958,28 @@ impl Batch {
                 .collect(),
         };
         let h = serde_json::to_vec(&header).expect("header serialises");
-        let payload: usize = arrays
-            .iter()
-            .map(|(_, a)| match a {
-                Arr::U32(v) => v.len() * 4,
-                Arr::F64(m) => m.data.len() * 8,
-                Arr::F64Vec(v) => v.len() * 8,
-            })
-            .sum();
-        let mut out = Vec::with_capacity(8 + h.len() + payload);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&(h.len() as u32).to_le_bytes());
-        out.extend_from_slice(&h);
+        let mut head = Vec::with_capacity(8 + h.len());
+        head.extend_from_slice(MAGIC);
+        head.extend_from_slice(&(h.len() as u32).to_le_bytes());
+        head.extend_from_slice(&h);
+        let mut parts = vec![Cow::Owned(head)];
         for (_, a) in &arrays {
-            match a {
-                Arr::U32(v) => v
-                    .iter()
-                    .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-                Arr::F64(m) => m
-                    .data
-                    .iter()
-                    .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-                Arr::F64Vec(v) => v
-                    .iter()
-                    .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            }
+            let part: Cow<'_, [u8]> = if cfg!(target_endian = "little") {
+                Cow::Borrowed(match a {
+                    Arr::U32(v) => v.as_bytes(),
+                    Arr::F64(m) => m.data.as_bytes(),
+                    Arr::F64Vec(v) => v.as_bytes(),
+                })
+            } else {
+                Cow::Owned(match a {
+                    Arr::U32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    Arr::F64(m) => m.data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    Arr::F64Vec(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                })
+            };
+            parts.push(part);
         }
-        out
+        parts
     }
 
     /// Decode the stored binary form.

@@ -1,5 +1,6 @@
 //! Domain types that can only be built valid: names, batches, estimator requests.
 
+pub mod arrow;
 pub mod batch;
 pub mod columns;
 pub mod estimators;

@@ -36,6 +36,8 @@ pub enum RowsError {
     Io(io::Error),
     /// Rows or cells that do not parse, each with its row and column.
     Invalid(Vec<FieldError>),
+    /// The body as a whole is not in its format (an Arrow stream that does not decode).
+    Malformed(String),
 }
 
 impl From<io::Error> for RowsError {
@@ -44,7 +46,7 @@ impl From<io::Error> for RowsError {
     }
 }
 
-fn row_error(row: u64, column: Option<&str>, message: impl Into<String>) -> FieldError {
+pub(super) fn row_error(row: u64, column: Option<&str>, message: impl Into<String>) -> FieldError {
     FieldError {
         pointer: None,
         row: Some(row),
@@ -53,7 +55,7 @@ fn row_error(row: u64, column: Option<&str>, message: impl Into<String>) -> Fiel
     }
 }
 
-fn column_error(column: &str, message: impl Into<String>) -> FieldError {
+pub(super) fn column_error(column: &str, message: impl Into<String>) -> FieldError {
     FieldError {
         pointer: None,
         row: None,
@@ -139,7 +141,7 @@ fn presence_mismatch(first: bool, here: bool, row: u64, name: &str, errors: &mut
 }
 
 /// A matrix built one row at a time; every row must have the first row's width.
-struct MatrixColumn {
+pub(super) struct MatrixColumn {
     name: &'static str,
     present: Option<bool>,
     cols: usize,
@@ -179,10 +181,21 @@ impl MatrixColumn {
     fn finish(self, rows: usize) -> Option<Matrix> {
         (self.present == Some(true)).then(|| Matrix::new(rows, self.cols, self.data))
     }
+
+    /// Columnar bodies: the column is present and `cols` wide; its storage, to append rows to
+    /// (`Err(width so far)` when earlier rows had another width).
+    pub(super) fn columnar(&mut self, cols: usize) -> Result<&mut Vec<f64>, usize> {
+        if self.present == Some(true) && self.cols != cols {
+            return Err(self.cols);
+        }
+        self.present = Some(true);
+        self.cols = cols;
+        Ok(&mut self.data)
+    }
 }
 
 /// A scalar column built one row at a time, present in every row or in none.
-struct ScalarColumn<T> {
+pub(super) struct ScalarColumn<T> {
     name: &'static str,
     present: Option<bool>,
     values: Vec<T>,
@@ -214,24 +227,30 @@ impl<T> ScalarColumn<T> {
     fn finish(self) -> Option<Vec<T>> {
         (self.present == Some(true)).then_some(self.values)
     }
+
+    /// Columnar bodies: the column is present; its storage, to append rows to.
+    pub(super) fn columnar(&mut self) -> &mut Vec<T> {
+        self.present = Some(true);
+        &mut self.values
+    }
 }
 
-/// The columns of a line-oriented body, filled row by row.
-struct Builder {
-    rows: usize,
-    labels: ScalarColumn<Label>,
-    predictions: ScalarColumn<Label>,
-    targets: ScalarColumn<f64>,
-    weights: ScalarColumn<f64>,
-    probabilities: MatrixColumn,
-    scores: MatrixColumn,
-    x: MatrixColumn,
-    y: MatrixColumn,
-    errors: Vec<FieldError>,
+/// The columns of a line-oriented (or columnar) body, filled row by row (or batch by batch).
+pub(super) struct Builder {
+    pub(super) rows: usize,
+    pub(super) labels: ScalarColumn<Label>,
+    pub(super) predictions: ScalarColumn<Label>,
+    pub(super) targets: ScalarColumn<f64>,
+    pub(super) weights: ScalarColumn<f64>,
+    pub(super) probabilities: MatrixColumn,
+    pub(super) scores: MatrixColumn,
+    pub(super) x: MatrixColumn,
+    pub(super) y: MatrixColumn,
+    pub(super) errors: Vec<FieldError>,
 }
 
 impl Builder {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Builder {
             rows: 0,
             labels: ScalarColumn::new("label"),
@@ -246,11 +265,11 @@ impl Builder {
         }
     }
 
-    fn full(&self) -> bool {
+    pub(super) fn full(&self) -> bool {
         self.errors.len() >= MAX_ROW_ERRORS
     }
 
-    fn finish(self, options: RowOptions) -> Result<BatchRequest, RowsError> {
+    pub(super) fn finish(self, options: RowOptions) -> Result<BatchRequest, RowsError> {
         if !self.errors.is_empty() {
             let mut errors = self.errors;
             errors.truncate(MAX_ROW_ERRORS);
@@ -598,6 +617,7 @@ pub fn decode_csv<R: Read>(
             Ok(true) => {}
             Err(e) => match csv_failure(e, row) {
                 RowsError::Io(e) => return Err(RowsError::Io(e)),
+                RowsError::Malformed(m) => return Err(RowsError::Malformed(m)),
                 RowsError::Invalid(mut errs) => {
                     b.errors.append(&mut errs);
                     b.rows += 1;
@@ -697,6 +717,7 @@ mod tests {
             Ok((r, _)) => Ok(r),
             Err(RowsError::Invalid(e)) => Err(e),
             Err(RowsError::Io(e)) => panic!("io error {e}"),
+            Err(RowsError::Malformed(m)) => panic!("malformed {m}"),
         }
     }
 
@@ -708,6 +729,7 @@ mod tests {
             Ok(r) => Ok(r),
             Err(RowsError::Invalid(e)) => Err(e),
             Err(RowsError::Io(e)) => panic!("io error {e}"),
+            Err(RowsError::Malformed(m)) => panic!("malformed {m}"),
         }
     }
 

@@ -1,8 +1,14 @@
-//! Line-oriented bodies (NDJSON, CSV) and compressed bodies (gzip, zstd): each decodes to the same
-//! stored batch as its JSON form; errors name the row and column; limits hold on the decoded size.
+//! Line-oriented bodies (NDJSON, CSV), Arrow IPC streams and compressed bodies (gzip, zstd): each
+//! decodes to the same stored batch as its JSON form; errors name the row and column; limits hold
+//! on the decoded size.
 
 use std::io::Write;
+use std::sync::Arc;
 
+use arrow_array::builder::{FixedSizeListBuilder, Float32Builder, Float64Builder};
+use arrow_array::types::Int32Type;
+use arrow_array::{ArrayRef, DictionaryArray, Int64Array, RecordBatch};
+use arrow_schema::{Field, Schema};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
@@ -57,6 +63,52 @@ fn csv() -> String {
     out
 }
 
+const ARROW: &str = "application/vnd.apache.arrow.stream";
+
+/// An Arrow IPC stream of these columns, in record batches of `chunk` rows.
+fn arrow_stream(columns: Vec<(&str, ArrayRef)>, chunk: usize) -> Vec<u8> {
+    let schema = Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(n, a)| Field::new(*n, a.data_type().clone(), a.null_count() > 0))
+            .collect::<Vec<_>>(),
+    ));
+    let n = columns[0].1.len();
+    let mut w = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &schema).unwrap();
+    for start in (0..n).step_by(chunk) {
+        let len = chunk.min(n - start);
+        let cols = columns.iter().map(|(_, a)| a.slice(start, len)).collect();
+        w.write(&RecordBatch::try_new(schema.clone(), cols).unwrap())
+            .unwrap();
+    }
+    w.into_inner().unwrap()
+}
+
+/// The columnar batch as an Arrow stream: dictionary-encoded class names, float64 probabilities.
+fn arrow() -> Vec<u8> {
+    let b = columnar();
+    let names: DictionaryArray<Int32Type> = b["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    let mut probs = FixedSizeListBuilder::new(Float64Builder::new(), 3);
+    for row in b["probabilities"].as_array().unwrap() {
+        for v in row.as_array().unwrap() {
+            probs.values().append_value(v.as_f64().unwrap());
+        }
+        probs.append(true);
+    }
+    arrow_stream(
+        vec![
+            ("label", Arc::new(names)),
+            ("probabilities", Arc::new(probs.finish())),
+        ],
+        2,
+    )
+}
+
 const QUERY: &str = "?classes=cat,dog,bird&estimators=shannon_mi,semantic_mi&metadata=%7B%22kpis%22%3A%7B%22conversion%22%3A0.031%7D%7D";
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -92,6 +144,7 @@ async fn every_format_and_coding_stores_the_same_batch() {
     let json_bytes = serde_json::to_vec(&columnar()).unwrap();
     let nd = ndjson().into_bytes();
     let csv = csv().into_bytes();
+    let arrow = arrow();
     let uri = format!("{PATH}{QUERY}");
     let cases: Vec<(&str, &str, Option<&str>, Vec<u8>)> = vec![
         ("json", PATH, None, json_bytes.clone()),
@@ -101,6 +154,8 @@ async fn every_format_and_coding_stores_the_same_batch() {
         ("ndjson+zstd", &uri, Some("zstd"), zstd(&nd)),
         ("csv", &uri, None, csv.clone()),
         ("csv+zstd", &uri, Some("zstd"), zstd(&csv)),
+        ("arrow", &uri, None, arrow.clone()),
+        ("arrow+zstd", &uri, Some("zstd"), zstd(&arrow)),
     ];
     let mut digests = Vec::new();
     let mut ids = Vec::new();
@@ -108,6 +163,7 @@ async fn every_format_and_coding_stores_the_same_batch() {
         let ct = match name.split('+').next().unwrap() {
             "json" => "application/json",
             "ndjson" => "application/x-ndjson",
+            "arrow" => ARROW,
             _ => "text/csv; charset=utf-8",
         };
         let (s, b) = post(&app, uri, ct, enc, body).await;
@@ -128,6 +184,9 @@ async fn every_format_and_coding_stores_the_same_batch() {
         "the NDJSON upload reads back as the JSON form"
     );
     let (_, detail) = app.get(&format!("/v1/batches/{}", ids[5])).await;
+    assert_eq!(detail["metadata"]["kpis"]["conversion"], 0.031);
+    let (_, detail) = app.get(&format!("/v1/batches/{}", ids[7])).await;
+    assert_eq!(detail["content_type"], ARROW);
     assert_eq!(detail["metadata"]["kpis"]["conversion"], 0.031);
 
     let pool = app.workers(fast_workers(2));
@@ -303,4 +362,114 @@ async fn codings_are_checked_and_bombs_stop_at_the_limit() {
         .await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{p}");
     assert_eq!(app.count("batches").await, 0);
+}
+
+/// Arrow bodies: float32 probabilities are widened exactly; nulls and wrong types name the row
+/// and column; a stream that does not decode (or that the reader chokes on) is a 400; the
+/// decoded-size limit holds; nothing is stored for any refusal.
+#[tokio::test]
+async fn arrow_bodies_are_checked_like_the_others() {
+    let app = app_with_limits(infoaudit::api::Limits {
+        max_upload_bytes: 1 << 20,
+        ..Default::default()
+    })
+    .await;
+    let rows: [[f32; 2]; 4] = [[0.9, 0.1], [0.3, 0.7], [0.5, 0.5], [0.2, 0.8]];
+    let probs = |rows: &[[f32; 2]]| -> ArrayRef {
+        let mut b = FixedSizeListBuilder::new(Float32Builder::new(), 2);
+        for r in rows {
+            b.values().append_slice(r);
+            b.append(true);
+        }
+        Arc::new(b.finish())
+    };
+    let labels: ArrayRef = Arc::new(Int64Array::from(vec![0, 1, 1, 1]));
+    let body = arrow_stream(vec![("label", labels), ("probabilities", probs(&rows))], 3);
+    let (s, b) = post(
+        &app,
+        &format!("{PATH}?estimators=shannon_mi"),
+        ARROW,
+        None,
+        body,
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let id = b["batch"]["id"].as_str().unwrap();
+    let (_, data) = app.get(&format!("/v1/batches/{id}/data")).await;
+    // f64::from(0.3f32) = 0.30000001192092896: the float32 value itself, not a rounding of it.
+    assert_eq!(data["probabilities"][1][0], json!(f64::from(0.3f32)));
+    assert_eq!(data["probabilities"][1][0], json!(0.30000001192092896));
+    assert_eq!(data["labels"], json!([0, 1, 1, 1]));
+
+    let with_null: ArrayRef = Arc::new(Int64Array::from(vec![Some(0), Some(1), Some(1), None]));
+    let body = arrow_stream(
+        vec![("label", with_null), ("probabilities", probs(&rows))],
+        3,
+    );
+    let (s, p) = post(&app, PATH, ARROW, None, body).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["errors"][0]["row"], 3, "{p}");
+    assert_eq!(p["errors"][0]["column"], "label", "{p}");
+
+    // Validation errors translate to rows and columns too: row 2 sums to 1.2.
+    let bad = [[0.9, 0.1], [0.3, 0.7], [0.5, 0.7], [0.2, 0.8]];
+    let labels: ArrayRef = Arc::new(Int64Array::from(vec![0, 1, 1, 1]));
+    let body = arrow_stream(vec![("label", labels), ("probabilities", probs(&bad))], 3);
+    let (s, p) = post(&app, PATH, ARROW, None, body).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["errors"][0]["row"], 2, "{p}");
+    assert_eq!(p["errors"][0]["column"], "probabilities", "{p}");
+
+    let labels: ArrayRef = Arc::new(Int64Array::from(vec![0, 1, 1, 1]));
+    let body = arrow_stream(vec![("label", labels.clone()), ("p", probs(&rows))], 3);
+    let (s, p) = post(&app, PATH, ARROW, None, body).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["errors"][0]["column"], "p", "{p}");
+
+    // JSON text sent as Arrow, and streams with a damaged byte: 400 (or 422, or a valid batch
+    // where the damage left one), never 500.
+    let (s, p) = post(
+        &app,
+        PATH,
+        ARROW,
+        None,
+        serde_json::to_vec(&columnar()).unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("Arrow IPC"), "{p}");
+    let good = arrow_stream(vec![("label", labels), ("probabilities", probs(&rows))], 3);
+    let mut answered = std::collections::BTreeMap::new();
+    for i in (0..good.len()).step_by(7) {
+        let mut damaged = good.clone();
+        damaged[i] ^= 0xff;
+        let (s, _) = post(&app, PATH, ARROW, None, damaged).await;
+        assert!(s != StatusCode::INTERNAL_SERVER_ERROR, "byte {i}");
+        *answered.entry(s.as_u16()).or_insert(0) += 1;
+    }
+    assert!(answered.contains_key(&400), "{answered:?}");
+
+    // 64 MiB of float64 zeros compress to a few KiB: stopped at the decoded-size limit.
+    let zeros = vec![0.0f64; 8 << 20];
+    let mut b = FixedSizeListBuilder::new(Float64Builder::new(), 8);
+    b.values().append_slice(&zeros);
+    for _ in 0..(1 << 20) {
+        b.append(true);
+    }
+    let labels: ArrayRef = Arc::new(Int64Array::from(vec![0i64; 1 << 20]));
+    let bomb = zstd(&arrow_stream(
+        vec![("label", labels), ("probabilities", Arc::new(b.finish()))],
+        1 << 18,
+    ));
+    assert!(bomb.len() < 1 << 20, "bomb is {} bytes", bomb.len());
+    let (s, p) = post(&app, PATH, ARROW, Some("zstd"), bomb).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("decoded body"),
+        "{p}"
+    );
+
+    // Damage in padding or in a value's low bits can leave a valid batch: those were stored.
+    let accepted = answered.get(&202).copied().unwrap_or(0);
+    assert_eq!(app.count("batches").await, 1 + accepted, "{answered:?}");
 }
