@@ -80,9 +80,10 @@ pub fn api_limits(args: &ServeArgs) -> Limits {
         rate_burst: args.rate_limit_burst.unwrap_or(2.0 * rate).max(1.0),
         webhook_allow_private: args.webhook_allow_private,
         metrics_max_information_series: args.metrics_max_information_series,
-        metrics_cache: std::time::Duration::from_secs_f64(
-            args.metrics_cache_seconds.max(0.0).min(86_400.0),
-        ),
+        metrics_cache: std::time::Duration::from_secs_f64(match args.metrics_cache_seconds {
+            c if c.is_nan() => 0.0,
+            c => c.clamp(0.0, 86_400.0),
+        }),
     }
 }
 

@@ -51,8 +51,10 @@ pub async fn readyz(State(state): State<AppState>) -> Result<(StatusCode, Json<H
     Ok((StatusCode::OK, Json(Health { status: "ok" })))
 }
 
-/// Prometheus metrics: HTTP requests by route template and status, latency histograms, jobs by
-/// state, oldest queued job age, job durations by estimator, lease renewals lost, gate verdicts,
+/// Prometheus metrics (text exposition format 0.0.4).
+///
+/// HTTP requests by route template and status, latency histograms, jobs by state, oldest queued
+/// job age, job durations by estimator, lease renewals lost, gate verdicts, monitors, webhooks,
 /// and the information itself: `infoaudit_information_value`, `_ci_low`, `_ci_high` and
 /// `_result_timestamp_seconds` (labels `model`, `version`, `metric`, `unit`) hold the latest
 /// result of each metric a stored gate policy or a live monitor uses, for the versions they judge
