@@ -79,6 +79,11 @@ pub fn api_limits(args: &ServeArgs) -> Limits {
         rate_limit: rate,
         rate_burst: args.rate_limit_burst.unwrap_or(2.0 * rate).max(1.0),
         webhook_allow_private: args.webhook_allow_private,
+        metrics_max_information_series: args.metrics_max_information_series,
+        metrics_cache: std::time::Duration::from_secs_f64(match args.metrics_cache_seconds {
+            c if c.is_nan() => 0.0,
+            c => c.clamp(0.0, 86_400.0),
+        }),
     }
 }
 
@@ -91,6 +96,10 @@ fn publish_limits(args: &ServeArgs) {
     crate::metrics::set_setting("rate_limit_burst", l.rate_burst);
     crate::metrics::set_setting("job_memory_bytes", l.cost.memory_bytes as f64);
     crate::metrics::set_setting("max_classes", l.cost.max_classes as f64);
+    crate::metrics::set_setting(
+        "metrics_max_information_series",
+        l.metrics_max_information_series as f64,
+    );
 }
 
 /// Resolve `SIGINT`/`SIGTERM`.

@@ -156,6 +156,19 @@ pub struct ServeArgs {
         default_value_t = 10.0
     )]
     pub webhook_timeout_seconds: f64,
+    /// At most this many information series (latest result per model, version and metric that a
+    /// gate policy or monitor uses, plus alias markers) in `/metrics`; the rest are counted in
+    /// `infoaudit_information_series_dropped`.
+    #[arg(
+        long,
+        env = "INFOAUDIT_METRICS_MAX_INFORMATION_SERIES",
+        default_value_t = 1000
+    )]
+    pub metrics_max_information_series: usize,
+    /// `/metrics` reads the information series from the database at most once per this many
+    /// seconds (0: at every scrape).
+    #[arg(long, env = "INFOAUDIT_METRICS_CACHE_SECONDS", default_value_t = 5.0)]
+    pub metrics_cache_seconds: f64,
 }
 
 impl Default for ServeArgs {
@@ -185,6 +198,8 @@ impl Default for ServeArgs {
             public_url: None,
             webhook_retry_seconds: 5.0,
             webhook_timeout_seconds: 10.0,
+            metrics_max_information_series: 1000,
+            metrics_cache_seconds: 5.0,
         }
     }
 }

@@ -4,6 +4,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::{LazyLock, Mutex};
 
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::gate::MetricRef;
+use crate::monitor::spec::MonitorSpec;
+use crate::store::{LatestResult, WatchedModel};
+
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
@@ -265,8 +272,10 @@ pub struct QueueSnapshot {
     pub open_incidents: i64,
 }
 
-/// The text exposition.
-pub fn render(queue: &QueueSnapshot) -> String {
+/// The text exposition. `queue` and `information` are `None` when the database could not be read
+/// at this scrape: their gauges are then left out (the process's own metrics still render) and
+/// `infoaudit_information_export_up` is 0.
+pub fn render(queue: Option<&QueueSnapshot>, information: Option<&InformationSnapshot>) -> String {
     let mut out = String::new();
     with(|r| {
         out.push_str("# HELP infoaudit_http_requests_total HTTP requests by method, route template and status.\n# TYPE infoaudit_http_requests_total counter\n");
@@ -318,6 +327,14 @@ pub fn render(queue: &QueueSnapshot) -> String {
             );
         }
     });
+    if let Some(queue) = queue {
+        queue_section(&mut out, queue);
+    }
+    information_section(&mut out, information);
+    out
+}
+
+fn queue_section(out: &mut String, queue: &QueueSnapshot) {
     out.push_str(
         "# HELP infoaudit_jobs Jobs by state (whole queue).\n# TYPE infoaudit_jobs gauge\n",
     );
@@ -332,7 +349,310 @@ pub fn render(queue: &QueueSnapshot) -> String {
     }
     let _ = writeln!(out, "# HELP infoaudit_monitor_open_incidents Monitor incidents firing now.\n# TYPE infoaudit_monitor_open_incidents gauge\ninfoaudit_monitor_open_incidents {}", queue.open_incidents);
     let _ = writeln!(out, "# HELP infoaudit_oldest_queued_job_age_seconds Age of the oldest due queued job.\n# TYPE infoaudit_oldest_queued_job_age_seconds gauge\ninfoaudit_oldest_queued_job_age_seconds {}", queue.oldest_queued_seconds);
-    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The information itself: the latest result of each metric a gate policy or a monitor uses.
+
+/// One (model, version, metric) whose latest result is exported.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Wanted {
+    pub model: String,
+    pub version: String,
+    /// As written in rules: `estimator` or `estimator.statistic`.
+    pub metric: String,
+    pub version_id: Uuid,
+    pub estimator: String,
+    pub statistic: Option<String>,
+}
+
+/// One exported series (values in bits for amounts of information, else as stored).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InformationSeries {
+    pub model: String,
+    pub version: String,
+    pub metric: String,
+    /// `bits` or `ratio` (a unitless statistic: a normalised MI, an efficiency, a count).
+    pub unit: &'static str,
+    pub value: f64,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    /// When the result was computed (unix seconds).
+    pub at: f64,
+}
+
+/// What `/metrics` shows of the information: capped series, and alias markers of their versions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InformationSnapshot {
+    pub series: Vec<InformationSeries>,
+    /// (model, alias, version) of the aliases naming an exported version.
+    pub aliases: Vec<(String, String, String)>,
+    /// Series (information and alias) left out by the cap.
+    pub dropped: usize,
+    /// The cap.
+    pub limit: usize,
+}
+
+#[derive(Deserialize)]
+struct StoredPolicy {
+    name: String,
+    rules: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct StoredAlias {
+    alias: String,
+    id: Uuid,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct StoredVersion {
+    id: Uuid,
+    name: String,
+}
+
+/// The metrics named by rules, resolved as gates resolve them (unknown names are skipped).
+fn rule_metrics<'a>(rules: impl IntoIterator<Item = &'a serde_json::Value>) -> Vec<MetricRef> {
+    rules
+        .into_iter()
+        .filter_map(|r| r.get("metric")?.as_str())
+        .filter_map(|m| MetricRef::parse(m).ok())
+        .collect()
+}
+
+/// Which (model, version, metric) to export, sorted and without repeats. A gate policy's metrics
+/// are exported for the model's newest version (the next candidate) and every version an alias
+/// names (the baselines gates compare with); a monitor's metrics (its rules, or its gate policy's)
+/// for the version its target names now.
+pub fn plan(models: &[WatchedModel]) -> Vec<Wanted> {
+    let mut out = std::collections::BTreeSet::new();
+    for m in models {
+        let policies: Vec<StoredPolicy> =
+            serde_json::from_value(m.policies.clone()).unwrap_or_default();
+        let aliases: Vec<StoredAlias> =
+            serde_json::from_value(m.aliases.clone()).unwrap_or_default();
+        let named: Vec<StoredVersion> = serde_json::from_value(m.named.clone()).unwrap_or_default();
+        let newest = m.newest_id.zip(m.newest_name.clone());
+        let mut add = |(id, name): (Uuid, &str), metrics: &[MetricRef]| {
+            for metric in metrics {
+                out.insert(Wanted {
+                    model: m.model.clone(),
+                    version: name.to_string(),
+                    metric: metric.to_string(),
+                    version_id: id,
+                    estimator: metric.estimator.clone(),
+                    statistic: metric.statistic.clone(),
+                });
+            }
+        };
+        let policy_metrics: BTreeMap<&str, Vec<MetricRef>> = policies
+            .iter()
+            .map(|p| (p.name.as_str(), rule_metrics(&p.rules)))
+            .collect();
+        let all: Vec<MetricRef> = policy_metrics.values().flatten().cloned().collect();
+        if !all.is_empty() {
+            let watched = newest
+                .iter()
+                .map(|(id, n)| (*id, n.as_str()))
+                .chain(aliases.iter().map(|a| (a.id, a.name.as_str())));
+            for v in watched {
+                add(v, &all);
+            }
+        }
+        let specs = m.monitors.as_array().map(Vec::as_slice).unwrap_or_default();
+        for spec in specs {
+            let Ok(spec) = serde_json::from_value::<MonitorSpec>(spec.clone()) else {
+                continue;
+            };
+            let metrics = match (&spec.rules, &spec.gate) {
+                (Some(rules), _) => rules
+                    .iter()
+                    .filter_map(|r| MetricRef::parse(&r.metric).ok())
+                    .collect(),
+                (None, Some(gate)) => policy_metrics
+                    .get(gate.as_str())
+                    .cloned()
+                    .unwrap_or_default(),
+                (None, None) => Vec::new(),
+            };
+            let t = &spec.target;
+            let version = if let Some(alias) = &t.alias {
+                aliases
+                    .iter()
+                    .find(|a| &a.alias == alias)
+                    .map(|a| (a.id, a.name.as_str()))
+            } else if let Some(v) = &t.version {
+                named
+                    .iter()
+                    .find(|x| &x.name == v)
+                    .map(|x| (x.id, x.name.as_str()))
+            } else {
+                newest.as_ref().map(|(id, n)| (*id, n.as_str()))
+            };
+            if let Some(v) = version {
+                add(v, &metrics);
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// The exported series: each wanted metric that has a result, in `wanted`'s order, then the
+/// aliases of the exported versions; at most `limit` in all (the rest are counted as dropped).
+pub fn build(
+    models: &[WatchedModel],
+    wanted: &[Wanted],
+    results: &[LatestResult],
+    limit: usize,
+) -> InformationSnapshot {
+    let by_key: std::collections::HashMap<(Uuid, &str), &LatestResult> = results
+        .iter()
+        .map(|r| ((r.version_id, r.estimator.as_str()), r))
+        .collect();
+    let bits = 1.0 / std::f64::consts::LN_2;
+    let mut snap = InformationSnapshot {
+        limit,
+        ..Default::default()
+    };
+    let mut exported = std::collections::BTreeSet::new();
+    for w in wanted {
+        let Some(r) = by_key.get(&(w.version_id, w.estimator.as_str())) else {
+            continue;
+        };
+        let (value, ci_low, ci_high, unit) = match &w.statistic {
+            None => (
+                r.value * bits,
+                r.ci_low.map(|x| x * bits),
+                r.ci_high.map(|x| x * bits),
+                "bits",
+            ),
+            Some(stat) => {
+                let Some(v) = r.details.get(stat).and_then(|v| v.as_f64()) else {
+                    continue;
+                };
+                if crate::domain::estimators::is_information(stat) {
+                    (v * bits, None, None, "bits")
+                } else {
+                    (v, None, None, "ratio")
+                }
+            }
+        };
+        if snap.series.len() >= limit {
+            snap.dropped += 1;
+            continue;
+        }
+        exported.insert((w.model.as_str(), w.version.as_str()));
+        snap.series.push(InformationSeries {
+            model: w.model.clone(),
+            version: w.version.clone(),
+            metric: w.metric.clone(),
+            unit,
+            value,
+            ci_low,
+            ci_high,
+            at: r.computed_at.timestamp_millis() as f64 / 1000.0,
+        });
+    }
+    for m in models {
+        let aliases: Vec<StoredAlias> =
+            serde_json::from_value(m.aliases.clone()).unwrap_or_default();
+        let mut aliases: Vec<_> = aliases
+            .into_iter()
+            .filter(|a| exported.contains(&(m.model.as_str(), a.name.as_str())))
+            .collect();
+        aliases.sort_by(|a, b| a.alias.cmp(&b.alias));
+        for a in aliases {
+            if snap.series.len() + snap.aliases.len() >= limit {
+                snap.dropped += 1;
+                continue;
+            }
+            snap.aliases.push((m.model.clone(), a.alias, a.name));
+        }
+    }
+    snap
+}
+
+/// A sample value as the text format writes it.
+fn num(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v:?}")
+    }
+}
+
+fn information_section(out: &mut String, info: Option<&InformationSnapshot>) {
+    let _ = writeln!(out, "# HELP infoaudit_information_export_up Whether the information series were read from the database at this scrape (0: they are left out).\n# TYPE infoaudit_information_export_up gauge\ninfoaudit_information_export_up {}", u8::from(info.is_some()));
+    let Some(info) = info else {
+        return;
+    };
+    let labels = |s: &InformationSeries| {
+        format!(
+            "model=\"{}\",version=\"{}\",metric=\"{}\",unit=\"{}\"",
+            label(&s.model),
+            label(&s.version),
+            label(&s.metric),
+            s.unit
+        )
+    };
+    out.push_str("# HELP infoaudit_information_value Latest result of each metric a gate policy or monitor uses, by model, version and metric (bits, or a unitless ratio: see unit).\n# TYPE infoaudit_information_value gauge\n");
+    for s in &info.series {
+        let _ = writeln!(
+            out,
+            "infoaudit_information_value{{{}}} {}",
+            labels(s),
+            num(s.value)
+        );
+    }
+    out.push_str("# HELP infoaudit_information_ci_low Lower end of the latest result's confidence interval (series with an interval only).\n# TYPE infoaudit_information_ci_low gauge\n");
+    for s in &info.series {
+        if let Some(v) = s.ci_low {
+            let _ = writeln!(
+                out,
+                "infoaudit_information_ci_low{{{}}} {}",
+                labels(s),
+                num(v)
+            );
+        }
+    }
+    out.push_str("# HELP infoaudit_information_ci_high Upper end of the latest result's confidence interval (series with an interval only).\n# TYPE infoaudit_information_ci_high gauge\n");
+    for s in &info.series {
+        if let Some(v) = s.ci_high {
+            let _ = writeln!(
+                out,
+                "infoaudit_information_ci_high{{{}}} {}",
+                labels(s),
+                num(v)
+            );
+        }
+    }
+    out.push_str("# HELP infoaudit_information_result_timestamp_seconds When the latest result was computed (unix seconds).\n# TYPE infoaudit_information_result_timestamp_seconds gauge\n");
+    for s in &info.series {
+        let _ = writeln!(
+            out,
+            "infoaudit_information_result_timestamp_seconds{{{}}} {}",
+            labels(s),
+            num(s.at)
+        );
+    }
+    out.push_str("# HELP infoaudit_model_alias_info The version each alias names, for the versions exported above (value 1).\n# TYPE infoaudit_model_alias_info gauge\n");
+    for (model, alias, version) in &info.aliases {
+        let _ = writeln!(
+            out,
+            "infoaudit_model_alias_info{{model=\"{}\",alias=\"{}\",version=\"{}\"}} 1",
+            label(model),
+            label(alias),
+            label(version)
+        );
+    }
+    let _ = writeln!(out, "# HELP infoaudit_information_series Information value series exported at this scrape.\n# TYPE infoaudit_information_series gauge\ninfoaudit_information_series {}", info.series.len());
+    let _ = writeln!(out, "# HELP infoaudit_information_series_dropped Series (information values and alias markers) left out at this scrape by the cap (--metrics-max-information-series).\n# TYPE infoaudit_information_series_dropped gauge\ninfoaudit_information_series_dropped {}", info.dropped);
+    let _ = writeln!(out, "# HELP infoaudit_information_series_limit The cap on information series (values and alias markers).\n# TYPE infoaudit_information_series_limit gauge\ninfoaudit_information_series_limit {}", info.limit);
 }
 
 #[cfg(test)]
@@ -353,5 +673,132 @@ mod tests {
         assert!(out.contains("x_bucket{route=\"/a\",le=\"+Inf\"} 4"));
         assert!(out.contains("x_count{route=\"/a\"} 4"));
         assert_eq!(label("a\"b"), "a\\\"b");
+    }
+
+    fn watched(model: &str) -> WatchedModel {
+        let (v1, v2, v3) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        WatchedModel {
+            model: model.into(),
+            policies: serde_json::json!([
+                {"name": "release", "rules": [
+                    {"metric": "shannon_mi", "op": "gte", "threshold": 0.1},
+                    {"metric": "nonsense", "op": "gte", "threshold": 0.1}]},
+                {"name": "deep", "rules": [{"metric": "ksg", "op": "gte", "threshold": 0.1}]}
+            ]),
+            monitors: serde_json::json!([
+                {"target": {"version": "v1"}, "gate": "deep"},
+                {"target": {"alias": "production"},
+                 "rules": [{"metric": "semantic_mi.efficiency", "op": "gte", "threshold": 0.1}]},
+                {"target": {"alias": "nowhere"},
+                 "rules": [{"metric": "ce_bound", "op": "gte", "threshold": 0.1}]}
+            ]),
+            newest_id: Some(v3),
+            newest_name: Some("v3".into()),
+            aliases: serde_json::json!([{"alias": "production", "id": v2, "name": "v2"}]),
+            named: serde_json::json!([{"id": v1, "name": "v1"}]),
+        }
+    }
+
+    fn result(
+        version: u128,
+        estimator: &str,
+        nats: f64,
+        details: serde_json::Value,
+    ) -> LatestResult {
+        LatestResult {
+            version_id: Uuid::from_u128(version),
+            estimator: estimator.into(),
+            value: nats,
+            ci_low: Some(nats - 0.1),
+            ci_high: Some(nats + 0.1),
+            details,
+            computed_at: chrono::DateTime::from_timestamp_millis(1_767_225_600_250).unwrap(),
+        }
+    }
+
+    #[test]
+    fn policies_and_monitors_decide_which_versions_and_metrics_are_exported() {
+        let wanted: Vec<(String, String)> = plan(&[watched("m")])
+            .into_iter()
+            .map(|w| (w.version, w.metric))
+            .collect();
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            wanted,
+            pairs(&[
+                // The policies' metrics for the aliased and the newest version.
+                ("v1", "ksg"), // the monitor naming v1, through its gate policy
+                ("v2", "ksg"),
+                ("v2", "semantic_mi.efficiency"), // the monitor following production
+                ("v2", "shannon_mi"),
+                ("v3", "ksg"),
+                ("v3", "shannon_mi"),
+            ])
+        );
+    }
+
+    #[test]
+    fn information_renders_in_bits_capped_and_escaped() {
+        let m = watched("a\"b\\c");
+        let wanted = plan(std::slice::from_ref(&m));
+        let results = [
+            result(
+                2,
+                "shannon_mi",
+                std::f64::consts::LN_2,
+                serde_json::json!({}),
+            ),
+            result(3, "shannon_mi", f64::NEG_INFINITY, serde_json::json!({})),
+            result(
+                2,
+                "semantic_mi",
+                0.5,
+                serde_json::json!({"efficiency": 0.75}),
+            ),
+        ];
+        let snap = build(std::slice::from_ref(&m), &wanted, &results, 1000);
+        assert_eq!(snap.series.len(), 3);
+        assert_eq!(snap.dropped, 0);
+        let text = render(None, Some(&snap));
+        let l = "model=\"a\\\"b\\\\c\",version=\"v2\"";
+        assert!(
+            text.contains(&format!(
+                "infoaudit_information_value{{{l},metric=\"shannon_mi\",unit=\"bits\"}} 1.0\n"
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "infoaudit_information_value{{{l},metric=\"semantic_mi.efficiency\",unit=\"ratio\"}} 0.75\n"
+        )));
+        assert!(text.contains(&format!(
+            "infoaudit_information_result_timestamp_seconds{{{l},metric=\"shannon_mi\",unit=\"bits\"}} 1767225600.25\n"
+        )));
+        assert!(text.contains(
+            "infoaudit_information_value{model=\"a\\\"b\\\\c\",version=\"v3\",metric=\"shannon_mi\",unit=\"bits\"} -Inf\n"
+        ));
+        // A statistic has no interval.
+        assert!(!text.contains("infoaudit_information_ci_low{model=\"a\\\"b\\\\c\",version=\"v2\",metric=\"semantic_mi.efficiency\""));
+        assert!(text.contains(
+            "infoaudit_model_alias_info{model=\"a\\\"b\\\\c\",alias=\"production\",version=\"v2\"} 1\n"
+        ));
+        assert!(text.contains("\ninfoaudit_information_export_up 1\n"));
+        assert!(text.contains("\ninfoaudit_information_series 3\n"));
+        // No queue snapshot: its gauges are left out.
+        assert!(!text.contains("infoaudit_jobs{") && !text.contains("TYPE infoaudit_jobs gauge"));
+
+        let capped = build(std::slice::from_ref(&m), &wanted, &results, 1);
+        assert_eq!(capped.series.len(), 1);
+        assert_eq!(capped.aliases.len(), 0);
+        assert_eq!(capped.dropped, 3, "two values and the alias marker");
+        let text = render(None, Some(&capped));
+        assert!(text.contains("\ninfoaudit_information_series_dropped 3\n"));
+
+        let down = render(None, None);
+        assert!(down.contains("\ninfoaudit_information_export_up 0\n"));
+        assert!(!down.contains("infoaudit_information_value"));
     }
 }

@@ -627,6 +627,88 @@ pub async fn gate_context(
     )
 }
 
+/// A model that a stored gate policy or a live monitor watches, with what `/metrics` needs to
+/// decide which of its results to export.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WatchedModel {
+    pub model: String,
+    /// `[{"name": …, "rules": […]}]`: the latest version of each gate policy.
+    pub policies: Value,
+    /// `[spec, …]`: the latest version of each monitor not deleted.
+    pub monitors: Value,
+    /// The model's newest version.
+    pub newest_id: Option<Uuid>,
+    pub newest_name: Option<String>,
+    /// `[{"alias": …, "id": …, "name": …}]`: every alias and the version it names.
+    pub aliases: Value,
+    /// `[{"id": …, "name": …}]`: the versions named by a monitor's `target.version`.
+    pub named: Value,
+}
+
+/// Every model with a gate policy or a live monitor (one statement), by model name.
+pub async fn watched_models(pool: &PgPool) -> sqlx::Result<Vec<WatchedModel>> {
+    sqlx::query_as(
+        "WITH p AS (
+             SELECT DISTINCT ON (model_id, name) model_id, name, rules FROM gate_policies
+             ORDER BY model_id, name, version DESC),
+         mon AS (
+             SELECT DISTINCT ON (model_id, name) model_id, spec FROM monitors WHERE deleted_at IS NULL
+             ORDER BY model_id, name, version DESC),
+         ids AS (SELECT model_id FROM p UNION SELECT model_id FROM mon)
+         SELECT md.name AS model,
+                coalesce((SELECT jsonb_agg(jsonb_build_object('name', p.name, 'rules', p.rules))
+                          FROM p WHERE p.model_id = md.id), '[]') AS policies,
+                coalesce((SELECT jsonb_agg(mon.spec) FROM mon WHERE mon.model_id = md.id), '[]') AS monitors,
+                nv.id AS newest_id, nv.name AS newest_name,
+                coalesce((SELECT jsonb_agg(jsonb_build_object('alias', al.alias, 'id', av.id, 'name', av.name))
+                          FROM aliases al JOIN model_versions av ON av.id = al.version_id
+                          WHERE al.model_id = md.id), '[]') AS aliases,
+                coalesce((SELECT jsonb_agg(jsonb_build_object('id', v.id, 'name', v.name))
+                          FROM model_versions v WHERE v.model_id = md.id AND v.name IN (
+                              SELECT mon.spec -> 'target' ->> 'version' FROM mon
+                              WHERE mon.model_id = md.id)), '[]') AS named
+         FROM ids JOIN models md ON md.id = ids.model_id
+         LEFT JOIN LATERAL (
+             SELECT id, name FROM model_versions WHERE model_id = md.id
+             ORDER BY created_at DESC, id DESC LIMIT 1) nv ON true
+         ORDER BY md.name",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// The most recent result of a (version, estimator) pair.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LatestResult {
+    pub version_id: Uuid,
+    pub estimator: String,
+    /// Nats.
+    pub value: f64,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    pub details: Value,
+    pub computed_at: DateTime<Utc>,
+}
+
+/// The most recent result of each of the given estimators for each of the given versions (pairs
+/// without a result are absent).
+pub async fn latest_results_of(
+    pool: &PgPool,
+    versions: &[Uuid],
+    estimators: &[String],
+) -> sqlx::Result<Vec<LatestResult>> {
+    sqlx::query_as(
+        "SELECT DISTINCT ON (version_id, estimator) version_id, estimator, value, ci_low, ci_high,
+                details, computed_at
+         FROM results WHERE version_id = ANY($1) AND estimator = ANY($2)
+         ORDER BY version_id, estimator, computed_at DESC, id DESC",
+    )
+    .bind(versions)
+    .bind(estimators)
+    .fetch_all(pool)
+    .await
+}
+
 pub async fn model_id(pool: &PgPool, name: &str) -> sqlx::Result<Option<Uuid>> {
     sqlx::query_scalar("SELECT id FROM models WHERE name = $1")
         .bind(name)

@@ -62,6 +62,9 @@ pub struct Caches {
     pub queue: overload::QueueGauge,
     /// Token buckets of the per-key rate limit.
     pub buckets: overload::Buckets,
+    /// The information series of `/metrics` as last read, and when.
+    pub information:
+        tokio::sync::Mutex<Option<(std::time::Instant, Arc<crate::metrics::InformationSnapshot>)>>,
 }
 
 pub struct GenerationCache<V>(std::sync::Mutex<std::collections::HashMap<String, (i64, V)>>);
@@ -109,6 +112,10 @@ pub struct Limits {
     pub rate_burst: f64,
     /// Accept monitor webhook URLs on loopback, private and link-local addresses.
     pub webhook_allow_private: bool,
+    /// At most this many information series (and alias markers) in `/metrics`.
+    pub metrics_max_information_series: usize,
+    /// `/metrics` reads the information series from the database at most once per this long.
+    pub metrics_cache: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -122,6 +129,8 @@ impl Default for Limits {
             rate_limit: 0.0,
             rate_burst: 1.0,
             webhook_allow_private: false,
+            metrics_max_information_series: 1000,
+            metrics_cache: std::time::Duration::from_secs(5),
         }
     }
 }

@@ -7,6 +7,7 @@ mod continuous;
 mod estimators;
 mod formats;
 mod gates;
+mod information;
 mod ingest;
 mod monitors;
 mod openapi;

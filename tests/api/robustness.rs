@@ -213,7 +213,6 @@ async fn every_route_that_needs_the_database_answers_503_with_retry_after() {
     let batch = serde_json::to_vec(&classifier_batch(20, 3, 0.8, 1)).unwrap();
     let cases: Vec<(&str, String, Option<Vec<u8>>)> = vec![
         ("GET", "/readyz".into(), None),
-        ("GET", "/metrics".into(), None),
         ("GET", "/v1/models".into(), None),
         ("GET", "/v1/models/m".into(), None),
         ("GET", "/v1/models/m/versions".into(), None),
@@ -268,6 +267,21 @@ async fn every_route_that_needs_the_database_answers_503_with_retry_after() {
     assert_eq!(s, StatusCode::OK);
     let (s, _) = app.get("/openapi.json").await;
     assert_eq!(s, StatusCode::OK);
+    // So do the metrics: the process's own, without the gauges read from the database, and
+    // saying the information could not be exported (a scrape that fails would hide them all).
+    let (s, _, m) = app
+        .call(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let m = m.as_str().unwrap();
+    assert!(m.contains("\ninfoaudit_information_export_up 0\n"), "{m}");
+    assert!(
+        m.contains("infoaudit_database_unavailable_responses_total "),
+        "{m}"
+    );
+    assert!(m.contains("infoaudit_http_requests_total{"), "{m}");
+    assert!(!m.contains("infoaudit_jobs{"), "{m}");
+    assert!(!m.contains("infoaudit_information_value"), "{m}");
 }
 
 async fn upload_status(app: &TestApp, seed: u64) -> (StatusCode, axum::http::HeaderMap, Value) {

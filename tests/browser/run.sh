@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Real-browser check of the dashboard: builds and starts the service on a free port with its own
 # embedded PostgreSQL, seeds data through the HTTP API, loads every page in headless Chromium,
-# checks the DOM, and saves screenshots under target/browser-screenshots/.
+# checks the DOM, and saves screenshots under target/browser-screenshots/; then checks a scrape of
+# /metrics (with the seeded gate policy's information series) with `promtool check metrics`.
 # Exits non-zero on any failed check. Needs: cargo, python3, curl; installs Debian's chromium
-# when missing (as root).
+# and prometheus (promtool) when missing (as root).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -142,6 +143,41 @@ for path in /models/no-such-model /batches/00000000-0000-0000-0000-000000000000 
 done
 chrome --screenshot="$SHOTS/not-found.png" --window-size=1400,600 "$BASE/models/no-such-model" >/dev/null \
   || fail "not-found: screenshot failed"
+
+say "promtool check metrics on a live scrape"
+PROMTOOL=$(command -v promtool || true)
+if [ -z "$PROMTOOL" ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "promtool is not installed and this is not root: install it (apt-get install prometheus)" >&2
+    exit 1
+  fi
+  say "installing prometheus (for promtool)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+  PROMTOOL=$(command -v promtool)
+fi
+if ! curl -fsS -m 30 "$BASE/metrics" >"$WORK/metrics.txt"; then
+  fail "/metrics could not be scraped"
+else
+  # The seeded gate policy `release` makes information series: at least one with an interval.
+  grep -q '^infoaudit_information_value{model="fraud-detector",' "$WORK/metrics.txt" ||
+    fail "no information series for fraud-detector in /metrics"
+  grep -q '^infoaudit_information_ci_low{' "$WORK/metrics.txt" ||
+    fail "no information interval in /metrics"
+  grep -q '^infoaudit_information_export_up 1$' "$WORK/metrics.txt" ||
+    fail "infoaudit_information_export_up is not 1"
+  # promtool exits non-zero on a parse error; lint problems are printed with exit 0, so any
+  # output at all counts as a failure.
+  if ! "$PROMTOOL" check metrics <"$WORK/metrics.txt" >"$WORK/promtool.txt" 2>&1; then
+    cat "$WORK/promtool.txt" >&2
+    fail "promtool check metrics failed"
+  elif [ -s "$WORK/promtool.txt" ]; then
+    cat "$WORK/promtool.txt" >&2
+    fail "promtool check metrics reported problems"
+  else
+    echo "promtool check metrics: clean ($(grep -c '^infoaudit_information_value{' "$WORK/metrics.txt") information series)"
+  fi
+fi
 
 say "stopping the service (SIGINT)"
 kill -INT "$SERVER_PID"
