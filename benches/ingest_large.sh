@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # Time to 202 and peak RSS of the API process for one large upload, in any body format.
 #   cargo build --release && bash benches/ingest_large.sh [FORMAT] [MB]
-# FORMAT: json (default; columnar), ndjson, csv, ndjson-gzip, ndjson-zstd, json-gzip.
-# MB: the size of the (uncompressed) text, default 93 (10^6 samples of K = 10 as JSON).
-# The text repeats a block of 100,000 generated samples (K = 10 probabilities, 6 decimals), so
-# every size has the same numbers per byte. A fresh server is started per run, so the peak RSS
-# (VmHWM) belongs to this upload alone. The upload limit is raised to fit.
+#   N=1000000 K=100 bash benches/ingest_large.sh arrow      (a sample count instead of a size)
+# FORMAT: json (default; columnar), ndjson, csv, arrow (Arrow IPC stream, float64), arrow32
+# (float32 probabilities), each optionally with -gzip or -zstd (ndjson-zstd, arrow-zstd, ...).
+# MB: the size of the (uncompressed) text, default 93 (10^6 samples of K = 10 as JSON); N, when
+# set, is the number of samples instead (a multiple of 100,000). K: classes, default 10.
+# The body repeats a block of 100,000 generated samples (K probabilities, 6 decimals), so every
+# size has the same numbers per byte. A fresh server is started per run, so the peak RSS (VmHWM)
+# belongs to this upload alone. The upload limit is raised to fit. Arrow bodies need pyarrow and
+# numpy in $PYTHON (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FORMAT=${1:-json}; MB=${2:-93}; K=10; PORT=${PORT:-18181}
+FORMAT=${1:-json}; MB=${2:-93}; K=${K:-10}; N=${N:-}; PORT=${PORT:-18181}; PYTHON=${PYTHON:-python3}
 work=$(mktemp -d /tmp/infoaudit-ingest.XXXXXX); chmod 755 "$work"
 base=${FORMAT%%-*}; coding=${FORMAT#"$base"}; coding=${coding#-}
 body="$work/body.$base"
-python3 - "$base" "$K" "$MB" "$body" <<'PY'
+"$PYTHON" - "$base" "$K" "$MB" "$body" "$N" <<'PY'
 import json, random, sys
-fmt, k, mb, out = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+fmt, k, mb, out, n_given = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
 random.seed(1)
 labels, probs = [], []
 for _ in range(100_000):
@@ -24,6 +28,20 @@ for _ in range(100_000):
     s = sum(row)
     labels.append(y); probs.append([round(v / s, 6) for v in row])
 target = int(mb * 1e6)
+if fmt in ("arrow", "arrow32"):
+    import numpy as np, pyarrow as pa
+    reps = int(n_given) // len(labels) if n_given else max(1, round(target / (len(labels) * (k * 8 + 8))))
+    dtype = np.float32 if fmt == "arrow32" else np.float64
+    p = np.asarray(probs, dtype=dtype).reshape(-1)
+    batch = pa.record_batch({
+        "label": pa.array(labels, type=pa.int64()),
+        "probabilities": pa.FixedSizeListArray.from_arrays(pa.array(p), k),
+    })
+    with pa.OSFile(out, "wb") as f, pa.ipc.new_stream(f, batch.schema) as w:
+        for _ in range(reps):
+            w.write_batch(batch)
+    print(reps * len(labels), file=open(out + ".n", "w"))
+    sys.exit(0)
 if fmt == "ndjson":
     block = "".join(json.dumps({"label": y, "probabilities": p}, separators=(",", ":")) + "\n" for y, p in zip(labels, probs))
     head, tail, sep = "", "", ""
@@ -32,7 +50,7 @@ elif fmt == "csv":
     head, tail, sep = "label," + ",".join(f"p_{i}" for i in range(k)) + "\n", "", ""
 else:
     # Columnar JSON: labels first, then the matrix; built from the same repeated block.
-    reps = max(1, round(target / (len(json.dumps(labels)) + len(json.dumps(probs, separators=(",", ":"))))))
+    reps = int(n_given) // len(labels) if n_given else max(1, round(target / (len(json.dumps(labels)) + len(json.dumps(probs, separators=(",", ":"))))))
     with open(out, "w") as f:
         f.write('{"task":"multiclass","estimators":["shannon_mi"],"labels":[')
         f.write(",".join([",".join(map(str, labels))] * reps))
@@ -42,7 +60,7 @@ else:
         f.write("]}")
     print(reps * len(labels), file=open(out + ".n", "w"))
     sys.exit(0)
-reps = max(1, round(target / len(block)))
+reps = int(n_given) // len(labels) if n_given else max(1, round(target / len(block)))
 with open(out, "w") as f:
     f.write(head)
     for _ in range(reps):
@@ -58,6 +76,7 @@ esac
 case "$base" in
   ndjson) ct=application/x-ndjson; query='?task=multiclass&estimators=shannon_mi';;
   csv) ct=text/csv; query='?estimators=shannon_mi';;
+  arrow|arrow32) ct=application/vnd.apache.arrow.stream; query='?task=multiclass&estimators=shannon_mi';;
   *) ct=application/json; query='';;
 esac
 text=$(stat -c %s "$body"); wire=$(stat -c %s "$send")
