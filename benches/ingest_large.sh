@@ -92,6 +92,7 @@ curl -s -o "$work/resp" -w "upload ($FORMAT): HTTP %{http_code} in %{time_total}
   "http://127.0.0.1:$PORT/v1/models/ingest-bench/versions/v1/batches$query"
 head -c 300 "$work/resp"; echo
 hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
+grep "batch accepted" "$work/log" | tail -1 | sed "s/\x1b\[[0-9;]*m//g" | grep -o "read_ms=[0-9]* store_ms=[0-9]*" || true
 numeric=$(( n * (K * 8 + 4) ))
 python3 - <<PY
 mib = 1 << 20

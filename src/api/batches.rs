@@ -206,6 +206,7 @@ pub async fn upload(
     };
     let reader = ingest::blocking_reader(body);
     let cost_limits = state.limits.cost;
+    let started = std::time::Instant::now();
 
     // Read, decompress, parse, validate and encode off the async threads; the text is dropped as
     // soon as it is parsed (NDJSON and CSV are never held whole).
@@ -249,6 +250,7 @@ pub async fn upload(
     .await
     .map_err(|e| Error::Internal(e.into()))??;
 
+    let prepared_at = std::time::Instant::now();
     let mut tx = state.pool.begin().await?;
     if let Some(key) = &idempotency_key {
         let locked: bool =
@@ -301,7 +303,14 @@ pub async fn upload(
     tx.commit().await?;
     drop(prepared);
     state.wake.notify_waiters();
-    tracing::info!(%batch_id, model = %model, version = %version, "batch accepted");
+    tracing::info!(
+        %batch_id,
+        model = %model,
+        version = %version,
+        read_ms = (prepared_at - started).as_millis() as u64,
+        store_ms = prepared_at.elapsed().as_millis() as u64,
+        "batch accepted"
+    );
     accepted(&state, batch_id, StatusCode::ACCEPTED).await
 }
 

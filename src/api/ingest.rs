@@ -403,7 +403,16 @@ impl Upload {
                     Box::new(BufReader::with_capacity(64 * 1024, decoded));
                 split(rows::decode_csv(reader, self.options), failure)?
             }
-            Format::Arrow => split(arrow::decode_arrow(decoded, self.options), failure)?,
+            Format::Arrow => {
+                let body_bytes = match coding {
+                    Coding::Identity => self.declared_length,
+                    _ => None,
+                };
+                split(
+                    arrow::decode_arrow(decoded, self.options, body_bytes),
+                    failure,
+                )?
+            }
         };
         let request_hash = match hasher.lock() {
             Ok(h) => hex::encode(h.clone().finalize()),

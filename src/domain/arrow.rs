@@ -116,11 +116,15 @@ fn type_problem(role: Role, t: &DataType) -> Option<String> {
 /// Decode an Arrow IPC stream body. A malformed stream is [`RowsError::Malformed`] (a 400);
 /// the decoder's own panics (a malformed stream the library did not anticipate) are caught and
 /// answered the same way.
+///
+/// `body_bytes`, the body's declared size when it is not compressed, sizes the columns once (a
+/// fixed-width row's bytes divide it), so they do not grow by doubling and copying.
 pub fn decode_arrow<R: Read>(
     reader: R,
     options: RowOptions,
+    body_bytes: Option<u64>,
 ) -> Result<(BatchRequest, ColumnMap), RowsError> {
-    match catch_unwind(AssertUnwindSafe(|| decode(reader, options))) {
+    match catch_unwind(AssertUnwindSafe(|| decode(reader, options, body_bytes))) {
         Ok(r) => r,
         Err(_) => Err(RowsError::Malformed(
             "the body is not a valid Arrow IPC stream".into(),
@@ -143,7 +147,11 @@ fn stream_failure(e: ArrowError) -> RowsError {
     }
 }
 
-fn decode<R: Read>(reader: R, options: RowOptions) -> Result<(BatchRequest, ColumnMap), RowsError> {
+fn decode<R: Read>(
+    reader: R,
+    options: RowOptions,
+    body_bytes: Option<u64>,
+) -> Result<(BatchRequest, ColumnMap), RowsError> {
     let reader = std::io::BufReader::with_capacity(256 * 1024, reader);
     let stream = arrow_ipc::reader::StreamReader::try_new(reader, None).map_err(stream_failure)?;
     let schema = stream.schema();
@@ -181,6 +189,9 @@ fn decode<R: Read>(reader: R, options: RowOptions) -> Result<(BatchRequest, Colu
         Task::Multiclass
     });
     let mut b = Builder::new();
+    if let Some(bytes) = body_bytes {
+        presize(&mut b, &schema, &roles, bytes);
+    }
     for batch in stream {
         let batch = batch.map_err(stream_failure)?;
         append(&mut b, &batch, &roles, task);
@@ -192,6 +203,60 @@ fn decode<R: Read>(reader: R, options: RowOptions) -> Result<(BatchRequest, Colu
     let mut options = options;
     options.task = Some(task);
     b.finish(options).map(|r| (r, ColumnMap::default()))
+}
+
+/// The bytes one value of a fixed-width type takes in the stream (0 when not fixed).
+fn fixed_width(t: &DataType) -> usize {
+    match t {
+        DataType::Dictionary(k, _) => fixed_width(k),
+        DataType::FixedSizeList(f, n) => fixed_width(f.data_type()) * (*n).max(0) as usize,
+        t => t.primitive_width().unwrap_or(0),
+    }
+}
+
+/// Reserve the columns for as many rows as a body of `bytes` can hold: at most `bytes` divided
+/// by the fixed-width bytes of one row. A refused reservation is not an error (the columns then
+/// grow as rows arrive).
+fn presize(b: &mut Builder, schema: &arrow_schema::Schema, roles: &[Option<Role>], bytes: u64) {
+    let per_row: usize = schema
+        .fields()
+        .iter()
+        .map(|f| fixed_width(f.data_type()))
+        .sum();
+    if per_row == 0 {
+        return;
+    }
+    let rows = usize::try_from(bytes).unwrap_or(usize::MAX) / per_row;
+    for (f, role) in schema.fields().iter().zip(roles) {
+        let width = match f.data_type() {
+            DataType::FixedSizeList(_, n) => (*n).max(0) as usize,
+            _ => 1,
+        };
+        let reserved = match role {
+            Some(Role::Label) => b.labels.columnar().try_reserve_exact(rows).is_ok(),
+            Some(Role::Prediction) => b.predictions.columnar().try_reserve_exact(rows).is_ok(),
+            Some(Role::Target) => b.targets.columnar().try_reserve_exact(rows).is_ok(),
+            Some(Role::Weight) => b.weights.columnar().try_reserve_exact(rows).is_ok(),
+            Some(role @ (Role::Probabilities | Role::Scores | Role::X | Role::Y)) => {
+                if !matches!(f.data_type(), DataType::FixedSizeList(..)) {
+                    continue;
+                }
+                let col = match role {
+                    Role::Probabilities => &mut b.probabilities,
+                    Role::Scores => &mut b.scores,
+                    Role::X => &mut b.x,
+                    _ => &mut b.y,
+                };
+                col.columnar(width)
+                    .map(|d| d.try_reserve_exact(rows.saturating_mul(width)).is_ok())
+                    .unwrap_or(false)
+            }
+            None => true,
+        };
+        if !reserved {
+            return;
+        }
+    }
 }
 
 /// Copy one record batch's columns into the builder.
@@ -480,7 +545,7 @@ mod tests {
     }
 
     fn decoded(body: &[u8], options: RowOptions) -> Result<BatchRequest, RowsError> {
-        decode_arrow(body, options).map(|(r, _)| r)
+        decode_arrow(body, options, Some(body.len() as u64)).map(|(r, _)| r)
     }
 
     fn invalid(r: Result<BatchRequest, RowsError>) -> Vec<FieldError> {
@@ -676,9 +741,9 @@ mod tests {
                 let mut b = body.clone();
                 b[i] = v;
                 let raw = catch_unwind(AssertUnwindSafe(|| {
-                    decode(&b[..], RowOptions::default()).is_ok()
+                    decode(&b[..], RowOptions::default(), None).is_ok()
                 }));
-                let guarded = decode_arrow(&b[..], RowOptions::default());
+                let guarded = decode_arrow(&b[..], RowOptions::default(), Some(b.len() as u64));
                 if raw.is_err() {
                     caught += 1;
                     assert!(
@@ -726,7 +791,7 @@ mod tests {
             if truncate {
                 body.truncate(cut.index(body.len()));
             }
-            if let Ok((req, _)) = decode_arrow(&body[..], RowOptions::default()) {
+            if let Ok((req, _)) = decode_arrow(&body[..], RowOptions::default(), Some(body.len() as u64)) {
                 let _ = req.validate();
             }
         }

@@ -1,6 +1,7 @@
 """The body format is chosen from the service's OpenAPI document (read once per client): Arrow IPC
-only where the upload operation lists application/vnd.apache.arrow.stream. Today's service does
-not, so the Arrow body is checked as a stub receives it."""
+only where the upload operation lists application/vnd.apache.arrow.stream. Stubs stand in for a
+service with and without it, and the bodies are checked as they arrive; the real service's answer
+to an Arrow body is checked in test_submit.py and at the end of this file."""
 
 from __future__ import annotations
 
@@ -90,3 +91,21 @@ def test_forced_format_skips_the_check(api_key: str, stub: Stub, model: str) -> 
     assert stub.matching("GET", "/openapi.json") == []
     with pytest.raises(ValueError):
         Client(stub.url, upload_format="parquet")
+
+
+def test_real_service_stores_the_arrow_body_exactly(client: Client, service_url: str, api_key: str, model: str) -> None:
+    """float32 probabilities, integer labels, weights: read back from the service as the float64
+    values of the float32 numbers, and the shannon_mi computed on them equals the NDJSON upload's."""
+    y, p = classification(n=5000, k=4, seed=31)
+    p32 = p.astype(np.float32)
+    w = np.linspace(0.5, 2.0, 5000)
+    arrow = client.submit(model, "v1", labels=y, probabilities=p32, weights=w, estimators=["shannon_mi"])
+    assert arrow.content_type == "application/vnd.apache.arrow.stream"
+    data = client.batch_data(arrow)
+    assert np.array_equal(np.array(data["probabilities"]), p32.astype(np.float64))
+    assert data["labels"] == y.tolist() and np.array_equal(np.array(data["weights"]), w)
+    with Client(service_url, api_key, upload_format="ndjson") as nd:
+        text = nd.submit(model, "v2", labels=y, probabilities=p32, weights=w, estimators=["shannon_mi"])
+    assert text.content_type == "application/x-ndjson"
+    assert text.digest == arrow.digest  # the same stored batch
+    assert client.wait(arrow).values["shannon_mi"] == client.wait(text).values["shannon_mi"]
