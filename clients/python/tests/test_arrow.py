@@ -30,13 +30,22 @@ def accepted(model: str):
                       "created_at": "2026-01-01T00:00:00Z"}, "jobs": []}
 
 
-def test_service_without_arrow_gets_ndjson_and_is_asked_once(api_key: str, stub: Stub, model: str) -> None:
-    with Client(stub.url, api_key) as c:
-        assert "application/x-ndjson" in c.upload_media_types()
-        for _ in range(2):
-            batch = c.submit(model, "v1", labels=[0, 1, 1, 0], predictions=[0, 1, 0, 0])
-            assert batch.upload.content_type == "application/x-ndjson"
-    assert len(stub.matching("GET", "/openapi.json")) == 1
+def test_service_without_arrow_gets_ndjson_and_is_asked_once(api_key: str, model: str) -> None:
+    stub = Stub(None)
+    try:
+        stub.add(Canned(on("GET", "/openapi.json"), status=200, times=None,
+                        body=openapi(["application/json", "application/x-ndjson", "text/csv"])))
+        stub.add(Canned(on("POST", "/v1/models/"), status=202, times=None, body=accepted(model)))
+        with Client(stub.url, api_key) as c:
+            assert "application/x-ndjson" in c.upload_media_types()
+            for _ in range(2):
+                batch = c.submit(model, "v1", labels=[0, 1, 1, 0], predictions=[0, 1, 0, 0])
+                assert batch.upload.content_type == "application/x-ndjson"
+        assert len(stub.matching("GET", "/openapi.json")) == 1
+        assert all(r.headers["content-type"] == "application/x-ndjson"
+                   for r in stub.matching("POST", f"/v1/models/{model}/"))
+    finally:
+        stub.close()
 
 
 def test_arrow_stream_when_the_service_lists_it(api_key: str, model: str) -> None:
