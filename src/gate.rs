@@ -123,6 +123,7 @@ pub struct Rule {
     #[serde(rename = "use", default)]
     pub use_: Use,
     /// Fewer samples than this: inconclusive.
+    #[schema(maximum = 9_223_372_036_854_775_807_u64)]
     pub min_samples: Option<u64>,
     #[serde(default)]
     pub severity: Severity,

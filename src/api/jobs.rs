@@ -62,10 +62,14 @@ pub async fn cancel_job(State(state): State<AppState>, Path(id): Path<Uuid>) -> 
     Ok(Json(job.into()))
 }
 
+/// The states `?state=` accepts (the document's pattern lists the same ones).
+pub const JOB_STATES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct JobFilter {
     /// Only jobs in this state: queued, running, succeeded, failed, cancelled.
+    #[param(pattern = "^(queued|running|succeeded|failed|cancelled)$")]
     pub state: Option<String>,
     /// Only jobs of this model.
     pub model: Option<String>,
@@ -104,7 +108,7 @@ pub async fn list_jobs(
         }
     }
     if let Some(s) = &f.state {
-        if !["queued", "running", "succeeded", "failed", "cancelled"].contains(&s.as_str()) {
+        if !JOB_STATES.contains(&s.as_str()) {
             return Err(Error::BadRequest(format!(
                 "state {s:?} is not one of queued, running, succeeded, failed, cancelled"
             )));

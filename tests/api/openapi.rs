@@ -95,6 +95,16 @@ fn stated_constraints_agree_with_the_code() {
         2
     );
     assert_eq!(rule[1]["oneOf"].as_array().unwrap().len(), 3);
+    let jobs = doc["paths"]["/v1/jobs"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let state = jobs.iter().find(|p| p["name"] == "state").unwrap();
+    assert_eq!(
+        state["schema"]["pattern"],
+        format!("^({})$", infoaudit::api::jobs::JOB_STATES.join("|"))
+    );
+    let min_samples = &rule[0]["properties"]["min_samples"];
+    assert_eq!(min_samples["maximum"], i64::MAX, "{min_samples}");
     // A stored monitor is its definition plus server fields: the definition's ban on other
     // fields (a request schema) must not apply to the response.
     let monitor = &schemas["Monitor"]["allOf"][0];
