@@ -101,6 +101,32 @@ pub struct Change {
     pub relative: Option<f64>,
 }
 
+/// `min_samples`: any integral JSON number from 0 to i64::MAX (JSON Schema's `integer` includes
+/// `300.0`; the bound is what the document states and what the database can hold).
+fn min_samples<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error as _;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let out_of_range = || {
+        D::Error::custom(format!(
+            "min_samples {n} is not an integer from 0 to {}",
+            i64::MAX
+        ))
+    };
+    let v = match (n.as_u64(), n.as_f64()) {
+        (Some(v), _) => v,
+        (None, Some(f)) if f.fract() == 0.0 && (0.0..9.223_372_036_854_775e18).contains(&f) => {
+            f as u64
+        }
+        _ => return Err(out_of_range()),
+    };
+    if v > i64::MAX as u64 {
+        return Err(out_of_range());
+    }
+    Ok(Some(v))
+}
+
 /// One gate rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -122,8 +148,10 @@ pub struct Rule {
     pub min_improvement: Option<Change>,
     #[serde(rename = "use", default)]
     pub use_: Use,
-    /// Fewer samples than this: inconclusive.
+    /// Fewer samples than this: inconclusive. An integer from 0 to 2^63 − 1 (an integral number
+    /// such as `300.0` counts as one).
     #[schema(maximum = 9_223_372_036_854_775_807_u64)]
+    #[serde(default, deserialize_with = "min_samples")]
     pub min_samples: Option<u64>,
     #[serde(default)]
     pub severity: Severity,
@@ -1188,6 +1216,37 @@ pub fn observe(points: &[Point], metric: &MetricRef, factor: f64) -> Option<(Obs
 mod observe_tests {
     use super::*;
     use serde_json::json;
+
+    /// min_samples: integral numbers within the stated range (0 to i64::MAX), written as integers
+    /// or as `300.0`; anything else is refused, so what is stored always fits the document.
+    #[test]
+    fn min_samples_is_an_integer_within_the_stated_range() {
+        let rule = |v: serde_json::Value| {
+            serde_json::from_value::<Rule>(
+                json!({"metric": "shannon_mi", "op": "gte", "threshold": 0.1, "min_samples": v}),
+            )
+        };
+        assert_eq!(rule(json!(300)).unwrap().min_samples, Some(300));
+        assert_eq!(rule(json!(300.0)).unwrap().min_samples, Some(300));
+        assert_eq!(rule(json!(null)).unwrap().min_samples, None);
+        assert_eq!(
+            rule(json!(i64::MAX)).unwrap().min_samples,
+            Some(i64::MAX as u64)
+        );
+        for bad in [
+            json!(i64::MAX as u64 + 1),
+            json!(-1),
+            json!(1.5),
+            json!(1e19),
+        ] {
+            let e = rule(bad.clone()).unwrap_err().to_string();
+            assert!(e.contains("min_samples"), "{bad}: {e}");
+        }
+        let absent = serde_json::from_value::<Rule>(
+            json!({"metric": "shannon_mi", "op": "gte", "threshold": 0.1}),
+        );
+        assert_eq!(absent.unwrap().min_samples, None);
+    }
 
     fn table_point(t: [[f64; 2]; 2]) -> Point {
         use crate::estimate::{shannon, ClassInput, Control};
