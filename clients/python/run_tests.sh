@@ -67,4 +67,4 @@ curl -sf "$url/readyz" >/dev/null || { echo "the service did not start:"; tail -
 echo "== python client: pytest against $url"
 cd "$ROOT/clients/python"
 INFOAUDIT_URL="$url" INFOAUDIT_API_KEY="$key" INFOAUDIT_TEST_TMP="$work" \
-  "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"
+  "$venv/bin/python" -m pytest -q -p no:cacheprovider --basetemp "$work/pytest" "$@"
