@@ -243,7 +243,6 @@ pub async fn upload(
             metadata,
             specs: resolved.specs,
             skipped: resolved.skipped,
-            head: BatchHead::of(&batch),
             batch,
         })
     })
@@ -276,7 +275,7 @@ pub async fn upload(
     let (model_id, version_id) =
         store::ensure_version(&mut tx, model.as_str(), version.as_str()).await?;
     let batch_id = Uuid::now_v7();
-    let head = &prepared.head;
+    let head = &prepared.batch;
     let parts = prepared.batch.encoded_parts();
     store::insert_batch(
         &mut tx,
@@ -339,26 +338,8 @@ struct Prepared {
     metadata: serde_json::Value,
     specs: Vec<estimators::JobSpec>,
     skipped: Vec<estimators::Skipped>,
-    head: BatchHead,
     /// The validated batch, stored as [`Batch::encoded_parts`].
     batch: Batch,
-}
-
-/// What the batch row needs once the arrays are encoded.
-pub struct BatchHead {
-    pub task: crate::domain::batch::Task,
-    pub n: usize,
-    pub classes: Vec<String>,
-}
-
-impl BatchHead {
-    fn of(b: &Batch) -> BatchHead {
-        BatchHead {
-            task: b.task,
-            n: b.n,
-            classes: b.classes.clone(),
-        }
-    }
 }
 
 /// A batch whose data retention dropped: 410, not an internal error.

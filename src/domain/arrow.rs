@@ -162,7 +162,8 @@ fn decode<R: Read>(
         if schema.fields()[..i].iter().any(|g| g.name() == name) {
             errors.push(column_error(name, "appears twice in the schema"));
         }
-        match Role::of(name) {
+        let role = Role::of(name);
+        match role {
             None => errors.push(column_error(
                 name,
                 format!("unknown column; expected {COLUMNS}"),
@@ -173,7 +174,7 @@ fn decode<R: Read>(
                 }
             }
         }
-        roles.push(Role::of(name));
+        roles.push(role);
     }
     if !errors.is_empty() {
         return Err(RowsError::Invalid(errors));
@@ -410,11 +411,12 @@ fn labels(a: &dyn Array, out: &mut Vec<Label>, numbers_only: bool) -> Option<Str
         DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => {
             for i in 0..a.len() {
                 let (child, start, len) = list_row(a, i);
-                let mut row = Vec::with_capacity(len);
-                if let Some((_, _)) = first_null(child.slice(start, len).as_ref()) {
+                let values = child.slice(start, len);
+                if first_null(values.as_ref()).is_some() {
                     return Some("holds a null inside a list".into());
                 }
-                if let Some(p) = labels(child.slice(start, len).as_ref(), &mut row, numbers_only) {
+                let mut row = Vec::with_capacity(len);
+                if let Some(p) = labels(values.as_ref(), &mut row, numbers_only) {
                     return Some(p);
                 }
                 out.push(Label::Row(row));
