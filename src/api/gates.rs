@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::batches::path_name;
 use super::views::Page;
-use super::{encode_cursor, AppState, PageQuery, Unit, UnitQuery};
+use super::{AppState, PageQuery, Unit, UnitQuery};
 use crate::error::{Error, FieldError, Problem, Result};
 use crate::estimate::EstimateError;
 use crate::gate::{self, Input, MetricRef, Rule, RuleOutcome, Source, Verdict};
@@ -896,7 +896,7 @@ pub async fn list_decisions(
 ) -> Result<Json<Page<serde_json::Value>>> {
     let (model_id, _) = model_or_404(&state, &model).await?;
     let limit = q.limit()?;
-    let after: Option<(DateTime<Utc>, Uuid)> = q.decode()?;
+    let after = q.after_time()?;
     let mut rows: Vec<(DateTime<Utc>, Uuid, serde_json::Value)> = sqlx::query_as(
         "SELECT evaluated_at, id, decision FROM gate_decisions WHERE model_id = $1
            AND ($2::timestamptz IS NULL OR (evaluated_at, id) < ($2, $3))
@@ -910,7 +910,7 @@ pub async fn list_decisions(
     .await?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|r| encode_cursor(&(r.0, r.1)))
+        rows.last().map(|r| super::cursor::encode_time(r.0, r.1))
     } else {
         None
     };

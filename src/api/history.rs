@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::batches::path_name;
 use super::views::finite;
-use super::{encode_cursor, AppState, PageQuery, Unit};
+use super::{AppState, PageQuery, Unit};
 use crate::error::{Error, Problem, Result};
 use crate::gate::MetricRef;
 use crate::{stats, store};
@@ -255,7 +255,7 @@ async fn compute_history(
         cursor: q.cursor.clone(),
     };
     let limit = page.limit()?;
-    let after: Option<(DateTime<Utc>, Uuid)> = page.decode()?;
+    let after = page.after_time()?;
     let sql = format!(
         "SELECT r.computed_at, r.id, v.name, r.batch_id, {expr}, r.ci_low, r.ci_high
          FROM results r JOIN model_versions v ON v.id = r.version_id
@@ -290,7 +290,7 @@ async fn compute_history(
         .await?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|r| encode_cursor(&(r.0, r.1)))
+        rows.last().map(|r| super::cursor::encode_time(r.0, r.1))
     } else {
         None
     };

@@ -2,13 +2,12 @@
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::views::{EstimateResult, Job, JobDetail, Page};
-use super::{encode_cursor, AppState, PageQuery, UnitQuery};
+use super::{AppState, PageQuery, UnitQuery};
 use crate::error::{Error, Problem, Result};
 use crate::{queue, store};
 
@@ -115,7 +114,7 @@ pub async fn list_jobs(
         }
     }
     let limit = page.limit()?;
-    let after: Option<(DateTime<Utc>, Uuid)> = page.decode()?;
+    let after = page.after_time()?;
     let mut rows = store::list_jobs(
         &state.pool,
         f.state.as_deref(),
@@ -126,7 +125,8 @@ pub async fn list_jobs(
     .await?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|j| encode_cursor(&(j.created_at, j.id)))
+        rows.last()
+            .map(|j| super::cursor::encode_time(j.created_at, j.id))
     } else {
         None
     };

@@ -1,6 +1,7 @@
 //! The HTTP API: one module per resource, assembled into an axum router with its OpenAPI document.
 
 pub mod batches;
+pub mod cursor;
 pub mod estimators;
 pub mod gates;
 pub mod history;
@@ -419,6 +420,23 @@ fn document_common_responses(doc: &mut utoipa::openapi::OpenApi) {
                     );
                 }
             }
+            // Cursors: the exact strings that are positions (see `cursor`).
+            for p in op.parameters.iter_mut().flatten() {
+                if p.parameter_in == ParameterIn::Query && p.name == "cursor" {
+                    let pattern = if path == "/v1/models" {
+                        cursor::name_pattern()
+                    } else {
+                        cursor::TIME_PATTERN.to_string()
+                    };
+                    p.schema = Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .pattern(Some(pattern))
+                            .build()
+                            .into(),
+                    );
+                }
+            }
             let params = op.parameters.as_deref().unwrap_or_default();
             let has_path = params.iter().any(|p| p.parameter_in == ParameterIn::Path);
             let has_query = params.iter().any(|p| p.parameter_in == ParameterIn::Query);
@@ -581,7 +599,7 @@ pub struct PageQuery {
     /// Page size, 1–1000 (default 50).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
-    /// Opaque cursor from the previous page's `next_cursor`.
+    /// The previous page's `next_cursor` (empty or absent: the first page).
     pub cursor: Option<String>,
 }
 
@@ -596,21 +614,10 @@ impl PageQuery {
         }
     }
 
-    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, Error> {
-        // An empty cursor (`?cursor=` from a URL template) is the first page.
-        let Some(c) = self.cursor.as_deref().filter(|c| !c.is_empty()) else {
-            return Ok(None);
-        };
-        hex::decode(c)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .map(Some)
-            .ok_or_else(|| Error::BadRequest("cursor is not one this service issued".into()))
+    /// The position of a time-ordered list's cursor (see [`cursor`]).
+    pub fn after_time(&self) -> Result<Option<(chrono::DateTime<chrono::Utc>, uuid::Uuid)>, Error> {
+        cursor::decode_time(self.cursor.as_deref())
     }
-}
-
-pub fn encode_cursor<T: Serialize>(c: &T) -> String {
-    hex::encode(serde_json::to_vec(c).expect("cursor serialises"))
 }
 
 /// The unit of information values in a response.

@@ -4,12 +4,11 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::batches::path_name;
 use super::views::{EstimateResult, Metric, Model, Page, Version, VersionSummary};
-use super::{encode_cursor, AppState, PageQuery, Unit, UnitQuery};
+use super::{AppState, PageQuery, Unit, UnitQuery};
 use crate::error::{Error, Problem, Result};
 use crate::{estimate, store};
 
@@ -48,16 +47,11 @@ pub async fn list_models(
     Query(q): Query<PageQuery>,
 ) -> Result<Json<Page<Model>>> {
     let limit = q.limit()?;
-    let after: Option<String> = q.decode()?;
+    let after = super::cursor::decode_name(q.cursor.as_deref())?;
     let only = principal.and_then(|p| p.0.models);
     let rows =
         store::list_models(&state.pool, after.as_deref(), only.as_deref(), limit + 1).await?;
-    Ok(Json(page(
-        rows,
-        limit,
-        |m| encode_cursor(&m.name),
-        Model::from,
-    )))
+    Ok(Json(page(rows, limit, |m| m.name.clone(), Model::from)))
 }
 
 /// A model.
@@ -106,12 +100,12 @@ pub async fn list_versions(
         return Err(Error::NotFound(format!("model {name} not found")));
     }
     let limit = q.limit()?;
-    let after: Option<(DateTime<Utc>, Uuid)> = q.decode()?;
+    let after = q.after_time()?;
     let rows = store::list_versions(&state.pool, name.as_str(), after, limit + 1).await?;
     Ok(Json(page(
         rows,
         limit,
-        |v| encode_cursor(&(v.created_at, v.id)),
+        |v| super::cursor::encode_time(v.created_at, v.id),
         Version::from,
     )))
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::batches::{parse_json, path_name, require_json};
 use super::views::Page;
-use super::{encode_cursor, AppState, PageQuery};
+use super::{AppState, PageQuery};
 use crate::error::{Error, FieldError, Problem, Result};
 use crate::monitor::deliver;
 use crate::monitor::spec::{check_destination, MonitorSpec};
@@ -424,7 +424,7 @@ pub struct IncidentQuery {
     /// Page size, 1–1000 (default 50).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
-    /// Opaque cursor from the previous page's `next_cursor`.
+    /// The previous page's `next_cursor` (empty or absent: the first page).
     pub cursor: Option<String>,
 }
 
@@ -454,7 +454,7 @@ pub async fn list_incidents(
         cursor: q.cursor.clone(),
     };
     let limit = page.limit()?;
-    let after: Option<(DateTime<Utc>, Uuid)> = page.decode()?;
+    let after = page.after_time()?;
     let mut rows: Vec<Incident> = sqlx::query_as(
         "SELECT id, monitor, state, severity, version, notified, opened_at, updated_at, resolved_at,
                 first_decision_id, last_decision_id
@@ -473,7 +473,8 @@ pub async fn list_incidents(
     .await?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|r| encode_cursor(&(r.opened_at, r.id)))
+        rows.last()
+            .map(|r| super::cursor::encode_time(r.opened_at, r.id))
     } else {
         None
     };
@@ -590,7 +591,7 @@ pub async fn list_deliveries(
 ) -> Result<Json<Page<Delivery>>> {
     let (model_id, _) = model_or_404(&state, &model).await?;
     let limit = q.limit()?;
-    let after: Option<(DateTime<Utc>, Uuid)> = q.decode()?;
+    let after = q.after_time()?;
     let mut rows: Vec<DeliveryRow> = sqlx::query_as(&format!(
         "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE model_id = $1 AND monitor = $2
            AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
@@ -605,7 +606,7 @@ pub async fn list_deliveries(
     .await?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|r| encode_cursor(&(r.10, r.0)))
+        rows.last().map(|r| super::cursor::encode_time(r.10, r.0))
     } else {
         None
     };

@@ -63,9 +63,36 @@ async fn models_and_versions_page_with_cursors() {
         app.get("/v1/models?limit=0").await.0,
         StatusCode::BAD_REQUEST
     );
+    // Cursors are transparent positions: the model list's is the last name (any name is one,
+    // past the end an empty page); time-ordered lists' is `<microseconds>.<id in hex>`.
+    let (s, past) = app.get("/v1/models?cursor=zz").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(past["items"], json!([]));
     assert_eq!(
-        app.get("/v1/models?cursor=zz").await.0,
+        app.get("/v1/models?cursor=beta").await.1["items"][0]["name"],
+        "gamma"
+    );
+    assert_eq!(
+        app.get("/v1/models?cursor=.zz").await.0,
         StatusCode::BAD_REQUEST
+    );
+    let c = vs["next_cursor"].as_str().unwrap();
+    let (micros, id) = c.split_once('.').unwrap();
+    assert!(micros.parse::<i64>().is_ok() && id.len() == 32, "{c}");
+    let end = format!("9999999999999999.{}", "f".repeat(32));
+    let (s, none) = app
+        .get(&format!("/v1/models/beta/versions?cursor={end}"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(none["items"], json!([]));
+    let (s, bad) = app.get("/v1/models/beta/versions?cursor=zz").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        bad["detail"]
+            .as_str()
+            .unwrap()
+            .contains("microseconds since the epoch"),
+        "{bad}"
     );
     // An empty cursor (a URL template with nothing filled in) is the first page.
     let (s, first) = app.get("/v1/models?limit=2&cursor=").await;
