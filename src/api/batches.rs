@@ -25,7 +25,7 @@ pub fn path_name(what: &str, s: &str) -> Result<Name> {
     Name::parse(s).map_err(|m| Error::Unprocessable(format!("{what} name {s:?} {m}")))
 }
 
-fn body_rejection(r: BytesRejection) -> Error {
+pub(super) fn body_rejection(r: BytesRejection) -> Error {
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
         Error::PayloadTooLarge(r.body_text())
     } else {
@@ -48,31 +48,33 @@ pub fn require_json(headers: &HeaderMap) -> Result<()> {
     }
 }
 
-/// Parse JSON, reporting the JSON Pointer of the first value that does not fit.
+/// Parse JSON, reporting the JSON Pointer of the first value that does not fit. Structs are read
+/// only from objects (see [`super::strict`]).
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
-    match serde_json::from_slice::<T>(body) {
+    match super::strict::from_slice::<T>(body) {
         Ok(v) => Ok(v),
         Err(first) => {
             // Cold path: parse again, tracking the path, to name the offending field.
             let mut de = serde_json::Deserializer::from_slice(body);
-            let pointer = match serde_path_to_error::deserialize::<_, T>(&mut de) {
-                Err(e) => {
-                    let mut p = String::new();
-                    for seg in e.path().iter() {
-                        use serde_path_to_error::Segment as S;
-                        match seg {
-                            S::Seq { index } => p.push_str(&format!("/{index}")),
-                            S::Map { key } | S::Enum { variant: key } => {
-                                p.push('/');
-                                p.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            let pointer =
+                match serde_path_to_error::deserialize::<_, T>(super::strict::Strict(&mut de)) {
+                    Err(e) => {
+                        let mut p = String::new();
+                        for seg in e.path().iter() {
+                            use serde_path_to_error::Segment as S;
+                            match seg {
+                                S::Seq { index } => p.push_str(&format!("/{index}")),
+                                S::Map { key } | S::Enum { variant: key } => {
+                                    p.push('/');
+                                    p.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                                }
+                                S::Unknown => {}
                             }
-                            S::Unknown => {}
                         }
+                        p
                     }
-                    p
-                }
-                Ok(_) => String::new(),
-            };
+                    Ok(_) => String::new(),
+                };
             if first.is_syntax() || first.is_eof() {
                 return Err(Error::BadRequest(format!(
                     "the body is not valid JSON: {first}"
@@ -132,6 +134,11 @@ async fn accepted(state: &AppState, batch_id: Uuid, status: StatusCode) -> Resul
 ///
 /// Backpressure: while the queue is over its ceiling the upload answers 503 with `Retry-After`
 /// and stores nothing.
+///
+/// Compression: `Content-Encoding: gzip` (or `x-gzip`), `zstd` or `identity`; the body is
+/// decompressed as it arrives and the decoded size is held to the upload limit too. Another
+/// coding is a 415; a body that does not decode as its coding is a 400. (The header describes the
+/// body, so it is stated here rather than as a parameter a client could set independently.)
 #[utoipa::path(
     post,
     path = "/v1/models/{model}/versions/{version}/batches",
@@ -140,7 +147,6 @@ async fn accepted(state: &AppState, batch_id: Uuid, status: StatusCode) -> Resul
         ("model" = String, Path, description = "Model name: 1–128 of [A-Za-z0-9._-], not starting with '.'"),
         ("version" = String, Path, description = "Version name, same rules"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: same key and body → the same batch"),
-        ("Content-Encoding" = Option<String>, Header, pattern = "^(gzip|x-gzip|zstd|identity)$", description = "gzip or zstd (or identity): the body is decompressed as it arrives; the decoded size is held to the upload limit too"),
         UploadQuery,
     ),
     request_body(
@@ -443,11 +449,20 @@ pub async fn delete_batch(
             until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         )));
     }
+    // Lock order: the batch's jobs before the batch. A worker recording an outcome holds its
+    // job's row and then takes the batch's (the result's foreign key); deleting the batch first
+    // would hold the batch and wait for the job, a deadlock PostgreSQL breaks by aborting one side.
+    let mut tx = state.pool.begin().await?;
+    sqlx::query("SELECT 1 FROM jobs WHERE batch_id = $1 ORDER BY id FOR UPDATE")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     let n = sqlx::query("DELETE FROM batches WHERE id = $1")
         .bind(id)
-        .execute(&state.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+    tx.commit().await?;
     if n == 0 {
         return Err(not_found(id));
     }

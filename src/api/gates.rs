@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
+
+use super::strict::StrictJson;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -65,7 +67,7 @@ pub struct Alias {
 pub async fn set_alias(
     State(state): State<AppState>,
     Path((model, alias)): Path<(String, String)>,
-    Json(body): Json<SetAlias>,
+    StrictJson(body): StrictJson<SetAlias>,
 ) -> Result<Json<Alias>> {
     let (model_id, model) = model_or_404(&state, &model).await?;
     let alias = path_name("alias", &alias)?;
@@ -212,7 +214,7 @@ pub struct Policy {
 pub async fn put_policy(
     State(state): State<AppState>,
     Path((model, gate)): Path<(String, String)>,
-    Json(body): Json<Rules>,
+    StrictJson(body): StrictJson<Rules>,
 ) -> Result<Json<Policy>> {
     let model = path_name("model", &model)?;
     let gate = path_name("gate", &gate)?;
@@ -635,7 +637,7 @@ pub async fn evaluate(
     State(state): State<AppState>,
     Path((model, version)): Path<(String, String)>,
     Query(q): Query<UnitQuery>,
-    Json(req): Json<GateRequest>,
+    StrictJson(req): StrictJson<GateRequest>,
 ) -> Result<Json<Decision>> {
     let unit = q.unit.unwrap_or_default();
     let name = path_name("model", &model)?.to_string();
@@ -986,6 +988,8 @@ pub async fn compare(
     Query(q): Query<CompareQuery>,
 ) -> Result<Json<Comparison>> {
     let unit = q.unit.unwrap_or_default();
+    super::query_name("baseline", Some(&q.baseline))?;
+    super::query_name("candidate", Some(&q.candidate))?;
     let (model_id, model) = model_or_404(&state, &model).await?;
     let resolve = |r: String| {
         let state = state.clone();

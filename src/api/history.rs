@@ -112,6 +112,7 @@ pub async fn history(
     Query(q): Query<HistoryQuery>,
 ) -> Result<Response> {
     let name = path_name("model", &model)?;
+    super::query_name("version", q.version.as_deref())?;
     let (model_id, generation) = store::model_generation(&state.pool, name.as_str())
         .await?
         .ok_or_else(|| Error::NotFound(format!("model {name} not found")))?;

@@ -91,6 +91,7 @@ pub async fn list_jobs(
     Query(f): Query<JobFilter>,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<Page<Job>>> {
+    super::query_name("model", f.model.as_deref())?;
     if let Some(p) = principal.filter(|p| p.models.is_some()) {
         match &f.model {
             Some(m) if p.allows_model(m) => {}

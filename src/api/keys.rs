@@ -4,6 +4,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Form, Json};
+
+use super::strict::StrictJson;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -69,7 +71,7 @@ pub struct CreatedKey {
 )]
 pub async fn create_key(
     State(state): State<AppState>,
-    Json(req): Json<NewKeyRequest>,
+    StrictJson(req): StrictJson<NewKeyRequest>,
 ) -> Result<(StatusCode, Json<CreatedKey>)> {
     if req.name.trim().is_empty() || req.name.chars().count() > 200 {
         return Err(Error::field("/name", "must be 1–200 characters"));

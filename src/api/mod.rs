@@ -13,6 +13,7 @@ pub mod monitors;
 pub mod ops;
 pub mod overload;
 pub mod retention;
+pub mod strict;
 pub mod views;
 
 use std::sync::atomic::AtomicBool;
@@ -311,9 +312,12 @@ fn document_constraints(doc: &mut utoipa::openapi::OpenApi) {
         return;
     };
     open_flattened(components);
-    let mut compose = |name: &str, extra: RefOr<Schema>| {
+    let mut compose = |name: &str, extras: Vec<RefOr<Schema>>| {
         if let Some(base) = components.schemas.remove(name) {
-            let all = AllOfBuilder::new().item(base).item(extra).build();
+            let all = extras
+                .into_iter()
+                .fold(AllOfBuilder::new().item(base), |b, e| b.item(e))
+                .build();
             components
                 .schemas
                 .insert(name.to_string(), Schema::AllOf(all).into());
@@ -321,7 +325,7 @@ fn document_constraints(doc: &mut utoipa::openapi::OpenApi) {
     };
     compose(
         "GateRequest",
-        RefOr::T(Schema::OneOf(
+        vec![RefOr::T(Schema::OneOf(
             OneOfBuilder::new()
                 .item(shape(
                     &["gate"],
@@ -332,11 +336,11 @@ fn document_constraints(doc: &mut utoipa::openapi::OpenApi) {
                     &[("rules", Type::Array), ("gate", Type::Null)],
                 ))
                 .build(),
-        )),
+        ))],
     );
     compose(
         "Rule",
-        RefOr::T(Schema::OneOf(
+        vec![RefOr::T(Schema::OneOf(
             OneOfBuilder::new()
                 .item(shape(
                     &["threshold"],
@@ -364,16 +368,165 @@ fn document_constraints(doc: &mut utoipa::openapi::OpenApi) {
                     ],
                 ))
                 .build(),
-        )),
+        ))],
+    );
+    // A monitor: exactly one target kind; a stored policy or rules; a window of batches or hours;
+    // some trigger that can fire (a schedule, results, or an alias that moves).
+    let name = || -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(crate::domain::names::PATTERN))
+            .build()
+            .into()
+    };
+    let nulls = |b: ObjectBuilder, props: &[&str]| {
+        props
+            .iter()
+            .fold(b, |b, p| b.property(*p, typed(Type::Null)))
+    };
+    compose(
+        "Target",
+        vec![RefOr::T(Schema::OneOf(
+            OneOfBuilder::new()
+                .item(nulls(
+                    ObjectBuilder::new()
+                        .required("alias")
+                        .property("alias", name()),
+                    &["version", "latest"],
+                ))
+                .item(nulls(
+                    ObjectBuilder::new()
+                        .required("version")
+                        .property("version", name()),
+                    &["alias", "latest"],
+                ))
+                .item(nulls(
+                    ObjectBuilder::new().required("latest").property(
+                        "latest",
+                        ObjectBuilder::new()
+                            .schema_type(Type::Boolean)
+                            .enum_values(Some([true])),
+                    ),
+                    &["alias", "version"],
+                ))
+                .build(),
+        ))],
     );
     compose(
+        "Window",
+        vec![RefOr::T(Schema::AnyOf(
+            AnyOfBuilder::new()
+                .item(nulls(ObjectBuilder::new(), &["batches"]).build())
+                .item(nulls(ObjectBuilder::new(), &["hours"]).build())
+                .build(),
+        ))],
+    );
+    let object = |props: Vec<(&str, RefOr<Schema>)>, required: &[&str]| -> RefOr<Schema> {
+        let mut b = ObjectBuilder::new();
+        for r in required {
+            b = b.required(*r);
+        }
+        for (p, v) in props {
+            b = b.property(p, v);
+        }
+        b.build().into()
+    };
+    let constant = |v: bool| -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Boolean)
+            .enum_values(Some([v]))
+            .build()
+            .into()
+    };
+    let gate_or_rules = RefOr::T(Schema::OneOf(
+        OneOfBuilder::new()
+            .item(object(
+                vec![("gate", name()), ("rules", typed(Type::Null))],
+                &["gate"],
+            ))
+            .item(object(
+                vec![
+                    (
+                        "rules",
+                        utoipa::openapi::schema::ArrayBuilder::new()
+                            .min_items(Some(1))
+                            .build()
+                            .into(),
+                    ),
+                    ("gate", typed(Type::Null)),
+                ],
+                &["rules"],
+            ))
+            .build(),
+    ));
+    let some_trigger = RefOr::T(Schema::AnyOf(
+        AnyOfBuilder::new()
+            // on_result is true (its default).
+            .item(object(
+                vec![("triggers", object(vec![("on_result", constant(true))], &[]))],
+                &[],
+            ))
+            // A schedule.
+            .item(object(
+                vec![(
+                    "triggers",
+                    object(vec![("every", typed(Type::String))], &["every"]),
+                )],
+                &["triggers"],
+            ))
+            // An alias target whose moves trigger (on_alias_change defaults to true).
+            .item(object(
+                vec![
+                    ("target", object(vec![("alias", name())], &["alias"])),
+                    (
+                        "triggers",
+                        object(vec![("on_alias_change", constant(true))], &[]),
+                    ),
+                ],
+                &[],
+            ))
+            .build(),
+    ));
+    compose("MonitorSpec", vec![gate_or_rules, some_trigger]);
+    compose(
         "Change",
-        RefOr::T(Schema::AnyOf(
+        vec![RefOr::T(Schema::AnyOf(
             AnyOfBuilder::new()
                 .item(shape(&["absolute"], &[("absolute", Type::Number)]))
                 .item(shape(&["relative"], &[("relative", Type::Number)]))
                 .build(),
-        )),
+        ))],
+    );
+    // Estimator ids: the catalog's (parameters and applicability to the batch's task are checked
+    // by the server and listed by GET /v1/estimators).
+    let ids = crate::domain::estimators::Kind::ALL
+        .iter()
+        .map(|k| k.id())
+        .collect::<Vec<_>>()
+        .join("|");
+    let id = || -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(format!("^({ids})$")))
+            .build()
+            .into()
+    };
+    components.schemas.insert(
+        "EstimatorRef".to_string(),
+        Schema::OneOf(
+            OneOfBuilder::new()
+                .description(Some(
+                    "An estimator named in a request: its id alone (default parameters), or its id \
+                     with parameters (unknown parameters are rejected; see GET /v1/estimators).",
+                ))
+                .item(id())
+                .item(object(
+                    vec![("id", id()), ("params", typed(Type::Object))],
+                    &["id"],
+                ))
+                .build(),
+        )
+        .into(),
     );
 }
 
@@ -406,9 +559,13 @@ fn document_common_responses(doc: &mut utoipa::openapi::OpenApi) {
         for op in ops.into_iter().flatten() {
             // Names in the path: say what the service accepts, so clients (and fuzzers) know.
             for p in op.parameters.iter_mut().flatten() {
-                if p.parameter_in == ParameterIn::Path
-                    && ["model", "version", "gate", "alias"].contains(&p.name.as_str())
-                {
+                let name_in_path = p.parameter_in == ParameterIn::Path
+                    && ["model", "version", "gate", "alias", "name"].contains(&p.name.as_str());
+                // Query parameters that name a model, a monitor, or a version or alias.
+                let name_in_query = p.parameter_in == ParameterIn::Query
+                    && ["model", "monitor", "version", "baseline", "candidate"]
+                        .contains(&p.name.as_str());
+                if name_in_path || name_in_query {
                     p.schema = Some(
                         ObjectBuilder::new()
                             .schema_type(Type::String)
@@ -443,7 +600,7 @@ fn document_common_responses(doc: &mut utoipa::openapi::OpenApi) {
             let has_body = op.request_body.is_some();
             let named = params.iter().any(|p| {
                 p.parameter_in == ParameterIn::Path
-                    && ["model", "version", "gate", "alias"].contains(&p.name.as_str())
+                    && ["model", "version", "gate", "alias", "name"].contains(&p.name.as_str())
             });
             let mut add = |code: &str, description: &str, when: bool| {
                 if when && !op.responses.responses.contains_key(code) {
@@ -617,6 +774,18 @@ impl PageQuery {
     /// The position of a time-ordered list's cursor (see [`cursor`]).
     pub fn after_time(&self) -> Result<Option<(chrono::DateTime<chrono::Utc>, uuid::Uuid)>, Error> {
         cursor::decode_time(self.cursor.as_deref())
+    }
+}
+
+/// Check a query parameter that names a model, monitor, version or alias (the document states the
+/// same pattern): a 400 naming the parameter, so a malformed name is never an empty answer.
+pub fn query_name(param: &str, value: Option<&str>) -> Result<(), Error> {
+    match value.map(crate::domain::names::Name::parse) {
+        Some(Err(why)) => Err(Error::BadRequest(format!(
+            "query parameter `{param}`: {value:?} is not a name: it {why}",
+            value = value.unwrap_or_default()
+        ))),
+        _ => Ok(()),
     }
 }
 

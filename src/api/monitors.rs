@@ -117,11 +117,11 @@ pub async fn put_monitor(
         .bind(g)
         .fetch_one(&state.pool)
         .await?;
-        if !exists {
-            errors.push(FieldError::at(
-                "/gate",
-                format!("no gate policy {g:?} is stored for model {model}"),
-            ));
+        if !exists && errors.is_empty() {
+            // A well-formed reference to a policy that is not stored: like the gate route.
+            return Err(Error::NotFound(format!(
+                "gate {g} of model {model} not found (store it with PUT /v1/models/{model}/gates/{g} first)"
+            )));
         }
     }
     if !errors.is_empty() {
@@ -282,6 +282,7 @@ pub async fn get_monitor(
     Path((model, name)): Path<(String, String)>,
 ) -> Result<Json<Monitor>> {
     let (model_id, model) = model_or_404(&state, &model).await?;
+    let name = path_name("monitor", &name)?.to_string();
     Ok(Json(load(&state, model_id, &model, &name).await?))
 }
 
@@ -299,6 +300,7 @@ pub async fn delete_monitor(
     Path((model, name)): Path<(String, String)>,
 ) -> Result<StatusCode> {
     let (model_id, model) = model_or_404(&state, &model).await?;
+    let name = path_name("monitor", &name)?.to_string();
     let mut tx = state.pool.begin().await?;
     let n = sqlx::query(
         "UPDATE monitors SET deleted_at = now() WHERE model_id = $1 AND name = $2 AND deleted_at IS NULL",
@@ -369,6 +371,7 @@ pub async fn evaluate_monitor(
     Path((model, name)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<Evaluation>)> {
     let (model_id, model) = model_or_404(&state, &model).await?;
+    let name = path_name("monitor", &name)?.to_string();
     load(&state, model_id, &model, &name).await?;
     let id = Uuid::now_v7();
     let mut tx = state.pool.begin().await?;
@@ -449,6 +452,7 @@ pub async fn list_incidents(
             )));
         }
     }
+    super::query_name("monitor", q.monitor.as_deref())?;
     let page = PageQuery {
         limit: q.limit,
         cursor: q.cursor.clone(),
@@ -590,6 +594,7 @@ pub async fn list_deliveries(
     Query(q): Query<PageQuery>,
 ) -> Result<Json<Page<Delivery>>> {
     let (model_id, _) = model_or_404(&state, &model).await?;
+    let name = path_name("monitor", &name)?.to_string();
     let limit = q.limit()?;
     let after = q.after_time()?;
     let mut rows: Vec<DeliveryRow> = sqlx::query_as(&format!(
@@ -634,6 +639,7 @@ pub async fn redeliver(
     Path((model, name, id)): Path<(String, String, Uuid)>,
 ) -> Result<(StatusCode, Json<Delivery>)> {
     let (model_id, _) = model_or_404(&state, &model).await?;
+    let name = path_name("monitor", &name)?.to_string();
     let current: Option<String> = sqlx::query_scalar(
         "SELECT state FROM webhook_deliveries WHERE id = $1 AND model_id = $2 AND monitor = $3",
     )

@@ -32,7 +32,8 @@ pub struct Retention {
     #[schema(maximum = 36500)]
     pub results_days: Option<u32>,
     /// Minimum holding period: no purge and no `DELETE /v1/batches/{id}` removes anything
-    /// younger than this. `data_days` and `results_days` may not be shorter.
+    /// younger than this. Where `data_days` or `results_days` is shorter, the holding period
+    /// wins (see `effective_data_days` and `effective_results_days` in the answer).
     #[schema(maximum = 36500)]
     pub min_days: Option<u32>,
 }
@@ -41,7 +42,7 @@ pub struct Retention {
 /// would forbid `model` and `updated_at` in the response's schema).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({"model": "fraud", "data_days": 30, "results_days": 365, "min_days": 7,
-    "updated_at": "2026-12-01T12:00:00Z"}))]
+    "effective_data_days": 30, "effective_results_days": 365, "updated_at": "2026-12-01T12:00:00Z"}))]
 pub struct RetentionPolicy {
     pub model: String,
     /// Days after upload before a batch's raw data is dropped (`null`: kept).
@@ -50,6 +51,12 @@ pub struct RetentionPolicy {
     pub results_days: Option<u32>,
     /// Minimum holding period in days (`null`: none).
     pub min_days: Option<u32>,
+    /// When raw data is dropped, in days after upload: the longer of `data_days` and `min_days`
+    /// (`null`: kept).
+    pub effective_data_days: Option<u32>,
+    /// When results are dropped, in days after computation: the longer of `results_days` and
+    /// `min_days` (`null`: kept).
+    pub effective_results_days: Option<u32>,
     /// When the policy was last set (`null`: never; everything is kept).
     pub updated_at: Option<DateTime<Utc>>,
 }
@@ -69,21 +76,6 @@ impl Retention {
                 ));
             }
         }
-        if let Some(min) = self.min_days {
-            for (name, v) in [
-                ("data_days", self.data_days),
-                ("results_days", self.results_days),
-            ] {
-                if v.is_some_and(|d| d < min) {
-                    errors.push(FieldError::at(
-                        format!("/{name}"),
-                        format!(
-                            "is shorter than min_days ({min}): the minimum holding period may not be shortened"
-                        ),
-                    ));
-                }
-            }
-        }
         if !errors.is_empty() {
             return Err(Error::Validation(errors));
         }
@@ -99,18 +91,26 @@ impl Retention {
 fn policy(model: String, row: Option<(RetentionRow, DateTime<Utc>)>) -> RetentionPolicy {
     let days = |v: Option<i32>| v.map(|d| d.max(0) as u32);
     match row {
-        Some((r, at)) => RetentionPolicy {
-            model,
-            data_days: days(r.data_days),
-            results_days: days(r.results_days),
-            min_days: days(r.min_days),
-            updated_at: Some(at),
-        },
+        Some((r, at)) => {
+            // The purge's own rule (store::purge_retention): the longer period holds.
+            let effective = |v: Option<i32>| days(v.map(|d| d.max(r.min_days.unwrap_or(0))));
+            RetentionPolicy {
+                model,
+                data_days: days(r.data_days),
+                results_days: days(r.results_days),
+                min_days: days(r.min_days),
+                effective_data_days: effective(r.data_days),
+                effective_results_days: effective(r.results_days),
+                updated_at: Some(at),
+            }
+        }
         None => RetentionPolicy {
             model,
             data_days: None,
             results_days: None,
             min_days: None,
+            effective_data_days: None,
+            effective_results_days: None,
             updated_at: None,
         },
     }

@@ -33,9 +33,13 @@ pub struct Target {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Window {
+    /// The last this many batches (1–10000).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 10000)]
     pub batches: Option<u32>,
+    /// The batches of the last this many hours (more than 0, at most 8784, a leap year).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0, maximum = 8784)]
     pub hours: Option<f64>,
 }
 
@@ -49,8 +53,9 @@ pub struct Triggers {
     /// When the target alias moves (default true; only for an alias target).
     #[serde(default = "yes")]
     pub on_alias_change: bool,
-    /// On a schedule: a duration such as `30s`, `15m`, `6h`, `1d` (at least 10 s).
+    /// On a schedule: a duration such as `30s`, `15m`, `6h`, `1d` (at least 10 s; 1–6 digits).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^([1-9][0-9]{0,5}[mhd]|[1-9][0-9]{1,5}s)$")]
     pub every: Option<String>,
 }
 
@@ -91,10 +96,17 @@ impl ChannelKind {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Channel {
+    /// Unique within the monitor.
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
     #[serde(rename = "type")]
     pub kind: ChannelKind,
-    /// `http` or `https` URL.
+    /// `http` or `https` URL of a public host named by DNS (internal addresses, and names that
+    /// resolve to them, are refused unless the server runs with `--webhook-allow-private`; the
+    /// pattern states the form, the address check happens at the PUT and before each delivery).
+    #[schema(
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9-]+\\.)*[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?(/[!-~]*)?$"
+    )]
     pub url: String,
 }
 
@@ -133,7 +145,9 @@ pub struct MonitorSpec {
     pub window: Window,
     #[serde(default)]
     pub triggers: Triggers,
+    /// At most 10, with distinct names.
     #[serde(default)]
+    #[schema(max_items = 10)]
     pub channels: Vec<Channel>,
     /// Default `["fail", "warn", "recovered"]`.
     #[serde(default = "default_notify_on")]
@@ -141,6 +155,7 @@ pub struct MonitorSpec {
     /// After an opening message, a new incident within this long (e.g. `1h`) is recorded but
     /// not sent (nor its resolution). Severity changes of a sent incident are always sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(0s|[1-9][0-9]{0,5}[smhd])$")]
     pub cooldown: Option<String>,
 }
 
@@ -148,19 +163,34 @@ fn default_notify_on() -> Vec<NotifyOn> {
     vec![NotifyOn::Fail, NotifyOn::Warn, NotifyOn::Recovered]
 }
 
-/// `30s`, `15m`, `6h`, `1d` (a positive whole number and a unit).
+/// The durations the document states: a whole number of 1–6 digits without a leading zero and a
+/// unit (`s`, `m`, `h`, `d`), e.g. `30s`, `15m`, `6h`, `1d`. A schedule (`triggers.every`) is at
+/// least 10 s; a cooldown may also be `0s`.
+pub const EVERY_PATTERN: &str = "^([1-9][0-9]{0,5}[mhd]|[1-9][0-9]{1,5}s)$";
+/// See [`EVERY_PATTERN`].
+pub const COOLDOWN_PATTERN: &str = "^(0s|[1-9][0-9]{0,5}[smhd])$";
+
+/// `30s`, `15m`, `6h`, `1d`: 1–6 digits (no leading zero, nothing around them) and a unit. Six
+/// digits keep every such schedule within what the database's timestamps can add.
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
     let unit = s.chars().last()?;
-    let n: u64 = s[..s.len() - unit.len_utf8()].parse().ok()?;
+    let digits = &s[..s.len() - unit.len_utf8()];
+    if digits.is_empty()
+        || digits.len() > 6
+        || digits.starts_with('0')
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
     let secs = match unit {
         's' => n,
-        'm' => n.checked_mul(60)?,
-        'h' => n.checked_mul(3600)?,
-        'd' => n.checked_mul(86_400)?,
+        'm' => n * 60,
+        'h' => n * 3600,
+        'd' => n * 86_400,
         _ => return None,
     };
-    (secs > 0).then(|| Duration::from_secs(secs))
+    Some(Duration::from_secs(secs))
 }
 
 impl MonitorSpec {
@@ -229,7 +259,7 @@ impl MonitorSpec {
                 Some(_) => errors.push(FieldError::at("/triggers/every", "must be at least 10s")),
                 None => errors.push(FieldError::at(
                     "/triggers/every",
-                    "a duration such as 30s, 15m, 6h or 1d",
+                    "a duration such as 30s, 15m, 6h or 1d (1–6 digits and a unit)",
                 )),
             }
         }
@@ -249,10 +279,10 @@ impl MonitorSpec {
             errors.push(FieldError::at("/triggers", "enable at least one trigger"));
         }
         if let Some(c) = &self.cooldown {
-            if parse_duration(c).is_none() && c.trim() != "0s" {
+            if parse_duration(c).is_none() && c != "0s" {
                 errors.push(FieldError::at(
                     "/cooldown",
-                    "a duration such as 30s, 15m, 6h or 1d",
+                    "a duration such as 0s, 30s, 15m, 6h or 1d (1–6 digits and a unit)",
                 ));
             }
         }
@@ -401,6 +431,15 @@ mod tests {
         assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
         assert_eq!(parse_duration("0m"), None);
         assert_eq!(parse_duration("m"), None);
+        assert_eq!(
+            parse_duration("999999d"),
+            Some(Duration::from_secs(86_399_913_600))
+        );
+        for bad in [
+            " 15m", "15m ", "015m", "1000000s", "1.5h", "+5m", "5 m", "5w", "٣m",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
         assert_eq!(parse_duration("5w"), None);
         assert_eq!(parse_duration("-5s"), None);
     }

@@ -73,15 +73,25 @@ async fn purged_data_answers_410_and_pooled_values_and_history_stay_exact() {
     assert_eq!(before.0[0][2], 4, "{:?}", before.0);
 
     // Policies: validated, stored, read back.
-    let (s, p) = put(&app, "r", json!({"data_days": 1, "min_days": 5})).await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
-    assert_eq!(p["errors"][0]["pointer"], "/data_days");
     let (s, p) = put(&app, "r", json!({"data_days": 1, "keep": 3})).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
     let (s, _) = put(&app, "nobody", json!({"data_days": 1})).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, p) = app.get("/v1/models/r/retention").await;
     assert_eq!((s, &p["updated_at"]), (StatusCode::OK, &Value::Null), "{p}");
+    // A period shorter than the holding period is accepted: the holding period wins, and the
+    // answer says what takes effect.
+    let (s, p) = put(&app, "r", json!({"data_days": 1, "min_days": 5})).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(
+        (&p["data_days"], &p["effective_data_days"]),
+        (&json!(1), &json!(5)),
+        "{p}"
+    );
+    assert_eq!(p["effective_results_days"], Value::Null, "{p}");
+    let (s, p) = put(&app, "r", json!({"data_days": 40000})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["errors"][0]["pointer"], "/data_days");
     let (s, p) = put(&app, "r", json!({"data_days": 1, "min_days": 1})).await;
     assert_eq!(s, StatusCode::OK, "{p}");
     let (_, got) = app.get("/v1/models/r/retention").await;
@@ -97,6 +107,21 @@ async fn purged_data_answers_410_and_pooled_values_and_history_stay_exact() {
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{p}");
     assert!(p["detail"].as_str().unwrap().contains("min_days"), "{p}");
+
+    // While the holding period (3 days) is longer than the data period (1 day), the two-day-old
+    // batches keep their data.
+    let (s, p) = put(&app, "r", json!({"data_days": 1, "min_days": 3})).await;
+    assert_eq!(
+        (s, &p["effective_data_days"]),
+        (StatusCode::OK, &json!(3)),
+        "{p}"
+    );
+    let held = infoaudit::store::purge_retention(&app.pool, 100)
+        .await
+        .unwrap();
+    assert_eq!((held.batches, held.results), (0, 0));
+    let (s, _) = put(&app, "r", json!({"data_days": 1, "min_days": 1})).await;
+    assert_eq!(s, StatusCode::OK);
 
     // One batch per statement: three statements, each its own transaction.
     let purged = infoaudit::store::purge_retention(&app.pool, 1)

@@ -445,3 +445,46 @@ async fn text_the_database_cannot_store_is_refused_not_a_server_error() {
     assert_eq!(app.count("jobs").await, 0);
     assert_eq!(app.count("api_keys").await, 0);
 }
+
+/// Deleting a batch while a worker records one of its jobs' outcome. The worker's transaction
+/// holds the job's row and then takes the batch's (the result's foreign key check); the delete
+/// takes the jobs' rows before the batch's, so it waits for the worker instead of deadlocking
+/// (PostgreSQL would break the deadlock by aborting one side: a 503 or a lost outcome). Found by
+/// the contract fuzzer's stateful phase (upload, then delete while the jobs finish).
+#[tokio::test]
+async fn deleting_a_batch_while_its_job_records_an_outcome_waits_instead_of_deadlocking() {
+    let app = crate::support::app().await;
+    let (s, v) = app
+        .upload("deadlock", "v1", &classifier_batch(50, 3, 0.8, 1))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let batch = v["batch"]["id"].as_str().unwrap().to_string();
+    let (_, b) = app.get(&format!("/v1/batches/{batch}")).await;
+    let job: uuid::Uuid = b["jobs"][0]["id"].as_str().unwrap().parse().unwrap();
+    let batch_id: uuid::Uuid = batch.parse().unwrap();
+    // The worker's `finish`: the job's row first ...
+    let mut tx = app.pool.begin().await.unwrap();
+    sqlx::query("UPDATE jobs SET progress = 0.5 WHERE id = $1")
+        .bind(job)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let worker = async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // ... then the batch's, as inserting the result does.
+        sqlx::query("SELECT 1 FROM batches WHERE id = $1 FOR KEY SHARE")
+            .bind(batch_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    };
+    let uri = format!("/v1/batches/{batch}");
+    let delete = app.send("DELETE", &uri, None, None);
+    let (w, (s, body)) = tokio::join!(worker, delete);
+    w.expect("the worker's transaction commits");
+    assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        app.get(&format!("/v1/batches/{batch}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
