@@ -111,7 +111,58 @@ fn stated_constraints_agree_with_the_code() {
     assert!(monitor.get("$ref").is_none(), "{monitor}");
     assert!(monitor["properties"]["target"].is_object(), "{monitor}");
     assert!(monitor.get("additionalProperties").is_none(), "{monitor}");
-    assert_eq!(schemas["MonitorSpec"]["additionalProperties"], false);
+    // The monitor's cross-field rules (spec.rs `check`): its own fields, exactly one of gate and
+    // rules, some trigger that can fire; exactly one target kind; batches or hours.
+    let spec = schemas["MonitorSpec"]["allOf"].as_array().unwrap();
+    assert_eq!(spec.len(), 3);
+    assert_eq!(spec[0]["additionalProperties"], false);
+    assert_eq!(spec[1]["oneOf"].as_array().unwrap().len(), 2);
+    assert_eq!(spec[2]["anyOf"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        schemas["Target"]["allOf"][1]["oneOf"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        schemas["Window"]["allOf"][1]["anyOf"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let triggers = &schemas["Triggers"]["properties"]["every"];
+    assert_eq!(
+        triggers["pattern"],
+        infoaudit::monitor::spec::EVERY_PATTERN,
+        "{triggers}"
+    );
+    let cooldown = &spec[0]["properties"]["cooldown"];
+    assert_eq!(
+        cooldown["pattern"],
+        infoaudit::monitor::spec::COOLDOWN_PATTERN,
+        "{cooldown}"
+    );
+    // Cursors: every string of the stated pattern is a position (api::cursor's proptests).
+    let cursor = |path: &str| {
+        let params = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+        params.iter().find(|p| p["name"] == "cursor").unwrap()["schema"]["pattern"].clone()
+    };
+    assert_eq!(cursor("/v1/models"), infoaudit::api::cursor::name_pattern());
+    for path in [
+        "/v1/jobs",
+        "/v1/models/{model}/versions",
+        "/v1/models/{model}/history",
+        "/v1/models/{model}/incidents",
+        "/v1/models/{model}/gate-decisions",
+        "/v1/models/{model}/monitors/{name}/deliveries",
+    ] {
+        assert_eq!(cursor(path), infoaudit::api::cursor::TIME_PATTERN, "{path}");
+    }
+    // Estimator ids in requests: the catalog's.
+    let ids_pattern = format!("^({})$", ids.join("|"));
+    assert_eq!(schemas["EstimatorRef"]["oneOf"][0]["pattern"], ids_pattern);
     assert_eq!(
         schemas["Change"]["allOf"][1]["anyOf"]
             .as_array()
