@@ -227,6 +227,21 @@ impl Error {
                 detail.clone(),
             ),
             Error::Gone(m) => Problem::new(S::GONE, "gone", "Gone", m),
+            // A deadlock or serialisation failure: the transaction was rolled back, a retry
+            // succeeds. Not an outage, so not described as one.
+            Error::Database(sqlx::Error::Database(d))
+                if matches!(d.code().as_deref(), Some("40001" | "40P01")) =>
+            {
+                Problem::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "transient-conflict",
+                    "A concurrent change conflicted",
+                    format!(
+                        "this request conflicted with a concurrent one and was rolled back; \
+                         nothing was changed; retry in {DATABASE_RETRY_AFTER} s"
+                    ),
+                )
+            }
             e if e.is_database_outage() => Problem::new(
                 S::SERVICE_UNAVAILABLE,
                 "database-unavailable",
