@@ -512,11 +512,19 @@ async fn invalid_monitors_and_private_destinations_are_refused() {
         (json!({"triggers": {"every": "5s"}}), "/triggers/every"),
         (json!({"window": {"batches": 0}}), "/window/batches"),
         (json!({"cooldown": "soon"}), "/cooldown"),
-        (json!({"gate": "release"}), "/gate"),
         (json!({"rules": []}), "/rules"),
         (json!({"notify_on": ["loudly"]}), "/notify_on/0"),
         (json!({"colour": "red"}), "/"),
     ];
+    // A well-formed reference to a gate policy that is not stored: 404, as on the gate route.
+    let mut body = monitor("https://8.8.8.8/hook", json!({"gate": "release"}));
+    body.as_object_mut().unwrap().remove("rules");
+    let (s, v) = put(&app, "/v1/models/m/monitors/watch", body).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("gate release"),
+        "{v}"
+    );
     for (extra, pointer) in cases {
         let mut body = monitor("https://8.8.8.8/hook", extra.clone());
         if extra.get("gate").is_some() {
