@@ -252,20 +252,19 @@ pub async fn load_batch_data(pool: &PgPool, id: Uuid) -> anyhow::Result<Batch> {
     if let Some(at) = purged {
         return Err(DataPurged(at).into());
     }
-    let mut body = Vec::new();
-    // The stored size was bounded by the upload limit, but a refused allocation must not abort.
-    body.try_reserve_exact(usize::try_from(size.max(0))?)
-        .map_err(|e| anyhow::anyhow!("cannot hold the batch's {size} bytes: {e}"))?;
+    // Decoded chunk by chunk into the batch's own arrays: one copy of the numbers, never the
+    // encoded bytes whole as well.
+    let mut decoder = crate::domain::batch::Decoder::new(usize::try_from(size.max(0))?);
     let mut rows = sqlx::query_scalar::<_, Vec<u8>>(
         "SELECT body FROM batch_data WHERE batch_id = $1 ORDER BY seq",
     )
     .bind(id)
     .fetch(pool);
     while let Some(chunk) = futures_util::TryStreamExt::try_next(&mut rows).await? {
-        body.extend_from_slice(&chunk);
+        decoder.push(&chunk)?;
     }
     drop(rows);
-    tokio::task::spawn_blocking(move || Batch::decode(&body)).await?
+    decoder.finish()
 }
 
 pub async fn batch_jobs(pool: &PgPool, batch_id: Uuid) -> sqlx::Result<Vec<JobRow>> {

@@ -13,6 +13,7 @@ pub mod monitors;
 pub mod ops;
 pub mod overload;
 pub mod retention;
+pub mod samples;
 pub mod strict;
 pub mod views;
 
@@ -202,6 +203,7 @@ fn api_routes(limits: Limits) -> OpenApiRouter<AppState> {
             batches::delete_batch
         ))
         .routes(utoipa_axum::routes!(batches::get_batch_data))
+        .routes(utoipa_axum::routes!(samples::export_samples))
         .routes(utoipa_axum::routes!(batches::add_jobs))
         .routes(utoipa_axum::routes!(jobs::get_job))
         .routes(utoipa_axum::routes!(jobs::cancel_job))

@@ -984,41 +984,17 @@ impl Batch {
 
     /// Decode the stored binary form.
     pub fn decode(bytes: &[u8]) -> anyhow::Result<Batch> {
-        use anyhow::{bail, Context};
-        if bytes.len() < 8 || &bytes[..4] != MAGIC {
-            bail!("stored batch has an unknown format");
-        }
-        let hlen = u32::from_le_bytes(bytes[4..8].try_into()?) as usize;
-        let header: Header =
-            serde_json::from_slice(bytes.get(8..8 + hlen).context("truncated header")?)?;
-        let mut pos = 8 + hlen;
-        let mut u32s: HashMap<String, Vec<u32>> = HashMap::new();
-        let mut f64s: HashMap<String, Matrix> = HashMap::new();
-        for a in &header.arrays {
-            let count = a.rows * a.cols;
-            match a.dtype.as_str() {
-                "u32" => {
-                    let raw = bytes.get(pos..pos + count * 4).context("truncated array")?;
-                    u32s.insert(
-                        a.name.clone(),
-                        raw.chunks_exact(4)
-                            .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
-                            .collect(),
-                    );
-                    pos += count * 4;
-                }
-                "f64" => {
-                    let raw = bytes.get(pos..pos + count * 8).context("truncated array")?;
-                    let data = raw
-                        .chunks_exact(8)
-                        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-                        .collect();
-                    f64s.insert(a.name.clone(), Matrix::new(a.rows, a.cols, data));
-                    pos += count * 8;
-                }
-                other => bail!("unknown dtype {other}"),
-            }
-        }
+        let mut d = Decoder::new(bytes.len());
+        d.push(bytes)?;
+        d.finish()
+    }
+
+    fn from_parts(
+        header: Header,
+        mut u32s: HashMap<String, Vec<u32>>,
+        mut f64s: HashMap<String, Matrix>,
+    ) -> anyhow::Result<Batch> {
+        use anyhow::Context;
         let weights = f64s.remove("weights").map(|m| m.data);
         let truth_matrix = f64s.remove("truth_matrix");
         let data = match header.task {
@@ -1147,6 +1123,218 @@ impl Batch {
         }
         o.insert("metadata".into(), metadata.clone());
         Value::Object(o)
+    }
+}
+
+/// Decodes the stored form from consecutive pieces (the stored chunks) without holding the
+/// encoded bytes: each array is allocated once, at its declared size, and filled as its bytes
+/// arrive, so reading a batch back holds one copy of its numbers (plus one piece).
+pub struct Decoder {
+    /// The declared size of the whole encoding: no array may claim more.
+    limit: usize,
+    /// Bytes of the header, or of one array element split between two pieces.
+    pending: Vec<u8>,
+    header: Option<Header>,
+    /// The array being filled (index into the header's arrays) and its values so far.
+    current: usize,
+    values: Values,
+    u32s: HashMap<String, Vec<u32>>,
+    f64s: HashMap<String, Matrix>,
+}
+
+enum Values {
+    U32(Vec<u32>),
+    F64(Vec<f64>),
+}
+
+impl Decoder {
+    /// A decoder for an encoding of `limit` bytes in all.
+    pub fn new(limit: usize) -> Decoder {
+        Decoder {
+            limit,
+            pending: Vec::new(),
+            header: None,
+            current: 0,
+            values: Values::U32(Vec::new()),
+            u32s: HashMap::new(),
+            f64s: HashMap::new(),
+        }
+    }
+
+    /// The next piece of the encoding.
+    pub fn push(&mut self, mut piece: &[u8]) -> anyhow::Result<()> {
+        use anyhow::{bail, Context};
+        if self.header.is_none() {
+            let take = piece.len().min(8usize.saturating_sub(self.pending.len()));
+            self.pending.extend_from_slice(&piece[..take]);
+            piece = &piece[take..];
+            if self.pending.len() < 8 {
+                return Ok(());
+            }
+            if &self.pending[..4] != MAGIC {
+                bail!("stored batch has an unknown format");
+            }
+            let hlen = u32::from_le_bytes(self.pending[4..8].try_into()?) as usize;
+            if hlen > self.limit {
+                bail!("truncated header");
+            }
+            let take = piece.len().min(8 + hlen - self.pending.len());
+            self.pending.extend_from_slice(&piece[..take]);
+            piece = &piece[take..];
+            if self.pending.len() < 8 + hlen {
+                return Ok(());
+            }
+            let header: Header = serde_json::from_slice(&self.pending[8..])?;
+            let mut total = 8 + hlen;
+            for a in &header.arrays {
+                let size = match a.dtype.as_str() {
+                    "u32" => 4usize,
+                    "f64" => 8,
+                    other => bail!("unknown dtype {other}"),
+                };
+                let bytes = a
+                    .rows
+                    .checked_mul(a.cols)
+                    .and_then(|c| c.checked_mul(size))
+                    .context("truncated array")?;
+                total = total.checked_add(bytes).context("truncated array")?;
+            }
+            if total > self.limit {
+                bail!("truncated array");
+            }
+            self.pending.clear();
+            self.header = Some(header);
+            self.start(0)?;
+        }
+        self.fill(piece);
+        Ok(())
+    }
+
+    /// Start array `i` (with its whole capacity, refused rather than aborting when memory is
+    /// short) and close every empty array from there.
+    fn start(&mut self, mut i: usize) -> anyhow::Result<()> {
+        while let Some((count, is_u32)) = self
+            .header
+            .as_ref()
+            .and_then(|h| h.arrays.get(i))
+            .map(|a| (a.rows * a.cols, a.dtype == "u32"))
+        {
+            let refused = |e| anyhow::anyhow!("cannot hold an array of {count} values: {e}");
+            self.values = if is_u32 {
+                let mut v = Vec::new();
+                v.try_reserve_exact(count).map_err(refused)?;
+                Values::U32(v)
+            } else {
+                let mut v = Vec::new();
+                v.try_reserve_exact(count).map_err(refused)?;
+                Values::F64(v)
+            };
+            if count > 0 {
+                break;
+            }
+            self.close(i);
+            i += 1;
+        }
+        self.current = i;
+        Ok(())
+    }
+
+    /// File the finished array `i`.
+    fn close(&mut self, i: usize) {
+        let header = self.header.as_ref().expect("header read");
+        let a = &header.arrays[i];
+        match std::mem::replace(&mut self.values, Values::U32(Vec::new())) {
+            Values::U32(v) => {
+                self.u32s.insert(a.name.clone(), v);
+            }
+            Values::F64(v) => {
+                self.f64s
+                    .insert(a.name.clone(), Matrix::new(a.rows, a.cols, v));
+            }
+        }
+    }
+
+    fn fill(&mut self, mut piece: &[u8]) {
+        loop {
+            let Some(a) = self
+                .header
+                .as_ref()
+                .and_then(|h| h.arrays.get(self.current))
+            else {
+                // Past the last array: trailing bytes are ignored, as they always were.
+                return;
+            };
+            let count = a.rows * a.cols;
+            let size = match self.values {
+                Values::U32(_) => 4,
+                Values::F64(_) => 8,
+            };
+            // An element split between pieces.
+            if !self.pending.is_empty() {
+                let take = piece.len().min(size - self.pending.len());
+                self.pending.extend_from_slice(&piece[..take]);
+                piece = &piece[take..];
+                if self.pending.len() < size {
+                    return;
+                }
+                let element = std::mem::take(&mut self.pending);
+                self.extend(&element);
+            }
+            let filled = match &self.values {
+                Values::U32(v) => v.len(),
+                Values::F64(v) => v.len(),
+            };
+            let whole = (count - filled).min(piece.len() / size);
+            self.extend(&piece[..whole * size]);
+            piece = &piece[whole * size..];
+            if filled + whole == count {
+                let i = self.current;
+                self.close(i);
+                // Capacity was checked against the limit with the header; a refusal here can
+                // only come from the allocator, and it leaves the array missing (reported by
+                // `finish`).
+                if self.start(i + 1).is_err() {
+                    self.current = usize::MAX;
+                    return;
+                }
+                continue;
+            }
+            self.pending.extend_from_slice(piece);
+            return;
+        }
+    }
+
+    fn extend(&mut self, bytes: &[u8]) {
+        match &mut self.values {
+            Values::U32(v) => v.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))),
+            ),
+            Values::F64(v) => v.extend(
+                bytes
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))),
+            ),
+        }
+    }
+
+    /// The batch, once every piece was pushed.
+    pub fn finish(self) -> anyhow::Result<Batch> {
+        use anyhow::bail;
+        let Some(header) = self.header else {
+            if self.pending.len() < 8 || &self.pending[..4] != MAGIC {
+                bail!("stored batch has an unknown format");
+            }
+            bail!("truncated header");
+        };
+        if self.current == usize::MAX {
+            bail!("cannot hold the batch's arrays");
+        }
+        if self.current < header.arrays.len() {
+            bail!("truncated array");
+        }
+        Batch::from_parts(header, self.u32s, self.f64s)
     }
 }
 
@@ -1309,6 +1497,40 @@ mod tests {
             json["probabilities"],
             serde_json::json!([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3]])
         );
+    }
+
+    /// The stored form decoded from pieces of every size (as the stored chunks arrive) is the
+    /// batch; a cut-off or damaged encoding is an error, never a panic.
+    #[test]
+    fn stored_form_decodes_from_pieces_and_refuses_damage() {
+        let b = parse(serde_json::json!({
+            "task": "multiclass", "classes": ["cat", "dog", "bird"],
+            "labels": ["cat", "bird", "dog", "cat"], "predictions": [0, 2, 2, 1],
+            "probabilities": [[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3], [0.4, 0.4, 0.2]],
+            "weights": [1.0, 0.5, 2.0, 0.0]
+        }))
+        .unwrap();
+        let bytes = b.encode();
+        for size in [1, 2, 3, 5, 7, 8, 13, 64, bytes.len()] {
+            let mut d = Decoder::new(bytes.len());
+            for piece in bytes.chunks(size) {
+                d.push(piece).unwrap();
+            }
+            assert_eq!(d.finish().unwrap(), b, "pieces of {size} bytes");
+        }
+        for cut in [0, 3, 8, 20, bytes.len() - 9, bytes.len() - 1] {
+            let mut d = Decoder::new(bytes.len());
+            let err = d.push(&bytes[..cut]).and_then(|_| d.finish());
+            assert!(err.is_err(), "cut at {cut}");
+        }
+        // A header that claims more than the stored size is refused before allocating.
+        assert!(Batch::decode(&bytes[..bytes.len() - 1]).is_err());
+        let mut wrong = bytes.clone();
+        wrong[0] = b'X';
+        assert!(Batch::decode(&wrong).is_err());
+        let mut huge = bytes.clone();
+        huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(Batch::decode(&huge).is_err());
     }
 
     proptest! {

@@ -15,6 +15,7 @@ pub mod ce_bound;
 pub mod contingency;
 pub mod cost;
 pub mod paired;
+pub mod pointwise;
 pub mod rg;
 pub mod rng;
 pub mod semantic;

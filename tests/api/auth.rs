@@ -141,6 +141,20 @@ async fn scopes_and_model_limits_are_enforced() {
         .0,
         StatusCode::FORBIDDEN
     );
+    // The per-sample export: read scope and the key's models, as the batch's data.
+    let samples = format!("/v1/batches/{b_batch}/samples?estimator=shannon_mi");
+    assert_eq!(
+        app.send("GET", &samples, Some(&ingest_a), None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.send("GET", &samples, None, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.send("GET", &samples, Some(&reader), None).await.0,
+        StatusCode::OK
+    );
     assert_eq!(
         app.send("GET", &format!("/v1/jobs/{b_job}"), Some(&ingest_a), None)
             .await

@@ -17,5 +17,6 @@ mod reads;
 mod retention;
 mod robustness;
 mod rollups;
+mod samples;
 mod server;
 mod web;
