@@ -49,20 +49,25 @@ pub enum ExportFormat {
 #[into_params(parameter_in = Query)]
 pub struct SamplesQuery {
     /// `semantic_mi`, `shannon_mi` or `ce_bound`: whose per-sample terms to export.
+    #[param(pattern = "^(semantic_mi|shannon_mi|ce_bound)$")]
     pub estimator: String,
     /// `ndjson` or `csv`; overrides `Accept` (default: `Accept: text/csv` gives CSV, anything
     /// else NDJSON).
     pub format: Option<ExportFormat>,
     /// `bits` (default) or `nats`.
     pub unit: Option<Unit>,
-    /// `semantic_mi` only: `auto` (default), `probabilities`, `truth_matrix` or `lbi`, as the
-    /// estimator's `mode` parameter.
+    /// `semantic_mi`: `auto` (default), `probabilities`, `truth_matrix` or `lbi`, as the
+    /// estimator's `mode` parameter (no effect on the other estimators).
+    #[param(pattern = "^(auto|probabilities|truth_matrix|lbi)$")]
     pub mode: Option<String>,
-    /// `ce_bound` only: the floor of q(y|x) before the log, in (0, 0.001] (default 1e-12), as
-    /// the estimator's `clip` parameter.
+    /// `ce_bound`: the floor of q(y|x) before the log, in (0, 0.001] (default 1e-12), as the
+    /// estimator's `clip` parameter (no effect on the other estimators).
+    #[param(exclusive_minimum = 0, maximum = 0.001)]
     pub clip: Option<f64>,
-    /// `shannon_mi` on multi-label scores only: predicted positive iff score ≥ threshold, in
-    /// [0, 1] (default 0.5, as the estimator's `threshold`; hard predicted sets use 0.5).
+    /// `shannon_mi` on multi-label scores: predicted positive iff score ≥ threshold, in [0, 1]
+    /// (default 0.5, as the estimator's `threshold`; hard predicted sets use 0.5; no effect on
+    /// the other estimators).
+    #[param(minimum = 0, maximum = 1)]
     pub threshold: Option<f64>,
 }
 
@@ -252,19 +257,8 @@ impl Spec {
                  per-sample export supports semantic_mi, shannon_mi and ce_bound"
             )));
         }
-        let only = |name: &str, given: bool, owner: Kind| -> Result<()> {
-            if given && kind != owner {
-                Err(Error::BadRequest(format!(
-                    "{name} is a parameter of {}, not of {id}",
-                    owner.id()
-                )))
-            } else {
-                Ok(())
-            }
-        };
-        only("mode", q.mode.is_some(), Kind::SemanticMi)?;
-        only("clip", q.clip.is_some(), Kind::CeBound)?;
-        only("threshold", q.threshold.is_some(), Kind::ShannonMi)?;
+        // A parameter of another estimator is checked (the document states its range) but has
+        // no effect, like `unit` on a route without values.
         let mode = match q.mode.as_deref() {
             None => "auto",
             Some(m) => crate::estimate::semantic::MODES
