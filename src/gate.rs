@@ -135,7 +135,7 @@ fn min_samples<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D:
 pub struct Rule {
     /// `estimator` or `estimator.statistic` (e.g. `semantic_mi.efficiency`, `shannon_mi.nmi`).
     #[schema(
-        pattern = r"^(shannon_mi|semantic_mi|ce_bound|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?$"
+        pattern = r"^(shannon_mi|semantic_mi|ce_bound|implied_mi|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?$"
     )]
     pub metric: String,
     pub op: Op,

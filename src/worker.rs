@@ -712,6 +712,11 @@ pub fn compute(
                     &serde_json::from_value(p).map_err(bad_params)?,
                     control,
                 ),
+                Kind::ImpliedMi => estimate::implied::implied_mi(
+                    &input,
+                    &serde_json::from_value(p).map_err(bad_params)?,
+                    control,
+                ),
                 Kind::RgCurve => estimate::rg::rg_curve(
                     &input,
                     &serde_json::from_value(p).map_err(bad_params)?,

@@ -363,6 +363,7 @@ fn random_params(kind: Kind, g: &mut SplitMix64) -> Value {
         Kind::ShannonMi | Kind::CeBound => {
             json!({"bootstrap": pick(g, &[0, 1, 30]), "seed": g.below(1000)})
         }
+        Kind::ImpliedMi => json!({"confidence": (if g.below(2) == 0 { 0.9 } else { 0.95 })}),
         Kind::SemanticMi => json!({
             "bootstrap": pick(g, &[0, 1, 30]),
             "mode": (["auto", "lbi", "probabilities", "truth_matrix"][g.below(4)]),

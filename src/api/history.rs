@@ -22,7 +22,7 @@ use crate::{stats, store};
 pub struct HistoryQuery {
     /// `estimator` or `estimator.statistic`, e.g. `semantic_mi` or `shannon_mi.nmi`.
     #[param(
-        pattern = r"^(shannon_mi|semantic_mi|ce_bound|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?$"
+        pattern = r"^(shannon_mi|semantic_mi|ce_bound|implied_mi|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?$"
     )]
     pub metric: String,
     /// Only this version (name or alias).
@@ -327,7 +327,7 @@ async fn compute_history(
 pub struct KpiQuery {
     /// One metric (`estimator` or `estimator.statistic`); default: every estimator's value.
     #[param(
-        pattern = r"^(shannon_mi|semantic_mi|ce_bound|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?$"
+        pattern = r"^(shannon_mi|semantic_mi|ce_bound|implied_mi|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?$"
     )]
     pub metric: Option<String>,
     /// One KPI name (a key of the batches' `metadata.kpis`); default: every KPI found.

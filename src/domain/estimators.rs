@@ -156,6 +156,7 @@ pub enum Kind {
     ShannonMi,
     SemanticMi,
     CeBound,
+    ImpliedMi,
     RgCurve,
     Ksg,
     MixedKsg,
@@ -166,10 +167,11 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::ShannonMi,
         Kind::SemanticMi,
         Kind::CeBound,
+        Kind::ImpliedMi,
         Kind::RgCurve,
         Kind::Ksg,
         Kind::MixedKsg,
@@ -181,11 +183,12 @@ impl Kind {
 
     /// Estimators that run by default when a batch names none. The neural bounds (a network
     /// trained per batch) and mixed_ksg (k-NN search in the feature or probability space, costly
-    /// for large N × K) run only on request.
+    /// for large N × K) run only on request; so does implied_mi for now (it will be the default
+    /// of label-free batches).
     pub fn default_on(self) -> bool {
         !matches!(
             self,
-            Kind::InfoNce | Kind::Mine | Kind::Nwj | Kind::Smile | Kind::MixedKsg
+            Kind::InfoNce | Kind::Mine | Kind::Nwj | Kind::Smile | Kind::MixedKsg | Kind::ImpliedMi
         )
     }
 
@@ -205,6 +208,7 @@ impl Kind {
             Kind::ShannonMi => "shannon_mi",
             Kind::SemanticMi => "semantic_mi",
             Kind::CeBound => "ce_bound",
+            Kind::ImpliedMi => "implied_mi",
             Kind::RgCurve => "rg_curve",
             Kind::Ksg => "ksg",
             Kind::MixedKsg => "mixed_ksg",
@@ -224,6 +228,7 @@ impl Kind {
             Kind::ShannonMi => estimate::shannon::VERSION,
             Kind::SemanticMi => estimate::semantic::VERSION,
             Kind::CeBound => estimate::ce_bound::VERSION,
+            Kind::ImpliedMi => estimate::implied::VERSION,
             Kind::RgCurve => estimate::rg::VERSION,
             Kind::Ksg => estimate::ksg::VERSION,
             Kind::MixedKsg => estimate::ksg::mixed::VERSION,
@@ -243,6 +248,8 @@ impl Kind {
             ),
             (Kind::CeBound, Task::Multiclass) if b.has_probabilities() => None,
             (Kind::CeBound, Task::Multiclass) => Some("ce_bound needs `probabilities`".into()),
+            (Kind::ImpliedMi, Task::Multiclass) if b.has_probabilities() => None,
+            (Kind::ImpliedMi, Task::Multiclass) => Some("implied_mi needs `probabilities`".into()),
             (Kind::RgCurve, Task::Multiclass) => None,
             (Kind::Ksg, Task::Pairs | Task::Regression) => None,
             (Kind::MixedKsg, Task::Multiclass) if b.has_probabilities() || b.has_features() => None,
@@ -280,6 +287,7 @@ impl Kind {
             Kind::ShannonMi => canon::<estimate::shannon::Params>(params, |p| p.validate()),
             Kind::SemanticMi => canon::<estimate::semantic::Params>(params, |p| p.validate()),
             Kind::CeBound => canon::<estimate::ce_bound::Params>(params, |p| p.validate()),
+            Kind::ImpliedMi => canon::<estimate::implied::Params>(params, |p| p.validate()),
             Kind::RgCurve => canon::<estimate::rg::Params>(params, |p| p.validate()),
             Kind::Ksg => canon::<estimate::ksg::Params>(params, |p| p.validate()),
             Kind::MixedKsg => canon::<estimate::ksg::mixed::Params>(params, |p| p.validate()),
@@ -366,6 +374,25 @@ impl Kind {
                 mergeable: true,
                 limits: None,
                 params: bootstrap(),
+            },
+            Kind::ImpliedMi => EstimatorInfo {
+                id: self.id(),
+                version: self.version(),
+                tasks: vec![Task::Multiclass],
+                requires: "probabilities (labels optional)",
+                unit: "bits",
+                value: "model-implied information I_q = H(mean q) − mean H(q(·|x)): what the probabilities convey if calibrated; normal (delta-method) interval",
+                details: vec![
+                    "h_mean_prediction",
+                    "mean_prediction_entropy",
+                    "realised_semantic_mi",
+                    "calibration_gap",
+                    "calibration_gap_ci_low",
+                    "calibration_gap_ci_high",
+                ],
+                mergeable: true,
+                limits: None,
+                params: vec![p("confidence", "number", "(0, 1)", "interval level")],
             },
             Kind::Ksg => EstimatorInfo {
                 id: self.id(),
@@ -542,7 +569,7 @@ pub fn largest_at(kind: Kind, limits: &estimate::cost::Limits, n: u64) -> Vec<La
                 labels,
             ),
         ],
-        Kind::CeBound => vec![(
+        Kind::CeBound | Kind::ImpliedMi => vec![(
             format!("N = {n}, probabilities"),
             "K",
             multiclass(true),
@@ -741,6 +768,13 @@ pub const INFORMATION_KEYS: &[&str] = &[
     "cross_entropy",
     "h_labels",
     "kl_marginal",
+    "h_mean_prediction",
+    "mean_prediction_entropy",
+    "realised_semantic_mi",
+    "calibration_gap",
+    "calibration_gap_ci_low",
+    "calibration_gap_ci_high",
+    "calibration_gap_standard_error",
     "standard_error",
     "plug_in",
     "bias_correction",

@@ -242,6 +242,14 @@ fn ce_bound(s: &Shape, p: &Value) -> Cost {
     }
 }
 
+fn implied(s: &Shape) -> Cost {
+    Cost {
+        bytes: sum(&[BASE, mul(s.n, 6 * F), mul(s.k, 6 * F), per_class_json(s.k)]),
+        ops: (s.n as f64 * s.k as f64) * 4.0,
+        dominant: "two passes over the probabilities (N × K)",
+    }
+}
+
 fn rg(s: &Shape, p: &Value) -> Cost {
     let kk = mul(s.k, s.k);
     let grid = p
@@ -352,6 +360,7 @@ pub fn cost(estimator: &str, shape: &Shape, params: &Value) -> Option<Cost> {
         "shannon_mi" => shannon(shape, params),
         "semantic_mi" => semantic(shape, params),
         "ce_bound" => ce_bound(shape, params),
+        "implied_mi" => implied(shape),
         "rg_curve" => rg(shape, params),
         "ksg" => knn(shape, params, shape.dx.saturating_add(shape.dy)),
         "mixed_ksg" => {
@@ -370,6 +379,7 @@ pub fn formula(estimator: &str) -> &'static str {
         "shannon_mi" => "multiclass: the confusion table (8·K² bytes while K² ≤ 2²², else 16·N) plus about 0.3 KB per occupied cell (≤ min(N, K²)) and 12·N; multilabel: 32·L bytes per bootstrap block (≤ bootstrap_blocks) plus 4 KB per label",
         "semantic_mi" => "probabilities mode: 16·K bytes per bootstrap block (≤ bootstrap_blocks) plus 0.8 KB per class; truth-matrix and LBI modes: the dense K×K truth matrix (8·K², twice and again as JSON with a given truth matrix) plus the confusion table; multilabel: 48·L per bootstrap block",
         "ce_bound" => "8·(K+1) bytes per bootstrap block (≤ bootstrap_blocks) plus 0.8 KB per class and 16·N",
+        "implied_mi" => "per-sample terms and weights (48·N bytes) plus 0.8 KB per class",
         "rg_curve" => "four K×K matrices (32·K² bytes) plus the confusion table and the curve (2·K values per grid point)",
         "ksg" | "mixed_ksg" => "copies of the N×d samples and their k-d trees: 48·N·d + 96·N + 16·N·k bytes",
         "infonce" | "mine" | "nwj" | "smile" => "the N×(dx+dy) samples split and standardised (32·N·(dx+dy)), the critic's weights with Adam moments, and its activations over a training batch and an evaluation block",

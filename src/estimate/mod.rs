@@ -14,6 +14,7 @@ pub mod bootstrap;
 pub mod ce_bound;
 pub mod contingency;
 pub mod cost;
+pub mod implied;
 pub mod paired;
 pub mod pointwise;
 pub mod rg;
@@ -289,6 +290,7 @@ pub fn pool(estimator_id: &str, sufficient: &[Value], level: f64) -> Option<Pool
         "shannon_mi" => shannon::pool_sufficient(sufficient, level),
         "semantic_mi" => value_only(semantic::pool_sufficient(sufficient)),
         "ce_bound" => value_only(ce_bound::pool_sufficient(sufficient)),
+        "implied_mi" => value_only(implied::pool_sufficient(sufficient)),
         _ => None,
     }
 }

@@ -536,6 +536,11 @@ fn key_stats(r: &EstimateResult) -> String {
         "semantic_mi" => {
             b("upper bound", "upper_bound");
         }
+        "implied_mi" => {
+            b("realised semantic MI", "realised_semantic_mi");
+            b("calibration gap", "calibration_gap");
+            b("H(mean q)", "h_mean_prediction");
+        }
         "ce_bound" => {
             b("cross-entropy", "cross_entropy");
             b("H(labels)", "h_labels");

@@ -157,6 +157,7 @@ fn offered_metrics(estimators: &[String]) -> Vec<String> {
             "shannon_mi" => &["nmi", "ami", "miller_madow"],
             "semantic_mi" => &["efficiency", "upper_bound"],
             "ce_bound" => &["cross_entropy"],
+            "implied_mi" => &["calibration_gap", "realised_semantic_mi"],
             "rg_curve" => &["g_at_1"],
             _ => &[],
         };

@@ -110,3 +110,55 @@ async fn a_prediction_that_is_never_true_gives_minus_infinity_in_words() {
     let (_, v) = app.get("/v1/models/m/versions/v1").await;
     assert_eq!(v["metrics"][0]["latest"]["value_special"], "-Infinity");
 }
+
+/// The model-implied information of spec §4.6 Example 5's probabilities, with the realised
+/// semantic MI next to it. Expected values (numpy, in bits): plug-in mean of KL(q_k ‖ q̄)
+/// 0.143285, correction ½ Σ_j Var(q̄_j)/q̄_j 0.024067, value 0.167352; realised
+/// mean ln(q(y|x)/q̄_y) 0.378583, the spec's semantic MI of the same example; gap −0.211231.
+#[tokio::test]
+async fn implied_information_is_reported_with_the_realised_semantic_mi_and_their_gap() {
+    let app = app().await;
+    let body = json!({"task": "multiclass",
+        "labels": [0, 0, 0, 1, 1, 2],
+        "probabilities": [[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.3, 0.5, 0.2], [0.2, 0.7, 0.1], [0.3, 0.4, 0.3], [0.5, 0.2, 0.3]],
+        "estimators": ["semantic_mi", "implied_mi"]});
+    let jobs = run_all(&app, &body).await;
+    let im = &by(&jobs, "implied_mi")["result"];
+    close(&im["value"], 0.167352);
+    close(&im["details"]["plug_in"], 0.143285);
+    close(&im["details"]["bias_correction"], 0.024067);
+    close(&im["details"]["realised_semantic_mi"], 0.378583);
+    close(&im["details"]["calibration_gap"], -0.211231);
+    let semi = &by(&jobs, "semantic_mi")["result"];
+    close(
+        &im["details"]["realised_semantic_mi"],
+        semi["value"].as_f64().unwrap(),
+    );
+    let (lo, v, hi) = (
+        im["ci_low"].as_f64().unwrap(),
+        im["value"].as_f64().unwrap(),
+        im["ci_high"].as_f64().unwrap(),
+    );
+    assert!(lo < v && v < hi, "{im}");
+    // Not a default: a batch that names no estimators does not run it.
+    let (s, b) = app
+        .upload(
+            "m",
+            "v2",
+            &json!({"task": "multiclass",
+        "labels": [0, 1], "probabilities": [[0.9, 0.1], [0.2, 0.8]]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert!(b["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|j| j["estimator"] != "implied_mi"));
+    // The gap is a metric like any other statistic.
+    let (s, h) = app
+        .get("/v1/models/m/history?metric=implied_mi.calibration_gap&version=v1")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{h}");
+    close(&h["items"][0]["value"], -0.211231);
+}
