@@ -46,13 +46,8 @@ impl Default for Params {
 
 impl Params {
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.confidence > 0.0 && self.confidence < 1.0) {
-            return Err(format!(
-                "confidence must be strictly between 0 and 1 (got {})",
-                self.confidence
-            ));
-        }
-        Ok(())
+        // No bootstrap here; the shared check also holds the confidence to (0, 1).
+        super::check_bootstrap_params(0, self.confidence)
     }
 }
 
