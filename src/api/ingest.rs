@@ -128,6 +128,13 @@ pub struct UploadQuery {
     pub estimators: Option<String>,
     /// NDJSON, CSV and Arrow only: a JSON object kept with the batch (e.g. `{"kpis": {"conversion": 0.03}}`).
     pub metadata: Option<String>,
+    /// NDJSON, CSV and Arrow only: cap on distinct values per segment key (1–10000; default 50).
+    #[param(minimum = 1, maximum = 10000)]
+    pub max_segment_values: Option<u32>,
+    /// NDJSON, CSV and Arrow only: for a batch whose labels come later, the labelled fraction
+    /// that releases its label-dependent estimators (0 < f ≤ 1; default 1).
+    #[param(minimum = 0.0, maximum = 1.0)]
+    pub label_coverage: Option<f64>,
 }
 
 impl UploadQuery {
@@ -138,6 +145,8 @@ impl UploadQuery {
             ("classes", self.classes.is_some()),
             ("estimators", self.estimators.is_some()),
             ("metadata", self.metadata.is_some()),
+            ("max_segment_values", self.max_segment_values.is_some()),
+            ("label_coverage", self.label_coverage.is_some()),
         ]
         .into_iter()
         .find_map(|(name, given)| given.then_some(name))
@@ -158,7 +167,7 @@ impl UploadQuery {
             return Err(Error::Validation(vec![err(
                 given,
                 "the query options apply to NDJSON, CSV and Arrow bodies; a JSON body carries task, \
-                 classes, estimators and metadata as fields"
+                 classes, estimators, metadata, max_segment_values and label_coverage as fields"
                     .into(),
             )]));
         }
@@ -217,6 +226,8 @@ impl UploadQuery {
             classes,
             estimators,
             metadata,
+            max_segment_values: self.max_segment_values,
+            label_coverage: self.label_coverage,
         })
     }
 }

@@ -32,7 +32,8 @@ use super::rows::{column_error, row_error, Builder, ColumnMap, RowOptions, RowsE
 use crate::error::FieldError;
 
 /// The columns an Arrow body may have.
-const COLUMNS: &str = "label, prediction, probabilities, scores, x, y, target, weight";
+const COLUMNS: &str =
+    "label, prediction, probabilities, scores, x, y, target, weight, id, segment_<key>";
 
 /// What a body column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,11 @@ enum Role {
     Scores,
     X,
     Y,
+    /// Sample ids (strings or integers).
+    Id,
+    /// A categorical segment column `segment_<key>` (strings, dictionary-encoded strings or
+    /// integers).
+    Segment,
 }
 
 impl Role {
@@ -58,6 +64,8 @@ impl Role {
             "scores" => Role::Scores,
             "x" => Role::X,
             "y" => Role::Y,
+            "id" => Role::Id,
+            n if n.starts_with("segment_") && n.len() > 8 => Role::Segment,
             _ => return None,
         })
     }
@@ -96,6 +104,7 @@ fn type_problem(role: Role, t: &DataType) -> Option<String> {
             is_scalar_label(t) || list_child(t).is_some_and(is_scalar_label)
         }
         Role::Target | Role::Weight => is_number(t),
+        Role::Id | Role::Segment => t.is_integer() || is_name(t),
         Role::Probabilities | Role::Scores | Role::X | Role::Y => {
             list_child(t).is_some_and(is_number)
         }
@@ -108,6 +117,7 @@ fn type_problem(role: Role, t: &DataType) -> Option<String> {
             "integers, strings or dictionary-encoded strings (multilabel: a list of them per row)"
         }
         Role::Target | Role::Weight => "float32, float64 or integers",
+        Role::Id | Role::Segment => "strings, dictionary-encoded strings or integers",
         _ => "a fixed-size list of float32 or float64 per row",
     };
     Some(format!("has Arrow type {t}; expected {expected}"))
@@ -238,6 +248,7 @@ fn presize(b: &mut Builder, schema: &arrow_schema::Schema, roles: &[Option<Role>
             Some(Role::Prediction) => b.predictions.columnar().try_reserve_exact(rows).is_ok(),
             Some(Role::Target) => b.targets.columnar().try_reserve_exact(rows).is_ok(),
             Some(Role::Weight) => b.weights.columnar().try_reserve_exact(rows).is_ok(),
+            Some(Role::Id | Role::Segment) => true,
             Some(role @ (Role::Probabilities | Role::Scores | Role::X | Role::Y)) => {
                 if !matches!(f.data_type(), DataType::FixedSizeList(..)) {
                     continue;
@@ -284,11 +295,28 @@ fn append(b: &mut Builder, batch: &RecordBatch, roles: &[Option<Role>], task: Ta
             Role::Scores => matrix(column, &mut b.scores, row0, name, &mut b.errors),
             Role::X => matrix(column, &mut b.x, row0, name, &mut b.errors),
             Role::Y => matrix(column, &mut b.y, row0, name, &mut b.errors),
+            Role::Id => texts(column.as_ref(), b.ids.columnar()),
+            Role::Segment => texts(column.as_ref(), b.segments.columnar(&name[8..])),
         };
         if let Some(p) = problem {
             b.errors.push(column_error(name, p));
         }
     }
+}
+
+/// Append a string (or integer) column as text: ids and segment values.
+fn texts(a: &dyn Array, out: &mut Vec<String>) -> Option<String> {
+    let mut cells = Vec::with_capacity(a.len());
+    if let Some(p) = labels(a, &mut cells, false) {
+        return Some(p);
+    }
+    out.extend(cells.into_iter().map(|l| match l {
+        Label::Name(s) => s,
+        Label::Index(i) => i.to_string(),
+        Label::Number(x) => x.to_string(),
+        Label::Row(_) => String::new(),
+    }));
+    None
 }
 
 fn null_error(row: u64, column: &str, count: usize) -> FieldError {

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use super::columns::{Label, Matrix};
 use super::estimators::EstimatorRef;
+use super::segments::{self, SegmentColumn, UNLABELLED};
 use crate::error::FieldError;
 
 /// At most this many field errors are reported for one request.
@@ -102,6 +103,22 @@ pub struct BatchRequest {
     /// Free JSON kept with the batch.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// Categorical per-sample columns: key → one value per sample, e.g.
+    /// `{"region": ["eu", "us", …]}`. Every estimator also reports its value per segment value;
+    /// the most frequent `max_segment_values` values per key are kept, the rest grouped as
+    /// `__other__`. At most 8 keys.
+    #[schema(value_type = Option<std::collections::BTreeMap<String, Vec<String>>>)]
+    pub segments: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    /// Cap on distinct values per segment key (1–10000; default 50).
+    #[schema(minimum = 1, maximum = 10000)]
+    pub max_segment_values: Option<u32>,
+    /// Sample ids, unique within the model (1–128 bytes each). With ids a multiclass or multilabel
+    /// batch may leave out `labels`: they arrive later through `POST /v1/models/{model}/labels`.
+    pub ids: Option<Vec<String>>,
+    /// For a batch whose labels come later: the fraction of its samples that must be labelled
+    /// before the label-dependent estimators run (0 < f ≤ 1; default 1).
+    #[schema(minimum = 0.0, maximum = 1.0, exclusive_minimum = 0.0)]
+    pub label_coverage: Option<f64>,
 }
 
 /// How labels (or predictions) were written in the upload, so they come back the same way.
@@ -123,6 +140,11 @@ pub struct Batch {
     pub data: BatchData,
     pub weights: Option<Vec<f64>>,
     pub truth_matrix: Option<Matrix>,
+    /// Categorical per-sample columns (after the cap on values).
+    pub segments: Vec<SegmentColumn>,
+    /// Uploaded without labels (they arrive by sample id): unlabelled samples hold
+    /// [`UNLABELLED`] (multiclass) or a NaN row (multilabel) until joined.
+    pub labels_later: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -456,12 +478,63 @@ pub struct Validated {
     pub batch: Batch,
     pub estimators: Option<Vec<EstimatorRef>>,
     pub metadata: serde_json::Value,
+    pub ids: Option<Vec<String>>,
+    pub label_coverage: Option<f64>,
+}
+
+/// The per-sample extras every task may carry: segments and ids (and, for labels to come, the
+/// coverage that releases the label-dependent jobs).
+struct Extras {
+    segments: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    max_segment_values: Option<u32>,
+    ids: Option<Vec<String>>,
+    label_coverage: Option<f64>,
+}
+
+impl Extras {
+    fn check(self, e: &mut Errors, n: usize, labels_later: bool) -> (Vec<SegmentColumn>, Option<Vec<String>>, Option<f64>) {
+        let cap = self.max_segment_values.unwrap_or(segments::DEFAULT_MAX_VALUES);
+        if cap == 0 || cap > segments::MAX_VALUES_LIMIT {
+            e.push(
+                "/max_segment_values",
+                format!("must be between 1 and {}", segments::MAX_VALUES_LIMIT),
+            );
+        }
+        if let Some(c) = self.label_coverage {
+            if !(c > 0.0 && c <= 1.0) {
+                e.push("/label_coverage", "must be in (0, 1]");
+            } else if !labels_later {
+                e.push(
+                    "/label_coverage",
+                    "applies only to a batch whose labels come later (ids given, labels left out)",
+                );
+            }
+        }
+        if let Some(ids) = &self.ids {
+            segments::validate_ids(e, ids, n);
+        }
+        let segments = match self.segments {
+            Some(s) if e.is_empty() => segments::validate_segments(e, s, n, cap),
+            _ => vec![],
+        };
+        (segments, self.ids, self.label_coverage)
+    }
 }
 
 impl BatchRequest {
+    fn take_extras(&mut self) -> Extras {
+        Extras {
+            segments: self.segments.take(),
+            max_segment_values: self.max_segment_values.take(),
+            ids: self.ids.take(),
+            label_coverage: self.label_coverage.take(),
+        }
+    }
+
     /// Pairs (`x`, `y`) and regression (`targets`, `predictions`) batches.
-    fn validate_continuous(self, task: Task) -> Result<Validated, Vec<FieldError>> {
+    fn validate_continuous(mut self, task: Task) -> Result<Validated, Vec<FieldError>> {
         let mut e = Errors::default();
+        let extras = self.take_extras();
         let allowed: &[&str] = match task {
             Task::Pairs => &["x", "y"],
             _ => &["targets", "predictions"],
@@ -552,6 +625,10 @@ impl BatchRequest {
         if !e.is_empty() {
             return Err(e.0);
         }
+        let (segments, ids, label_coverage) = extras.check(&mut e, n, false);
+        if !e.is_empty() {
+            return Err(e.0);
+        }
         Ok(Validated {
             batch: Batch {
                 task,
@@ -560,15 +637,20 @@ impl BatchRequest {
                 data,
                 weights: None,
                 truth_matrix: None,
+                segments,
+                labels_later: false,
             },
             estimators: self.estimators,
             metadata,
+            ids,
+            label_coverage,
         })
     }
 
     /// Validate into a `Batch`, or every field error found (up to a cap), each with its pointer.
-    pub fn validate(self) -> Result<Validated, Vec<FieldError>> {
+    pub fn validate(mut self) -> Result<Validated, Vec<FieldError>> {
         let mut e = Errors::default();
+        let extras = self.take_extras();
         let task = match self.task {
             Some(t) => t,
             None => {
@@ -603,17 +685,31 @@ impl BatchRequest {
                 );
             }
         }
-        let Some(labels) = self.labels else {
-            e.push("/labels", "is required");
-            return Err(e.0);
+        // Without labels, ids stand in for them: the labels arrive later by id.
+        let labels_later = self.labels.is_none() && extras.ids.is_some();
+        let labels = match self.labels.take() {
+            Some(l) => l,
+            None if labels_later => Vec::new(),
+            None => {
+                e.push(
+                    "/labels",
+                    "is required (or give ids and send the labels later to POST /v1/models/{model}/labels)",
+                );
+                return Err(e.0);
+            }
         };
-        let n = labels.len();
+        let n = if labels_later {
+            extras.ids.as_ref().map_or(0, Vec::len)
+        } else {
+            labels.len()
+        };
         if n < 2 {
             e.push(
                 "/labels",
                 format!("has {n} samples; at least 2 are required"),
             );
         }
+        let basis = if labels_later { "ids" } else { "labels" };
         let metadata = self.metadata.unwrap_or_else(|| serde_json::json!({}));
         if !metadata.is_object() {
             e.push("/metadata", "must be a JSON object");
@@ -683,7 +779,7 @@ impl BatchRequest {
             if p.len() != n {
                 e.push(
                     "/predictions",
-                    format!("has {} entries but labels has {n}", p.len()),
+                    format!("has {} entries but {basis} has {n}", p.len()),
                 );
             }
         }
@@ -691,7 +787,7 @@ impl BatchRequest {
             if w.len() != n {
                 e.push(
                     "/weights",
-                    format!("has {} entries but labels has {n}", w.len()),
+                    format!("has {} entries but {basis} has {n}", w.len()),
                 );
             } else {
                 for (i, &v) in w.iter().enumerate() {
@@ -736,7 +832,11 @@ impl BatchRequest {
                     }
                     other => other,
                 };
-                let (labels, label_form) = multiclass_column(&mut e, "labels", &labels, k, &index);
+                let (labels, label_form) = if labels_later {
+                    (vec![UNLABELLED; n], LabelForm::Index)
+                } else {
+                    multiclass_column(&mut e, "labels", &labels, k, &index)
+                };
                 let (predictions, prediction_form) = match &self.predictions {
                     Some(p) if p.len() == n => {
                         let (v, f) = multiclass_column(&mut e, "predictions", p, k, &index);
@@ -764,7 +864,11 @@ impl BatchRequest {
                     }
                     other => other,
                 };
-                let (labels, label_form) = multilabel_column(&mut e, "labels", &labels, k, &index);
+                let (labels, label_form) = if labels_later {
+                    (Matrix::new(n, k, vec![f64::NAN; n * k]), LabelForm::Index)
+                } else {
+                    multilabel_column(&mut e, "labels", &labels, k, &index)
+                };
                 let (predictions, prediction_form) = match &self.predictions {
                     Some(p) if p.len() == n => {
                         let (v, f) = multilabel_column(&mut e, "predictions", p, k, &index);
@@ -785,6 +889,10 @@ impl BatchRequest {
         if !e.is_empty() {
             return Err(e.0);
         }
+        let (segments, ids, label_coverage) = extras.check(&mut e, n, labels_later);
+        if !e.is_empty() {
+            return Err(e.0);
+        }
         Ok(Validated {
             batch: Batch {
                 task,
@@ -793,9 +901,13 @@ impl BatchRequest {
                 data,
                 weights: self.weights,
                 truth_matrix: self.truth_matrix,
+                segments,
+                labels_later,
             },
             estimators: self.estimators,
             metadata,
+            ids,
+            label_coverage,
         })
     }
 }
@@ -813,6 +925,18 @@ struct Header {
     label_form: LabelForm,
     prediction_form: LabelForm,
     arrays: Vec<ArrayHeader>,
+    /// Segment keys and their value names (codes are the `segment:<key>` arrays). Absent when
+    /// there are none, so batches without segments encode as they always did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    segments: Vec<SegmentHeader>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    labels_later: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SegmentHeader {
+    key: String,
+    values: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -829,8 +953,10 @@ enum Arr<'a> {
     F64Vec(&'a [f64]),
 }
 
+const SEGMENT_PREFIX: &str = "segment:";
+
 impl Batch {
-    fn arrays(&self) -> (LabelForm, LabelForm, Vec<(&'static str, Arr<'_>)>) {
+    fn arrays(&self) -> (LabelForm, LabelForm, Vec<(Cow<'static, str>, Arr<'_>)>) {
         let mut v = Vec::new();
         let (lf, pf) = match &self.data {
             BatchData::Multiclass {
@@ -889,6 +1015,14 @@ impl Batch {
         if let Some(t) = &self.truth_matrix {
             v.push(("truth_matrix", Arr::F64(t)));
         }
+        let mut v: Vec<(Cow<'static, str>, Arr<'_>)> =
+            v.into_iter().map(|(k, a)| (Cow::Borrowed(k), a)).collect();
+        for s in &self.segments {
+            v.push((
+                Cow::Owned(format!("{SEGMENT_PREFIX}{}", s.key)),
+                Arr::U32(&s.codes),
+            ));
+        }
         (lf, pf, v)
     }
 
@@ -940,6 +1074,15 @@ impl Batch {
             n: self.n,
             label_form,
             prediction_form,
+            segments: self
+                .segments
+                .iter()
+                .map(|s| SegmentHeader {
+                    key: s.key.clone(),
+                    values: s.values.clone(),
+                })
+                .collect(),
+            labels_later: self.labels_later,
             arrays: arrays
                 .iter()
                 .map(|(name, a)| {
@@ -997,6 +1140,20 @@ impl Batch {
         use anyhow::Context;
         let weights = f64s.remove("weights").map(|m| m.data);
         let truth_matrix = f64s.remove("truth_matrix");
+        let mut segments = Vec::with_capacity(header.segments.len());
+        for s in header.segments {
+            let codes = u32s
+                .remove(&format!("{SEGMENT_PREFIX}{}", s.key))
+                .context("segment codes missing")?;
+            if codes.len() != header.n || codes.iter().any(|&c| c as usize >= s.values.len()) {
+                anyhow::bail!("segment {} is inconsistent", s.key);
+            }
+            segments.push(SegmentColumn {
+                key: s.key,
+                values: s.values,
+                codes,
+            });
+        }
         let data = match header.task {
             Task::Multiclass => BatchData::Multiclass {
                 labels: u32s.remove("labels").context("labels missing")?,
@@ -1032,6 +1189,8 @@ impl Batch {
             data,
             weights,
             truth_matrix,
+            segments,
+            labels_later: header.labels_later,
         })
     }
 
@@ -1077,7 +1236,9 @@ impl Batch {
                 probabilities,
                 features,
             } => {
-                o.insert("labels".into(), class_col(labels, *label_form));
+                if !self.labels_later {
+                    o.insert("labels".into(), class_col(labels, *label_form));
+                }
                 if let Some(m) = probabilities {
                     o.insert("probabilities".into(), json!(m));
                 }
@@ -1106,7 +1267,9 @@ impl Batch {
                 prediction_form,
                 scores,
             } => {
-                o.insert("labels".into(), set_col(labels, *label_form));
+                if !self.labels_later {
+                    o.insert("labels".into(), set_col(labels, *label_form));
+                }
                 if let Some(m) = scores {
                     o.insert("scores".into(), json!(m));
                 }
@@ -1120,6 +1283,17 @@ impl Batch {
         }
         if let Some(t) = &self.truth_matrix {
             o.insert("truth_matrix".into(), json!(t));
+        }
+        if !self.segments.is_empty() {
+            let segments: Map<String, Value> = self
+                .segments
+                .iter()
+                .map(|s| {
+                    let col = s.codes.iter().map(|&c| json!(s.values[c as usize])).collect();
+                    (s.key.clone(), Value::Array(col))
+                })
+                .collect();
+            o.insert("segments".into(), Value::Object(segments));
         }
         o.insert("metadata".into(), metadata.clone());
         Value::Object(o)

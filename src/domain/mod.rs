@@ -6,3 +6,4 @@ pub mod columns;
 pub mod estimators;
 pub mod names;
 pub mod rows;
+pub mod segments;

@@ -27,6 +27,8 @@ pub struct RowOptions {
     pub classes: Option<Vec<String>>,
     pub estimators: Option<Vec<EstimatorRef>>,
     pub metadata: Option<serde_json::Value>,
+    pub max_segment_values: Option<u32>,
+    pub label_coverage: Option<f64>,
 }
 
 /// Why a line-oriented body could not be turned into a request.
@@ -85,6 +87,7 @@ impl ColumnMap {
             "scores" => "scores",
             "x" => "x",
             "y" => "y",
+            "ids" => "id",
             _ => return None,
         })
     }
@@ -103,7 +106,30 @@ impl ColumnMap {
         let field = parts.next().unwrap_or("");
         let row = parts.next().and_then(|s| s.parse::<u64>().ok());
         let col = parts.next().and_then(|s| s.parse::<usize>().ok());
-        if matches!(field, "task" | "classes" | "estimators" | "metadata") {
+        if field == "segments" {
+            // `/segments/<key>/<row>`: the key's column in that row.
+            let key = pointer.trim_start_matches('/').split('/').nth(1).unwrap_or("");
+            let row = pointer
+                .trim_start_matches('/')
+                .split('/')
+                .nth(2)
+                .and_then(|s| s.parse::<u64>().ok());
+            let column = if self.csv {
+                format!("segment_{key}")
+            } else {
+                format!("segments.{key}")
+            };
+            return FieldError {
+                pointer: None,
+                row,
+                column: Some(column),
+                message: e.message,
+            };
+        }
+        if matches!(
+            field,
+            "task" | "classes" | "estimators" | "metadata" | "max_segment_values" | "label_coverage"
+        ) {
             return FieldError {
                 pointer: None,
                 row: None,
@@ -235,6 +261,62 @@ impl<T> ScalarColumn<T> {
     }
 }
 
+/// Segment columns built one row at a time: every row carries the first row's keys.
+#[derive(Default)]
+pub(super) struct SegmentColumns {
+    present: Option<bool>,
+    pub(super) columns: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl SegmentColumns {
+    fn push(
+        &mut self,
+        row: u64,
+        values: Option<std::collections::BTreeMap<String, String>>,
+        errors: &mut Vec<FieldError>,
+    ) {
+        match (self.present, values) {
+            (None, Some(v)) => {
+                self.present = Some(true);
+                self.columns = v.into_iter().map(|(k, v)| (k, vec![v])).collect();
+            }
+            (None, None) => self.present = Some(false),
+            (Some(true), Some(mut v)) => {
+                for (k, col) in self.columns.iter_mut() {
+                    match v.remove(k) {
+                        Some(x) => col.push(x),
+                        None => errors.push(row_error(
+                            row,
+                            Some(&format!("segments.{k}")),
+                            "is missing; the first row has it, so every row needs it",
+                        )),
+                    }
+                }
+                for k in v.keys() {
+                    errors.push(row_error(
+                        row,
+                        Some(&format!("segments.{k}")),
+                        "is not in the first row; every row must have the same segment keys",
+                    ));
+                }
+            }
+            (Some(first), given) => {
+                presence_mismatch(first, given.is_some(), row, "segments", errors)
+            }
+        }
+    }
+
+    /// Columnar bodies: the key's column, to append rows to.
+    pub(super) fn columnar(&mut self, key: &str) -> &mut Vec<String> {
+        self.present = Some(true);
+        self.columns.entry(key.to_string()).or_default()
+    }
+
+    fn finish(self) -> Option<std::collections::BTreeMap<String, Vec<String>>> {
+        (self.present == Some(true)).then_some(self.columns)
+    }
+}
+
 /// The columns of a line-oriented (or columnar) body, filled row by row (or batch by batch).
 pub(super) struct Builder {
     pub(super) rows: usize,
@@ -246,6 +328,8 @@ pub(super) struct Builder {
     pub(super) scores: MatrixColumn,
     pub(super) x: MatrixColumn,
     pub(super) y: MatrixColumn,
+    pub(super) ids: ScalarColumn<String>,
+    pub(super) segments: SegmentColumns,
     pub(super) errors: Vec<FieldError>,
 }
 
@@ -261,6 +345,8 @@ impl Builder {
             scores: MatrixColumn::new("scores"),
             x: MatrixColumn::new("x"),
             y: MatrixColumn::new("y"),
+            ids: ScalarColumn::new("id"),
+            segments: SegmentColumns::default(),
             errors: Vec::new(),
         }
     }
@@ -305,6 +391,10 @@ impl Builder {
             truth_matrix: None,
             estimators: options.estimators,
             metadata: options.metadata,
+            segments: self.segments.finish(),
+            max_segment_values: options.max_segment_values,
+            ids: self.ids.finish(),
+            label_coverage: options.label_coverage,
         })
     }
 }
@@ -321,6 +411,8 @@ struct NdjsonRow {
     y: Option<Vec<f64>>,
     target: Option<f64>,
     weight: Option<f64>,
+    id: Option<String>,
+    segments: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Decode an NDJSON body: one JSON object per line with the fields `label`, `prediction`,
@@ -354,6 +446,8 @@ pub fn decode_ndjson<R: BufRead>(
                 b.scores.push(row, r.scores.as_deref(), &mut b.errors);
                 b.x.push(row, r.x.as_deref(), &mut b.errors);
                 b.y.push(row, r.y.as_deref(), &mut b.errors);
+                b.ids.push(row, r.id, &mut b.errors);
+                b.segments.push(row, r.segments, &mut b.errors);
             }
             Err(e) => {
                 let message = e.to_string();
@@ -387,6 +481,9 @@ enum Role {
     Score(usize),
     X(usize),
     Y(usize),
+    Id,
+    /// A segment column, by position among the `segment_` columns.
+    Segment(usize),
     /// A column already reported as an error.
     Ignore,
 }
@@ -398,6 +495,8 @@ struct CsvLayout {
     class_columns: Vec<String>,
     x_names: Vec<String>,
     y_names: Vec<String>,
+    /// Segment keys (the `segment_` suffixes) in header order.
+    segment_keys: Vec<String>,
 }
 
 /// Resolve the header. `p_<class>` and `score_<label>` columns define the classes (in header
@@ -408,6 +507,7 @@ fn csv_layout(header: &[String], options: &mut RowOptions) -> Result<CsvLayout, 
     let mut roles = Vec::with_capacity(header.len());
     let mut seen = HashMap::new();
     let (mut p_cols, mut score_cols, mut xs, mut ys) = (vec![], vec![], vec![], vec![]);
+    let mut segment_keys: Vec<String> = vec![];
     for (c, name) in header.iter().enumerate() {
         if seen.insert(name.as_str(), c).is_some() {
             errors.push(column_error(name, "appears twice in the header"));
@@ -427,6 +527,11 @@ fn csv_layout(header: &[String], options: &mut RowOptions) -> Result<CsvLayout, 
             "prediction" => Some(Role::Prediction),
             "target" => Some(Role::Target),
             "weight" => Some(Role::Weight),
+            "id" => Some(Role::Id),
+            n if n.starts_with("segment_") && n.len() > 8 => {
+                segment_keys.push(n[8..].to_string());
+                Some(Role::Segment(segment_keys.len() - 1))
+            }
             n if n.starts_with("p_") && n.len() > 2 => {
                 p_cols.push((c, n[2..].to_string()));
                 None
@@ -450,7 +555,7 @@ fn csv_layout(header: &[String], options: &mut RowOptions) -> Result<CsvLayout, 
             _ => {
                 errors.push(column_error(
                     name,
-                    "unknown column; expected label, prediction, target, weight, p_<class>, score_<label>, x_<i> or y_<i>",
+                    "unknown column; expected label, prediction, target, weight, id, p_<class>, score_<label>, x_<i>, y_<i> or segment_<key>",
                 ));
                 None
             }
@@ -527,6 +632,7 @@ fn csv_layout(header: &[String], options: &mut RowOptions) -> Result<CsvLayout, 
             .collect(),
         x_names: xs.iter().map(|(_, c)| header[*c].clone()).collect(),
         y_names: ys.iter().map(|(_, c)| header[*c].clone()).collect(),
+        segment_keys,
     })
 }
 
@@ -629,6 +735,9 @@ pub fn decode_csv<R: Read>(
             },
         }
         let (mut label, mut prediction, mut target, mut weight) = (None, None, None, None);
+        let mut id = None;
+        let mut segs = (!layout.segment_keys.is_empty())
+            .then(std::collections::BTreeMap::<String, String>::new);
         for (c, cell) in record.iter().enumerate() {
             let number = |errors: &mut Vec<FieldError>| {
                 parse_number(cell).or_else(|| {
@@ -650,6 +759,12 @@ pub fn decode_csv<R: Read>(
                 Role::Weight => weight = number(&mut b.errors),
                 Role::P(j) => p[j] = number(&mut b.errors).unwrap_or(0.0),
                 Role::Ignore => {}
+                Role::Id => id = Some(cell.to_string()),
+                Role::Segment(j) => {
+                    if let Some(m) = segs.as_mut() {
+                        m.insert(layout.segment_keys[j].clone(), cell.to_string());
+                    }
+                }
                 Role::Score(j) => s[j] = number(&mut b.errors).unwrap_or(0.0),
                 Role::X(j) => x[j] = number(&mut b.errors).unwrap_or(0.0),
                 Role::Y(j) => y[j] = number(&mut b.errors).unwrap_or(0.0),
@@ -665,6 +780,8 @@ pub fn decode_csv<R: Read>(
             .push(row, (ns > 0).then_some(&s[..]), &mut b.errors);
         b.x.push(row, (nx > 0).then_some(&x[..]), &mut b.errors);
         b.y.push(row, (ny > 0).then_some(&y[..]), &mut b.errors);
+        b.ids.push(row, id, &mut b.errors);
+        b.segments.push(row, segs, &mut b.errors);
         b.rows += 1;
         if b.full() {
             break;
