@@ -197,6 +197,8 @@ fn required_scope(method: &Method, path: &str) -> Option<Scope> {
         (_, ["v1", "api-keys", ..]) => Scope::Admin,
         (&Method::POST, ["v1", "models", _, "versions", _, "batches"]) => Scope::Ingest,
         (&Method::POST, ["v1", "batches", _, "jobs"]) => Scope::Ingest,
+        (&Method::POST, ["v1", "batches", _, "release"]) => Scope::Ingest,
+        (&Method::POST, ["v1", "models", _, "labels"]) => Scope::Ingest,
         (&Method::POST, ["v1", "jobs", _, "cancel"]) => Scope::Ingest,
         (&Method::POST, ["v1", "models", _, "versions", _, "gate"]) => Scope::Gate,
         (&Method::GET | &Method::HEAD, _) => Scope::Read,

@@ -81,6 +81,10 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A conflict about particular fields (ids already used, labels already given otherwise):
+    /// 409 with each one in `errors`.
+    #[error("{0}")]
+    ConflictFields(String, Vec<FieldError>),
     #[error("{0}")]
     Unprocessable(String),
     #[error("request body too large: {0}")]
@@ -186,6 +190,10 @@ impl Error {
             Error::BadRequest(m) => Problem::new(S::BAD_REQUEST, "bad-request", "Bad request", m),
             Error::NotFound(m) => Problem::new(S::NOT_FOUND, "not-found", "Not found", m),
             Error::Conflict(m) => Problem::new(S::CONFLICT, "conflict", "Conflict", m),
+            Error::ConflictFields(m, errors) => Problem {
+                errors: errors.clone(),
+                ..Problem::new(S::CONFLICT, "conflict", "Conflict", m)
+            },
             Error::Unprocessable(m) => Problem::new(
                 S::UNPROCESSABLE_ENTITY,
                 "unprocessable",

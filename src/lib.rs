@@ -18,5 +18,6 @@ pub mod monitor;
 pub mod queue;
 pub mod stats;
 pub mod store;
+pub mod store_labels;
 pub mod web;
 pub mod worker;

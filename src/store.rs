@@ -52,6 +52,12 @@ pub struct BatchRow {
     pub data_purged_at: Option<DateTime<Utc>>,
     /// When retention dropped the results.
     pub results_purged_at: Option<DateTime<Utc>>,
+    pub has_ids: bool,
+    pub labels_later: bool,
+    pub labelled: i64,
+    pub label_coverage_required: Option<f64>,
+    pub pending_jobs: Option<Value>,
+    pub released_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -78,7 +84,8 @@ pub struct ResultRow {
 const BATCH_SELECT: &str =
     "SELECT b.id, m.name AS model, v.name AS version, b.task, b.n, b.classes,
     b.digest, b.size_bytes, b.content_type, b.metadata, b.created_at, b.estimators_skipped,
-    b.data_purged_at, b.results_purged_at
+    b.data_purged_at, b.results_purged_at, b.has_ids, b.labels_later, b.labelled,
+    b.label_coverage_required, b.pending_jobs, b.released_at
     FROM batches b JOIN models m ON m.id = b.model_id JOIN model_versions v ON v.id = b.version_id";
 
 const RESULT_SELECT: &str = "SELECT r.id, r.job_id, r.batch_id, m.name AS model, v.name AS version,
@@ -179,6 +186,10 @@ pub struct NewBatch<'a> {
     pub content_type: &'a str,
     pub metadata: &'a Value,
     pub estimators_skipped: &'a [crate::domain::estimators::Skipped],
+    pub has_ids: bool,
+    pub labels_later: bool,
+    pub label_coverage_required: Option<f64>,
+    pub pending_jobs: Option<Value>,
 }
 
 pub async fn insert_batch(
@@ -187,8 +198,9 @@ pub async fn insert_batch(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO batches (id, model_id, version_id, task, n, classes, digest, size_bytes,
-             content_type, metadata, labels_digest, estimators_skipped)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             content_type, metadata, labels_digest, estimators_skipped, has_ids, labels_later,
+            label_coverage_required, pending_jobs)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(b.id)
     .bind(b.model_id)
@@ -202,6 +214,10 @@ pub async fn insert_batch(
     .bind(b.metadata)
     .bind(b.labels_digest)
     .bind(serde_json::json!(b.estimators_skipped))
+    .bind(b.has_ids)
+    .bind(b.labels_later)
+    .bind(b.label_coverage_required)
+    .bind(&b.pending_jobs)
     .execute(&mut **tx)
     .await?;
     let chunks = b.body.iter().flat_map(|part| part.chunks(DATA_CHUNK));

@@ -356,7 +356,16 @@ impl Worker {
         let until = std::time::Instant::now() + self.cfg.queue.lease / 3;
         let mut outage = Outage::new("loading a batch");
         loop {
-            match store::load_batch_data(&self.pool, job.batch_id).await {
+            let loaded = match store::load_batch_data(&self.pool, job.batch_id).await {
+                Ok(mut b) if b.labels_later => {
+                    // Labels that came later are joined by id, as far as they have arrived.
+                    crate::store_labels::join_labels(&self.pool, job.batch_id, &mut b)
+                        .await
+                        .map(|()| b)
+                }
+                other => other,
+            };
+            match loaded {
                 Ok(b) => return Ok(b),
                 Err(e) if outage_in(&e) && std::time::Instant::now() < until => {
                     let wait = outage.failed(&e);
@@ -401,6 +410,36 @@ impl Worker {
                 let _ = queue::retry_later(&self.pool, &job, &p, &self.cfg.queue).await;
                 return;
             }
+        };
+        // Labels that come later: a label-dependent job runs on the samples labelled so far (and
+        // its result records the coverage); one that needs no labels runs on them all.
+        let (batch, label_coverage) = if batch.labels_later {
+            let rows = batch.labelled_rows();
+            let coverage = rows.len() as f64 / batch.n.max(1) as f64;
+            if !crate::domain::estimators::needs_labels(&job.estimator, &job.params) {
+                (batch, None)
+            } else if rows.len() < 2 {
+                let p = Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "labels-missing",
+                    "Too few labels have arrived",
+                    format!(
+                        "{} of the batch's {} samples are labelled; {} needs at least 2 (send \
+                         them to POST /v1/models/{{model}}/labels, then add the job again)",
+                        rows.len(),
+                        batch.n,
+                        job.estimator
+                    ),
+                );
+                self.record(&job, Record::Fail(p)).await;
+                return;
+            } else if rows.len() == batch.n {
+                (batch, Some(coverage))
+            } else {
+                (batch.subset(&rows), Some(coverage))
+            }
+        } else {
+            (batch, None)
         };
         // The cost bound, again, before anything is allocated: the upload checked it with the
         // limits of the API process; these are this worker's.
@@ -497,7 +536,12 @@ impl Worker {
         crate::metrics::job_finished(&job.estimator, outcome_label, elapsed);
         let record = match outcome {
             _ if reason == STOP_LEASE_LOST => Record::Nothing,
-            Ok(Ok(out)) => Record::Finish(to_result(out)),
+            Ok(Ok(mut out)) => {
+                if let (Some(c), Some(d)) = (label_coverage, out.details.as_object_mut()) {
+                    d.insert("label_coverage".into(), serde_json::json!(c));
+                }
+                Record::Finish(to_result(out))
+            }
             Ok(Err(EstimateError::Cancelled)) if reason == STOP_SHUTDOWN => {
                 tracing::info!("released on shutdown");
                 Record::Release
@@ -712,11 +756,20 @@ pub fn compute(
                     &serde_json::from_value(p).map_err(bad_params)?,
                     control,
                 ),
-                Kind::ImpliedMi => estimate::implied::implied_mi(
-                    &input,
-                    &serde_json::from_value(p).map_err(bad_params)?,
-                    control,
-                ),
+                Kind::ImpliedMi => {
+                    let params: estimate::implied::Params =
+                        serde_json::from_value(p).map_err(bad_params)?;
+                    let label_free = ClassInput {
+                        labels: &[],
+                        ..input
+                    };
+                    let input = if params.labels == estimate::implied::LabelUse::None {
+                        &label_free
+                    } else {
+                        &input
+                    };
+                    estimate::implied::implied_mi(input, &params, control)
+                }
                 Kind::RgCurve => estimate::rg::rg_curve(
                     &input,
                     &serde_json::from_value(p).map_err(bad_params)?,

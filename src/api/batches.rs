@@ -224,6 +224,7 @@ pub async fn upload(
         };
         let valid = decoded.request.validate().map_err(located)?;
         let (batch, metadata) = (valid.batch, valid.metadata);
+        let (ids, label_coverage) = (valid.ids, valid.label_coverage);
         if let Some(e) = estimators::check_classes(&batch, &cost_limits) {
             return Err(located(vec![e]));
         }
@@ -241,13 +242,27 @@ pub async fn upload(
             hasher.update(&part);
         }
         let digest = hex::encode(hasher.finalize());
-        let labels_digest = batch.labels_digest();
+        // Labels to come: what needs no labels runs now, the rest waits for them.
+        let (specs, pending) = if batch.labels_later {
+            let (now, later) = estimators::split_for_labels_later(&batch, resolved.specs);
+            (now, Some(later))
+        } else {
+            (resolved.specs, None)
+        };
+        let labels_digest = if batch.labels_later {
+            None
+        } else {
+            batch.labels_digest()
+        };
         Ok(Prepared {
             request_hash: decoded.request_hash,
             digest,
             labels_digest,
             metadata,
-            specs: resolved.specs,
+            specs,
+            pending,
+            label_coverage: batch.labels_later.then(|| label_coverage.unwrap_or(1.0)),
+            ids,
             skipped: resolved.skipped,
             batch,
         })
@@ -298,9 +313,20 @@ pub async fn upload(
             content_type,
             metadata: &prepared.metadata,
             estimators_skipped: &prepared.skipped,
+            has_ids: prepared.ids.is_some(),
+            labels_later: head.labels_later,
+            label_coverage_required: prepared.label_coverage,
+            pending_jobs: prepared
+                .pending
+                .as_ref()
+                .filter(|p| !p.is_empty())
+                .map(|p| serde_json::json!(p)),
         },
     )
     .await?;
+    if let Some(ids) = &prepared.ids {
+        crate::store_labels::insert_ids(&mut tx, model_id, batch_id, ids, head).await?;
+    }
     queue::enqueue(&mut tx, batch_id, &prepared.specs, request_id(&headers)).await?;
     if let Some(key) = &idempotency_key {
         store::idempotency_store(&mut tx, key, &prepared.request_hash, batch_id).await?;
@@ -343,6 +369,11 @@ struct Prepared {
     labels_digest: Option<String>,
     metadata: serde_json::Value,
     specs: Vec<estimators::JobSpec>,
+    /// Labels to come: the jobs that wait for them.
+    pending: Option<Vec<estimators::JobSpec>>,
+    /// Labels to come: the coverage that releases `pending`.
+    label_coverage: Option<f64>,
+    ids: Option<Vec<String>>,
     skipped: Vec<estimators::Skipped>,
     /// The validated batch, stored as [`Batch::encoded_parts`].
     batch: Batch,

@@ -8,6 +8,7 @@ pub mod history;
 pub mod ingest;
 pub mod jobs;
 pub mod keys;
+pub mod labels;
 pub mod models;
 pub mod monitors;
 pub mod ops;
@@ -195,6 +196,7 @@ impl utoipa::Modify for BearerAuth {
 fn api_routes(limits: Limits) -> OpenApiRouter<AppState> {
     let upload = OpenApiRouter::new()
         .routes(utoipa_axum::routes!(batches::upload))
+        .routes(utoipa_axum::routes!(labels::post_labels))
         .layer(DefaultBodyLimit::max(limits.max_upload_bytes));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(upload)
@@ -205,6 +207,7 @@ fn api_routes(limits: Limits) -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(batches::get_batch_data))
         .routes(utoipa_axum::routes!(samples::export_samples))
         .routes(utoipa_axum::routes!(batches::add_jobs))
+        .routes(utoipa_axum::routes!(labels::release_batch))
         .routes(utoipa_axum::routes!(jobs::get_job))
         .routes(utoipa_axum::routes!(jobs::cancel_job))
         .routes(utoipa_axum::routes!(jobs::list_jobs))

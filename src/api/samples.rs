@@ -77,7 +77,8 @@ pub struct SamplesQuery {
 pub struct SampleRow<'a> {
     /// The sample's position in the batch, from 0.
     pub index: usize,
-    /// The sample's id: `null` while batches carry no sample ids (an empty cell in CSV).
+    /// The sample's id as uploaded (`ids`); `null` when the batch carries none (an empty cell in
+    /// CSV).
     #[schema(required = true)]
     pub id: Option<&'a str>,
     /// The true class's name (multiclass), or the list of the true labels' names (multi-label).
@@ -110,7 +111,10 @@ pub enum Names<'a> {
 /// Each sample of a batch with its pointwise information under one estimator, streamed in
 /// bounded memory.
 ///
-/// Columns: `index`, `id` (`null` until batches carry sample ids), `label`, `prediction`,
+/// A batch whose labels come later exports the samples labelled so far (each under its index in
+/// the batch), with the terms computed on them, as the estimators run.
+///
+/// Columns: `index`, `id` (`null` when the batch carries no sample ids), `label`, `prediction`,
 /// `information` (in `unit`) and, for weighted batches, `weight`. `information` is the sample's
 /// term in the estimator's **plug-in** sum, so that the mean of the column — weighted by
 /// `weight` where the batch is weighted, Σ w·i / Σ w, rows of weight 0 carrying nothing — is
@@ -173,20 +177,49 @@ pub async fn export_samples(
     if let Some(at) = row.data_purged_at {
         return Err(Error::Gone(store::DataPurged(at).to_string()));
     }
-    let batch = store::load_batch_data(&state.pool, id)
-        .await
-        .map_err(|e| match e.downcast_ref::<store::DataPurged>() {
+    let mut batch = store::load_batch_data(&state.pool, id).await.map_err(|e| {
+        match e.downcast_ref::<store::DataPurged>() {
             Some(p) => Error::Gone(p.to_string()),
             None => Error::Internal(e),
-        })?;
+        }
+    })?;
+    // Labels that came later: joined by id; the rows are the samples labelled so far (as the
+    // estimators run them), each under its own index.
+    let mut origin = None;
+    if batch.labels_later {
+        crate::store_labels::join_labels(&state.pool, id, &mut batch).await?;
+        let rows = batch.labelled_rows();
+        if rows.len() < 2 {
+            return Err(Error::Unprocessable(format!(
+                "{} of the batch's {} samples are labelled; the per-sample terms need labels",
+                rows.len(),
+                batch.n
+            )));
+        }
+        if rows.len() < batch.n {
+            batch = batch.subset(&rows);
+            origin = Some(rows);
+        }
+    }
+    let ids = row.has_ids.then(|| IdSource {
+        pool: state.pool.clone(),
+        batch: id,
+        runtime: tokio::runtime::Handle::current(),
+    });
     if let Some(why) = spec.kind.not_applicable(&batch) {
         return Err(Error::Unprocessable(format!("estimator: {why}")));
     }
     // The first pass (marginals, tables) off the async threads; errors still answer in full.
-    let export = tokio::task::spawn_blocking(move || Export::new(batch, spec))
-        .await
-        .map_err(|e| Error::Internal(e.into()))?
-        .map_err(|e| Error::Unprocessable(format!("estimator {}: {e}", spec.kind.id())))?;
+    let export = tokio::task::spawn_blocking(move || {
+        Export::new(batch, spec).map(|mut e| {
+            e.origin = origin;
+            e.ids = ids;
+            e
+        })
+    })
+    .await
+    .map_err(|e| Error::Internal(e.into()))?
+    .map_err(|e| Error::Unprocessable(format!("estimator {}: {e}", spec.kind.id())))?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(IN_FLIGHT);
     let export = Arc::new(export);
     tokio::task::spawn_blocking(move || {
@@ -298,6 +331,56 @@ struct Export {
     /// Multiclass: the hard predictions (as uploaded or the argmax).
     predictions: Vec<u32>,
     terms: Terms,
+    /// When the rows are a subset (the labelled samples): each row's index in the batch.
+    origin: Option<Vec<usize>>,
+    /// Where the sample ids are read from, a range at a time (none when the batch has none).
+    ids: Option<IdSource>,
+}
+
+/// Reads a batch's sample ids in index ranges, from the blocking writer.
+struct IdSource {
+    pool: sqlx::PgPool,
+    batch: Uuid,
+    runtime: tokio::runtime::Handle,
+}
+
+/// Ids read per query while exporting.
+const ID_RANGE: usize = 50_000;
+
+/// The ids of the current index range.
+struct IdWindow<'a> {
+    source: Option<&'a IdSource>,
+    start: usize,
+    end: usize,
+    ids: Vec<Option<String>>,
+}
+
+impl IdWindow<'_> {
+    /// The id of sample `index` (indices asked in increasing order); `None` without ids or when
+    /// reading them failed (logged).
+    fn get(&mut self, index: usize) -> Option<&str> {
+        let source = self.source?;
+        if index < self.start || index >= self.end {
+            self.start = index;
+            self.end = index + ID_RANGE;
+            self.ids = vec![None; ID_RANGE];
+            let read = source.runtime.block_on(crate::store_labels::ids_between(
+                &source.pool,
+                source.batch,
+                self.start,
+                self.end,
+            ));
+            match read {
+                Ok(rows) => {
+                    for (i, id) in rows {
+                        self.ids[i as usize - self.start] = Some(id);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not read sample ids for the export"),
+            }
+        }
+        self.ids[index - self.start].as_deref()
+    }
 }
 
 enum Terms {
@@ -358,6 +441,8 @@ impl Export {
             kind: spec.kind,
             predictions,
             terms,
+            origin: None,
+            ids: None,
         })
     }
 
@@ -368,12 +453,20 @@ impl Export {
         let classes: Vec<&str> = self.batch.classes.iter().map(String::as_str).collect();
         let weights = self.batch.weights.as_deref();
         let mut out = RowWriter::new(format, weights.is_some());
+        let mut ids = IdWindow {
+            source: self.ids.as_ref(),
+            start: 0,
+            end: 0,
+            ids: Vec::new(),
+        };
+        let origin = self.origin.as_deref();
         // One row; false when the reader has gone.
         let mut emit = |s: usize, information: f64, label: Names<'_>, prediction: Names<'_>| {
             let x = information * factor;
+            let index = origin.map_or(s, |o| o[s]);
             out.row(&SampleRow {
-                index: s,
-                id: None,
+                index,
+                id: ids.get(index),
                 label,
                 prediction,
                 information: x.is_finite().then_some(x),

@@ -219,6 +219,27 @@ pub struct Batch {
     pub data_purged_at: Option<DateTime<Utc>>,
     /// When the model's retention policy dropped this batch's results.
     pub results_purged_at: Option<DateTime<Utc>>,
+    /// Whether its samples carry ids (`GET …/samples` then has them).
+    pub has_ids: bool,
+    /// Present when the batch was uploaded without labels: they arrive by id through
+    /// `POST /v1/models/{model}/labels`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels_later: Option<LabelsLater>,
+}
+
+/// The labels of a batch uploaded without them.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LabelsLater {
+    /// Samples whose label has arrived.
+    pub labelled: i64,
+    /// `labelled / n`.
+    pub coverage: f64,
+    /// The coverage that releases the label-dependent jobs.
+    pub required: f64,
+    /// The label-dependent estimators still waiting (empty once released).
+    pub waiting: Vec<String>,
+    /// When the waiting jobs were queued (coverage reached, or released on request).
+    pub released_at: Option<DateTime<Utc>>,
 }
 
 impl From<BatchRow> for Batch {
@@ -238,6 +259,28 @@ impl From<BatchRow> for Batch {
             estimators_skipped: b.estimators_skipped,
             data_purged_at: b.data_purged_at,
             results_purged_at: b.results_purged_at,
+            has_ids: b.has_ids,
+            labels_later: b.labels_later.then(|| LabelsLater {
+                labelled: b.labelled,
+                coverage: if b.n > 0 {
+                    b.labelled as f64 / b.n as f64
+                } else {
+                    0.0
+                },
+                required: b.label_coverage_required.unwrap_or(1.0),
+                waiting: b
+                    .pending_jobs
+                    .as_ref()
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|j| j.get("estimator").and_then(Value::as_str))
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                released_at: b.released_at,
+            }),
         }
     }
 }

@@ -323,7 +323,11 @@ fn shape(errors: &mut Errors, field: &str, m: &Matrix, rows: usize, cols: Option
 }
 
 /// Resolve one class reference (index or name) against the class list.
-fn class_of(l: &Label, k: usize, index: &HashMap<&str, u32>) -> Result<(u32, LabelForm), String> {
+pub(crate) fn class_of(
+    l: &Label,
+    k: usize,
+    index: &HashMap<&str, u32>,
+) -> Result<(u32, LabelForm), String> {
     match l {
         Label::Index(i) if *i >= 0 && (*i as u64) < k as u64 => Ok((*i as u32, LabelForm::Index)),
         Label::Index(i) => Err(format!(
@@ -492,8 +496,15 @@ struct Extras {
 }
 
 impl Extras {
-    fn check(self, e: &mut Errors, n: usize, labels_later: bool) -> (Vec<SegmentColumn>, Option<Vec<String>>, Option<f64>) {
-        let cap = self.max_segment_values.unwrap_or(segments::DEFAULT_MAX_VALUES);
+    fn check(
+        self,
+        e: &mut Errors,
+        n: usize,
+        labels_later: bool,
+    ) -> (Vec<SegmentColumn>, Option<Vec<String>>, Option<f64>) {
+        let cap = self
+            .max_segment_values
+            .unwrap_or(segments::DEFAULT_MAX_VALUES);
         if cap == 0 || cap > segments::MAX_VALUES_LIMIT {
             e.push(
                 "/max_segment_values",
@@ -1289,7 +1300,11 @@ impl Batch {
                 .segments
                 .iter()
                 .map(|s| {
-                    let col = s.codes.iter().map(|&c| json!(s.values[c as usize])).collect();
+                    let col = s
+                        .codes
+                        .iter()
+                        .map(|&c| json!(s.values[c as usize]))
+                        .collect();
                     (s.key.clone(), Value::Array(col))
                 })
                 .collect();

@@ -140,8 +140,36 @@ pub fn shape_of(b: &Batch) -> estimate::cost::Shape {
     s
 }
 
+/// Whether a job of `estimator` with these (canonical) parameters reads the true labels: every
+/// estimator does, except `implied_mi` with `labels: none`.
+pub fn needs_labels(estimator: &str, params: &serde_json::Value) -> bool {
+    !(estimator == Kind::ImpliedMi.id()
+        && params.get("labels").and_then(serde_json::Value::as_str) == Some("none"))
+}
+
+/// For a batch whose labels come later: the jobs that can run now (label-free) and those that
+/// wait for the labels. A batch with probabilities always gets `implied_mi` both ways: I_q at
+/// once, and with the labels the realised semantic MI and the calibration gap.
+pub fn split_for_labels_later(batch: &Batch, specs: Vec<JobSpec>) -> (Vec<JobSpec>, Vec<JobSpec>) {
+    let (mut now, mut later): (Vec<JobSpec>, Vec<JobSpec>) = specs
+        .into_iter()
+        .partition(|s| !needs_labels(&s.estimator, &s.params));
+    if Kind::ImpliedMi.not_applicable(batch).is_none() {
+        let label_free =
+            spec(Kind::ImpliedMi, serde_json::json!({"labels": "none"})).expect("valid parameters");
+        if !now.iter().any(|s| s.estimator == label_free.estimator) {
+            now.push(label_free);
+        }
+        let with_labels = spec(Kind::ImpliedMi, serde_json::json!({})).expect("valid parameters");
+        if !later.iter().any(|s| s.estimator == with_labels.estimator) {
+            later.push(with_labels);
+        }
+    }
+    (now, later)
+}
+
 /// A resolved estimator run: what a job carries.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobSpec {
     pub estimator: String,
     pub estimator_version: String,
@@ -392,7 +420,15 @@ impl Kind {
                 ],
                 mergeable: true,
                 limits: None,
-                params: vec![p("confidence", "number", "(0, 1)", "interval level")],
+                params: vec![
+                    p("confidence", "number", "(0, 1)", "interval level"),
+                    p(
+                        "labels",
+                        "string",
+                        "auto | none",
+                        "auto: with the batch's labels also report the realised semantic MI and the calibration gap; none: I_q alone (runs at upload when the labels come later)",
+                    ),
+                ],
             },
             Kind::Ksg => EstimatorInfo {
                 id: self.id(),

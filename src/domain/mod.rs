@@ -4,6 +4,7 @@ pub mod arrow;
 pub mod batch;
 pub mod columns;
 pub mod estimators;
+pub mod labels;
 pub mod names;
 pub mod rows;
 pub mod segments;

@@ -36,11 +36,27 @@ const METHOD: &str = "normal (delta method) on the mean of KL(q(.|x) || mean q)"
 pub struct Params {
     /// Interval level in (0,1).
     pub confidence: f64,
+    /// `auto`: use the labels the batch has (the realised semantic MI and the calibration gap);
+    /// `none`: I_q alone, without looking at labels (what runs at upload on a batch whose labels
+    /// come later).
+    pub labels: LabelUse,
+}
+
+/// Whether implied_mi reads the batch's labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelUse {
+    #[default]
+    Auto,
+    None,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Params { confidence: 0.95 }
+        Params {
+            confidence: 0.95,
+            labels: LabelUse::Auto,
+        }
     }
 }
 
@@ -490,7 +506,10 @@ mod tests {
         );
         assert!(e.is_err());
         let q = Array2::from_shape_vec((2, 2), vec![0.9, 0.1, 0.3, 0.7]).unwrap();
-        let p = Params { confidence: 1.0 };
+        let p = Params {
+            confidence: 1.0,
+            ..Params::default()
+        };
         assert!(implied_mi(&input(&[0, 1], &q, None), &p, &Control::none()).is_err());
         let mut c = input(&[0, 1], &q, None);
         c.probabilities = None;

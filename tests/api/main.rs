@@ -9,6 +9,7 @@ mod formats;
 mod gates;
 mod information;
 mod ingest;
+mod late_labels;
 mod monitors;
 mod openapi;
 mod processes;

@@ -1,0 +1,149 @@
+//! Labels that arrive after their predictions (`POST /v1/models/{model}/labels`), and releasing a
+//! batch's waiting jobs on request (`POST /v1/batches/{id}/release`).
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use uuid::Uuid;
+
+use super::batches::{body_rejection, parse_json, path_name};
+use super::ingest::{self, Format};
+use super::views::{Accepted, Job};
+use super::AppState;
+use crate::domain::labels::{self, LabelsRequest};
+use crate::error::{Error, Problem, Result};
+use crate::store_labels::LabelsOutcome;
+use crate::{store, store_labels};
+
+/// Send labels for samples uploaded earlier with ids (and without labels, or to confirm them).
+///
+/// Each label is joined to its sample by id across the model's batches and resolved against that
+/// batch's classes. Idempotent: a label already stored with the same value changes nothing. A
+/// label that differs from the one stored refuses the whole request (409, each conflicting id
+/// named in `errors`); an invalid label is a 422 naming `/labels/<i>`. Ids no batch of the model
+/// carries are reported (`unknown`, `unknown_ids`), not stored. A batch whose labelled fraction
+/// reaches its `label_coverage` (default 1) has its waiting label-dependent jobs queued in the
+/// same transaction. A 202 means the labels are stored.
+///
+/// Bodies: JSON `{"ids": [...], "labels": [...]}`, NDJSON lines `{"id": ..., "label": ...}`, or
+/// CSV with the columns `id,label` (multilabel cells list names separated by `|`).
+#[utoipa::path(
+    post,
+    path = "/v1/models/{model}/labels",
+    tag = "batches",
+    params(("model" = String, Path, description = "Model name: 1–128 of [A-Za-z0-9._-], not starting with '.'")),
+    request_body(
+        description = "Labels by sample id",
+        content(
+            (LabelsRequest = "application/json"),
+            (String = "application/x-ndjson", example = json!("{\"id\": \"req-1\", \"label\": \"cat\"}\n{\"id\": \"req-2\", \"label\": 2}\n")),
+            (String = "text/csv", example = json!("id,label\nreq-1,cat\nreq-2,2\n")),
+        )
+    ),
+    responses(
+        (status = 202, body = LabelsOutcome, description = "Stored; what changed, unknown ids and each batch's coverage"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Some samples already have a different label; nothing was stored", body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn post_labels(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let model = path_name("model", &model)?;
+    let format = ingest::format_of(&headers)?;
+    let body = body.map_err(body_rejection)?;
+    let req: LabelsRequest = tokio::task::spawn_blocking(move || -> Result<LabelsRequest> {
+        let req = match format {
+            Format::Json => parse_json::<LabelsRequest>(&body)?,
+            Format::Ndjson => labels::decode_ndjson(&body[..]).map_err(Error::Validation)?,
+            Format::Csv => labels::decode_csv(&body[..]).map_err(Error::Validation)?,
+            Format::Arrow => {
+                return Err(Error::UnsupportedMediaType(
+                    "labels are sent as application/json, application/x-ndjson or text/csv".into(),
+                ))
+            }
+        };
+        req.validate().map_err(Error::Validation)?;
+        Ok(req)
+    })
+    .await
+    .map_err(|e| Error::Internal(e.into()))??;
+    let model_id = store::model_id(&state.pool, model.as_str())
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("model {model} not found")))?;
+    let mut tx = state.pool.begin().await?;
+    let outcome = store_labels::apply_labels(&mut tx, model_id, &req).await?;
+    tx.commit().await?;
+    if outcome.batches.iter().any(|b| b.released) {
+        state.wake.notify_waiters();
+    }
+    tracing::info!(
+        model = %model,
+        received = outcome.received,
+        stored = outcome.stored,
+        unknown = outcome.unknown,
+        "labels accepted"
+    );
+    Ok((StatusCode::ACCEPTED, Json(outcome)).into_response())
+}
+
+/// Queue a labels-later batch's waiting jobs now, on the labels that have arrived so far (each
+/// result records the coverage it ran at). Releasing twice is harmless: the second time there is
+/// nothing waiting and the batch's jobs are returned as they are.
+#[utoipa::path(
+    post,
+    path = "/v1/batches/{id}/release",
+    tag = "batches",
+    params(("id" = Uuid, Path, description = "Batch id")),
+    responses(
+        (status = 202, body = Accepted, description = "The batch and its jobs"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The batch carried its labels: nothing waits for them", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn release_batch(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<Response> {
+    let mut tx = state.pool.begin().await?;
+    let row: Option<(bool, Option<serde_json::Value>)> =
+        sqlx::query_as("SELECT labels_later, pending_jobs FROM batches WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((labels_later, pending)) = row else {
+        return Err(Error::NotFound(format!("batch {id} not found")));
+    };
+    if !labels_later {
+        return Err(Error::Conflict(format!(
+            "batch {id} was uploaded with its labels; no job waits for them"
+        )));
+    }
+    if let Some(p) = pending {
+        store_labels::release(&mut tx, id, p).await?;
+    }
+    tx.commit().await?;
+    state.wake.notify_waiters();
+    let batch = store::get_batch(&state.pool, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("batch {id} not found")))?;
+    let jobs = store::batch_jobs(&state.pool, id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            batch: batch.into(),
+            jobs: jobs.into_iter().map(Job::from).collect(),
+        }),
+    )
+        .into_response())
+}

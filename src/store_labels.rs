@@ -1,0 +1,352 @@
+//! Storage of sample ids and of labels that arrive after their predictions: registering a batch's
+//! ids at upload, applying a labels request (idempotent, refusing conflicting relabels), joining
+//! the labels into a batch when its jobs run, and releasing the jobs that waited for them.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use sqlx::{PgPool, Postgres, Transaction};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::domain::batch::{Batch, Task};
+use crate::domain::estimators::JobSpec;
+use crate::domain::labels::{LabelSpace, LabelsRequest};
+use crate::error::{Error, FieldError};
+
+/// Rows written or read per statement.
+const CHUNK: usize = 50_000;
+/// Most ids named in a conflict or an unknown-ids list.
+const NAMED: usize = 100;
+
+/// Register a batch's sample ids (with their labels when the batch has them) in the upload's
+/// transaction. `Err` with the ids another batch of the model already uses (409).
+pub async fn insert_ids(
+    tx: &mut Transaction<'_, Postgres>,
+    model_id: Uuid,
+    batch_id: Uuid,
+    ids: &[String],
+    batch: &Batch,
+) -> Result<(), Error> {
+    let mut offset = 0usize;
+    for chunk in ids.chunks(CHUNK) {
+        let idx: Vec<i32> = (offset..offset + chunk.len()).map(|i| i as i32).collect();
+        let labels: Vec<Option<String>> = (offset..offset + chunk.len())
+            .map(|i| batch.label_text(i))
+            .collect();
+        let written = sqlx::query(
+            "INSERT INTO sample_ids (model_id, sample_id, batch_id, idx, label, labelled_at)
+             SELECT $1, u.sample_id, $2, u.idx, u.label,
+                    CASE WHEN u.label IS NULL THEN NULL ELSE now() END
+             FROM unnest($3::text[], $4::int[], $5::text[]) AS u(sample_id, idx, label)
+             ON CONFLICT (model_id, sample_id) DO NOTHING",
+        )
+        .bind(model_id)
+        .bind(batch_id)
+        .bind(chunk)
+        .bind(&idx)
+        .bind(&labels)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if written as usize != chunk.len() {
+            let taken: Vec<(String, i32)> = sqlx::query_as(
+                "SELECT u.sample_id, (u.ord - 1)::int FROM unnest($2::text[]) WITH ORDINALITY AS u(sample_id, ord)
+                 JOIN sample_ids s ON s.model_id = $1 AND s.sample_id = u.sample_id
+                 WHERE s.batch_id <> $3 ORDER BY u.ord LIMIT $4",
+            )
+            .bind(model_id)
+            .bind(chunk)
+            .bind(batch_id)
+            .bind(NAMED as i64)
+            .fetch_all(&mut **tx)
+            .await?;
+            let errors = taken
+                .iter()
+                .map(|(id, i)| {
+                    FieldError::at(
+                        format!("/ids/{}", offset + *i as usize),
+                        format!("sample id {id:?} is already used by another batch of this model"),
+                    )
+                })
+                .collect();
+            return Err(Error::ConflictFields(
+                "sample ids must be unique within the model; nothing was stored".into(),
+                errors,
+            ));
+        }
+        offset += chunk.len();
+    }
+    Ok(())
+}
+
+/// Fill a labels-later batch's labels from the id table (those that have arrived).
+pub async fn join_labels(pool: &PgPool, batch_id: Uuid, batch: &mut Batch) -> anyhow::Result<()> {
+    use futures_util::TryStreamExt;
+    let mut rows = sqlx::query_as::<_, (i32, String)>(
+        "SELECT idx, label FROM sample_ids WHERE batch_id = $1 AND label IS NOT NULL",
+    )
+    .bind(batch_id)
+    .fetch(pool);
+    while let Some((idx, label)) = rows.try_next().await? {
+        let i = idx as usize;
+        anyhow::ensure!(i < batch.n, "stored sample index {i} is outside the batch");
+        batch.set_label_text(i, &label)?;
+    }
+    Ok(())
+}
+
+/// The ids of samples `from..to` of a batch, by index (missing: no id).
+pub async fn ids_between(
+    pool: &PgPool,
+    batch_id: Uuid,
+    from: usize,
+    to: usize,
+) -> sqlx::Result<Vec<(i32, String)>> {
+    sqlx::query_as(
+        "SELECT idx, sample_id FROM sample_ids WHERE batch_id = $1 AND idx >= $2 AND idx < $3
+         ORDER BY idx",
+    )
+    .bind(batch_id)
+    .bind(from as i32)
+    .bind(to as i32)
+    .fetch_all(pool)
+    .await
+}
+
+/// What a labels request did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LabelsOutcome {
+    /// Labels in the request.
+    pub received: u64,
+    /// Labels stored by this request (first time for their sample).
+    pub stored: u64,
+    /// Labels already stored with the same value (a retry changes nothing).
+    pub unchanged: u64,
+    /// Ids no batch of this model carries: their labels were not stored.
+    pub unknown: u64,
+    /// The first 100 unknown ids.
+    pub unknown_ids: Vec<String>,
+    /// Every batch the labels belong to, with its coverage now.
+    pub batches: Vec<BatchCoverage>,
+}
+
+/// A batch's label coverage after a labels request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BatchCoverage {
+    pub batch_id: Uuid,
+    /// Samples.
+    pub n: i64,
+    /// Samples with their label.
+    pub labelled: i64,
+    /// `labelled / n`.
+    pub coverage: f64,
+    /// The coverage that releases the batch's label-dependent jobs (`null`: its labels came with
+    /// it).
+    pub required: Option<f64>,
+    /// Whether this request released the waiting jobs (queued now, running on the labels so
+    /// far).
+    pub released: bool,
+    /// The jobs this request queued.
+    pub jobs: Vec<Uuid>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Found {
+    ord: i64,
+    batch_id: Uuid,
+    label: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct BatchInfo {
+    id: Uuid,
+    task: String,
+    classes: serde_json::Value,
+}
+
+/// Apply a labels request in one transaction: every label is resolved against its sample's
+/// batch; a label that differs from the one stored refuses the whole request (409 naming the
+/// ids); a repeated one changes nothing. Batches whose coverage reaches their requirement have
+/// their waiting jobs queued in the same transaction.
+pub async fn apply_labels(
+    tx: &mut Transaction<'_, Postgres>,
+    model_id: Uuid,
+    req: &LabelsRequest,
+) -> Result<LabelsOutcome, Error> {
+    let mut found: Vec<Option<(Uuid, Option<String>)>> = vec![None; req.ids.len()];
+    let mut offset = 0usize;
+    for chunk in req.ids.chunks(CHUNK) {
+        let rows: Vec<Found> = sqlx::query_as(
+            "SELECT u.ord, s.batch_id, s.label
+             FROM unnest($2::text[]) WITH ORDINALITY AS u(sample_id, ord)
+             JOIN sample_ids s ON s.model_id = $1 AND s.sample_id = u.sample_id
+             FOR UPDATE OF s",
+        )
+        .bind(model_id)
+        .bind(chunk)
+        .fetch_all(&mut **tx)
+        .await?;
+        for r in rows {
+            found[offset + r.ord as usize - 1] = Some((r.batch_id, r.label));
+        }
+        offset += chunk.len();
+    }
+    let mut batch_ids: Vec<Uuid> = found.iter().flatten().map(|(b, _)| *b).collect();
+    batch_ids.sort_unstable();
+    batch_ids.dedup();
+    let infos: Vec<BatchInfo> =
+        sqlx::query_as("SELECT id, task, classes FROM batches WHERE id = ANY($1)")
+            .bind(&batch_ids)
+            .fetch_all(&mut **tx)
+            .await?;
+    let classes: HashMap<Uuid, (Task, Vec<String>)> = infos
+        .into_iter()
+        .map(|b| {
+            let task = Task::parse(&b.task).unwrap_or(Task::Multiclass);
+            let names: Vec<String> = serde_json::from_value(b.classes).unwrap_or_default();
+            (b.id, (task, names))
+        })
+        .collect();
+    let spaces: HashMap<Uuid, LabelSpace<'_>> = classes
+        .iter()
+        .map(|(id, (task, names))| (*id, LabelSpace::new(*task, names)))
+        .collect();
+
+    let mut invalid = Vec::new();
+    let mut conflicts = Vec::new();
+    let mut unknown_ids = Vec::new();
+    let (mut unknown, mut unchanged) = (0u64, 0u64);
+    let mut writes: (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    let mut new_per_batch: HashMap<Uuid, i64> = HashMap::new();
+    for (i, f) in found.iter().enumerate() {
+        let Some((batch_id, stored)) = f else {
+            unknown += 1;
+            if unknown_ids.len() < NAMED {
+                unknown_ids.push(req.ids[i].clone());
+            }
+            continue;
+        };
+        let space = &spaces[batch_id];
+        let label = match space.canonical(&req.labels[i]) {
+            Ok(l) => l,
+            Err(why) => {
+                if invalid.len() < 50 {
+                    invalid.push(FieldError::at(format!("/labels/{i}"), why));
+                }
+                continue;
+            }
+        };
+        match stored {
+            Some(s) if *s == label => unchanged += 1,
+            Some(s) => {
+                if conflicts.len() < NAMED {
+                    conflicts.push(FieldError::at(
+                        format!("/ids/{i}"),
+                        format!(
+                            "sample {:?} is already labelled {}; this request says {}",
+                            req.ids[i],
+                            space.describe(s),
+                            space.describe(&label)
+                        ),
+                    ));
+                }
+            }
+            None => {
+                writes.0.push(req.ids[i].clone());
+                writes.1.push(label);
+                *new_per_batch.entry(*batch_id).or_default() += 1;
+            }
+        }
+    }
+    if !invalid.is_empty() {
+        return Err(Error::Validation(invalid));
+    }
+    if !conflicts.is_empty() {
+        return Err(Error::ConflictFields(
+            format!(
+                "{} sample(s) already have a different label; a label, once given, is not \
+                 changed (nothing was stored)",
+                conflicts.len()
+            ),
+            conflicts,
+        ));
+    }
+    for (ids, labels) in writes.0.chunks(CHUNK).zip(writes.1.chunks(CHUNK)) {
+        sqlx::query(
+            "UPDATE sample_ids s SET label = u.label, labelled_at = now()
+             FROM unnest($2::text[], $3::text[]) AS u(sample_id, label)
+             WHERE s.model_id = $1 AND s.sample_id = u.sample_id",
+        )
+        .bind(model_id)
+        .bind(ids)
+        .bind(labels)
+        .execute(&mut **tx)
+        .await?;
+    }
+    let mut batches = Vec::with_capacity(batch_ids.len());
+    for id in batch_ids {
+        let added = new_per_batch.get(&id).copied().unwrap_or(0);
+        let (n, labelled, required, pending, labels_later): (
+            i64,
+            i64,
+            Option<f64>,
+            Option<serde_json::Value>,
+            bool,
+        ) = sqlx::query_as(
+            "UPDATE batches SET labelled = labelled + $2 WHERE id = $1
+             RETURNING n, labelled, label_coverage_required, pending_jobs, labels_later",
+        )
+        .bind(id)
+        .bind(added)
+        .fetch_one(&mut **tx)
+        .await?;
+        let (labelled, coverage) = if labels_later {
+            (labelled, labelled as f64 / n as f64)
+        } else {
+            (n, 1.0)
+        };
+        let mut jobs = Vec::new();
+        let due = required.is_some_and(|r| coverage >= r - 1e-12);
+        let released = match pending {
+            Some(p) if due => {
+                jobs = release(tx, id, p).await?;
+                true
+            }
+            _ => false,
+        };
+        batches.push(BatchCoverage {
+            batch_id: id,
+            n,
+            labelled,
+            coverage,
+            required: labels_later.then_some(required).flatten(),
+            released,
+            jobs,
+        });
+    }
+    Ok(LabelsOutcome {
+        received: req.ids.len() as u64,
+        stored: writes.0.len() as u64,
+        unchanged,
+        unknown,
+        unknown_ids,
+        batches,
+    })
+}
+
+/// Queue a batch's waiting jobs (in the caller's transaction) and mark them released.
+pub async fn release(
+    tx: &mut Transaction<'_, Postgres>,
+    batch_id: Uuid,
+    pending: serde_json::Value,
+) -> Result<Vec<Uuid>, Error> {
+    let specs: Vec<JobSpec> =
+        serde_json::from_value(pending).map_err(|e| Error::Internal(e.into()))?;
+    let rows = crate::queue::enqueue(tx, batch_id, &specs, None).await?;
+    sqlx::query("UPDATE batches SET pending_jobs = NULL, released_at = now() WHERE id = $1")
+        .bind(batch_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}

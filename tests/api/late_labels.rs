@@ -1,0 +1,347 @@
+//! Labels that arrive later: a batch uploaded with ids and without labels runs its label-free
+//! estimator at once, takes its labels by id (JSON, NDJSON, CSV; idempotent; a conflicting
+//! relabel refused whole), releases its label-dependent jobs at the coverage asked for, and its
+//! results equal those of the same samples uploaded with their labels.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{json, Value};
+
+use crate::support::{app, classifier_batch, fast_workers, TestApp};
+
+/// A classifier batch with ids `s0..s{n-1}`: the labelled body and the label-free one.
+fn bodies(n: usize, seed: u64) -> (Value, Value, Vec<u64>) {
+    let mut with = classifier_batch(n, 4, 0.7, seed);
+    let ids: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+    with["ids"] = json!(ids);
+    let labels: Vec<u64> = with["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let mut without = with.clone();
+    without.as_object_mut().unwrap().remove("labels");
+    (with, without, labels)
+}
+
+async fn post_labels(app: &TestApp, model: &str, ct: &str, body: String) -> (StatusCode, Value) {
+    let (s, _, v) = app
+        .call(
+            Request::post(format!("/v1/models/{model}/labels"))
+                .header("content-type", ct)
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await;
+    (s, v)
+}
+
+fn labels_json(ids: &[usize], labels: &[u64]) -> String {
+    let idv: Vec<String> = ids.iter().map(|i| format!("s{i}")).collect();
+    let lv: Vec<u64> = ids.iter().map(|&i| labels[i]).collect();
+    json!({"ids": idv, "labels": lv}).to_string()
+}
+
+/// Run every job of the batch to the end; the batch detail (nats).
+async fn run_all(app: &TestApp, batch: &str) -> Value {
+    let workers = app.workers(fast_workers(2));
+    let (_, b) = app.get(&format!("/v1/batches/{batch}")).await;
+    for j in b["jobs"].as_array().unwrap() {
+        let done = app.wait_job(j["id"].as_str().unwrap(), 60).await;
+        assert_eq!(done["state"], "succeeded", "{done}");
+    }
+    workers.shutdown().await;
+    app.get(&format!("/v1/batches/{batch}?unit=nats")).await.1
+}
+
+fn result<'a>(detail: &'a Value, estimator: &str, labels: Option<&str>) -> &'a Value {
+    detail["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            r["estimator"] == estimator
+                && labels.is_none_or(|l| r["params"]["labels"].as_str() == Some(l))
+        })
+        .unwrap_or_else(|| panic!("no {estimator} result in {detail}"))
+}
+
+#[tokio::test]
+async fn labels_sent_later_by_id_give_the_results_of_the_labelled_upload() {
+    let app = app().await;
+    let n = 400;
+    let (with, without, labels) = bodies(n, 11);
+
+    // Reference: the same samples with their labels, in another model.
+    let mut with = with;
+    with["estimators"] = json!(["shannon_mi", "semantic_mi", "implied_mi"]);
+    let (s, a) = app.upload("ref", "v1", &with).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{a}");
+    let reference = run_all(&app, a["batch"]["id"].as_str().unwrap()).await;
+
+    let (s, a) = app.upload("late", "v1", &without).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{a}");
+    let batch = a["batch"]["id"].as_str().unwrap().to_string();
+    // Only the label-free estimator is queued; the others wait for the labels.
+    let queued: Vec<&str> = a["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["estimator"].as_str().unwrap())
+        .collect();
+    assert_eq!(queued, ["implied_mi"], "{a}");
+    assert_eq!(a["jobs"][0]["params"]["labels"], "none");
+    let later = &a["batch"]["labels_later"];
+    assert_eq!(later["labelled"], 0);
+    assert_eq!(later["required"], 1.0);
+    let waiting: Vec<&str> = later["waiting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for e in ["shannon_mi", "semantic_mi", "implied_mi"] {
+        assert!(waiting.contains(&e), "{e} should wait: {later}");
+    }
+    let before = run_all(&app, &batch).await;
+    let label_free = result(&before, "implied_mi", Some("none"));
+    assert!(label_free["details"].get("realised_semantic_mi").is_none());
+    // I_q needs no labels: the same as the labelled upload's (which read the same probabilities).
+    let ref_implied = result(&reference, "implied_mi", None);
+    assert_eq!(label_free["value"], ref_implied["value"], "{label_free}");
+    assert_eq!(label_free["ci_low"], ref_implied["ci_low"]);
+
+    // Half the labels, as JSON: stored, not yet released.
+    let first: Vec<usize> = (0..n / 2).collect();
+    let (s, out) = post_labels(
+        &app,
+        "late",
+        "application/json",
+        labels_json(&first, &labels),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{out}");
+    assert_eq!(out["stored"], n / 2);
+    assert_eq!(out["batches"][0]["coverage"], 0.5);
+    assert_eq!(out["batches"][0]["released"], false);
+    // The same again: idempotent.
+    let (s, out) = post_labels(
+        &app,
+        "late",
+        "application/json",
+        labels_json(&first, &labels),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{out}");
+    assert_eq!(
+        (out["stored"].as_u64(), out["unchanged"].as_u64()),
+        (Some(0), Some(n as u64 / 2))
+    );
+    // A different label for s3 (with a new one for s300) is refused whole, naming s3.
+    let mut changed = labels.clone();
+    changed[3] = (changed[3] + 1) % 4;
+    let (s, p) = post_labels(
+        &app,
+        "late",
+        "application/json",
+        labels_json(&[3, 300], &changed),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{p}");
+    assert_eq!(p["errors"][0]["pointer"], "/ids/0");
+    assert!(
+        p["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"s3\""),
+        "{p}"
+    );
+    let (_, b) = app.get(&format!("/v1/batches/{batch}")).await;
+    assert_eq!(
+        b["labels_later"]["labelled"],
+        n / 2,
+        "nothing stored by the 409"
+    );
+    // Unknown ids are reported, not stored; an invalid class is a 422 naming it.
+    let (s, out) = post_labels(
+        &app,
+        "late",
+        "application/json",
+        json!({"ids": ["nope", "s0"], "labels": [1, labels[0]]}).to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{out}");
+    assert_eq!(out["unknown"], 1);
+    assert_eq!(out["unknown_ids"], json!(["nope"]));
+    let (s, p) = post_labels(
+        &app,
+        "late",
+        "application/json",
+        json!({"ids": ["s300"], "labels": [9]}).to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["errors"][0]["pointer"], "/labels/0");
+    let (s, _) = post_labels(
+        &app,
+        "nosuch",
+        "application/json",
+        labels_json(&[0], &labels),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // The rest as NDJSON: coverage 1 releases the waiting jobs in the same request.
+    let ndjson: String = (n / 2..n)
+        .map(|i| format!("{{\"id\": \"s{i}\", \"label\": {}}}\n", labels[i]))
+        .collect();
+    let (s, out) = post_labels(&app, "late", "application/x-ndjson", ndjson).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{out}");
+    assert_eq!(out["batches"][0]["coverage"], 1.0);
+    assert_eq!(out["batches"][0]["released"], true);
+    assert!(!out["batches"][0]["jobs"].as_array().unwrap().is_empty());
+    let after = run_all(&app, &batch).await;
+    for e in ["shannon_mi", "semantic_mi"] {
+        let (late, r) = (result(&after, e, None), result(&reference, e, None));
+        assert_eq!(late["value"], r["value"], "{e}: {late} vs {r}");
+        assert_eq!(late["ci_low"], r["ci_low"], "{e}");
+        assert_eq!(late["ci_high"], r["ci_high"], "{e}");
+        assert_eq!(late["details"]["label_coverage"], 1.0, "{e}");
+    }
+    // With the labels, implied_mi reports the realised semantic MI and the calibration gap.
+    let joined = result(&after, "implied_mi", Some("auto"));
+    let r = result(&reference, "implied_mi", None);
+    assert_eq!(
+        joined["details"]["calibration_gap"], r["details"]["calibration_gap"],
+        "{joined}"
+    );
+    assert_eq!(after["labels_later"]["waiting"], json!([]));
+    // The export joins the labels and carries the ids.
+    let (s, _, text) = app
+        .call(
+            Request::get(format!("/v1/batches/{batch}/samples?estimator=shannon_mi"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let rows: Vec<Value> = text
+        .as_str()
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), n);
+    assert_eq!(rows[7]["id"], "s7");
+    assert_eq!(rows[7]["label"], labels[7].to_string());
+}
+
+#[tokio::test]
+async fn a_coverage_below_one_runs_on_the_labelled_samples_and_records_it() {
+    let app = app().await;
+    let n = 300;
+    let (with, mut without, labels) = bodies(n, 5);
+    without["label_coverage"] = json!(0.5);
+    let (s, a) = app.upload("part", "v1", &without).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{a}");
+    let batch = a["batch"]["id"].as_str().unwrap().to_string();
+    // 60 % of the labels, as CSV, every other sample from 0 then the first of the rest.
+    let chosen: Vec<usize> = (0..n).filter(|i| i % 5 < 3).collect();
+    let csv: String = std::iter::once("id,label\n".to_string())
+        .chain(chosen.iter().map(|&i| format!("s{i},{}\n", labels[i])))
+        .collect();
+    let (s, out) = post_labels(&app, "part", "text/csv", csv).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{out}");
+    assert_eq!(out["batches"][0]["released"], true, "{out}");
+    let detail = run_all(&app, &batch).await;
+    let late = result(&detail, "shannon_mi", None);
+    assert_eq!(late["n"], chosen.len());
+    assert_eq!(late["details"]["label_coverage"], 0.6);
+    // The same as uploading exactly the labelled samples with their labels.
+    let pick = |key: &str| -> Value {
+        Value::Array(chosen.iter().map(|&i| with[key][i].clone()).collect())
+    };
+    let subset = json!({"task": "multiclass", "labels": pick("labels"), "probabilities": pick("probabilities")});
+    let (s, a) = app.upload("part-ref", "v1", &subset).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{a}");
+    let reference = run_all(&app, a["batch"]["id"].as_str().unwrap()).await;
+    let r = result(&reference, "shannon_mi", None);
+    assert_eq!(late["value"], r["value"]);
+    assert_eq!(late["ci_high"], r["ci_high"]);
+}
+
+#[tokio::test]
+async fn ids_are_unique_within_a_model_and_release_on_request_runs_on_what_has_arrived() {
+    let app = app().await;
+    let (_, without, labels) = bodies(50, 2);
+    let (s, a) = app.upload("ids", "v1", &without).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{a}");
+    let batch = a["batch"]["id"].as_str().unwrap().to_string();
+    let batches = app.count("batches").await;
+    // The same ids again in the same model: 409 naming them, nothing stored.
+    let (s, p) = app.upload("ids", "v2", &without).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{p}");
+    assert_eq!(p["errors"][0]["pointer"], "/ids/0");
+    assert_eq!(app.count("batches").await, batches);
+    // Another model may use them.
+    let (s, _) = app.upload("ids-other", "v1", &without).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    // Duplicates within a batch are a 422.
+    let mut dup = without.clone();
+    dup["ids"][1] = json!("s0");
+    let (s, p) = app.upload("ids", "v3", &dup).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["errors"][0]["pointer"], "/ids/1");
+    // Without ids, labels stay required.
+    let mut bare = without.clone();
+    bare.as_object_mut().unwrap().remove("ids");
+    let (s, p) = app.upload("ids", "v4", &bare).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["errors"][0]["pointer"], "/labels");
+
+    // 20 labels, then a release on request: the jobs run on those 20.
+    let some: Vec<usize> = (0..20).collect();
+    let (s, out) = post_labels(&app, "ids", "application/json", labels_json(&some, &labels)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{out}");
+    assert_eq!(out["batches"][0]["released"], false);
+    let (s, r) = app
+        .post_json(&format!("/v1/batches/{batch}/release"), &json!({}))
+        .await
+        .into_parts();
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let detail = run_all(&app, &batch).await;
+    let sh = result(&detail, "shannon_mi", None);
+    assert_eq!(sh["n"], 20);
+    assert_eq!(sh["details"]["label_coverage"], 0.4);
+    // A batch that came with its labels has nothing to release.
+    let (with, _, _) = bodies(10, 3);
+    let mut with = with;
+    with["ids"] = json!((0..10).map(|i| format!("w{i}")).collect::<Vec<_>>());
+    let (_, a) = app.upload("ids", "v5", &with).await;
+    let id = a["batch"]["id"].as_str().unwrap();
+    let (s, _, _) = app
+        .post_json(&format!("/v1/batches/{id}/release"), &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    // Its labels can be confirmed (unchanged) but not changed.
+    let (s, out) = post_labels(
+        &app,
+        "ids",
+        "application/json",
+        json!({"ids": ["w0"], "labels": [with["labels"][0]]}).to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{out}");
+    assert_eq!(out["unchanged"], 1);
+}
+
+trait IntoParts {
+    fn into_parts(self) -> (StatusCode, Value);
+}
+
+impl IntoParts for (StatusCode, axum::http::HeaderMap, Value) {
+    fn into_parts(self) -> (StatusCode, Value) {
+        (self.0, self.2)
+    }
+}
