@@ -473,3 +473,101 @@ async fn arrow_bodies_are_checked_like_the_others() {
     let accepted = answered.get(&202).copied().unwrap_or(0);
     assert_eq!(app.count("batches").await, 1 + accepted, "{answered:?}");
 }
+
+/// Sample ids and segments, labels left for later: the same stored batch from JSON, NDJSON, CSV
+/// and Arrow, and a bad segment cell named by row and column.
+#[tokio::test]
+async fn ids_and_segments_arrive_the_same_in_every_format() {
+    let app = app().await;
+    let b = columnar();
+    let probs = b["probabilities"].as_array().unwrap().clone();
+    let ids = ["a1", "a2", "a3", "a4", "a5"];
+    let region = ["eu", "us", "eu", "eu", "apac"];
+    let json_body = json!({
+        "task": "multiclass", "classes": ["cat", "dog", "bird"], "probabilities": probs,
+        "ids": ids, "segments": {"region": region}
+    });
+    let mut nd = String::new();
+    let mut csv = String::from("id,segment_region,p_cat,p_dog,p_bird\n");
+    for i in 0..5 {
+        nd.push_str(
+            &json!({"id": ids[i], "segments": {"region": region[i]}, "probabilities": probs[i]})
+                .to_string(),
+        );
+        nd.push('\n');
+        let p: Vec<String> = probs[i]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        csv.push_str(&format!("{},{},{}\n", ids[i], region[i], p.join(",")));
+    }
+    let mut p = FixedSizeListBuilder::new(Float64Builder::new(), 3);
+    for row in &probs {
+        for v in row.as_array().unwrap() {
+            p.values().append_value(v.as_f64().unwrap());
+        }
+        p.append(true);
+    }
+    let regions: DictionaryArray<Int32Type> = region.iter().copied().collect();
+    let arrow = arrow_stream(
+        vec![
+            ("id", Arc::new(arrow_array::StringArray::from(ids.to_vec()))),
+            ("segment_region", Arc::new(regions)),
+            ("probabilities", Arc::new(p.finish())),
+        ],
+        2,
+    );
+    let q = "?classes=cat,dog,bird&task=multiclass";
+    let cases: Vec<(&str, String, &str, Vec<u8>)> = vec![
+        (
+            "json",
+            String::new(),
+            "application/json",
+            serde_json::to_vec(&json_body).unwrap(),
+        ),
+        (
+            "ndjson",
+            q.to_string(),
+            "application/x-ndjson",
+            nd.into_bytes(),
+        ),
+        ("csv", q.to_string(), "text/csv", csv.clone().into_bytes()),
+        ("arrow", q.to_string(), ARROW, arrow),
+    ];
+    let mut digests = Vec::new();
+    for (i, (name, query, ct, body)) in cases.into_iter().enumerate() {
+        // Ids are unique within a model: one model per format.
+        let uri = format!("/v1/models/ids{i}/versions/v/batches{query}");
+        let (s, out) = post(&app, &uri, ct, None, body).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{name}: {out}");
+        assert_eq!(out["batch"]["has_ids"], true, "{name}");
+        assert_eq!(out["batch"]["labels_later"]["labelled"], 0, "{name}");
+        digests.push(out["batch"]["digest"].as_str().unwrap().to_string());
+        if name == "csv" {
+            let (_, data) = app
+                .get(&format!(
+                    "/v1/batches/{}/data",
+                    out["batch"]["id"].as_str().unwrap()
+                ))
+                .await;
+            assert_eq!(data["segments"]["region"], json!(region));
+            assert!(data.get("labels").is_none(), "{data}");
+        }
+    }
+    assert!(digests.iter().all(|d| d == &digests[0]), "{digests:?}");
+    // A segment value with a reserved character, in CSV: row and column named.
+    let bad = csv.replace("a3,eu", "a3,e=u");
+    let (s, p) = post(
+        &app,
+        &format!("/v1/models/bad/versions/v/batches{q}"),
+        "text/csv",
+        None,
+        bad.into_bytes(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["errors"][0]["row"], 2, "{p}");
+    assert_eq!(p["errors"][0]["column"], "segment_region", "{p}");
+}
