@@ -502,6 +502,22 @@ fn document_constraints(doc: &mut utoipa::openapi::OpenApi) {
                 .build(),
         ))],
     );
+    // Sample ids and segments: the limits validation applies, stated in the document.
+    use crate::domain::segments as seg;
+    let id_items =
+        serde_json::json!({"type": "string", "minLength": 1, "maxLength": seg::MAX_ID_CHARS});
+    for (schema, field) in [("BatchRequest", "ids"), ("LabelsRequest", "ids")] {
+        patch_schema(components, schema, |v| {
+            v["properties"][field]["items"] = id_items.clone();
+            v["properties"][field]["uniqueItems"] = serde_json::json!(true);
+        });
+    }
+    patch_schema(components, "BatchRequest", |v| {
+        let s = &mut v["properties"]["segments"];
+        s["propertyNames"] = serde_json::json!({"type": "string", "pattern": seg::KEY_PATTERN});
+        s["maxProperties"] = serde_json::json!(seg::MAX_KEYS);
+        s["additionalProperties"]["items"] = serde_json::json!({"type": "string", "pattern": seg::VALUE_PATTERN, "not": {"const": seg::OTHER}});
+    });
     // Estimator ids: the catalog's (parameters and applicability to the batch's task are checked
     // by the server and listed by GET /v1/estimators).
     let ids = crate::domain::estimators::Kind::ALL
@@ -533,6 +549,24 @@ fn document_constraints(doc: &mut utoipa::openapi::OpenApi) {
         )
         .into(),
     );
+}
+
+/// Edit a component schema as JSON (for keywords the schema builders do not offer).
+fn patch_schema(
+    components: &mut utoipa::openapi::Components,
+    name: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) {
+    let Some(schema) = components.schemas.get(name) else {
+        return;
+    };
+    let Ok(mut v) = serde_json::to_value(schema) else {
+        return;
+    };
+    edit(&mut v);
+    if let Ok(s) = serde_json::from_value(v) {
+        components.schemas.insert(name.to_string(), s);
+    }
 }
 
 /// Responses every operation of a kind can give, whatever its handler says: 401/403 from the

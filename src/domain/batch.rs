@@ -112,7 +112,7 @@ pub struct BatchRequest {
     /// Cap on distinct values per segment key (1–10000; default 50).
     #[schema(minimum = 1, maximum = 10000)]
     pub max_segment_values: Option<u32>,
-    /// Sample ids, unique within the model (1–128 bytes each). With ids a multiclass or multilabel
+    /// Sample ids, unique within the model (1–128 characters each). With ids a multiclass or multilabel
     /// batch may leave out `labels`: they arrive later through `POST /v1/models/{model}/labels`.
     pub ids: Option<Vec<String>>,
     /// For a batch whose labels come later: the fraction of its samples that must be labelled

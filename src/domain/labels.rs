@@ -56,7 +56,7 @@ impl LabelsRequest {
             if !valid_id(id) {
                 e.push(
                     format!("/ids/{i}"),
-                    "a sample id has 1 to 128 bytes and no control characters",
+                    "a sample id has 1 to 128 characters and no control characters",
                 );
             } else if !seen.insert(id.as_str()) {
                 e.push(

@@ -14,10 +14,10 @@ pub const MAX_KEYS: usize = 8;
 pub const DEFAULT_MAX_VALUES: u32 = 50;
 /// Largest cap a request may ask for.
 pub const MAX_VALUES_LIMIT: u32 = 10_000;
-/// Longest sample id, in bytes.
-pub const MAX_ID_BYTES: usize = 128;
-/// Longest segment value, in bytes.
-pub const MAX_VALUE_BYTES: usize = 64;
+/// Longest sample id, in characters.
+pub const MAX_ID_CHARS: usize = 128;
+/// Longest segment value, in characters.
+pub const MAX_VALUE_CHARS: usize = 64;
 
 /// A segment key: a letter, then letters, digits or `_` (at most 32).
 pub const KEY_PATTERN: &str = "^[A-Za-z][A-Za-z0-9_]{0,31}$";
@@ -62,7 +62,7 @@ pub fn valid_key(k: &str) -> bool {
 
 pub fn valid_value(v: &str) -> bool {
     !v.is_empty()
-        && v.len() <= MAX_VALUE_BYTES
+        && v.chars().count() <= MAX_VALUE_CHARS
         && !v
             .chars()
             .any(|c| matches!(c, '{' | '}' | '=' | ',' | '"') || c.is_control())
@@ -148,7 +148,7 @@ pub fn validate_segments(
     out
 }
 
-/// Validate sample ids: one per sample, unique, 1 to 128 bytes without control characters.
+/// Validate sample ids: one per sample, unique, 1 to 128 characters without control characters.
 pub fn validate_ids(e: &mut Errors, ids: &[String], n: usize) {
     if ids.len() != n {
         e.push(
@@ -162,7 +162,7 @@ pub fn validate_ids(e: &mut Errors, ids: &[String], n: usize) {
         if !valid_id(id) {
             e.push(
                 format!("/ids/{i}"),
-                "a sample id has 1 to 128 bytes and no control characters",
+                "a sample id has 1 to 128 characters and no control characters",
             );
         } else if !seen.insert(id.as_str()) {
             e.push(format!("/ids/{i}"), format!("duplicate sample id {id:?}"));
@@ -174,7 +174,7 @@ pub fn validate_ids(e: &mut Errors, ids: &[String], n: usize) {
 }
 
 pub fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= MAX_ID_BYTES && !id.chars().any(char::is_control)
+    !id.is_empty() && id.chars().count() <= MAX_ID_CHARS && !id.chars().any(char::is_control)
 }
 
 fn take_rows(m: &Matrix, rows: &[usize]) -> Matrix {
