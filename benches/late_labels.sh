@@ -41,7 +41,8 @@ import json, sys
 from datetime import datetime
 j = next(j for j in json.load(sys.stdin)["jobs"] if j["estimator"] == sys.argv[1])
 t = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))
-print(f"{(t(j[\"finished_at\"]) - t(j[\"started_at\"])).total_seconds():.2f}")' "$2"
+d = t(j["finished_at"]) - t(j["started_at"])
+print("%.2f" % d.total_seconds())' "$2"
 }
 
 # Bodies: the batch with ids and without labels (NDJSON), its labels (NDJSON), and the twin

@@ -29,3 +29,5 @@ CREATE TABLE sample_ids (
     PRIMARY KEY (model_id, sample_id)
 );
 CREATE INDEX sample_ids_batch ON sample_ids (batch_id, idx);
+-- Room on each page for the label's arrival to be a heap-only update.
+ALTER TABLE sample_ids SET (fillfactor = 80);

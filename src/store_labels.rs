@@ -28,7 +28,13 @@ pub async fn insert_ids(
     ids: &[String],
     batch: &Batch,
 ) -> Result<(), Error> {
+    // Plain inserts (no per-row speculative insertion) behind a savepoint: an id another batch
+    // already uses fails the statement, and only then are the taken ids looked up to be named.
+    sqlx::query("SAVEPOINT sample_ids")
+        .execute(&mut **tx)
+        .await?;
     let mut offset = 0usize;
+    let mut clash = false;
     for chunk in ids.chunks(CHUNK) {
         let idx: Vec<i32> = (offset..offset + chunk.len()).map(|i| i as i32).collect();
         let labels: Vec<Option<String>> = (offset..offset + chunk.len())
@@ -38,8 +44,7 @@ pub async fn insert_ids(
             "INSERT INTO sample_ids (model_id, sample_id, batch_id, idx, label, labelled_at)
              SELECT $1, u.sample_id, $2, u.idx, u.label,
                     CASE WHEN u.label IS NULL THEN NULL ELSE now() END
-             FROM unnest($3::text[], $4::int[], $5::text[]) AS u(sample_id, idx, label)
-             ON CONFLICT (model_id, sample_id) DO NOTHING",
+             FROM unnest($3::text[], $4::int[], $5::text[]) AS u(sample_id, idx, label)",
         )
         .bind(model_id)
         .bind(batch_id)
@@ -47,37 +52,45 @@ pub async fn insert_ids(
         .bind(&idx)
         .bind(&labels)
         .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        if written as usize != chunk.len() {
-            let taken: Vec<(String, i32)> = sqlx::query_as(
-                "SELECT u.sample_id, (u.ord - 1)::int FROM unnest($2::text[]) WITH ORDINALITY AS u(sample_id, ord)
-                 JOIN sample_ids s ON s.model_id = $1 AND s.sample_id = u.sample_id
-                 WHERE s.batch_id <> $3 ORDER BY u.ord LIMIT $4",
-            )
-            .bind(model_id)
-            .bind(chunk)
-            .bind(batch_id)
-            .bind(NAMED as i64)
-            .fetch_all(&mut **tx)
-            .await?;
-            let errors = taken
-                .iter()
-                .map(|(id, i)| {
-                    FieldError::at(
-                        format!("/ids/{}", offset + *i as usize),
-                        format!("sample id {id:?} is already used by another batch of this model"),
-                    )
-                })
-                .collect();
-            return Err(Error::ConflictFields(
-                "sample ids must be unique within the model; nothing was stored".into(),
-                errors,
-            ));
+        .await;
+        match written {
+            Ok(_) => offset += chunk.len(),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                clash = true;
+                break;
+            }
+            Err(e) => return Err(e.into()),
         }
-        offset += chunk.len();
     }
-    Ok(())
+    if !clash {
+        return Ok(());
+    }
+    sqlx::query("ROLLBACK TO SAVEPOINT sample_ids")
+        .execute(&mut **tx)
+        .await?;
+    let taken: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT u.sample_id, u.ord - 1 FROM unnest($2::text[]) WITH ORDINALITY AS u(sample_id, ord)
+         JOIN sample_ids s ON s.model_id = $1 AND s.sample_id = u.sample_id
+         ORDER BY u.ord LIMIT $3",
+    )
+    .bind(model_id)
+    .bind(ids)
+    .bind(NAMED as i64)
+    .fetch_all(&mut **tx)
+    .await?;
+    let errors = taken
+        .iter()
+        .map(|(id, i)| {
+            FieldError::at(
+                format!("/ids/{i}"),
+                format!("sample id {id:?} is already used by another batch of this model"),
+            )
+        })
+        .collect();
+    Err(Error::ConflictFields(
+        "sample ids must be unique within the model; nothing was stored".into(),
+        errors,
+    ))
 }
 
 /// Fill a labels-later batch's labels from the id table (those that have arrived).
@@ -174,14 +187,19 @@ pub async fn apply_labels(
     model_id: Uuid,
     req: &LabelsRequest,
 ) -> Result<LabelsOutcome, Error> {
+    // One labels request per model at a time (a transaction-scoped lock): cheaper than locking
+    // each of up to millions of rows, and two requests for the same ids cannot interleave.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 41))")
+        .bind(model_id)
+        .execute(&mut **tx)
+        .await?;
     let mut found: Vec<Option<(Uuid, Option<String>)>> = vec![None; req.ids.len()];
     let mut offset = 0usize;
     for chunk in req.ids.chunks(CHUNK) {
         let rows: Vec<Found> = sqlx::query_as(
             "SELECT u.ord, s.batch_id, s.label
              FROM unnest($2::text[]) WITH ORDINALITY AS u(sample_id, ord)
-             JOIN sample_ids s ON s.model_id = $1 AND s.sample_id = u.sample_id
-             FOR UPDATE OF s",
+             JOIN sample_ids s ON s.model_id = $1 AND s.sample_id = u.sample_id",
         )
         .bind(model_id)
         .bind(chunk)
