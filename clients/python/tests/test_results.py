@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -141,3 +142,26 @@ def test_compare_and_summary(client: Client, model: str) -> None:
     assert summary["unit"] == "bits"
     latest = {m["estimator"]: m["latest"] for m in summary["metrics"]}
     assert latest["shannon_mi"]["batch_id"] == b.id
+
+
+def test_labels_sent_later_release_the_waiting_estimators(client: Client, model: str) -> None:
+    from infoaudit.errors import Conflict
+
+    y, p = classification(n=300, k=3, seed=4)
+    ids = np.array([f"r{i}" for i in range(300)])
+    batch = client.submit(model, "v1", probabilities=p, ids=ids, estimators=["shannon_mi"])
+    assert sorted(j["estimator"] for j in batch.jobs) == ["implied_mi"]
+    out = client.labels(model, ids[:150], y[:150])
+    assert out["stored"] == 150 and out["batches"][0]["released"] is False
+    with pytest.raises(Conflict) as e:
+        client.labels(model, ids[:1], (y[:1] + 1) % 3)
+    assert "r0" in str(e.value.problem) or "r0" in str(e.value)
+    out = client.labels(model, ids[150:], y[150:])
+    assert out["batches"][0]["coverage"] == 1.0 and out["batches"][0]["released"] is True
+    done = client.wait(batch, timeout=60)
+    sh = next(r for r in done.results if r["estimator"] == "shannon_mi")
+    assert sh["details"]["label_coverage"] == 1.0
+    # The same samples with their labels give the same value.
+    twin = client.wait(client.submit(model + "-twin", "v1", labels=y, probabilities=p,
+                                     estimators=["shannon_mi"]), timeout=60)
+    assert sh["value"] == next(r for r in twin.results if r["estimator"] == "shannon_mi")["value"]

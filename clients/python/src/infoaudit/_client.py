@@ -343,6 +343,21 @@ class Client:
         """Store (a new version of) a gate policy (admin)."""
         return dict(self._send("PUT", f"/v1/models/{_seg(model)}/gates/{_seg(name)}", {"rules": [dict(r) for r in rules]}))
 
+    def labels(self, model: str, ids: Sequence[Any], labels: Any) -> Dict[str, Any]:
+        """Send labels for samples uploaded earlier with ``ids`` (``POST /v1/models/{model}/labels``).
+
+        Labels are class names or indices (multilabel: lists of names or indicator rows), one per
+        id; numpy arrays and pandas Series are accepted. Returns what the service did:
+        ``stored``, ``unchanged``, ``unknown`` (with ``unknown_ids``) and, per batch, its
+        ``coverage`` and whether its waiting jobs were ``released``. A label that differs from
+        one already stored raises :class:`Conflict` naming the ids (nothing is stored).
+        """
+        body = {
+            "ids": [str(i) for i in _encode._as_list(_encode.normalize("ids", ids))],
+            "labels": _encode._as_list(_encode.normalize("labels", labels)),
+        }
+        return dict(self._send("POST", f"/v1/models/{_seg(model)}/labels", body))
+
     def set_alias(self, model: str, alias: str, version: str) -> Dict[str, Any]:
         """Point an alias (e.g. ``production``) at a version (admin)."""
         return dict(self._send("PUT", f"/v1/models/{_seg(model)}/aliases/{_seg(alias)}", {"version": version}))
