@@ -911,7 +911,9 @@ async fn purge_locked(conn: &mut sqlx::PgConnection, chunk: i64) -> sqlx::Result
                            AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = batches.id
                                            AND j.state IN ('queued', 'running'))
                          ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED),
-                     gone AS (DELETE FROM batch_data WHERE batch_id IN (SELECT id FROM b))
+                     gone AS (DELETE FROM batch_data WHERE batch_id IN (SELECT id FROM b)),
+                     -- Sample ids and their labels are raw data too.
+                     ids_gone AS (DELETE FROM sample_ids WHERE batch_id IN (SELECT id FROM b))
                      UPDATE batches SET data_purged_at = now() WHERE id IN (SELECT id FROM b)",
                 )
                 .bind(model_id)
