@@ -84,6 +84,7 @@ pub fn api_limits(args: &ServeArgs) -> Limits {
             c if c.is_nan() => 0.0,
             c => c.clamp(0.0, 86_400.0),
         }),
+        label_coverage: args.label_coverage,
     }
 }
 

@@ -169,6 +169,10 @@ pub struct ServeArgs {
     /// seconds (0: at every scrape).
     #[arg(long, env = "INFOAUDIT_METRICS_CACHE_SECONDS", default_value_t = 5.0)]
     pub metrics_cache_seconds: f64,
+    /// For a batch uploaded without labels (ids given): the labelled fraction that releases its
+    /// label-dependent estimators, unless the upload names its own `label_coverage` (0 < f ≤ 1).
+    #[arg(long, env = "INFOAUDIT_LABEL_COVERAGE", default_value_t = 1.0, value_parser = coverage)]
+    pub label_coverage: f64,
 }
 
 impl Default for ServeArgs {
@@ -200,6 +204,7 @@ impl Default for ServeArgs {
             webhook_timeout_seconds: 10.0,
             metrics_max_information_series: 1000,
             metrics_cache_seconds: 5.0,
+            label_coverage: 1.0,
         }
     }
 }
@@ -308,5 +313,13 @@ impl ServeArgs {
                 .map(|n| n.get())
                 .unwrap_or(2)
         })
+    }
+}
+
+/// A labelled fraction in (0, 1].
+fn coverage(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(c) if c > 0.0 && c <= 1.0 => Ok(c),
+        _ => Err(format!("{s:?} is not a fraction in (0, 1]")),
     }
 }

@@ -212,6 +212,7 @@ pub async fn upload(
     };
     let reader = ingest::blocking_reader(body);
     let cost_limits = state.limits.cost;
+    let default_coverage = state.limits.label_coverage;
     let started = std::time::Instant::now();
 
     // Read, decompress, parse, validate and encode off the async threads; the text is dropped as
@@ -261,7 +262,9 @@ pub async fn upload(
             metadata,
             specs,
             pending,
-            label_coverage: batch.labels_later.then(|| label_coverage.unwrap_or(1.0)),
+            label_coverage: batch
+                .labels_later
+                .then(|| label_coverage.unwrap_or(default_coverage)),
             ids,
             skipped: resolved.skipped,
             batch,

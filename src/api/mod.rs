@@ -120,6 +120,8 @@ pub struct Limits {
     pub metrics_max_information_series: usize,
     /// `/metrics` reads the information series from the database at most once per this long.
     pub metrics_cache: std::time::Duration,
+    /// The default `label_coverage` of a batch whose labels come later.
+    pub label_coverage: f64,
 }
 
 impl Default for Limits {
@@ -135,6 +137,7 @@ impl Default for Limits {
             webhook_allow_private: false,
             metrics_max_information_series: 1000,
             metrics_cache: std::time::Duration::from_secs(5),
+            label_coverage: 1.0,
         }
     }
 }
