@@ -1,0 +1,270 @@
+//! The bridge from a segmented batch to per-segment estimates: for each segment key and each of
+//! its values, the same estimator on that value's samples ([`Batch::subset`]), then the
+//! decomposition of [`crate::estimate::segmented`]. Pure (no I/O); called by the worker after the
+//! whole-batch [`crate::worker::compute`].
+
+use crate::domain::batch::{Batch, BatchData};
+use crate::domain::estimators::Kind;
+use crate::domain::segments::SegmentColumn;
+use crate::estimate::segmented::{
+    self as seg, Decomposition, KeySegments, Part, PlugIn, SegmentRow, SegmentValue, Segments,
+};
+use crate::estimate::{Control, EstimateError, Output};
+
+/// What a segmented run adds to a result: the per-key summary (values and decomposition, nats)
+/// and one row per computed segment value (for `estimator{key=value}` metrics).
+#[derive(Debug, Clone, Default)]
+pub struct SegmentResults {
+    pub summary: Segments,
+    pub rows: Vec<SegmentRow>,
+}
+
+/// Estimators whose value is a (weighted) average over samples, so that Σ_s P(s) I_s is the
+/// conditional quantity given S.
+const DECOMPOSABLE: [&str; 4] = ["shannon_mi", "semantic_mi", "ce_bound", "implied_mi"];
+
+/// Fewest samples a segment needs for the estimator, with the reason when below.
+fn minimum(kind: Kind, params: &serde_json::Value) -> (usize, &'static str) {
+    match kind {
+        Kind::Ksg | Kind::MixedKsg => {
+            let k = params.get("k").and_then(|v| v.as_u64()).unwrap_or(3) as usize;
+            let ks = params
+                .get("ks")
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|x| x.as_u64()).max().unwrap_or(0) as usize)
+                .unwrap_or(0);
+            (
+                k.max(ks) + 2,
+                "fewer samples than the k-NN estimator's k + 2 (its neighbours and a subsample)",
+            )
+        }
+        _ => (2, "fewer than 2 samples"),
+    }
+}
+
+/// Parameters for one segment's run: the semantic estimator resamples at most
+/// `bootstrap_blocks` blocks; a segment with a fraction f of the samples gets
+/// max(50, f·bootstrap_blocks) of them, so the cost of all segments' bootstraps stays near the
+/// whole batch's (with fewer, larger blocks the basic bootstrap stays valid; each block is still
+/// a random set of the segment's samples).
+fn segment_params(kind: Kind, params: &serde_json::Value, fraction: f64) -> serde_json::Value {
+    let mut p = params.clone();
+    if kind == Kind::SemanticMi {
+        if let Some(o) = p.as_object_mut() {
+            let blocks = o
+                .get("bootstrap_blocks")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(2000) as f64;
+            let m = (blocks * fraction).ceil().clamp(50.0f64.min(blocks), blocks);
+            o.insert("bootstrap_blocks".into(), serde_json::json!(m as u64));
+            // The most misleading samples are listed for the whole batch.
+            o.insert("worst_samples".into(), serde_json::json!(0));
+        }
+    }
+    p
+}
+
+/// Run `estimator` on each segment value of each key of `batch` and decompose. `whole` is the
+/// estimator's result on the whole batch. Progress is reported over the segments.
+pub fn compute_segments(
+    estimator: &str,
+    params: &serde_json::Value,
+    batch: &Batch,
+    whole: &Output,
+    control: &Control<'_>,
+) -> Result<SegmentResults, EstimateError> {
+    let mut out = SegmentResults::default();
+    if batch.segments.is_empty() {
+        return Ok(out);
+    }
+    let kind = Kind::parse(estimator)
+        .ok_or_else(|| EstimateError::invalid(format!("unknown estimator {estimator:?}")))?;
+    let level = whole.interval.as_ref().map_or(0.95, |i| i.level);
+    let total_weight: f64 = batch
+        .weights
+        .as_ref()
+        .map_or(batch.n as f64, |w| w.iter().sum());
+    let runs: usize = batch.segments.iter().map(|c| c.values.len()).sum();
+    let mut done = 0usize;
+    for col in &batch.segments {
+        let rows_by_value = col.rows_by_value();
+        let mut values = Vec::with_capacity(col.values.len());
+        let mut parts: Vec<Option<Part>> = Vec::with_capacity(col.values.len());
+        for (name, rows) in col.values.iter().zip(&rows_by_value) {
+            control.tick(done as f64 / runs.max(1) as f64)?;
+            done += 1;
+            let share = match &batch.weights {
+                Some(w) => rows.iter().map(|&i| w[i]).sum::<f64>() / total_weight,
+                None => rows.len() as f64 / batch.n as f64,
+            };
+            let mut v = SegmentValue {
+                value: name.clone(),
+                n: rows.len() as u64,
+                share,
+                estimate: None,
+                estimate_special: None,
+                ci_low: None,
+                ci_high: None,
+                contribution: None,
+                contribution_share: None,
+                reliability: None,
+                skipped: None,
+            };
+            let (min_n, why) = minimum(kind, params);
+            let skip = if kind.bound().is_some() {
+                Some("the neural bounds are not trained per segment (cost): upload a segment's samples as their own batch".to_string())
+            } else if rows.len() < min_n {
+                Some(format!("{} samples: {why}", rows.len()))
+            } else if share <= 0.0 {
+                Some("the segment's samples all have weight 0".to_string())
+            } else {
+                None
+            };
+            if let Some(reason) = skip {
+                v.skipped = Some(reason);
+                values.push(v);
+                parts.push(None);
+                continue;
+            }
+            let sub = batch.subset(rows);
+            let p = segment_params(kind, params, rows.len() as f64 / batch.n as f64);
+            match crate::worker::compute(estimator, &p, &sub, &Control::none()) {
+                Ok(o) => {
+                    let (est, special) = seg::finite_or_special(o.value);
+                    // Every value lies inside its interval: a bootstrap interval that a biased
+                    // resampling distribution put beside the value is widened to reach it.
+                    let iv = o
+                        .interval
+                        .as_ref()
+                        .filter(|_| o.value.is_finite())
+                        .map(|i| (i.low.min(o.value), i.high.max(o.value)));
+                    v.estimate = est;
+                    v.estimate_special = special;
+                    v.ci_low = iv.map(|i| i.0).filter(|x| x.is_finite());
+                    v.ci_high = iv.map(|i| i.1).filter(|x| x.is_finite());
+                    v.reliability = Some(o.diagnostics.reliability);
+                    parts.push(Some(Part {
+                        share,
+                        value: o.value,
+                        interval: iv,
+                    }));
+                    let mut details = o.details;
+                    if let Some(d) = details.as_object_mut() {
+                        d.insert("segment_share".into(), serde_json::json!(share));
+                    }
+                    out.rows.push(SegmentRow {
+                        key: col.key.clone(),
+                        value: name.clone(),
+                        n: rows.len() as u64,
+                        share,
+                        estimate: o.value,
+                        ci_low: v.ci_low,
+                        ci_high: v.ci_high,
+                        details,
+                        sufficient: o.sufficient,
+                        diagnostics: serde_json::to_value(&o.diagnostics)
+                            .unwrap_or(serde_json::Value::Null),
+                    });
+                }
+                Err(EstimateError::Cancelled) => return Err(EstimateError::Cancelled),
+                Err(EstimateError::Invalid(msg)) => {
+                    v.skipped = Some(msg);
+                    parts.push(None);
+                }
+            }
+            values.push(v);
+        }
+        let decomposition = DECOMPOSABLE
+            .contains(&estimator)
+            .then(|| decompose(estimator, batch, col, whole, &parts, &rows_by_value, level));
+        // Contributions over the computed segments.
+        if parts.iter().all(Option::is_some) {
+            let all: Vec<Part> = parts.iter().flatten().copied().collect();
+            for (v, (c, s)) in values.iter_mut().zip(seg::contributions(&all)) {
+                v.contribution = c;
+                v.contribution_share = s;
+            }
+        }
+        out.summary.insert(
+            col.key.clone(),
+            KeySegments {
+                values,
+                decomposition,
+            },
+        );
+    }
+    control.tick(1.0)?;
+    Ok(out)
+}
+
+fn decompose(
+    estimator: &str,
+    batch: &Batch,
+    col: &SegmentColumn,
+    whole: &Output,
+    parts: &[Option<Part>],
+    rows_by_value: &[Vec<usize>],
+    level: f64,
+) -> Decomposition {
+    let mut d = Decomposition {
+        conditional_mi: None,
+        conditional_ci_low: None,
+        conditional_ci_high: None,
+        whole: whole.value.is_finite().then_some(whole.value),
+        i_y_s: None,
+        i_y_s_ci_low: None,
+        i_y_s_ci_high: None,
+        plug_in: None,
+        method: seg::METHOD.to_string(),
+        reason: None,
+    };
+    let all: Option<Vec<Part>> = parts.iter().copied().collect();
+    match all {
+        None => {
+            d.reason =
+                Some("a segment was skipped: the weighted sum over segments is undefined".into())
+        }
+        Some(all) => match seg::conditional(&all, level) {
+            Ok((v, iv)) => {
+                d.conditional_mi = Some(v);
+                d.conditional_ci_low = iv.map(|i| i.0);
+                d.conditional_ci_high = iv.map(|i| i.1);
+            }
+            Err(reason) => d.reason = Some(reason),
+        },
+    }
+    if let BatchData::Multiclass { labels, .. } = &batch.data {
+        let k = batch.k();
+        let segments = col.values.len();
+        let w = batch.weights.as_deref();
+        let (iys, iys_plug, iv) = seg::label_segment_mi(labels, k, &col.codes, segments, w, level);
+        d.i_y_s = iys.is_finite().then_some(iys);
+        d.i_y_s_ci_low = iv.map(|i| i.0);
+        d.i_y_s_ci_high = iv.map(|i| i.1);
+        if estimator == "shannon_mi" {
+            if let Some(preds) = batch.multiclass_predictions() {
+                let joint = seg::plugin_joint(labels, &preds, k, &col.codes, segments, w);
+                let whole_plug = seg::plugin_pairs(labels, &preds, k, w);
+                let total: f64 = w.map_or(batch.n as f64, |w| w.iter().sum());
+                let mut given = 0.0;
+                for rows in rows_by_value.iter().filter(|r| !r.is_empty()) {
+                    let y: Vec<u32> = rows.iter().map(|&i| labels[i]).collect();
+                    let p: Vec<u32> = rows.iter().map(|&i| preds[i]).collect();
+                    let ws: Option<Vec<f64>> = w.map(|w| rows.iter().map(|&i| w[i]).collect());
+                    let mass = ws.as_ref().map_or(rows.len() as f64, |w| w.iter().sum());
+                    if mass > 0.0 {
+                        given += mass / total * seg::plugin_pairs(&y, &p, k, ws.as_deref());
+                    }
+                }
+                d.plug_in = Some(PlugIn {
+                    i_y_yhat: whole_plug,
+                    i_y_s: iys_plug,
+                    i_y_yhat_given_s: given,
+                    i_y_yhat_and_s: joint,
+                    interaction: whole_plug - given,
+                });
+            }
+        }
+    }
+    d
+}
