@@ -384,14 +384,36 @@ struct Observed {
 struct Reads(HashMap<(Uuid, String), (i64, Vec<store::MetricRow>)>);
 
 impl Reads {
-    /// Read every pair of `versions` × `estimators`.
-    async fn load(j: &Judge<'_>, versions: &[Uuid], estimators: &[String]) -> Result<Reads> {
+    /// Read every pair of `versions` × the series of `metrics` (an estimator's results, or one
+    /// segment value's: `estimator{key=value}`).
+    async fn load(j: &Judge<'_>, versions: &[Uuid], metrics: &[MetricRef]) -> Result<Reads> {
+        let mut estimators: Vec<String> = metrics.iter().map(|m| m.estimator.clone()).collect();
+        estimators.sort();
+        estimators.dedup();
+        let plain: Vec<String> = estimators
+            .iter()
+            .filter(|e| metrics.iter().any(|m| &m.estimator == *e && m.segment.is_none()))
+            .cloned()
+            .collect();
         let (unfinished, rows) = tokio::try_join!(
-            store::unfinished_jobs_by_estimator(j.pool, versions, estimators),
-            store::metric_rows(j.pool, versions, estimators),
+            store::unfinished_jobs_by_estimator(j.pool, versions, &estimators),
+            store::metric_rows(j.pool, versions, &plain),
         )?;
+        let mut segmented: Vec<MetricRef> = metrics
+            .iter()
+            .filter(|m| m.segment.is_some())
+            .map(|m| MetricRef {
+                statistic: None,
+                ..m.clone()
+            })
+            .collect();
+        segmented.sort_by_key(|m| m.series());
+        segmented.dedup();
         let mut map: HashMap<_, (i64, Vec<store::MetricRow>)> = HashMap::new();
         for (v, e, n) in unfinished {
+            for m in segmented.iter().filter(|m| m.estimator == e) {
+                map.entry((v, m.series())).or_default().0 = n;
+            }
             map.entry((v, e)).or_default().0 = n;
         }
         for row in rows {
@@ -399,6 +421,14 @@ impl Reads {
                 .or_default()
                 .1
                 .push(row);
+        }
+        for m in &segmented {
+            for row in store::segment_metric_rows(j.pool, versions, m).await? {
+                map.entry((row.version_id, row.estimator.clone()))
+                    .or_default()
+                    .1
+                    .push(row);
+            }
         }
         Ok(Reads(map))
     }
@@ -419,7 +449,7 @@ impl Reads {
         static NONE: (i64, Vec<store::MetricRow>) = (0, Vec::new());
         let (unfinished, rows) = self
             .0
-            .get(&(version.0, metric.estimator.clone()))
+            .get(&(version.0, metric.series()))
             .unwrap_or(&NONE);
         // The series of the latest result: the same parameters and estimator version.
         let latest = rows.last();
@@ -490,7 +520,12 @@ async fn difference(
         .iter()
         .any(|o| o.source.as_ref().is_some_and(|s| s.kind == "pooled"));
     let independent = || Some(gate::independent_delta(c, b, pooled));
-    if metric.statistic.is_some() || !PAIRABLE.contains(&metric.estimator.as_str()) {
+    // A segment's paired difference would need the batches restricted to the segment: its
+    // sides are combined as independent.
+    if metric.statistic.is_some()
+        || metric.segment.is_some()
+        || !PAIRABLE.contains(&metric.estimator.as_str())
+    {
         return Ok(independent());
     }
     let order = |o: &Observed| -> Option<Vec<(String, Uuid, serde_json::Value)>> {
@@ -771,10 +806,7 @@ impl<'a> Judge<'a> {
         versions.extend(baselines.values().flatten().map(|(id, _)| *id));
         versions.sort();
         versions.dedup();
-        let mut estimators: Vec<String> = metrics.iter().map(|m| m.estimator.clone()).collect();
-        estimators.sort();
-        estimators.dedup();
-        let mut reads = Reads::load(self, &versions, &estimators).await?;
+        let mut reads = Reads::load(self, &versions, &metrics).await?;
         if let Some(s) = &scope {
             reads.restrict(version_id, &s.batches);
         }
@@ -1010,12 +1042,10 @@ pub async fn compare(
     .await?;
     let mut metrics = Vec::new();
     let judge = Judge::of(&state);
-    let reads = Reads::load(&judge, &[bid, cid], &estimators).await?;
+    let plain: Vec<MetricRef> = estimators.iter().map(|e| MetricRef::of(e)).collect();
+    let reads = Reads::load(&judge, &[bid, cid], &plain).await?;
     for e in estimators {
-        let m = MetricRef {
-            estimator: e.clone(),
-            statistic: None,
-        };
+        let m = MetricRef::of(&e);
         let side = |o: Observed| match o.input {
             Input::Value(v) => Side {
                 value: super::views::finite(v.value),

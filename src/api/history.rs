@@ -20,9 +20,12 @@ use crate::{stats, store};
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
-    /// `estimator` or `estimator.statistic`, e.g. `semantic_mi` or `shannon_mi.nmi`.
+    /// `estimator[.statistic][{key=value}]`, e.g. `semantic_mi`, `shannon_mi.nmi`, or one
+    /// segment value's series `semantic_mi{region=eu}` (`{key=value}` names a segment key of the
+    /// batches and one of its values, `__other__` for the values beyond the cap). A segment value
+    /// never seen gives an empty history.
     #[param(
-        pattern = r"^(shannon_mi|semantic_mi|ce_bound|implied_mi|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?$"
+        pattern = r#"^(shannon_mi|semantic_mi|ce_bound|implied_mi|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?(\{[A-Za-z][A-Za-z0-9_]{0,31}=[^{}=,"\x00-\x1f]{1,64}\})?$"#
     )]
     pub metric: String,
     /// Only this version (name or alias).
@@ -165,12 +168,13 @@ async fn compute_history(
     };
     if let Some(b) = q.buckets {
         let (expr, stat) = value_sql(&metric, 7);
+        let src = store::results_source(&metric);
         if !(1..=10_000).contains(&b) {
             return Err(Error::BadRequest(
                 "buckets must be between 1 and 10000".into(),
             ));
         }
-        if metric.statistic.is_none() {
+        if metric.statistic.is_none() && metric.segment.is_none() {
             if let Some(buckets) =
                 rollup_buckets(&state.pool, model_id, &metric.estimator, version_id, q, b).await?
             {
@@ -193,7 +197,7 @@ async fn compute_history(
         }
         let sql = format!(
             "WITH r AS (
-                SELECT r.computed_at AS t, {expr} AS v FROM results r
+                SELECT r.computed_at AS t, {expr} AS v FROM {src} r
                 WHERE r.model_id = $1 AND r.estimator = $2
                   AND ($3::uuid IS NULL OR r.version_id = $3)
                   AND ($4::timestamptz IS NULL OR r.computed_at >= $4)
@@ -251,6 +255,7 @@ async fn compute_history(
         });
     }
     let (expr, stat) = value_sql(&metric, 9);
+    let src = store::results_source(&metric);
     let page = PageQuery {
         limit: q.limit,
         cursor: q.cursor.clone(),
@@ -259,7 +264,7 @@ async fn compute_history(
     let after = page.after_time()?;
     let sql = format!(
         "SELECT r.computed_at, r.id, v.name, r.batch_id, {expr}, r.ci_low, r.ci_high
-         FROM results r JOIN model_versions v ON v.id = r.version_id
+         FROM {src} r JOIN model_versions v ON v.id = r.version_id
          WHERE r.model_id = $1 AND r.estimator = $2
            AND ($3::uuid IS NULL OR r.version_id = $3)
            AND ($4::timestamptz IS NULL OR r.computed_at >= $4)

@@ -144,6 +144,12 @@ pub struct EstimateResult {
     /// checks existed.
     pub diagnostics: Option<crate::estimate::Diagnostics>,
     pub computed_at: DateTime<Utc>,
+    /// Present when the batch carries segments: per key, the estimator on each segment value's
+    /// samples (`estimate`, its interval, `share` = P(s), `contribution` = P(s)·I_s and its
+    /// share) and, for the estimators averaging over samples, the `decomposition`:
+    /// `conditional_mi` = Σ_s P(s) I_s (I(Y;Ŷ|S) for `shannon_mi`), I(Y;S), and for `shannon_mi`
+    /// the plug-in chain rule I(Y;Ŷ,S) = I(Y;S) + I(Y;Ŷ|S). Information values in `unit`.
+    pub segments: Option<crate::estimate::segmented::Segments>,
 }
 
 pub fn special(x: f64) -> Option<String> {
@@ -186,6 +192,10 @@ impl EstimateResult {
             details: convert_details(&r.details, f),
             diagnostics: r.diagnostics.and_then(|d| serde_json::from_value(d).ok()),
             computed_at: r.computed_at,
+            segments: r
+                .segments
+                .and_then(|s| serde_json::from_value(s).ok())
+                .map(|s| crate::estimate::segmented::scale_segments(&s, f)),
         }
     }
 }

@@ -162,7 +162,7 @@ pub fn contributions(parts: &[Part]) -> Vec<(Option<f64>, Option<f64>)> {
             let c = c.is_finite().then_some(c);
             let s = c.and_then(|c| {
                 let s = c / total;
-                (total != 0.0 && s.is_finite()).then_some(s)
+                (total != 0.0 && total.is_finite() && s.is_finite()).then_some(s)
             });
             (c, s)
         })
