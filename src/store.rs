@@ -589,11 +589,10 @@ pub async fn segment_sufficient_stats(
     estimator: &str,
     estimator_version: &str,
     params: &Value,
-) -> sqlx::Result<Vec<(String, String, Value)>> {
+) -> sqlx::Result<Vec<(String, String, Option<Value>)>> {
     sqlx::query_as(
         "SELECT s.key, s.value, s.sufficient FROM results r JOIN result_segments s ON s.result_id = r.id
          WHERE r.version_id = $1 AND r.estimator = $2 AND r.params = $3 AND r.estimator_version = $4
-           AND s.sufficient IS NOT NULL
          ORDER BY s.key, s.value",
     )
     .bind(version_id)

@@ -999,11 +999,82 @@ pub struct Comparison {
     pub candidate_version: String,
     pub unit: Unit,
     pub metrics: Vec<MetricComparison>,
+    /// Per estimator and segment key carried by both versions' latest segmented batches: the
+    /// segment values ranked by their contribution to the change of the information,
+    /// P_c(s)·I_c(s) − P_b(s)·I_b(s), most negative (the segment that lost the most) first.
+    pub segments: Vec<SegmentRanking>,
+}
+
+/// The segment values of one key ranked by their contribution to the change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SegmentRanking {
+    pub estimator: String,
+    pub key: String,
+    /// The batches whose per-segment results were compared (each side's latest with segments).
+    pub baseline_batch_id: Uuid,
+    pub candidate_batch_id: Uuid,
+    /// Σ_s P(s) I_s on each side (I(Y;Ŷ|S) for `shannon_mi`) and its change, in `unit`.
+    pub baseline_conditional: Option<f64>,
+    pub candidate_conditional: Option<f64>,
+    pub items: Vec<crate::estimate::segmented::SegmentChange>,
+}
+
+/// Each side's latest segmented result per estimator, and the rankings of the keys both carry.
+async fn segment_rankings(
+    pool: &sqlx::PgPool,
+    bid: Uuid,
+    cid: Uuid,
+    unit: Unit,
+) -> Result<Vec<SegmentRanking>> {
+    use crate::estimate::segmented::{rank_changes, scale_segments, Segments};
+    let rows: Vec<(Uuid, String, Uuid, serde_json::Value)> = sqlx::query_as(
+        "SELECT DISTINCT ON (version_id, estimator) version_id, estimator, batch_id, segments
+         FROM results WHERE version_id = ANY($1) AND segments IS NOT NULL
+         ORDER BY version_id, estimator, computed_at DESC, id DESC",
+    )
+    .bind([bid, cid].as_slice())
+    .fetch_all(pool)
+    .await?;
+    let mut sides: HashMap<(Uuid, String), (Uuid, Segments)> = HashMap::new();
+    for (v, e, batch, seg) in rows {
+        if let Ok(s) = serde_json::from_value::<Segments>(seg) {
+            sides.insert((v, e), (batch, scale_segments(&s, unit.factor())));
+        }
+    }
+    let mut estimators: Vec<&String> = sides.keys().map(|(_, e)| e).collect();
+    estimators.sort();
+    estimators.dedup();
+    let mut out = Vec::new();
+    for e in estimators {
+        let (Some((bb, bs)), Some((cb, cs))) =
+            (sides.get(&(bid, e.clone())), sides.get(&(cid, e.clone())))
+        else {
+            continue;
+        };
+        for (key, b) in bs {
+            let Some(c) = cs.get(key) else { continue };
+            let cond = |k: &crate::estimate::segmented::KeySegments| {
+                k.decomposition.as_ref().and_then(|d| d.conditional_mi)
+            };
+            out.push(SegmentRanking {
+                estimator: e.clone(),
+                key: key.clone(),
+                baseline_batch_id: *bb,
+                candidate_batch_id: *cb,
+                baseline_conditional: cond(b),
+                candidate_conditional: cond(c),
+                items: rank_changes(b, c),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Compare two versions (or aliases) per metric: both values, the difference with its interval
 /// (paired when both were evaluated on the same samples), the relative difference, and whether
-/// the two intervals overlap.
+/// the two intervals overlap. When both versions' batches carry the same segment key,
+/// `segments` ranks its values by their contribution to the change of the information
+/// (P_c(s)·I_c(s) − P_b(s)·I_b(s), most negative first): which segment lost the most.
 ///
 /// Example `delta`: `{"value": -0.012, "relative": -0.011, "ci_low": -0.019, "ci_high": -0.005,
 /// "method": "paired"}`.
@@ -1083,11 +1154,13 @@ pub async fn compare(
             ci_overlap,
         });
     }
+    let segments = segment_rankings(&state.pool, bid, cid, unit).await?;
     Ok(Json(Comparison {
         model,
         baseline_version: bname,
         candidate_version: cname,
         unit,
         metrics,
+        segments,
     }))
 }

@@ -333,6 +333,22 @@ pub struct Metric {
     pub pooled: Option<f64>,
     /// Batches whose results entered `pooled`.
     pub pooled_batches: i64,
+    /// Per segment value of the version's batches (when they carry segments): the metric's
+    /// address and its value pooled over the batches carrying that value (mergeable
+    /// estimators). The latest batch's per-segment values are in `latest.segments`.
+    pub segments: Vec<SegmentMetric>,
+}
+
+/// One segment value's metric in a version summary.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SegmentMetric {
+    /// The address for history, gates and compare, e.g. `semantic_mi{region=eu}`.
+    pub metric: String,
+    pub key: String,
+    pub value: String,
+    /// Pooled over the batches carrying this value, in `unit` (null when not mergeable).
+    pub pooled: Option<f64>,
+    pub pooled_batches: i64,
 }
 
 /// A version with its latest information per metric.

@@ -297,6 +297,86 @@ pub fn scale_segments(s: &Segments, f: f64) -> Segments {
         .collect()
 }
 
+/// One side of a segment in a comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct SideOfSegment {
+    pub share: f64,
+    pub estimate: Option<f64>,
+    pub contribution: Option<f64>,
+}
+
+/// One segment value's contribution to the change of Σ_s P(s) I_s between two versions.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct SegmentChange {
+    /// The segment value.
+    pub value: String,
+    /// Absent when the side's batch had no samples with this value (contribution 0).
+    pub baseline: Option<SideOfSegment>,
+    pub candidate: Option<SideOfSegment>,
+    /// P_c(s)·I_c(s) − P_b(s)·I_b(s): negative when the segment lost information.
+    pub change: Option<f64>,
+    /// change / Σ_s change (the change of the conditional information); null when that sum is 0
+    /// or not finite.
+    pub change_share: Option<f64>,
+}
+
+/// The segment values of one key ranked by their contribution to the change between a baseline
+/// and a candidate, most negative (the segment that lost the most) first; values without a
+/// finite change last. A value absent on one side contributes 0 there, so the changes sum to
+/// the change of Σ_s P(s) I_s.
+pub fn rank_changes(baseline: &KeySegments, candidate: &KeySegments) -> Vec<SegmentChange> {
+    let side = |k: &KeySegments, name: &str| {
+        k.values
+            .iter()
+            .find(|v| v.value == name)
+            .map(|v| SideOfSegment {
+                share: v.share,
+                estimate: v.estimate,
+                contribution: v.contribution,
+            })
+    };
+    let mut names: Vec<&str> = candidate.values.iter().map(|v| v.value.as_str()).collect();
+    for v in &baseline.values {
+        if !names.contains(&v.value.as_str()) {
+            names.push(&v.value);
+        }
+    }
+    let mut out: Vec<SegmentChange> = names
+        .into_iter()
+        .map(|name| {
+            let (b, c) = (side(baseline, name), side(candidate, name));
+            let contribution = |s: &Option<SideOfSegment>| match s {
+                None => Some(0.0),
+                Some(s) => s.contribution,
+            };
+            let change = match (contribution(&c), contribution(&b)) {
+                (Some(x), Some(y)) => Some(x - y).filter(|d| d.is_finite()),
+                _ => None,
+            };
+            SegmentChange {
+                value: name.to_string(),
+                baseline: b,
+                candidate: c,
+                change,
+                change_share: None,
+            }
+        })
+        .collect();
+    let total: f64 = out.iter().filter_map(|c| c.change).sum();
+    if total != 0.0 && total.is_finite() && out.iter().all(|c| c.change.is_some()) {
+        for c in &mut out {
+            c.change_share = c.change.map(|x| x / total);
+        }
+    }
+    out.sort_by(|a, b| match (a.change, b.change) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.value.cmp(&b.value),
+    });
+    out
+}
+
 /// JSON number or null (re-exported for the bridge).
 pub fn json_num(x: f64) -> serde_json::Value {
     num(x)
@@ -422,6 +502,45 @@ mod tests {
                 "{joint} vs {iys_plug} + {cond}"
             );
         }
+    }
+
+    fn key(values: &[(&str, f64, f64)]) -> KeySegments {
+        KeySegments {
+            values: values
+                .iter()
+                .map(|&(name, share, est)| SegmentValue {
+                    value: name.into(),
+                    n: 100,
+                    share,
+                    estimate: Some(est),
+                    estimate_special: None,
+                    ci_low: None,
+                    ci_high: None,
+                    contribution: Some(share * est),
+                    contribution_share: None,
+                    reliability: None,
+                    skipped: None,
+                })
+                .collect(),
+            decomposition: None,
+        }
+    }
+
+    #[test]
+    fn the_segment_that_lost_the_most_comes_first() {
+        let b = key(&[("eu", 0.5, 0.8), ("us", 0.3, 0.6), ("apac", 0.2, 0.5)]);
+        let c = key(&[("eu", 0.5, 0.3), ("us", 0.3, 0.7), ("latam", 0.2, 0.4)]);
+        let r = rank_changes(&b, &c);
+        let names: Vec<&str> = r.iter().map(|x| x.value.as_str()).collect();
+        // eu: 0.15 − 0.40 = −0.25; apac: 0 − 0.10 = −0.10; us: +0.03; latam: +0.08.
+        assert_eq!(names, ["eu", "apac", "us", "latam"]);
+        assert!((r[0].change.unwrap() + 0.25).abs() < 1e-12);
+        assert!(r[1].candidate.is_none() && r[3].baseline.is_none());
+        let total: f64 = r.iter().map(|x| x.change.unwrap()).sum();
+        let cond = |k: &KeySegments| k.values.iter().map(|v| v.contribution.unwrap()).sum::<f64>();
+        assert!((total - (cond(&c) - cond(&b))).abs() < 1e-12);
+        let shares: f64 = r.iter().map(|x| x.change_share.unwrap()).sum();
+        assert!((shares - 1.0).abs() < 1e-12);
     }
 
     #[test]
