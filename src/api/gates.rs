@@ -1020,8 +1020,8 @@ pub struct SegmentRanking {
 }
 
 /// Each side's latest segmented result per estimator, and the rankings of the keys both carry.
-async fn segment_rankings(
-    pool: &sqlx::PgPool,
+pub(crate) async fn segment_rankings(
+    c: &mut sqlx::PgConnection,
     bid: Uuid,
     cid: Uuid,
     unit: Unit,
@@ -1033,7 +1033,7 @@ async fn segment_rankings(
          ORDER BY version_id, estimator, computed_at DESC, id DESC",
     )
     .bind([bid, cid].as_slice())
-    .fetch_all(pool)
+    .fetch_all(&mut *c)
     .await?;
     let mut sides: HashMap<(Uuid, String), (Uuid, Segments)> = HashMap::new();
     for (v, e, batch, seg) in rows {
@@ -1154,7 +1154,8 @@ pub async fn compare(
             ci_overlap,
         });
     }
-    let segments = segment_rankings(&state.pool, bid, cid, unit).await?;
+    let mut conn = state.pool.acquire().await?;
+    let segments = segment_rankings(&mut conn, bid, cid, unit).await?;
     Ok(Json(Comparison {
         model,
         baseline_version: bname,
