@@ -18,5 +18,6 @@ mod retention;
 mod robustness;
 mod rollups;
 mod samples;
+mod segments;
 mod server;
 mod web;
