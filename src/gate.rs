@@ -1082,7 +1082,8 @@ pub struct MetricRef {
 }
 
 /// The grammar of a metric, for error messages and the OpenAPI document.
-pub const METRIC_SYNTAX: &str = "estimator[.statistic][{key=value}], e.g. semantic_mi, shannon_mi.nmi, semantic_mi{region=eu}";
+pub const METRIC_SYNTAX: &str =
+    "estimator[.statistic][{key=value}], e.g. semantic_mi, shannon_mi.nmi, semantic_mi{region=eu}";
 
 impl MetricRef {
     pub fn parse(s: &str) -> Result<MetricRef, String> {
@@ -1109,8 +1110,7 @@ impl MetricRef {
                         "metric {s:?}: segment key {k:?} is not a letter followed by letters, digits or _ (at most 32)"
                     ));
                 }
-                if !crate::domain::segments::valid_value(v) && v != crate::domain::segments::OTHER
-                {
+                if !crate::domain::segments::valid_value(v) && v != crate::domain::segments::OTHER {
                     return Err(format!(
                         "metric {s:?}: segment value {v:?} is not 1 to 64 characters without {{ }} = , \" or control characters"
                     ));

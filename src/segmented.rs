@@ -55,7 +55,9 @@ fn segment_params(kind: Kind, params: &serde_json::Value, fraction: f64) -> serd
                 .get("bootstrap_blocks")
                 .and_then(|v| v.as_u64())
                 .unwrap_or(2000) as f64;
-            let m = (blocks * fraction).ceil().clamp(50.0f64.min(blocks), blocks);
+            let m = (blocks * fraction)
+                .ceil()
+                .clamp(50.0f64.min(blocks), blocks);
             o.insert("bootstrap_blocks".into(), serde_json::json!(m as u64));
             // The most misleading samples are listed for the whole batch.
             o.insert("worst_samples".into(), serde_json::json!(0));
@@ -85,6 +87,12 @@ pub fn compute_segments(
         .as_ref()
         .map_or(batch.n as f64, |w| w.iter().sum());
     let runs: usize = batch.segments.iter().map(|c| c.values.len()).sum();
+    // shannon_mi needs only labels and predictions: gathered per segment from these, without
+    // copying the rest of the batch.
+    let whole_predictions = match (&batch.data, kind) {
+        (BatchData::Multiclass { .. }, Kind::ShannonMi) => batch.multiclass_predictions(),
+        _ => None,
+    };
     let mut done = 0usize;
     for col in &batch.segments {
         let rows_by_value = col.rows_by_value();
@@ -126,9 +134,17 @@ pub fn compute_segments(
                 parts.push(None);
                 continue;
             }
-            let sub = batch.subset(rows);
-            let p = segment_params(kind, params, rows.len() as f64 / batch.n as f64);
-            match crate::worker::compute(estimator, &p, &sub, &Control::none()) {
+            let fraction = rows.len() as f64 / batch.n as f64;
+            let p = segment_params(kind, params, fraction);
+            match run_one(
+                kind,
+                estimator,
+                &p,
+                batch,
+                rows,
+                whole_predictions.as_deref(),
+                fraction,
+            ) {
                 Ok(o) => {
                     let (est, special) = seg::finite_or_special(o.value);
                     // Every value lies inside its interval: a bootstrap interval that a biased
@@ -195,6 +211,70 @@ pub fn compute_segments(
     }
     control.tick(1.0)?;
     Ok(out)
+}
+
+/// One segment's run: as the worker's [`crate::worker::compute`], except that multiclass
+/// `semantic_mi` gets the segment's fraction of the k-NN rows for R (see
+/// [`crate::estimate::semantic::semantic_mi_limited`]).
+fn run_one(
+    kind: Kind,
+    estimator: &str,
+    params: &serde_json::Value,
+    batch: &Batch,
+    rows: &[usize],
+    whole_predictions: Option<&[u32]>,
+    fraction: f64,
+) -> Result<Output, EstimateError> {
+    use crate::estimate::{semantic, shannon};
+    let bad = |e: serde_json::Error| {
+        EstimateError::invalid(format!("stored parameters are invalid: {e}"))
+    };
+    if let (Kind::ShannonMi, BatchData::Multiclass { labels, .. }, Some(preds)) =
+        (kind, &batch.data, whole_predictions)
+    {
+        let y: Vec<u32> = rows.iter().map(|&i| labels[i]).collect();
+        let p: Vec<u32> = rows.iter().map(|&i| preds[i]).collect();
+        let w: Option<Vec<f64>> = batch
+            .weights
+            .as_ref()
+            .map(|w| rows.iter().map(|&i| w[i]).collect());
+        let input = crate::estimate::ClassInput {
+            labels: &y,
+            predictions: &p,
+            k: batch.k(),
+            probabilities: None,
+            weights: w.as_deref(),
+            truth_matrix: None,
+        };
+        let params: shannon::Params = serde_json::from_value(params.clone()).map_err(bad)?;
+        return shannon::shannon_mi(&input, &params, &Control::none());
+    }
+    let sub = batch.subset(rows);
+    let sub = &sub;
+    if let (
+        Kind::SemanticMi,
+        BatchData::Multiclass {
+            labels,
+            probabilities,
+            ..
+        },
+    ) = (kind, &sub.data)
+    {
+        if let Some(predictions) = sub.multiclass_predictions() {
+            let input = crate::estimate::ClassInput {
+                labels,
+                predictions: &predictions,
+                k: sub.k(),
+                probabilities: probabilities.as_ref().map(|m| m.view()),
+                weights: sub.weights.as_deref(),
+                truth_matrix: sub.truth_matrix.as_ref().map(|m| m.view()),
+            };
+            let p: semantic::Params = serde_json::from_value(params.clone()).map_err(bad)?;
+            let rows = (semantic::SCORE_KNN_MAX_ROWS as f64 * fraction).floor() as usize;
+            return semantic::semantic_mi_limited(&input, &p, &Control::none(), rows);
+        }
+    }
+    crate::worker::compute(estimator, params, sub, &Control::none())
 }
 
 fn decompose(

@@ -392,7 +392,11 @@ impl Reads {
         estimators.dedup();
         let plain: Vec<String> = estimators
             .iter()
-            .filter(|e| metrics.iter().any(|m| &m.estimator == *e && m.segment.is_none()))
+            .filter(|e| {
+                metrics
+                    .iter()
+                    .any(|m| &m.estimator == *e && m.segment.is_none())
+            })
             .cloned()
             .collect();
         let (unfinished, rows) = tokio::try_join!(
@@ -447,10 +451,7 @@ impl Reads {
     /// The metric of a version, from what was loaded.
     fn observe(&self, version: (Uuid, &str), metric: &MetricRef, unit: Unit) -> Observed {
         static NONE: (i64, Vec<store::MetricRow>) = (0, Vec::new());
-        let (unfinished, rows) = self
-            .0
-            .get(&(version.0, metric.series()))
-            .unwrap_or(&NONE);
+        let (unfinished, rows) = self.0.get(&(version.0, metric.series())).unwrap_or(&NONE);
         // The series of the latest result: the same parameters and estimator version.
         let latest = rows.last();
         let series: Vec<&store::MetricRow> = rows

@@ -492,8 +492,15 @@ struct Extras {
 }
 
 impl Extras {
-    fn check(self, e: &mut Errors, n: usize, labels_later: bool) -> (Vec<SegmentColumn>, Option<Vec<String>>, Option<f64>) {
-        let cap = self.max_segment_values.unwrap_or(segments::DEFAULT_MAX_VALUES);
+    fn check(
+        self,
+        e: &mut Errors,
+        n: usize,
+        labels_later: bool,
+    ) -> (Vec<SegmentColumn>, Option<Vec<String>>, Option<f64>) {
+        let cap = self
+            .max_segment_values
+            .unwrap_or(segments::DEFAULT_MAX_VALUES);
         if cap == 0 || cap > segments::MAX_VALUES_LIMIT {
             e.push(
                 "/max_segment_values",
@@ -1289,7 +1296,11 @@ impl Batch {
                 .segments
                 .iter()
                 .map(|s| {
-                    let col = s.codes.iter().map(|&c| json!(s.values[c as usize])).collect();
+                    let col = s
+                        .codes
+                        .iter()
+                        .map(|&c| json!(s.values[c as usize]))
+                        .collect();
                     (s.key.clone(), Value::Array(col))
                 })
                 .collect();

@@ -108,7 +108,11 @@ impl ColumnMap {
         let col = parts.next().and_then(|s| s.parse::<usize>().ok());
         if field == "segments" {
             // `/segments/<key>/<row>`: the key's column in that row.
-            let key = pointer.trim_start_matches('/').split('/').nth(1).unwrap_or("");
+            let key = pointer
+                .trim_start_matches('/')
+                .split('/')
+                .nth(1)
+                .unwrap_or("");
             let row = pointer
                 .trim_start_matches('/')
                 .split('/')
@@ -128,7 +132,12 @@ impl ColumnMap {
         }
         if matches!(
             field,
-            "task" | "classes" | "estimators" | "metadata" | "max_segment_values" | "label_coverage"
+            "task"
+                | "classes"
+                | "estimators"
+                | "metadata"
+                | "max_segment_values"
+                | "label_coverage"
         ) {
             return FieldError {
                 pointer: None,

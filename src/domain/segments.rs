@@ -45,11 +45,7 @@ impl SegmentColumn {
 
     /// The sample indices of each value, in sample order.
     pub fn rows_by_value(&self) -> Vec<Vec<usize>> {
-        let mut out: Vec<Vec<usize>> = self
-            .counts()
-            .into_iter()
-            .map(Vec::with_capacity)
-            .collect();
+        let mut out: Vec<Vec<usize>> = self.counts().into_iter().map(Vec::with_capacity).collect();
         for (i, &v) in self.codes.iter().enumerate() {
             out[v as usize].push(i);
         }
@@ -335,7 +331,10 @@ mod tests {
         );
         let e = errors_of(one("k", &["a=b", OTHER]), 2, 50);
         assert!(e[0].starts_with("/segments/k/0 "), "{e:?}");
-        assert!(e[1].starts_with("/segments/k/1 __other__ is reserved"), "{e:?}");
+        assert!(
+            e[1].starts_with("/segments/k/1 __other__ is reserved"),
+            "{e:?}"
+        );
         let many: BTreeMap<String, Vec<String>> = (0..9)
             .map(|i| (format!("k{i}"), vec!["a".to_string(); 2]))
             .collect();

@@ -181,14 +181,16 @@ pub fn label_segment_mi(
     let t = Table::from_pairs(labels, codes, k, segments, weights);
     let w2 = weights.map(|w| {
         let sq: Vec<f64> = w.iter().map(|v| v * v).collect();
-        aligned(&t, &Table::from_pairs(labels, codes, k, segments, Some(&sq)))
+        aligned(
+            &t,
+            &Table::from_pairs(labels, codes, k, segments, Some(&sq)),
+        )
     });
     let c = corrected_mi(&t, w2.as_deref());
     let z = crate::stats::normal_quantile(0.5 + level / 2.0);
-    let iv = c
-        .se
-        .filter(|s| s.is_finite() && c.value.is_finite())
-        .map(|se| (c.value - z * se, c.value + z * se));
+    let iv =
+        c.se.filter(|s| s.is_finite() && c.value.is_finite())
+            .map(|se| (c.value - z * se, c.value + z * se));
     (c.value, c.plug_in, iv)
 }
 
@@ -217,13 +219,7 @@ pub fn plugin_joint(
         .zip(codes)
         .map(|(&p, &s)| s * k as u32 + p)
         .collect();
-    plugin_mi(&Table::from_pairs(
-        labels,
-        &joint,
-        k,
-        k * segments,
-        weights,
-    ))
+    plugin_mi(&Table::from_pairs(labels, &joint, k, k * segments, weights))
 }
 
 /// Plug-in I(Y;Ŷ) of one set of samples.
@@ -537,7 +533,12 @@ mod tests {
         assert!((r[0].change.unwrap() + 0.25).abs() < 1e-12);
         assert!(r[1].candidate.is_none() && r[3].baseline.is_none());
         let total: f64 = r.iter().map(|x| x.change.unwrap()).sum();
-        let cond = |k: &KeySegments| k.values.iter().map(|v| v.contribution.unwrap()).sum::<f64>();
+        let cond = |k: &KeySegments| {
+            k.values
+                .iter()
+                .map(|v| v.contribution.unwrap())
+                .sum::<f64>()
+        };
         assert!((total - (cond(&c) - cond(&b))).abs() < 1e-12);
         let shares: f64 = r.iter().map(|x| x.change_share.unwrap()).sum();
         assert!((shares - 1.0).abs() < 1e-12);

@@ -115,7 +115,10 @@ async fn segments_results_history_gates_and_compare() {
     let p = &d["plug_in"];
     assert!(f(&p["i_y_s"]).abs() < 1e-12, "{p}");
     let expected_given = (2.0 * bsc_bits(0.0) + bsc_bits(0.2)) / 3.0;
-    assert!((f(&p["i_y_yhat_given_s"]) - expected_given).abs() < 1e-9, "{p}");
+    assert!(
+        (f(&p["i_y_yhat_given_s"]) - expected_given).abs() < 1e-9,
+        "{p}"
+    );
     assert!(
         (f(&p["i_y_yhat_and_s"]) - f(&p["i_y_s"]) - f(&p["i_y_yhat_given_s"])).abs() < 1e-9,
         "{p}"
@@ -124,7 +127,10 @@ async fn segments_results_history_gates_and_compare() {
     let device = shannon["segments"]["device"]["values"].as_array().unwrap();
     let tiny = device.iter().find(|x| x["value"] == "tiny").unwrap();
     assert!(tiny["estimate"].is_null());
-    assert!(tiny["skipped"].as_str().unwrap().contains("fewer than 2"), "{tiny}");
+    assert!(
+        tiny["skipped"].as_str().unwrap().contains("fewer than 2"),
+        "{tiny}"
+    );
     assert!(shannon["segments"]["device"]["decomposition"]["conditional_mi"].is_null());
     // Semantic MI has its segments too, each value inside its interval.
     let semantic = results
@@ -185,15 +191,16 @@ async fn segments_results_history_gates_and_compare() {
         {"metric": "shannon_mi{region=eu}", "op": "gte", "threshold": 0.5},
         {"metric": "shannon_mi{region=us}", "op": "gte", "threshold": 0.2},
         {"metric": "shannon_mi{region=mars}", "op": "gte", "threshold": 0.2, "severity": "warning"}]});
-    let (s, _, g2) = app
-        .post_json("/v1/models/m/versions/v2/gate", &rules)
-        .await;
+    let (s, _, g2) = app.post_json("/v1/models/m/versions/v2/gate", &rules).await;
     assert_eq!(s, StatusCode::OK, "{g2}");
     assert_eq!(g2["verdict"], "fail", "{g2}");
     assert_eq!(g2["rules"][0]["verdict"], "fail", "{g2}");
     assert!((f(&g2["rules"][0]["value"]) - bsc_bits(0.3)).abs() < 0.01);
     assert_eq!(g2["rules"][1]["verdict"], "pass", "{g2}");
-    assert_ne!(g2["rules"][2]["verdict"], "pass", "no data is not a pass: {g2}");
+    assert_ne!(
+        g2["rules"][2]["verdict"], "pass",
+        "no data is not a pass: {g2}"
+    );
     let (_, _, g1) = app
         .post_json(
             "/v1/models/m/versions/v1/gate",
