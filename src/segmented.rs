@@ -98,6 +98,8 @@ pub fn compute_segments(
         let rows_by_value = col.rows_by_value();
         let mut values = Vec::with_capacity(col.values.len());
         let mut parts: Vec<Option<Part>> = Vec::with_capacity(col.values.len());
+        // shannon_mi's plug-in per value (for the chain rule), where its run reported one.
+        let mut plug_ins: Vec<Option<f64>> = Vec::with_capacity(col.values.len());
         for (name, rows) in col.values.iter().zip(&rows_by_value) {
             control.tick(done as f64 / runs.max(1) as f64)?;
             done += 1;
@@ -132,6 +134,7 @@ pub fn compute_segments(
                 v.skipped = Some(reason);
                 values.push(v);
                 parts.push(None);
+                plug_ins.push(None);
                 continue;
             }
             let fraction = rows.len() as f64 / batch.n as f64;
@@ -164,6 +167,7 @@ pub fn compute_segments(
                         value: o.value,
                         interval: iv,
                     }));
+                    plug_ins.push(o.details.get("plug_in").and_then(|x| x.as_f64()));
                     let mut details = o.details;
                     if let Some(d) = details.as_object_mut() {
                         d.insert("segment_share".into(), serde_json::json!(share));
@@ -186,13 +190,20 @@ pub fn compute_segments(
                 Err(EstimateError::Invalid(msg)) => {
                     v.skipped = Some(msg);
                     parts.push(None);
+                    plug_ins.push(None);
                 }
             }
             values.push(v);
         }
-        let decomposition = DECOMPOSABLE
-            .contains(&estimator)
-            .then(|| decompose(estimator, batch, col, whole, &parts, &rows_by_value, level));
+        let decomposition = DECOMPOSABLE.contains(&estimator).then(|| {
+            let seg = Segmentation {
+                col,
+                rows_by_value: &rows_by_value,
+                plug_ins: &plug_ins,
+                predictions: whole_predictions.as_deref(),
+            };
+            decompose(estimator, batch, &seg, whole, &parts, level)
+        });
         // Contributions over the computed segments.
         if parts.iter().all(Option::is_some) {
             let all: Vec<Part> = parts.iter().flatten().copied().collect();
@@ -277,15 +288,25 @@ fn run_one(
     crate::worker::compute(estimator, params, sub, &Control::none())
 }
 
+/// One key's segmentation as the decomposition needs it.
+struct Segmentation<'a> {
+    col: &'a SegmentColumn,
+    rows_by_value: &'a [Vec<usize>],
+    /// The per-value runs' plug-in MI (shannon_mi), `None` where not reported.
+    plug_ins: &'a [Option<f64>],
+    /// The whole batch's predictions, when already computed.
+    predictions: Option<&'a [u32]>,
+}
+
 fn decompose(
     estimator: &str,
     batch: &Batch,
-    col: &SegmentColumn,
+    seg_of: &Segmentation<'_>,
     whole: &Output,
     parts: &[Option<Part>],
-    rows_by_value: &[Vec<usize>],
     level: f64,
 ) -> Decomposition {
+    let col = seg_of.col;
     let mut d = Decomposition {
         conditional_mi: None,
         conditional_ci_low: None,
@@ -322,19 +343,39 @@ fn decompose(
         d.i_y_s_ci_low = iv.map(|i| i.0);
         d.i_y_s_ci_high = iv.map(|i| i.1);
         if estimator == "shannon_mi" {
-            if let Some(preds) = batch.multiclass_predictions() {
-                let joint = seg::plugin_joint(labels, &preds, k, &col.codes, segments, w);
-                let whole_plug = seg::plugin_pairs(labels, &preds, k, w);
+            let computed;
+            let preds = match seg_of.predictions {
+                Some(p) => Some(p),
+                None => {
+                    computed = batch.multiclass_predictions();
+                    computed.as_deref()
+                }
+            };
+            if let Some(preds) = preds {
+                let joint = seg::plugin_joint(labels, preds, k, &col.codes, segments, w);
+                let whole_plug = whole
+                    .details
+                    .get("plug_in")
+                    .and_then(|x| x.as_f64())
+                    .unwrap_or_else(|| seg::plugin_pairs(labels, preds, k, w));
                 let total: f64 = w.map_or(batch.n as f64, |w| w.iter().sum());
                 let mut given = 0.0;
-                for rows in rows_by_value.iter().filter(|r| !r.is_empty()) {
-                    let y: Vec<u32> = rows.iter().map(|&i| labels[i]).collect();
-                    let p: Vec<u32> = rows.iter().map(|&i| preds[i]).collect();
+                for (rows, known) in seg_of.rows_by_value.iter().zip(seg_of.plug_ins) {
+                    if rows.is_empty() {
+                        continue;
+                    }
                     let ws: Option<Vec<f64>> = w.map(|w| rows.iter().map(|&i| w[i]).collect());
                     let mass = ws.as_ref().map_or(rows.len() as f64, |w| w.iter().sum());
-                    if mass > 0.0 {
-                        given += mass / total * seg::plugin_pairs(&y, &p, k, ws.as_deref());
+                    if mass <= 0.0 {
+                        continue;
                     }
+                    // The segment's own run's plug-in, else (a skipped segment) computed here.
+                    let i_s = known.unwrap_or_else(|| {
+                        let y: Vec<u32> = rows.iter().map(|&i| labels[i]).collect();
+                        let p: Vec<u32> = rows.iter().map(|&i| preds[i]).collect();
+                        seg::plugin_pairs(&y, &p, k, ws.as_deref())
+                    });
+                    given += mass / total * i_s;
                 }
                 d.plug_in = Some(PlugIn {
                     i_y_yhat: whole_plug,
