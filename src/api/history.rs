@@ -330,9 +330,10 @@ async fn compute_history(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct KpiQuery {
-    /// One metric (`estimator` or `estimator.statistic`); default: every estimator's value.
+    /// One metric (`estimator[.statistic][{key=value}]`, e.g. `semantic_mi{region=eu}` for one
+    /// segment value's results); default: every estimator's value.
     #[param(
-        pattern = r"^(shannon_mi|semantic_mi|ce_bound|implied_mi|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?$"
+        pattern = r#"^(shannon_mi|semantic_mi|ce_bound|implied_mi|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?(\{[A-Za-z][A-Za-z0-9_]{0,31}=[^{}=,"\x00-\x1f]{1,64}\})?$"#
     )]
     pub metric: Option<String>,
     /// One KPI name (a key of the batches' `metadata.kpis`); default: every KPI found.
@@ -398,13 +399,16 @@ pub async fn kpi_correlation(
         .transpose()
         .map_err(Error::BadRequest)?;
     // Latest result per (batch, estimator), with the batch's KPIs.
-    let rows: Vec<(Uuid, String, f64, serde_json::Value, serde_json::Value)> = sqlx::query_as(
+    let src = metric
+        .as_ref()
+        .map_or_else(|| "results".to_string(), store::results_source);
+    let rows: Vec<(Uuid, String, f64, serde_json::Value, serde_json::Value)> = sqlx::query_as(&format!(
         "SELECT DISTINCT ON (r.batch_id, r.estimator) r.batch_id, r.estimator, r.value, r.details, b.metadata -> 'kpis'
-         FROM results r JOIN batches b ON b.id = r.batch_id
+         FROM {src} r JOIN batches b ON b.id = r.batch_id
          WHERE r.model_id = $1 AND jsonb_typeof(b.metadata -> 'kpis') = 'object'
            AND ($2::text IS NULL OR r.estimator = $2)
          ORDER BY r.batch_id, r.estimator, r.computed_at DESC",
-    )
+    ))
     .bind(model_id)
     .bind(metric.as_ref().map(|m| m.estimator.clone()))
     .fetch_all(&state.pool)
@@ -414,13 +418,13 @@ pub async fn kpi_correlation(
     let mut pairs: BTreeMap<(String, String), (Vec<f64>, Vec<f64>)> = BTreeMap::new();
     for (_, estimator, value, details, kpis) in rows {
         let (label, v) = match &metric {
-            Some(MetricRef {
-                statistic: Some(s), ..
-            }) => (
-                format!("{estimator}.{s}"),
-                details.get(s).and_then(|x| x.as_f64()),
-            ),
-            _ => (estimator.clone(), Some(value)),
+            Some(
+                m @ MetricRef {
+                    statistic: Some(s), ..
+                },
+            ) => (m.to_string(), details.get(s).and_then(|x| x.as_f64())),
+            Some(m) => (m.to_string(), Some(value)),
+            None => (estimator.clone(), Some(value)),
         };
         let Some(v) = v.filter(|v| v.is_finite()) else {
             continue;
