@@ -133,9 +133,12 @@ fn min_samples<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D:
 #[schema(example = json!({"metric": "semantic_mi", "op": "gte", "baseline": "production",
     "max_regression": {"relative": 0.02}, "use": "ci_low", "severity": "critical"}))]
 pub struct Rule {
-    /// `estimator` or `estimator.statistic` (e.g. `semantic_mi.efficiency`, `shannon_mi.nmi`).
+    /// `estimator[.statistic][{key=value}]` (e.g. `semantic_mi.efficiency`, `shannon_mi.nmi`,
+    /// or one segment value's `semantic_mi{region=eu}`, judged on that segment's results: its
+    /// value and interval, pooled over the version's batches as the whole metric is; a segment
+    /// value the version's batches never carried has no data, like an unknown metric).
     #[schema(
-        pattern = r"^(shannon_mi|semantic_mi|ce_bound|implied_mi|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?$"
+        pattern = r#"^(shannon_mi|semantic_mi|ce_bound|implied_mi|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?(\{[A-Za-z][A-Za-z0-9_]{0,31}=[^{}=,"\x00-\x1f]{1,64}\})?$"#
     )]
     pub metric: String,
     pub op: Op,
@@ -1068,18 +1071,56 @@ mod tests {
 // ---------------------------------------------------------------------------------------------
 // Observing a metric of a version from its stored results (pure).
 
-/// A metric address: `estimator` or `estimator.statistic`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A metric address: `estimator` or `estimator.statistic`, optionally restricted to one value of
+/// a segment key: `estimator[.statistic]{key=value}` (e.g. `semantic_mi{region=eu}`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MetricRef {
     pub estimator: String,
     pub statistic: Option<String>,
+    /// `(key, value)` of a segment.
+    pub segment: Option<(String, String)>,
 }
+
+/// The grammar of a metric, for error messages and the OpenAPI document.
+pub const METRIC_SYNTAX: &str =
+    "estimator[.statistic][{key=value}], e.g. semantic_mi, shannon_mi.nmi, semantic_mi{region=eu}";
 
 impl MetricRef {
     pub fn parse(s: &str) -> Result<MetricRef, String> {
-        let (e, stat) = match s.split_once('.') {
-            Some((e, st)) => (e, Some(st.to_string())),
+        let (base, segment) = match s.find('{') {
+            None if s.contains('}') => {
+                return Err(format!(
+                    "metric {s:?} has a '}}' without '{{'; the syntax is {METRIC_SYNTAX}"
+                ))
+            }
             None => (s, None),
+            Some(open) => {
+                let Some(inner) = s[open + 1..].strip_suffix('}') else {
+                    return Err(format!(
+                        "metric {s:?}: a segment is written {{key=value}} at the end; the syntax is {METRIC_SYNTAX}"
+                    ));
+                };
+                let Some((k, v)) = inner.split_once('=') else {
+                    return Err(format!(
+                        "metric {s:?}: the segment {{{inner}}} needs key=value; the syntax is {METRIC_SYNTAX}"
+                    ));
+                };
+                if !crate::domain::segments::valid_key(k) {
+                    return Err(format!(
+                        "metric {s:?}: segment key {k:?} is not a letter followed by letters, digits or _ (at most 32)"
+                    ));
+                }
+                if !crate::domain::segments::valid_value(v) && v != crate::domain::segments::OTHER {
+                    return Err(format!(
+                        "metric {s:?}: segment value {v:?} is not 1 to 64 characters without {{ }} = , \" or control characters"
+                    ));
+                }
+                (&s[..open], Some((k.to_string(), v.to_string())))
+            }
+        };
+        let (e, stat) = match base.split_once('.') {
+            Some((e, st)) => (e, Some(st.to_string())),
+            None => (base, None),
         };
         if crate::domain::estimators::Kind::parse(e).is_none() {
             return Err(format!("unknown estimator {e:?} in metric {s:?}"));
@@ -1090,16 +1131,38 @@ impl MetricRef {
         Ok(MetricRef {
             estimator: e.to_string(),
             statistic: stat,
+            segment,
         })
+    }
+
+    /// The estimator's whole-batch metric (no statistic, no segment).
+    pub fn of(estimator: &str) -> MetricRef {
+        MetricRef {
+            estimator: estimator.to_string(),
+            statistic: None,
+            segment: None,
+        }
+    }
+
+    /// The series the metric reads: `estimator` or `estimator{key=value}`.
+    pub fn series(&self) -> String {
+        match &self.segment {
+            Some((k, v)) => format!("{}{{{k}={v}}}", self.estimator),
+            None => self.estimator.clone(),
+        }
     }
 }
 
 impl std::fmt::Display for MetricRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.statistic {
-            Some(s) => write!(f, "{}.{s}", self.estimator),
-            None => f.write_str(&self.estimator),
+        f.write_str(&self.estimator)?;
+        if let Some(s) = &self.statistic {
+            write!(f, ".{s}")?;
         }
+        if let Some((k, v)) = &self.segment {
+            write!(f, "{{{k}={v}}}")?;
+        }
+        Ok(())
     }
 }
 
@@ -1324,5 +1387,34 @@ mod observe_tests {
         assert_eq!(o4.value, d.value);
         assert!(MetricRef::parse("nope").is_err());
         assert!(observe(&[], &m, 1.0).is_none());
+    }
+
+    #[test]
+    fn segment_metrics_parse_and_print_back() {
+        let m = MetricRef::parse("semantic_mi{region=eu}").unwrap();
+        assert_eq!(m.estimator, "semantic_mi");
+        assert_eq!(m.statistic, None);
+        assert_eq!(m.segment, Some(("region".into(), "eu".into())));
+        assert_eq!(m.to_string(), "semantic_mi{region=eu}");
+        assert_eq!(m.series(), "semantic_mi{region=eu}");
+        let s = MetricRef::parse("shannon_mi.nmi{device=ios 17.1}").unwrap();
+        assert_eq!(s.statistic.as_deref(), Some("nmi"));
+        assert_eq!(s.segment, Some(("device".into(), "ios 17.1".into())));
+        assert_eq!(s.to_string(), "shannon_mi.nmi{device=ios 17.1}");
+        assert_eq!(s.series(), "shannon_mi{device=ios 17.1}");
+        assert!(MetricRef::parse("semantic_mi{region=__other__}").is_ok());
+        for bad in [
+            "semantic_mi{region=eu",
+            "semantic_mi{region}",
+            "semantic_mi{=eu}",
+            "semantic_mi{1x=eu}",
+            "semantic_mi{region=}",
+            "semantic_mi{region=eu}x",
+            "semantic_mi{region=a=b}",
+            "semantic_mi}",
+            "nope{region=eu}",
+        ] {
+            assert!(MetricRef::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod gate;
 pub mod metrics;
 pub mod monitor;
 pub mod queue;
+pub mod segmented;
 pub mod stats;
 pub mod store;
 pub mod store_labels;

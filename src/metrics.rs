@@ -412,12 +412,15 @@ struct StoredVersion {
     name: String,
 }
 
-/// The metrics named by rules, resolved as gates resolve them (unknown names are skipped).
+/// The metrics named by rules, resolved as gates resolve them (unknown names are skipped, and so
+/// are segment metrics `estimator{key=value}`: their series are not exported, which keeps the
+/// label cardinality bounded by the estimators).
 fn rule_metrics<'a>(rules: impl IntoIterator<Item = &'a serde_json::Value>) -> Vec<MetricRef> {
     rules
         .into_iter()
         .filter_map(|r| r.get("metric")?.as_str())
         .filter_map(|m| MetricRef::parse(m).ok())
+        .filter(|m| m.segment.is_none())
         .collect()
 }
 
@@ -469,6 +472,7 @@ pub fn plan(models: &[WatchedModel]) -> Vec<Wanted> {
                 (Some(rules), _) => rules
                     .iter()
                     .filter_map(|r| MetricRef::parse(&r.metric).ok())
+                    .filter(|m| m.segment.is_none())
                     .collect(),
                 (None, Some(gate)) => policy_metrics
                     .get(gate.as_str())

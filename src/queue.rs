@@ -196,6 +196,11 @@ pub struct NewResult {
     pub sufficient: Option<Value>,
     /// The trust report (`estimate::Diagnostics` as JSON).
     pub diagnostics: Value,
+    /// Per segment key: its values and the decomposition (`estimate::segmented::Segments`,
+    /// nats); `None` when the batch has no segments.
+    pub segments: Option<Value>,
+    /// One row per computed segment value, for `estimator{key=value}` metrics.
+    pub segment_rows: Vec<crate::estimate::segmented::SegmentRow>,
 }
 
 /// Mark the job succeeded and write its result, in one transaction fenced on the lease token.
@@ -217,13 +222,14 @@ pub async fn finish(pool: &PgPool, job: &JobRow, result: &NewResult) -> sqlx::Re
         tx.rollback().await?;
         return Ok(false);
     }
-    sqlx::query(
+    let inserted: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO results (id, job_id, batch_id, model_id, version_id, estimator, estimator_version,
-             params, value, ci_low, ci_high, ci_level, ci_method, n, details, sufficient, diagnostics)
+             params, value, ci_low, ci_high, ci_level, ci_method, n, details, sufficient, diagnostics,
+             segments)
          SELECT $1, j.id, j.batch_id, b.model_id, b.version_id, j.estimator, j.estimator_version,
-             j.params, $3, $4, $5, $6, $7, $8, $9, $10, $11
+             j.params, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
          FROM jobs j JOIN batches b ON b.id = j.batch_id WHERE j.id = $2
-         ON CONFLICT (job_id) DO NOTHING",
+         ON CONFLICT (job_id) DO NOTHING RETURNING id",
     )
     .bind(Uuid::now_v7())
     .bind(job.id)
@@ -236,11 +242,69 @@ pub async fn finish(pool: &PgPool, job: &JobRow, result: &NewResult) -> sqlx::Re
     .bind(&result.details)
     .bind(&result.sufficient)
     .bind(&result.diagnostics)
-    .execute(&mut *tx)
+    .bind(&result.segments)
+    .fetch_optional(&mut *tx)
     .await?;
+    if let Some(id) = inserted.filter(|_| !result.segment_rows.is_empty()) {
+        insert_segment_rows(&mut tx, id, &result.segment_rows).await?;
+    }
     crate::monitor::on_job_finished(&mut tx, job.id).await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// The per-segment rows of a result, in the result's transaction (one statement per 1000 rows).
+async fn insert_segment_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    result_id: Uuid,
+    rows: &[crate::estimate::segmented::SegmentRow],
+) -> sqlx::Result<()> {
+    for chunk in rows.chunks(1000) {
+        let mut keys = Vec::with_capacity(chunk.len());
+        let mut values = Vec::with_capacity(chunk.len());
+        let mut ns = Vec::with_capacity(chunk.len());
+        let mut shares = Vec::with_capacity(chunk.len());
+        let mut estimates = Vec::with_capacity(chunk.len());
+        let mut lows = Vec::with_capacity(chunk.len());
+        let mut highs = Vec::with_capacity(chunk.len());
+        let mut details = Vec::with_capacity(chunk.len());
+        let mut sufficient = Vec::with_capacity(chunk.len());
+        let mut diagnostics = Vec::with_capacity(chunk.len());
+        for r in chunk {
+            keys.push(r.key.as_str());
+            values.push(r.value.as_str());
+            ns.push(r.n as i64);
+            shares.push(r.share);
+            estimates.push(r.estimate);
+            lows.push(r.ci_low);
+            highs.push(r.ci_high);
+            details.push(r.details.clone());
+            sufficient.push(r.sufficient.clone().unwrap_or(Value::Null));
+            diagnostics.push(r.diagnostics.clone());
+        }
+        sqlx::query(
+            "INSERT INTO result_segments (result_id, key, value, n, share, estimate, ci_low, ci_high,
+                 details, sufficient, diagnostics)
+             SELECT $1, k, v, n, s, e, lo, hi, d, nullif(su, 'null'::jsonb), dg
+             FROM unnest($2::text[], $3::text[], $4::int8[], $5::float8[], $6::float8[],
+                         $7::float8[], $8::float8[], $9::jsonb[], $10::jsonb[], $11::jsonb[])
+                  AS x(k, v, n, s, e, lo, hi, d, su, dg)",
+        )
+        .bind(result_id)
+        .bind(&keys)
+        .bind(&values)
+        .bind(&ns)
+        .bind(&shares)
+        .bind(&estimates)
+        .bind(&lows)
+        .bind(&highs)
+        .bind(&details)
+        .bind(&sufficient)
+        .bind(&diagnostics)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// A permanent failure: the job ends `failed` with the problem. Fenced.

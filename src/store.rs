@@ -79,6 +79,8 @@ pub struct ResultRow {
     pub details: Value,
     pub diagnostics: Option<Value>,
     pub computed_at: DateTime<Utc>,
+    /// Per segment key (nats): `estimate::segmented::Segments`.
+    pub segments: Option<Value>,
 }
 
 const BATCH_SELECT: &str =
@@ -90,7 +92,7 @@ const BATCH_SELECT: &str =
 
 const RESULT_SELECT: &str = "SELECT r.id, r.job_id, r.batch_id, m.name AS model, v.name AS version,
     r.estimator, r.estimator_version, r.params, r.value, r.ci_low, r.ci_high, r.ci_level,
-    r.ci_method, r.n, r.details, r.diagnostics, r.computed_at
+    r.ci_method, r.n, r.details, r.diagnostics, r.computed_at, r.segments
     FROM results r JOIN models m ON m.id = r.model_id JOIN model_versions v ON v.id = r.version_id";
 
 /// Lock spaces of [`lock_definition`]: one per kind of versioned definition.
@@ -539,6 +541,80 @@ pub async fn metric_rows(
     )
     .bind(versions)
     .bind(estimators)
+    .fetch_all(pool)
+    .await
+}
+
+/// The relation a metric reads, aliased by the caller: `results`, or for a segment metric
+/// (`estimator{key=value}`) the results joined with that segment's rows, with the segment's
+/// `value` (estimate), interval, `n`, `details`, `sufficient` and `diagnostics` in place of the
+/// whole batch's. The key is `[A-Za-z0-9_]` and the value is written as hex, so nothing from the
+/// request reaches the SQL text unescaped.
+pub fn results_source(m: &crate::gate::MetricRef) -> String {
+    match &m.segment {
+        None => "results".into(),
+        Some((k, v)) => {
+            debug_assert!(crate::domain::segments::valid_key(k));
+            let key: String = k
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let hex: String = v.bytes().map(|b| format!("{b:02x}")).collect();
+            format!(
+                "(SELECT r.id, r.job_id, r.batch_id, r.model_id, r.version_id, r.estimator,
+                    r.estimator_version, r.params, s.estimate AS value, s.ci_low, s.ci_high,
+                    r.ci_level, r.ci_method, s.n, s.details, s.sufficient, s.diagnostics,
+                    r.computed_at
+                 FROM results r JOIN result_segments s ON s.result_id = r.id
+                 WHERE s.key = '{key}' AND s.value = convert_from(decode('{hex}', 'hex'), 'UTF8'))"
+            )
+        }
+    }
+}
+
+/// Every result of one segment metric's series for the given versions, oldest first (as
+/// [`metric_rows`], with `estimator` set to the series name `estimator{key=value}`).
+pub async fn segment_metric_rows(
+    pool: &PgPool,
+    versions: &[Uuid],
+    metric: &crate::gate::MetricRef,
+) -> sqlx::Result<Vec<MetricRow>> {
+    let mut rows: Vec<MetricRow> = sqlx::query_as(&format!(
+        "SELECT r.version_id, r.estimator, r.batch_id, b.digest, b.labels_digest, r.estimator_version, r.params, r.value, r.ci_low,
+                r.ci_high, r.ci_level, r.n, r.details, r.sufficient, r.diagnostics
+         FROM {} r JOIN batches b ON b.id = r.batch_id
+         WHERE r.version_id = ANY($1) AND r.estimator = $2 ORDER BY r.computed_at, r.id",
+        results_source(metric)
+    ))
+    .bind(versions)
+    .bind(&metric.estimator)
+    .fetch_all(pool)
+    .await?;
+    let series = metric.series();
+    for r in &mut rows {
+        r.estimator = series.clone();
+    }
+    Ok(rows)
+}
+
+/// The sufficient statistics of each segment value of a version's results of one estimator
+/// version and params: `(key, value, sufficient)` for [`crate::estimate::pool`].
+pub async fn segment_sufficient_stats(
+    pool: &PgPool,
+    version_id: Uuid,
+    estimator: &str,
+    estimator_version: &str,
+    params: &Value,
+) -> sqlx::Result<Vec<(String, String, Option<Value>)>> {
+    sqlx::query_as(
+        "SELECT s.key, s.value, s.sufficient FROM results r JOIN result_segments s ON s.result_id = r.id
+         WHERE r.version_id = $1 AND r.estimator = $2 AND r.params = $3 AND r.estimator_version = $4
+         ORDER BY s.key, s.value",
+    )
+    .bind(version_id)
+    .bind(estimator)
+    .bind(params)
+    .bind(estimator_version)
     .fetch_all(pool)
     .await
 }

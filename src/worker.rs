@@ -475,12 +475,29 @@ impl Worker {
                 let r = tokio::task::spawn_blocking(move || {
                     let report = |f: f64| progress.store(f.to_bits(), Ordering::Relaxed);
                     let cancelled = || stop_flag.load(Ordering::Relaxed);
+                    // With segments: the whole batch is the first half of the progress, the
+                    // per-segment runs the second.
+                    let half = if batch.segments.is_empty() { 1.0 } else { 0.5 };
+                    let whole = |f: f64| report(f * half);
+                    let per_segment = |f: f64| report(0.5 + 0.5 * f);
                     let control = Control {
-                        progress: &report,
+                        progress: &whole,
                         cancelled: &cancelled,
                     };
                     injected_fault(&job.estimator);
-                    compute(&job.estimator, &job.params, &batch, &control)
+                    let out = compute(&job.estimator, &job.params, &batch, &control)?;
+                    let control = Control {
+                        progress: &per_segment,
+                        cancelled: &cancelled,
+                    };
+                    let segments = crate::segmented::compute_segments(
+                        &job.estimator,
+                        &job.params,
+                        &batch,
+                        &out,
+                        &control,
+                    )?;
+                    Ok::<_, EstimateError>((out, segments))
                 })
                 .await;
                 drop(permit);
@@ -536,11 +553,11 @@ impl Worker {
         crate::metrics::job_finished(&job.estimator, outcome_label, elapsed);
         let record = match outcome {
             _ if reason == STOP_LEASE_LOST => Record::Nothing,
-            Ok(Ok(mut out)) => {
+            Ok(Ok((mut out, segments))) => {
                 if let (Some(c), Some(d)) = (label_coverage, out.details.as_object_mut()) {
                     d.insert("label_coverage".into(), serde_json::json!(c));
                 }
-                Record::Finish(to_result(out))
+                Record::Finish(to_result(out, segments))
             }
             Ok(Err(EstimateError::Cancelled)) if reason == STOP_SHUTDOWN => {
                 tracing::info!("released on shutdown");
@@ -622,7 +639,7 @@ fn outage_in(e: &anyhow::Error) -> bool {
     })
 }
 
-fn to_result(out: Output) -> NewResult {
+fn to_result(out: Output, segments: crate::segmented::SegmentResults) -> NewResult {
     let (ci_low, ci_high, ci_level, ci_method) = match out.interval {
         // A one-sided interval has no upper (or lower) end: stored as NULL.
         Some(i) => (
@@ -643,6 +660,10 @@ fn to_result(out: Output) -> NewResult {
         details: out.details,
         sufficient: out.sufficient,
         diagnostics: serde_json::to_value(&out.diagnostics).unwrap_or(serde_json::Value::Null),
+        segments: (!segments.summary.is_empty())
+            .then(|| serde_json::to_value(&segments.summary).ok())
+            .flatten(),
+        segment_rows: segments.rows,
     }
 }
 

@@ -384,14 +384,40 @@ struct Observed {
 struct Reads(HashMap<(Uuid, String), (i64, Vec<store::MetricRow>)>);
 
 impl Reads {
-    /// Read every pair of `versions` × `estimators`.
-    async fn load(j: &Judge<'_>, versions: &[Uuid], estimators: &[String]) -> Result<Reads> {
+    /// Read every pair of `versions` × the series of `metrics` (an estimator's results, or one
+    /// segment value's: `estimator{key=value}`).
+    async fn load(j: &Judge<'_>, versions: &[Uuid], metrics: &[MetricRef]) -> Result<Reads> {
+        let mut estimators: Vec<String> = metrics.iter().map(|m| m.estimator.clone()).collect();
+        estimators.sort();
+        estimators.dedup();
+        let plain: Vec<String> = estimators
+            .iter()
+            .filter(|e| {
+                metrics
+                    .iter()
+                    .any(|m| &m.estimator == *e && m.segment.is_none())
+            })
+            .cloned()
+            .collect();
         let (unfinished, rows) = tokio::try_join!(
-            store::unfinished_jobs_by_estimator(j.pool, versions, estimators),
-            store::metric_rows(j.pool, versions, estimators),
+            store::unfinished_jobs_by_estimator(j.pool, versions, &estimators),
+            store::metric_rows(j.pool, versions, &plain),
         )?;
+        let mut segmented: Vec<MetricRef> = metrics
+            .iter()
+            .filter(|m| m.segment.is_some())
+            .map(|m| MetricRef {
+                statistic: None,
+                ..m.clone()
+            })
+            .collect();
+        segmented.sort_by_key(|m| m.series());
+        segmented.dedup();
         let mut map: HashMap<_, (i64, Vec<store::MetricRow>)> = HashMap::new();
         for (v, e, n) in unfinished {
+            for m in segmented.iter().filter(|m| m.estimator == e) {
+                map.entry((v, m.series())).or_default().0 = n;
+            }
             map.entry((v, e)).or_default().0 = n;
         }
         for row in rows {
@@ -399,6 +425,14 @@ impl Reads {
                 .or_default()
                 .1
                 .push(row);
+        }
+        for m in &segmented {
+            for row in store::segment_metric_rows(j.pool, versions, m).await? {
+                map.entry((row.version_id, row.estimator.clone()))
+                    .or_default()
+                    .1
+                    .push(row);
+            }
         }
         Ok(Reads(map))
     }
@@ -417,10 +451,7 @@ impl Reads {
     /// The metric of a version, from what was loaded.
     fn observe(&self, version: (Uuid, &str), metric: &MetricRef, unit: Unit) -> Observed {
         static NONE: (i64, Vec<store::MetricRow>) = (0, Vec::new());
-        let (unfinished, rows) = self
-            .0
-            .get(&(version.0, metric.estimator.clone()))
-            .unwrap_or(&NONE);
+        let (unfinished, rows) = self.0.get(&(version.0, metric.series())).unwrap_or(&NONE);
         // The series of the latest result: the same parameters and estimator version.
         let latest = rows.last();
         let series: Vec<&store::MetricRow> = rows
@@ -490,7 +521,12 @@ async fn difference(
         .iter()
         .any(|o| o.source.as_ref().is_some_and(|s| s.kind == "pooled"));
     let independent = || Some(gate::independent_delta(c, b, pooled));
-    if metric.statistic.is_some() || !PAIRABLE.contains(&metric.estimator.as_str()) {
+    // A segment's paired difference would need the batches restricted to the segment: its
+    // sides are combined as independent.
+    if metric.statistic.is_some()
+        || metric.segment.is_some()
+        || !PAIRABLE.contains(&metric.estimator.as_str())
+    {
         return Ok(independent());
     }
     let order = |o: &Observed| -> Option<Vec<(String, Uuid, serde_json::Value)>> {
@@ -771,10 +807,7 @@ impl<'a> Judge<'a> {
         versions.extend(baselines.values().flatten().map(|(id, _)| *id));
         versions.sort();
         versions.dedup();
-        let mut estimators: Vec<String> = metrics.iter().map(|m| m.estimator.clone()).collect();
-        estimators.sort();
-        estimators.dedup();
-        let mut reads = Reads::load(self, &versions, &estimators).await?;
+        let mut reads = Reads::load(self, &versions, &metrics).await?;
         if let Some(s) = &scope {
             reads.restrict(version_id, &s.batches);
         }
@@ -967,11 +1000,82 @@ pub struct Comparison {
     pub candidate_version: String,
     pub unit: Unit,
     pub metrics: Vec<MetricComparison>,
+    /// Per estimator and segment key carried by both versions' latest segmented batches: the
+    /// segment values ranked by their contribution to the change of the information,
+    /// P_c(s)·I_c(s) − P_b(s)·I_b(s), most negative (the segment that lost the most) first.
+    pub segments: Vec<SegmentRanking>,
+}
+
+/// The segment values of one key ranked by their contribution to the change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SegmentRanking {
+    pub estimator: String,
+    pub key: String,
+    /// The batches whose per-segment results were compared (each side's latest with segments).
+    pub baseline_batch_id: Uuid,
+    pub candidate_batch_id: Uuid,
+    /// Σ_s P(s) I_s on each side (I(Y;Ŷ|S) for `shannon_mi`) and its change, in `unit`.
+    pub baseline_conditional: Option<f64>,
+    pub candidate_conditional: Option<f64>,
+    pub items: Vec<crate::estimate::segmented::SegmentChange>,
+}
+
+/// Each side's latest segmented result per estimator, and the rankings of the keys both carry.
+pub(crate) async fn segment_rankings(
+    c: &mut sqlx::PgConnection,
+    bid: Uuid,
+    cid: Uuid,
+    unit: Unit,
+) -> Result<Vec<SegmentRanking>> {
+    use crate::estimate::segmented::{rank_changes, scale_segments, Segments};
+    let rows: Vec<(Uuid, String, Uuid, serde_json::Value)> = sqlx::query_as(
+        "SELECT DISTINCT ON (version_id, estimator) version_id, estimator, batch_id, segments
+         FROM results WHERE version_id = ANY($1) AND segments IS NOT NULL
+         ORDER BY version_id, estimator, computed_at DESC, id DESC",
+    )
+    .bind([bid, cid].as_slice())
+    .fetch_all(&mut *c)
+    .await?;
+    let mut sides: HashMap<(Uuid, String), (Uuid, Segments)> = HashMap::new();
+    for (v, e, batch, seg) in rows {
+        if let Ok(s) = serde_json::from_value::<Segments>(seg) {
+            sides.insert((v, e), (batch, scale_segments(&s, unit.factor())));
+        }
+    }
+    let mut estimators: Vec<&String> = sides.keys().map(|(_, e)| e).collect();
+    estimators.sort();
+    estimators.dedup();
+    let mut out = Vec::new();
+    for e in estimators {
+        let (Some((bb, bs)), Some((cb, cs))) =
+            (sides.get(&(bid, e.clone())), sides.get(&(cid, e.clone())))
+        else {
+            continue;
+        };
+        for (key, b) in bs {
+            let Some(c) = cs.get(key) else { continue };
+            let cond = |k: &crate::estimate::segmented::KeySegments| {
+                k.decomposition.as_ref().and_then(|d| d.conditional_mi)
+            };
+            out.push(SegmentRanking {
+                estimator: e.clone(),
+                key: key.clone(),
+                baseline_batch_id: *bb,
+                candidate_batch_id: *cb,
+                baseline_conditional: cond(b),
+                candidate_conditional: cond(c),
+                items: rank_changes(b, c),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Compare two versions (or aliases) per metric: both values, the difference with its interval
 /// (paired when both were evaluated on the same samples), the relative difference, and whether
-/// the two intervals overlap.
+/// the two intervals overlap. When both versions' batches carry the same segment key,
+/// `segments` ranks its values by their contribution to the change of the information
+/// (P_c(s)·I_c(s) − P_b(s)·I_b(s), most negative first): which segment lost the most.
 ///
 /// Example `delta`: `{"value": -0.012, "relative": -0.011, "ci_low": -0.019, "ci_high": -0.005,
 /// "method": "paired"}`.
@@ -1010,12 +1114,10 @@ pub async fn compare(
     .await?;
     let mut metrics = Vec::new();
     let judge = Judge::of(&state);
-    let reads = Reads::load(&judge, &[bid, cid], &estimators).await?;
+    let plain: Vec<MetricRef> = estimators.iter().map(|e| MetricRef::of(e)).collect();
+    let reads = Reads::load(&judge, &[bid, cid], &plain).await?;
     for e in estimators {
-        let m = MetricRef {
-            estimator: e.clone(),
-            statistic: None,
-        };
+        let m = MetricRef::of(&e);
         let side = |o: Observed| match o.input {
             Input::Value(v) => Side {
                 value: super::views::finite(v.value),
@@ -1053,11 +1155,14 @@ pub async fn compare(
             ci_overlap,
         });
     }
+    let mut conn = state.pool.acquire().await?;
+    let segments = segment_rankings(&mut conn, bid, cid, unit).await?;
     Ok(Json(Comparison {
         model,
         baseline_version: bname,
         candidate_version: cname,
         unit,
         metrics,
+        segments,
     }))
 }

@@ -20,9 +20,12 @@ use crate::{stats, store};
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
-    /// `estimator` or `estimator.statistic`, e.g. `semantic_mi` or `shannon_mi.nmi`.
+    /// `estimator[.statistic][{key=value}]`, e.g. `semantic_mi`, `shannon_mi.nmi`, or one
+    /// segment value's series `semantic_mi{region=eu}` (`{key=value}` names a segment key of the
+    /// batches and one of its values, `__other__` for the values beyond the cap). A segment value
+    /// never seen gives an empty history.
     #[param(
-        pattern = r"^(shannon_mi|semantic_mi|ce_bound|implied_mi|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?$"
+        pattern = r#"^(shannon_mi|semantic_mi|ce_bound|implied_mi|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?(\{[A-Za-z][A-Za-z0-9_]{0,31}=[^{}=,"\x00-\x1f]{1,64}\})?$"#
     )]
     pub metric: String,
     /// Only this version (name or alias).
@@ -165,12 +168,13 @@ async fn compute_history(
     };
     if let Some(b) = q.buckets {
         let (expr, stat) = value_sql(&metric, 7);
+        let src = store::results_source(&metric);
         if !(1..=10_000).contains(&b) {
             return Err(Error::BadRequest(
                 "buckets must be between 1 and 10000".into(),
             ));
         }
-        if metric.statistic.is_none() {
+        if metric.statistic.is_none() && metric.segment.is_none() {
             if let Some(buckets) =
                 rollup_buckets(&state.pool, model_id, &metric.estimator, version_id, q, b).await?
             {
@@ -193,7 +197,7 @@ async fn compute_history(
         }
         let sql = format!(
             "WITH r AS (
-                SELECT r.computed_at AS t, {expr} AS v FROM results r
+                SELECT r.computed_at AS t, {expr} AS v FROM {src} r
                 WHERE r.model_id = $1 AND r.estimator = $2
                   AND ($3::uuid IS NULL OR r.version_id = $3)
                   AND ($4::timestamptz IS NULL OR r.computed_at >= $4)
@@ -251,6 +255,7 @@ async fn compute_history(
         });
     }
     let (expr, stat) = value_sql(&metric, 9);
+    let src = store::results_source(&metric);
     let page = PageQuery {
         limit: q.limit,
         cursor: q.cursor.clone(),
@@ -259,7 +264,7 @@ async fn compute_history(
     let after = page.after_time()?;
     let sql = format!(
         "SELECT r.computed_at, r.id, v.name, r.batch_id, {expr}, r.ci_low, r.ci_high
-         FROM results r JOIN model_versions v ON v.id = r.version_id
+         FROM {src} r JOIN model_versions v ON v.id = r.version_id
          WHERE r.model_id = $1 AND r.estimator = $2
            AND ($3::uuid IS NULL OR r.version_id = $3)
            AND ($4::timestamptz IS NULL OR r.computed_at >= $4)
@@ -325,9 +330,10 @@ async fn compute_history(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct KpiQuery {
-    /// One metric (`estimator` or `estimator.statistic`); default: every estimator's value.
+    /// One metric (`estimator[.statistic][{key=value}]`, e.g. `semantic_mi{region=eu}` for one
+    /// segment value's results); default: every estimator's value.
     #[param(
-        pattern = r"^(shannon_mi|semantic_mi|ce_bound|implied_mi|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?$"
+        pattern = r#"^(shannon_mi|semantic_mi|ce_bound|implied_mi|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?(\{[A-Za-z][A-Za-z0-9_]{0,31}=[^{}=,"\x00-\x1f]{1,64}\})?$"#
     )]
     pub metric: Option<String>,
     /// One KPI name (a key of the batches' `metadata.kpis`); default: every KPI found.
@@ -393,13 +399,16 @@ pub async fn kpi_correlation(
         .transpose()
         .map_err(Error::BadRequest)?;
     // Latest result per (batch, estimator), with the batch's KPIs.
-    let rows: Vec<(Uuid, String, f64, serde_json::Value, serde_json::Value)> = sqlx::query_as(
+    let src = metric
+        .as_ref()
+        .map_or_else(|| "results".to_string(), store::results_source);
+    let rows: Vec<(Uuid, String, f64, serde_json::Value, serde_json::Value)> = sqlx::query_as(&format!(
         "SELECT DISTINCT ON (r.batch_id, r.estimator) r.batch_id, r.estimator, r.value, r.details, b.metadata -> 'kpis'
-         FROM results r JOIN batches b ON b.id = r.batch_id
+         FROM {src} r JOIN batches b ON b.id = r.batch_id
          WHERE r.model_id = $1 AND jsonb_typeof(b.metadata -> 'kpis') = 'object'
            AND ($2::text IS NULL OR r.estimator = $2)
          ORDER BY r.batch_id, r.estimator, r.computed_at DESC",
-    )
+    ))
     .bind(model_id)
     .bind(metric.as_ref().map(|m| m.estimator.clone()))
     .fetch_all(&state.pool)
@@ -409,13 +418,13 @@ pub async fn kpi_correlation(
     let mut pairs: BTreeMap<(String, String), (Vec<f64>, Vec<f64>)> = BTreeMap::new();
     for (_, estimator, value, details, kpis) in rows {
         let (label, v) = match &metric {
-            Some(MetricRef {
-                statistic: Some(s), ..
-            }) => (
-                format!("{estimator}.{s}"),
-                details.get(s).and_then(|x| x.as_f64()),
-            ),
-            _ => (estimator.clone(), Some(value)),
+            Some(
+                m @ MetricRef {
+                    statistic: Some(s), ..
+                },
+            ) => (m.to_string(), details.get(s).and_then(|x| x.as_f64())),
+            Some(m) => (m.to_string(), Some(value)),
+            None => (estimator.clone(), Some(value)),
         };
         let Some(v) = v.filter(|v| v.is_finite()) else {
             continue;

@@ -150,7 +150,17 @@ impl Default for Limits {
             predictions and true labels per model version; estimator jobs run on a durable \
             Postgres-backed queue and their results are kept per version.\n\n\
             Information values are in **bits** unless `?unit=nats` is given. Errors are RFC 9457 \
-            `application/problem+json` documents; field errors carry a JSON Pointer into the body.",
+            `application/problem+json` documents; field errors carry a JSON Pointer into the body.\n\n\
+            **Metrics** (history, version summaries, gate and monitor rules) are addressed as \
+            `estimator[.statistic][{key=value}]`: `semantic_mi`, `shannon_mi.nmi`, or one segment \
+            value's series `semantic_mi{region=eu}`, `shannon_mi.nmi{device=ios}` (`key`: a letter \
+            then letters, digits or `_`, at most 32; `value`: 1 to 64 characters without \
+            `{ } = , \"` or control characters; `__other__` names the values beyond the upload's \
+            cap). Batches carry segments as `segments: {key: [value per sample]}` (NDJSON \
+            `segments: {key: value}` per row, CSV and Arrow `segment_<key>` columns); every \
+            estimator then also reports its value per segment value with the decomposition \
+            Σ_s P(s) I_s, I(Y;S) and each segment's contribution (`segments` of a result), and \
+            `/compare` ranks the segments by their contribution to the change.",
         license(name = "Apache-2.0")
     ),
     tags(

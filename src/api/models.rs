@@ -173,7 +173,45 @@ async fn version_metrics(state: &AppState, version_id: Uuid, unit: Unit) -> Resu
         .await?;
         let pooled = estimate::pool(&r.estimator, &stats, r.ci_level.unwrap_or(0.95))
             .and_then(|p| super::views::finite(p.value * unit.factor()));
+        // Per segment value: pooled over the batches that carry it.
+        type Stats = Vec<Option<serde_json::Value>>;
+        let mut by_value: std::collections::BTreeMap<(String, String), Stats> =
+            std::collections::BTreeMap::new();
+        for (k, v, suff) in store::segment_sufficient_stats(
+            &state.pool,
+            version_id,
+            &r.estimator,
+            &r.estimator_version,
+            &r.params,
+        )
+        .await?
+        {
+            by_value.entry((k, v)).or_default().push(suff);
+        }
+        let segments = by_value
+            .into_iter()
+            .map(|((key, value), stats)| {
+                let stats: Option<Vec<serde_json::Value>> = stats.into_iter().collect();
+                let batches = stats.as_ref().map_or(0, |s| s.len() as i64);
+                let pooled = stats
+                    .and_then(|s| estimate::pool(&r.estimator, &s, r.ci_level.unwrap_or(0.95)))
+                    .and_then(|p| super::views::finite(p.value * unit.factor()));
+                super::views::SegmentMetric {
+                    metric: crate::gate::MetricRef {
+                        estimator: r.estimator.clone(),
+                        statistic: None,
+                        segment: Some((key.clone(), value.clone())),
+                    }
+                    .to_string(),
+                    key,
+                    value,
+                    pooled_batches: if pooled.is_some() { batches } else { 0 },
+                    pooled,
+                }
+            })
+            .collect();
         metrics.push(Metric {
+            segments,
             estimator: r.estimator.clone(),
             params: r.params.clone(),
             pooled_batches: if pooled.is_some() {

@@ -144,6 +144,12 @@ pub struct EstimateResult {
     /// checks existed.
     pub diagnostics: Option<crate::estimate::Diagnostics>,
     pub computed_at: DateTime<Utc>,
+    /// Present when the batch carries segments: per key, the estimator on each segment value's
+    /// samples (`estimate`, its interval, `share` = P(s), `contribution` = P(s)·I_s and its
+    /// share) and, for the estimators averaging over samples, the `decomposition`:
+    /// `conditional_mi` = Σ_s P(s) I_s (I(Y;Ŷ|S) for `shannon_mi`), I(Y;S), and for `shannon_mi`
+    /// the plug-in chain rule I(Y;Ŷ,S) = I(Y;S) + I(Y;Ŷ|S). Information values in `unit`.
+    pub segments: Option<crate::estimate::segmented::Segments>,
 }
 
 pub fn special(x: f64) -> Option<String> {
@@ -186,6 +192,10 @@ impl EstimateResult {
             details: convert_details(&r.details, f),
             diagnostics: r.diagnostics.and_then(|d| serde_json::from_value(d).ok()),
             computed_at: r.computed_at,
+            segments: r
+                .segments
+                .and_then(|s| serde_json::from_value(s).ok())
+                .map(|s| crate::estimate::segmented::scale_segments(&s, f)),
         }
     }
 }
@@ -365,6 +375,22 @@ pub struct Metric {
     /// Pooled value over every batch of the version (from summed sufficient statistics), in `unit`.
     pub pooled: Option<f64>,
     /// Batches whose results entered `pooled`.
+    pub pooled_batches: i64,
+    /// Per segment value of the version's batches (when they carry segments): the metric's
+    /// address and its value pooled over the batches carrying that value (mergeable
+    /// estimators). The latest batch's per-segment values are in `latest.segments`.
+    pub segments: Vec<SegmentMetric>,
+}
+
+/// One segment value's metric in a version summary.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SegmentMetric {
+    /// The address for history, gates and compare, e.g. `semantic_mi{region=eu}`.
+    pub metric: String,
+    pub key: String,
+    pub value: String,
+    /// Pooled over the batches carrying this value, in `unit` (null when not mergeable).
+    pub pooled: Option<f64>,
     pub pooled_batches: i64,
 }
 

@@ -19,6 +19,7 @@ pub mod paired;
 pub mod pointwise;
 pub mod rg;
 pub mod rng;
+pub mod segmented;
 pub mod semantic;
 pub mod shannon;
 pub mod special;

@@ -334,6 +334,19 @@ pub fn semantic_mi(
     params: &Params,
     ctl: &Control<'_>,
 ) -> Result<Output, EstimateError> {
+    semantic_mi_limited(input, params, ctl, SCORE_KNN_MAX_ROWS)
+}
+
+/// [`semantic_mi`] with at most `score_rows` rows for the k-NN estimate of R = I(Y; q(X))
+/// (`details.efficiency`'s denominator; below 100 rows it is not estimated, with the reason).
+/// The per-segment runs share the whole batch's budget of rows among the segments, so that
+/// the k-NN search of all segments together costs about what the whole batch's does.
+pub fn semantic_mi_limited(
+    input: &ClassInput<'_>,
+    params: &Params,
+    ctl: &Control<'_>,
+    score_rows: usize,
+) -> Result<Output, EstimateError> {
     params.validate().map_err(EstimateError::Invalid)?;
     let n = check_class_input(input)?;
     let mode = match params.mode.as_str() {
@@ -355,7 +368,7 @@ pub fn semantic_mi(
                     "mode \"probabilities\" needs class probabilities in the batch",
                 )
             })?;
-            probabilities_mode(input, q, n, params, ctl)
+            probabilities_mode(input, q, n, params, ctl, score_rows)
         }
         "truth_matrix" => {
             let t = input.truth_matrix.ok_or_else(|| {
@@ -476,7 +489,7 @@ struct ScoreChannel {
 /// Largest number of probability columns (minus one) for the k-NN estimate of R.
 const SCORE_KNN_MAX_DIM: usize = 10;
 /// Rows used by the k-NN estimate of R (a seeded random subset above this).
-const SCORE_KNN_MAX_ROWS: usize = 20_000;
+pub const SCORE_KNN_MAX_ROWS: usize = 20_000;
 
 /// R = I(Y; q(X)) (see [`ScoreChannel`]). When the batch's probability vectors take few distinct
 /// values (at most max(20, N/20), e.g. a calibrated lookup or a model with discrete outputs),
@@ -491,6 +504,7 @@ fn score_channel_mi(
     k: usize,
     w: Option<&[f64]>,
     seed: u64,
+    max_rows: usize,
 ) -> ScoreChannel {
     use std::collections::HashMap;
     let n = labels.len();
@@ -537,14 +551,17 @@ fn score_channel_mi(
     if ids.len() * 100 < n * 99 {
         return none("more than 1 % of the probability vectors repeat exactly, which inflates k-NN estimates; R = I(Y; q(X)) is not estimated".into());
     }
+    if max_rows < 100 {
+        return none(format!("R = I(Y; q(X)) is not estimated by k-NN on a segment this small ({max_rows} rows of the batch's budget of {SCORE_KNN_MAX_ROWS} for its segments)"));
+    }
     let mut rows: Vec<usize> = (0..n).collect();
-    if n > SCORE_KNN_MAX_ROWS {
+    if n > max_rows {
         let mut g = SplitMix64::new(seed ^ 0x5C0E_C4A7_0000_0001);
-        for i in 0..SCORE_KNN_MAX_ROWS {
+        for i in 0..max_rows {
             let j = i + g.below(n - i);
             rows.swap(i, j);
         }
-        rows.truncate(SCORE_KNN_MAX_ROWS);
+        rows.truncate(max_rows);
     }
     let d = k - 1;
     let mut feats = Vec::with_capacity(rows.len() * d);
@@ -574,6 +591,7 @@ fn probabilities_mode(
     n: usize,
     params: &Params,
     ctl: &Control<'_>,
+    score_rows: usize,
 ) -> Result<Output, EstimateError> {
     let k = input.k;
     probabilities_shape(&q, n, k)?;
@@ -727,7 +745,7 @@ fn probabilities_mode(
         h_y,
         "the upper bound H(Y) is 0 (a single true class)",
     );
-    let bound = score_channel_mi(&q, input.labels, k, w.as_deref(), params.seed);
+    let bound = score_channel_mi(&q, input.labels, k, w.as_deref(), params.seed, score_rows);
     let (eff, eff_reason) = match bound.value {
         Some(r) => ratio_or_null(
             value,

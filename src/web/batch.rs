@@ -209,6 +209,9 @@ pub async fn batch(state: &AppState, id: Uuid) -> WebResult {
         s.push_str("</tbody></table></div></section>");
     }
 
+    // Per segment value, with the decomposition.
+    s.push_str(&super::segments::batch_section(&results));
+
     // Per estimator.
     let shannon = results.iter().rev().find(|r| r.estimator == "shannon_mi");
     let semantic = results.iter().rev().find(|r| r.estimator == "semantic_mi");

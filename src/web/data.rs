@@ -191,6 +191,12 @@ pub const STATISTIC_SAMPLE: i32 = 12;
 /// up to `$7` evenly spread results per group are fetched for their `details` (`count` still
 /// counts every result).
 pub fn history_sql(statistic: bool) -> String {
+    history_sql_from(statistic, "results")
+}
+
+/// [`history_sql`] over another relation with the columns of `results` (a segment metric's,
+/// [`store::results_source`]).
+pub fn history_sql_from(statistic: bool, src: &str) -> String {
     let finite = |x: &str| format!("CASE WHEN {x} > '-Infinity' AND {x} < 'Infinity' THEN {x} END");
     if statistic {
         let v = "(r.details ->> $6)::float8";
@@ -201,14 +207,14 @@ pub fn history_sql(statistic: bool) -> String {
                 FROM (SELECT id, version_id, e,
                              least(greatest(floor($3 * (e - $4) / $5)::int, 0), $3 - 1) AS k
                       FROM (SELECT r.id, r.version_id, date_part('epoch', r.computed_at) AS e
-                            FROM results r WHERE r.model_id = $1 AND r.estimator = $2
+                            FROM {src} r WHERE r.model_id = $1 AND r.estimator = $2
                             OFFSET 0) r) x
                 GROUP BY k, version_id)
              SELECT g.version_id, g.t_first, g.t_last, g.t_mean, s.min, s.mean, s.max,
                     NULL::float8 AS ci_low, NULL::float8 AS ci_high, g.n AS count, 0::bigint AS neg_inf
              FROM g CROSS JOIN LATERAL (
                 SELECT min(v) AS min, avg(v) AS mean, max(v) AS max
-                FROM (SELECT {} AS v FROM results r
+                FROM (SELECT {} AS v FROM {src} r
                       WHERE r.id = ANY (ARRAY(
                                 SELECT g.ids[1 + (i * g.n) / least(g.n, $7)]
                                 FROM generate_series(0, least(g.n, $7) - 1) i))
@@ -224,7 +230,7 @@ pub fn history_sql(statistic: bool) -> String {
                 count(*) AS count, count(*) FILTER (WHERE neg_inf) AS neg_inf
          FROM (SELECT r.version_id, date_part('epoch', r.computed_at) AS e,
                       {} AS v, {} AS lo, {} AS hi, r.value = '-Infinity' AS neg_inf
-               FROM results r
+               FROM {src} r
                WHERE r.model_id = $1 AND r.estimator = $2
                OFFSET 0) x
          GROUP BY least(greatest(floor($3 * (e - $4) / $5)::int, 0), $3 - 1), version_id
@@ -256,7 +262,10 @@ pub async fn history(
     };
     let secs = ((hi - lo).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6).max(1e-6);
     let start = lo.timestamp_micros() as f64 / 1e6;
-    let sql = history_sql(metric.statistic.is_some());
+    let sql = history_sql_from(
+        metric.statistic.is_some(),
+        &crate::store::results_source(metric),
+    );
     let q = sqlx::query_as(&sql)
         .bind(model_id)
         .bind(&metric.estimator)

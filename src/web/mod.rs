@@ -15,6 +15,7 @@ mod chart;
 pub mod data;
 pub mod html;
 mod model;
+mod segments;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

@@ -344,6 +344,9 @@ pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebRes
     }
     b.push_str("</section>");
 
+    // Segments: what changed between the two most recent segmented versions.
+    b.push_str(&super::segments::model_section(pool, model_id).await?);
+
     // Versions.
     b.push_str("<section><h2>Versions</h2>");
     if versions.is_empty() {

@@ -19,5 +19,6 @@ mod retention;
 mod robustness;
 mod rollups;
 mod samples;
+mod segments;
 mod server;
 mod web;

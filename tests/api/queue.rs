@@ -256,6 +256,8 @@ async fn finishing_is_fenced_on_the_lease() {
         details: json!({}),
         sufficient: None,
         diagnostics: json!({"reliability": "ok", "reasons": []}),
+        segments: None,
+        segment_rows: vec![],
     };
     assert!(!queue::finish(&app.pool, &stale, &result(1.0))
         .await

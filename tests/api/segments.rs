@@ -1,0 +1,265 @@
+//! Segments end to end: upload with a segment column → per-segment results and the
+//! decomposition → history of `estimator{key=value}` → a gate on a segment's value → the version
+//! summary → `/compare` ranking the segment that was made worse first → the dashboard.
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+use crate::support::{app, fast_workers, TestApp};
+
+/// Binary labels and predictions of a binary symmetric channel with error `e` on `n` samples,
+/// exactly (n(1−e)/2 on each diagonal cell, ne/2 off it).
+fn bsc(n: usize, e: f64) -> Vec<(u32, u32)> {
+    let wrong = (n as f64 * e / 2.0).round() as usize;
+    let right = n / 2 - wrong;
+    let mut out = vec![];
+    for (y, p, c) in [(0, 0, right), (0, 1, wrong), (1, 1, right), (1, 0, wrong)] {
+        out.extend(std::iter::repeat_n((y, p), c));
+    }
+    out
+}
+
+/// 1 − H_b(e) bits: the MI of a BSC with uniform input (Cover & Thomas, eq. 7.15), which the
+/// plug-in estimate of an exact table equals.
+fn bsc_bits(e: f64) -> f64 {
+    if e == 0.0 {
+        return 1.0;
+    }
+    1.0 + e * e.log2() + (1.0 - e) * (1.0 - e).log2()
+}
+
+/// 2400 samples: `eu` (1600) through a BSC(e_eu), `us` (800) through a BSC(0.2); a second key
+/// `device` whose value `tiny` has one sample (skipped).
+fn batch(e_eu: f64) -> Value {
+    let mut rows: Vec<(u32, u32, &str)> = vec![];
+    rows.extend(bsc(1600, e_eu).into_iter().map(|(y, p)| (y, p, "eu")));
+    rows.extend(bsc(800, 0.2).into_iter().map(|(y, p)| (y, p, "us")));
+    let n = rows.len();
+    let labels: Vec<u32> = rows.iter().map(|r| r.0).collect();
+    let preds: Vec<u32> = rows.iter().map(|r| r.1).collect();
+    let probs: Vec<[f64; 2]> = rows
+        .iter()
+        .map(|r| if r.1 == 0 { [0.8, 0.2] } else { [0.2, 0.8] })
+        .collect();
+    let region: Vec<&str> = rows.iter().map(|r| r.2).collect();
+    let device: Vec<&str> = (0..n)
+        .map(|i| if i == 7 { "tiny" } else { "phone" })
+        .collect();
+    json!({"task": "multiclass", "labels": labels, "predictions": preds, "probabilities": probs,
+           "segments": {"region": region, "device": device},
+           "estimators": ["shannon_mi", "semantic_mi"]})
+}
+
+async fn upload_and_run(app: &TestApp, version: &str, body: &Value) -> String {
+    let (s, b) = app.upload("m", version, body).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let w = app.workers(fast_workers(2));
+    for j in b["jobs"].as_array().unwrap() {
+        let job = app.wait_job(j["id"].as_str().unwrap(), 60).await;
+        assert_eq!(job["state"], "succeeded", "{job}");
+    }
+    w.shutdown().await;
+    b["batch"]["id"].as_str().unwrap().to_string()
+}
+
+fn enc(metric: &str) -> String {
+    metric
+        .replace('{', "%7B")
+        .replace('}', "%7D")
+        .replace('=', "%3D")
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[tokio::test]
+async fn segments_results_history_gates_and_compare() {
+    let app = app().await;
+    let b1 = upload_and_run(&app, "v1", &batch(0.0)).await;
+    // v2: the same model everywhere except eu, made worse.
+    let b2 = upload_and_run(&app, "v2", &batch(0.3)).await;
+
+    // Per-segment results and the decomposition.
+    let (s, v) = app.get(&format!("/v1/batches/{b1}")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let results = v["results"].as_array().expect("results");
+    let shannon = results
+        .iter()
+        .find(|r| r["estimator"] == "shannon_mi")
+        .expect("shannon_mi");
+    let region = &shannon["segments"]["region"];
+    let values = region["values"].as_array().unwrap();
+    assert_eq!(values.len(), 2, "{region}");
+    assert_eq!(values[0]["value"], "eu", "most frequent first");
+    assert_eq!(values[0]["n"], 1600);
+    assert!((f(&values[0]["share"]) - 2.0 / 3.0).abs() < 1e-12);
+    // Each segment's jackknife value is close to its channel's closed form (the plug-in equals
+    // it exactly; the jackknife moves it by O(1/N)), and inside its interval.
+    for (seg, e) in [(&values[0], 0.0), (&values[1], 0.2)] {
+        let (est, lo, hi) = (f(&seg["estimate"]), f(&seg["ci_low"]), f(&seg["ci_high"]));
+        assert!((est - bsc_bits(e)).abs() < 0.01, "{seg}");
+        assert!(lo <= est && est <= hi, "{seg}");
+    }
+    let d = &region["decomposition"];
+    let cond = f(&d["conditional_mi"]);
+    let weighted: f64 = values
+        .iter()
+        .map(|x| f(&x["share"]) * f(&x["estimate"]))
+        .sum();
+    assert!((cond - weighted).abs() < 1e-9, "{d}");
+    assert!(f(&d["conditional_ci_low"]) <= cond && cond <= f(&d["conditional_ci_high"]));
+    let contributions: f64 = values.iter().map(|x| f(&x["contribution"])).sum();
+    assert!((contributions - cond).abs() < 1e-9);
+    // Labels are balanced in both regions: I(Y;S) = 0 on the plug-in; the chain rule holds.
+    let p = &d["plug_in"];
+    assert!(f(&p["i_y_s"]).abs() < 1e-12, "{p}");
+    let expected_given = (2.0 * bsc_bits(0.0) + bsc_bits(0.2)) / 3.0;
+    assert!(
+        (f(&p["i_y_yhat_given_s"]) - expected_given).abs() < 1e-9,
+        "{p}"
+    );
+    assert!(
+        (f(&p["i_y_yhat_and_s"]) - f(&p["i_y_s"]) - f(&p["i_y_yhat_given_s"])).abs() < 1e-9,
+        "{p}"
+    );
+    // A segment value too small for the estimator is skipped with the reason.
+    let device = shannon["segments"]["device"]["values"].as_array().unwrap();
+    let tiny = device.iter().find(|x| x["value"] == "tiny").unwrap();
+    assert!(tiny["estimate"].is_null());
+    assert!(
+        tiny["skipped"].as_str().unwrap().contains("fewer than 2"),
+        "{tiny}"
+    );
+    assert!(shannon["segments"]["device"]["decomposition"]["conditional_mi"].is_null());
+    // Semantic MI has its segments too, each value inside its interval.
+    let semantic = results
+        .iter()
+        .find(|r| r["estimator"] == "semantic_mi")
+        .unwrap();
+    for x in semantic["segments"]["region"]["values"].as_array().unwrap() {
+        let est = f(&x["estimate"]);
+        assert!(f(&x["ci_low"]) <= est && est <= f(&x["ci_high"]), "{x}");
+    }
+
+    // History of one segment value; a value never seen has none; bad syntax is a 400.
+    let (s, h) = app
+        .get(&format!(
+            "/v1/models/m/history?metric={}",
+            enc("shannon_mi{region=eu}")
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{h}");
+    assert_eq!(h["metric"], "shannon_mi{region=eu}");
+    let items = h["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{h}");
+    assert_eq!(items[0]["version"], "v1");
+    assert!((f(&items[0]["value"]) - 1.0).abs() < 0.01);
+    assert!((f(&items[1]["value"]) - bsc_bits(0.3)).abs() < 0.01, "{h}");
+    let (_, sem) = app
+        .get(&format!(
+            "/v1/models/m/history?metric={}&buckets=5",
+            enc("semantic_mi{region=eu}")
+        ))
+        .await;
+    let counted: i64 = sem["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(counted, 2, "{sem}");
+    let (s, none) = app
+        .get(&format!(
+            "/v1/models/m/history?metric={}",
+            enc("shannon_mi{region=mars}")
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(none["items"], json!([]));
+    let (s, bad) = app
+        .get(&format!(
+            "/v1/models/m/history?metric={}",
+            enc("shannon_mi{region=eu")
+        ))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+    assert!(bad["detail"].as_str().unwrap().contains("metric"), "{bad}");
+
+    // A gate on a segment's value: eu fails on v2, passes on v1; us passes on v2.
+    let rules = json!({"rules": [
+        {"metric": "shannon_mi{region=eu}", "op": "gte", "threshold": 0.5},
+        {"metric": "shannon_mi{region=us}", "op": "gte", "threshold": 0.2},
+        {"metric": "shannon_mi{region=mars}", "op": "gte", "threshold": 0.2, "severity": "warning"}]});
+    let (s, _, g2) = app.post_json("/v1/models/m/versions/v2/gate", &rules).await;
+    assert_eq!(s, StatusCode::OK, "{g2}");
+    assert_eq!(g2["verdict"], "fail", "{g2}");
+    assert_eq!(g2["rules"][0]["verdict"], "fail", "{g2}");
+    assert!((f(&g2["rules"][0]["value"]) - bsc_bits(0.3)).abs() < 0.01);
+    assert_eq!(g2["rules"][1]["verdict"], "pass", "{g2}");
+    assert_ne!(
+        g2["rules"][2]["verdict"], "pass",
+        "no data is not a pass: {g2}"
+    );
+    let (_, _, g1) = app
+        .post_json(
+            "/v1/models/m/versions/v1/gate",
+            &json!({"rules": [{"metric": "shannon_mi{region=eu}", "op": "gte", "threshold": 0.5}]}),
+        )
+        .await;
+    assert_eq!(g1["verdict"], "pass", "{g1}");
+    let (s, _, badrule) = app
+        .post_json(
+            "/v1/models/m/versions/v1/gate",
+            &json!({"rules": [{"metric": "shannon_mi{region}", "op": "gte", "threshold": 0.5}]}),
+        )
+        .await;
+    assert!(s.is_client_error(), "{badrule}");
+
+    // The version summary lists each segment value's metric.
+    let (_, summary) = app.get("/v1/models/m/versions/v2").await;
+    let sm = summary["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["estimator"] == "shannon_mi")
+        .unwrap();
+    let eu = sm["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["metric"] == "shannon_mi{region=eu}")
+        .unwrap_or_else(|| panic!("{sm}"));
+    assert!((f(&eu["pooled"]) - bsc_bits(0.3)).abs() < 0.01, "{eu}");
+
+    // /compare ranks eu first: it lost the information.
+    let (s, c) = app
+        .get("/v1/models/m/compare?baseline=v1&candidate=v2")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    for est in ["shannon_mi", "semantic_mi"] {
+        let r = c["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["estimator"] == est && r["key"] == "region")
+            .unwrap_or_else(|| panic!("{est}: {c}"));
+        assert_eq!(r["items"][0]["value"], "eu", "{r}");
+        assert!(f(&r["items"][0]["change"]) < -0.1, "{r}");
+        if est == "shannon_mi" {
+            // eu: (2/3)(I_c − I_b) with I_b = 1, I_c = 1 − H(0.3) bits; us unchanged.
+            let want = 2.0 / 3.0 * (bsc_bits(0.3) - 1.0);
+            assert!((f(&r["items"][0]["change"]) - want).abs() < 0.01, "{r}");
+            assert!(f(&r["items"][1]["change"]).abs() < 1e-9, "{r}");
+        }
+    }
+
+    // The dashboard shows the per-segment table and the ranking.
+    let (s, page) = app.get(&format!("/batches/{b2}")).await;
+    assert_eq!(s, StatusCode::OK);
+    let page = page.as_str().unwrap();
+    assert!(page.contains("<h2>Segments</h2>"), "{page}");
+    assert!(page.contains("tiny") && page.contains("fewer than 2 samples"));
+    let (_, model) = app.get("/models/m").await;
+    assert!(model.as_str().unwrap().contains("Segments: v1 → v2"));
+}
