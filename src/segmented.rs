@@ -334,7 +334,10 @@ fn decompose(
             Err(reason) => d.reason = Some(reason),
         },
     }
-    if let BatchData::Multiclass { labels, .. } = &batch.data {
+    // I(Y;S) reads the labels: only when every sample has its label (a label-free implied_mi
+    // run on a batch whose labels come later has none yet).
+    let labelled = batch.labelled_count() == batch.n;
+    if let (true, BatchData::Multiclass { labels, .. }) = (labelled, &batch.data) {
         let k = batch.k();
         let segments = col.values.len();
         let w = batch.weights.as_deref();

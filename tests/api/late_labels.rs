@@ -243,6 +243,11 @@ async fn a_coverage_below_one_runs_on_the_labelled_samples_and_records_it() {
     let n = 300;
     let (with, mut without, labels) = bodies(n, 5);
     without["label_coverage"] = json!(0.5);
+    // Segments ride along: the per-segment runs see the labelled samples only.
+    let tier: Vec<&str> = (0..n)
+        .map(|i| if i % 2 == 0 { "gold" } else { "free" })
+        .collect();
+    without["segments"] = json!({"tier": tier});
     let (s, a) = app.upload("part", "v1", &without).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{a}");
     let batch = a["batch"]["id"].as_str().unwrap().to_string();
@@ -258,6 +263,13 @@ async fn a_coverage_below_one_runs_on_the_labelled_samples_and_records_it() {
     let late = result(&detail, "shannon_mi", None);
     assert_eq!(late["n"], chosen.len());
     assert_eq!(late["details"]["label_coverage"], 0.6);
+    let per_tier: u64 = late["segments"]["tier"]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["n"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_tier, chosen.len() as u64, "{}", late["segments"]);
     // The same as uploading exactly the labelled samples with their labels.
     let pick = |key: &str| -> Value {
         Value::Array(chosen.iter().map(|&i| with[key][i].clone()).collect())
