@@ -138,7 +138,7 @@ pub struct Rule {
     /// value and interval, pooled over the version's batches as the whole metric is; a segment
     /// value the version's batches never carried has no data, like an unknown metric).
     #[schema(
-        pattern = r#"^(shannon_mi|semantic_mi|ce_bound|implied_mi|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?(\{[A-Za-z][A-Za-z0-9_]{0,31}=[^{}=,"\x00-\x1f]{1,64}\})?$"#
+        pattern = r#"^(shannon_mi|semantic_mi|ce_bound|implied_mi|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?(\{[A-Za-z][A-Za-z0-9_]{0,31}=[^{}=,"\x00-\x1f\x7f-\x9f]{1,64}\})?$"#
     )]
     pub metric: String,
     pub op: Op,

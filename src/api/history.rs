@@ -25,7 +25,7 @@ pub struct HistoryQuery {
     /// batches and one of its values, `__other__` for the values beyond the cap). A segment value
     /// never seen gives an empty history.
     #[param(
-        pattern = r#"^(shannon_mi|semantic_mi|ce_bound|implied_mi|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?(\{[A-Za-z][A-Za-z0-9_]{0,31}=[^{}=,"\x00-\x1f]{1,64}\})?$"#
+        pattern = r#"^(shannon_mi|semantic_mi|ce_bound|implied_mi|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?(\{[A-Za-z][A-Za-z0-9_]{0,31}=[^{}=,"\x00-\x1f\x7f-\x9f]{1,64}\})?$"#
     )]
     pub metric: String,
     /// Only this version (name or alias).
@@ -333,7 +333,7 @@ pub struct KpiQuery {
     /// One metric (`estimator[.statistic][{key=value}]`, e.g. `semantic_mi{region=eu}` for one
     /// segment value's results); default: every estimator's value.
     #[param(
-        pattern = r#"^(shannon_mi|semantic_mi|ce_bound|implied_mi|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?(\{[A-Za-z][A-Za-z0-9_]{0,31}=[^{}=,"\x00-\x1f]{1,64}\})?$"#
+        pattern = r#"^(shannon_mi|semantic_mi|ce_bound|implied_mi|rg_curve|ksg|mixed_ksg|infonce|mine|nwj|smile)(\.[A-Za-z0-9_]+)?(\{[A-Za-z][A-Za-z0-9_]{0,31}=[^{}=,"\x00-\x1f\x7f-\x9f]{1,64}\})?$"#
     )]
     pub metric: Option<String>,
     /// One KPI name (a key of the batches' `metadata.kpis`); default: every KPI found.

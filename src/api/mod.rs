@@ -517,8 +517,7 @@ fn document_constraints(doc: &mut utoipa::openapi::OpenApi) {
     );
     // Sample ids and segments: the limits validation applies, stated in the document.
     use crate::domain::segments as seg;
-    let id_items =
-        serde_json::json!({"type": "string", "minLength": 1, "maxLength": seg::MAX_ID_CHARS});
+    let id_items = serde_json::json!({"type": "string", "pattern": seg::ID_PATTERN});
     for (schema, field) in [("BatchRequest", "ids"), ("LabelsRequest", "ids")] {
         patch_schema(components, schema, |v| {
             v["properties"][field]["items"] = id_items.clone();

@@ -19,10 +19,12 @@ pub const MAX_ID_CHARS: usize = 128;
 /// Longest segment value, in characters.
 pub const MAX_VALUE_CHARS: usize = 64;
 
+/// A sample id: 1 to 128 characters, no control characters (what `char::is_control` names).
+pub const ID_PATTERN: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,128}$";
 /// A segment key: a letter, then letters, digits or `_` (at most 32).
 pub const KEY_PATTERN: &str = "^[A-Za-z][A-Za-z0-9_]{0,31}$";
 /// A segment value: 1 to 64 characters, none of `{ } = , "` or control characters.
-pub const VALUE_PATTERN: &str = "^[^{}=,\"\\x00-\\x1f]{1,64}$";
+pub const VALUE_PATTERN: &str = "^[^{}=,\"\\x00-\\x1f\\x7f-\\x9f]{1,64}$";
 
 /// One categorical per-sample column after the cap: its values (most frequent first, ties by
 /// name; [`OTHER`] last when the cap grouped some) and each sample's index into them.
@@ -351,5 +353,26 @@ mod tests {
         validate_ids(&mut e, &ids, 4);
         let got: Vec<_> = e.0.iter().map(|f| f.pointer.clone().unwrap()).collect();
         assert_eq!(got, ["/ids/2", "/ids/3"]);
+    }
+}
+
+#[cfg(test)]
+mod pattern_tests {
+    use super::*;
+
+    /// The documented patterns accept exactly what validation accepts: control characters are
+    /// U+0000–U+001F and U+007F–U+009F (`char::is_control`) in both.
+    #[test]
+    fn the_documented_patterns_match_validation() {
+        let value = regex::Regex::new(VALUE_PATTERN).unwrap();
+        let id = regex::Regex::new(ID_PATTERN).unwrap();
+        for c in (0u32..0x250).filter_map(char::from_u32) {
+            let s = format!("a{c}b");
+            assert_eq!(value.is_match(&s), valid_value(&s), "value {c:?}");
+            assert_eq!(id.is_match(&s), valid_id(&s), "id {c:?}");
+        }
+        assert!(!valid_value(&"x".repeat(65)) && !value.is_match(&"x".repeat(65)));
+        assert!(!valid_id(&"é".repeat(129)) && !id.is_match(&"é".repeat(129)));
+        assert!(valid_id(&"é".repeat(128)) && id.is_match(&"é".repeat(128)));
     }
 }
