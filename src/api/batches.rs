@@ -104,7 +104,11 @@ fn location(id: Uuid) -> (header::HeaderName, String) {
     (header::LOCATION, format!("/v1/batches/{id}"))
 }
 
-async fn accepted(state: &AppState, batch_id: Uuid, status: StatusCode) -> Result<Response> {
+pub(super) async fn accepted(
+    state: &AppState,
+    batch_id: Uuid,
+    status: StatusCode,
+) -> Result<Response> {
     let batch = store::get_batch(&state.pool, batch_id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("batch {batch_id} not found")))?;

@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use uuid::Uuid;
 
-use super::batches::{body_rejection, parse_json, path_name};
+use super::batches::{accepted, body_rejection, parse_json, path_name};
 use super::ingest::{self, Format};
-use super::views::{Accepted, Job};
+use super::views::Accepted;
 use super::AppState;
 use crate::domain::labels::{self, LabelsRequest};
 use crate::error::{Error, Problem, Result};
@@ -134,16 +134,5 @@ pub async fn release_batch(
     }
     tx.commit().await?;
     state.wake.notify_waiters();
-    let batch = store::get_batch(&state.pool, id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("batch {id} not found")))?;
-    let jobs = store::batch_jobs(&state.pool, id).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            batch: batch.into(),
-            jobs: jobs.into_iter().map(Job::from).collect(),
-        }),
-    )
-        .into_response())
+    accepted(&state, id, StatusCode::ACCEPTED).await
 }

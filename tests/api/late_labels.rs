@@ -317,10 +317,9 @@ async fn ids_are_unique_within_a_model_and_release_on_request_runs_on_what_has_a
     let (s, out) = post_labels(&app, "ids", "application/json", labels_json(&some, &labels)).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{out}");
     assert_eq!(out["batches"][0]["released"], false);
-    let (s, r) = app
+    let (s, _, r) = app
         .post_json(&format!("/v1/batches/{batch}/release"), &json!({}))
-        .await
-        .into_parts();
+        .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{r}");
     let detail = run_all(&app, &batch).await;
     let sh = result(&detail, "shannon_mi", None);
@@ -346,14 +345,4 @@ async fn ids_are_unique_within_a_model_and_release_on_request_runs_on_what_has_a
     .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{out}");
     assert_eq!(out["unchanged"], 1);
-}
-
-trait IntoParts {
-    fn into_parts(self) -> (StatusCode, Value);
-}
-
-impl IntoParts for (StatusCode, axum::http::HeaderMap, Value) {
-    fn into_parts(self) -> (StatusCode, Value) {
-        (self.0, self.2)
-    }
 }
