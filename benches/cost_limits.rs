@@ -127,7 +127,7 @@ fn child(args: &[String]) {
     let base = vm_rss();
     let t = Instant::now();
     let (r, peak) =
-        counting::peak_of(|| infoaudit::worker::compute(kind.id(), &params, &b, &Control::none()));
+        counting::peak_of(|| infoaudit::compute::compute(kind.id(), &params, &b, &Control::none()));
     let secs = t.elapsed().as_secs_f64();
     println!(
         "{} {} {secs:.2} {}",

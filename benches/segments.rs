@@ -1,7 +1,7 @@
 //! `cargo bench --bench segments`: the cost of segments. `shannon_mi` and `semantic_mi` (default
 //! parameters, as the worker runs them) on N = 10^6 samples, K = 10 classes with probabilities,
 //! without segments and with one segment key of 50 and of 1000 values (Zipf-like sizes, as a
-//! capped real column would have), timed as the worker runs them: `worker::compute` on the whole
+//! capped real column would have), timed as the worker runs them: `compute::compute` on the whole
 //! batch, then `segmented::compute_segments`. Best and median of 3 runs; the ratio is the
 //! segmented run's best over the unsegmented one's. `INFOAUDIT_BENCH_N` overrides N.
 //! See `benches/README.md`, "Segments".
@@ -82,8 +82,8 @@ fn run(b: &Batch, estimator: &str) -> usize {
     }
     .expect("params");
     let none = Control::none();
-    let out = infoaudit::worker::compute(estimator, &params, b, &none).expect("whole");
-    let s = infoaudit::segmented::compute_segments(estimator, &params, b, &out, &none)
+    let out = infoaudit::compute::compute(estimator, &params, b, &none).expect("whole");
+    let s = infoaudit::compute::segments::compute_segments(estimator, &params, b, &out, &none)
         .expect("segments");
     s.rows.len()
 }

@@ -5,12 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, Request, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::api::{self, AppState, Limits};
 use crate::config::{Role, ServeArgs};
 use crate::db::{self, LocalOptions, LocalPostgres};
+use crate::error::{problem_response, Error, Problem};
 use crate::queue::QueueConfig;
 use crate::worker::{WorkerConfig, WorkerPool};
 
@@ -495,7 +502,7 @@ pub async fn serve(
         });
         axum::serve(
             listener,
-            api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(async move { stop_http.cancelled().await })
         .await?;
@@ -508,4 +515,102 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The whole HTTP application: the API's documented routes with Swagger UI, the dashboard, the
+/// login form, and the middleware (rate limit inside authentication, body limit, one error
+/// shape, request metrics, tracing and request ids).
+pub fn router(state: AppState) -> Router {
+    let limits = state.limits;
+    let (api, doc) = api::routes(limits);
+    // Swagger UI (vendored into the binary: no CDN, no download) also serves `/openapi.json`.
+    api.merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .merge(crate::web::router())
+        .route("/login", axum::routing::get(api::keys::login_form).post(api::keys::login))
+        .route("/logout", axum::routing::post(api::keys::logout))
+        .fallback(|| async { Error::NotFound("no such route".into()) })
+        // Inside authentication: the rate limit is per key.
+        .layer(middleware::from_fn_with_state(state.clone(), api::overload::rate_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::auth::middleware))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(middleware::from_fn(problem_everywhere))
+        .layer(middleware::from_fn(track))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &Request<Body>| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                },
+            ),
+        )
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+            tower_http::request_id::MakeRequestUuid,
+        ))
+        .with_state(state)
+}
+
+/// Count and time every request by its route template.
+async fn track(req: Request<Body>, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let resp = next.run(req).await;
+    crate::metrics::http_request(
+        &method,
+        &route,
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+/// Turn every plain-text error response (framework rejections: bad path parameters, wrong method,
+/// body limits) into a problem document, so clients see one error shape.
+async fn problem_everywhere(req: Request<Body>, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    // Problem documents and pages (the dashboard's HTML errors) are already shaped.
+    let shaped = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().starts_with(b"application/problem+json")
+            || v.as_bytes().starts_with(b"text/html")
+    });
+    if shaped {
+        return resp;
+    }
+    let allow = resp.headers().get(header::ALLOW).cloned();
+    let (_, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let (kind, title) = match status {
+        StatusCode::NOT_FOUND => ("not-found", "Not found"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "Request body too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "Unsupported media type"),
+        s if s.is_server_error() => ("internal", "Internal server error"),
+        _ => ("bad-request", "Bad request"),
+    };
+    let detail = if text.is_empty() || status.is_server_error() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut out = problem_response(&Problem::new(status, kind, title, detail));
+    if let Some(a) = allow {
+        out.headers_mut().insert(header::ALLOW, a);
+    }
+    out
 }

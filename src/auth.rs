@@ -21,7 +21,7 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::AppState;
+use crate::api::state::AppState;
 use crate::error::Error;
 
 /// What a key may do.

@@ -406,35 +406,6 @@ pub async fn supervise(
     }
 }
 
-/// Whether a database error means the server cannot be reached or cannot serve right now (an
-/// outage, a restart, crash recovery, an exhausted pool, a serialisation conflict) rather than a
-/// bug or bad input: callers retry these, and the API answers them with 503 + `Retry-After`.
-pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(d) => {
-            let code = d.code();
-            let code = code.as_deref().unwrap_or("");
-            // 08: connection exception; 53: insufficient resources; 57P01-57P03: admin or
-            // crash shutdown, cannot connect now (starting up, recovering); 58: system error;
-            // 40001/40P01: serialisation failure, deadlock (retry); 25006: read-only (failover).
-            code.starts_with("08")
-                || code.starts_with("53")
-                || code.starts_with("58")
-                || matches!(
-                    code,
-                    "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "25006"
-                )
-        }
-        _ => false,
-    }
-}
-
 /// How long a request waits for a pooled connection before the service answers 503: during a
 /// database outage a request fails after this, not after a long hang.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);

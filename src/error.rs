@@ -119,11 +119,38 @@ pub const DATABASE_RETRY_AFTER: u64 = 2;
 
 /// Whether an internal error comes from the database being unreachable (an outage, a restart,
 /// an exhausted pool) rather than from a bug: those answer 503, not 500.
-fn unavailable_in_chain(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<sqlx::Error>()
-            .is_some_and(crate::db::is_unavailable)
-    })
+pub fn unavailable_in_chain(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.downcast_ref::<sqlx::Error>().is_some_and(is_unavailable))
+}
+
+/// Whether a database error means the server cannot be reached or cannot serve right now (an
+/// outage, a restart, crash recovery, an exhausted pool, a serialisation conflict) rather than a
+/// bug or bad input: callers retry these, and the API answers them with 503 + `Retry-After`.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => {
+            let code = d.code();
+            let code = code.as_deref().unwrap_or("");
+            // 08: connection exception; 53: insufficient resources; 57P01-57P03: admin or
+            // crash shutdown, cannot connect now (starting up, recovering); 58: system error;
+            // 40001/40P01: serialisation failure, deadlock (retry); 25006: read-only (failover).
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("58")
+                || matches!(
+                    code,
+                    "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "25006"
+                )
+        }
+        _ => false,
+    }
 }
 
 impl Error {
@@ -134,7 +161,7 @@ impl Error {
     /// Whether the database being unreachable caused this error (answered 503 + Retry-After).
     pub fn is_database_outage(&self) -> bool {
         match self {
-            Error::Database(e) => crate::db::is_unavailable(e),
+            Error::Database(e) => is_unavailable(e),
             Error::Internal(e) => unavailable_in_chain(e),
             _ => false,
         }

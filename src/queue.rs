@@ -14,14 +14,14 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
+use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::domain::estimators::JobSpec;
 use crate::error::Problem;
 
 /// The NOTIFY channel that wakes workers.
-pub const CHANNEL: &str = "infoaudit_jobs";
+pub use crate::store::wake::{notify, CHANNEL};
 
 /// Queue timing.
 #[derive(Debug, Clone)]
@@ -248,7 +248,7 @@ pub async fn finish(pool: &PgPool, job: &JobRow, result: &NewResult) -> sqlx::Re
     if let Some(id) = inserted.filter(|_| !result.segment_rows.is_empty()) {
         insert_segment_rows(&mut tx, id, &result.segment_rows).await?;
     }
-    crate::monitor::on_job_finished(&mut tx, job.id).await?;
+    crate::store::triggers::on_job_finished(&mut tx, job.id).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -322,7 +322,7 @@ pub async fn fail(pool: &PgPool, job: &JobRow, problem: &Problem) -> sqlx::Resul
     .await?
     .rows_affected();
     if n == 1 {
-        crate::monitor::on_job_finished(&mut tx, job.id).await?;
+        crate::store::triggers::on_job_finished(&mut tx, job.id).await?;
     }
     tx.commit().await?;
     Ok(n == 1)
@@ -385,15 +385,6 @@ pub async fn release(pool: &PgPool, job: &JobRow) -> sqlx::Result<bool> {
         notify(pool).await?;
     }
     Ok(n == 1)
-}
-
-/// Wake workers in every process.
-pub async fn notify<'e>(e: impl PgExecutor<'e>) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(CHANNEL)
-        .execute(e)
-        .await?;
-    Ok(())
 }
 
 /// Take back jobs whose lease expired: requeue them with backoff, or fail them after

@@ -12,10 +12,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::domain::batch::{Batch, BatchData};
-use crate::domain::estimators::Kind;
+use crate::compute::compute;
+use crate::domain::batch::Batch;
 use crate::error::Problem;
-use crate::estimate::{self, ClassInput, Control, EstimateError, MultilabelInput, Output};
+use crate::estimate::{self, Control, EstimateError, Output};
 use crate::queue::{self, Beat, JobRow, NewResult, QueueConfig};
 use crate::store;
 
@@ -359,7 +359,7 @@ impl Worker {
             let loaded = match store::load_batch_data(&self.pool, job.batch_id).await {
                 Ok(mut b) if b.labels_later => {
                     // Labels that came later are joined by id, as far as they have arrived.
-                    crate::store_labels::join_labels(&self.pool, job.batch_id, &mut b)
+                    crate::store::labels::join_labels(&self.pool, job.batch_id, &mut b)
                         .await
                         .map(|()| b)
                 }
@@ -367,7 +367,10 @@ impl Worker {
             };
             match loaded {
                 Ok(b) => return Ok(b),
-                Err(e) if outage_in(&e) && std::time::Instant::now() < until => {
+                Err(e)
+                    if crate::error::unavailable_in_chain(&e)
+                        && std::time::Instant::now() < until =>
+                {
                     let wait = outage.failed(&e);
                     tokio::time::sleep(wait).await;
                     if let Some(token) = job.lease_token {
@@ -384,7 +387,7 @@ impl Worker {
         let started = std::time::Instant::now();
         let batch = match self.load_batch(&job).await {
             Ok(b) => b,
-            Err(e) if outage_in(&e) => {
+            Err(e) if crate::error::unavailable_in_chain(&e) => {
                 // Still unreachable: leave the job to its lease; the reaper takes it back.
                 tracing::warn!(error = %e, "cannot load the batch: the database is unreachable");
                 return;
@@ -490,7 +493,7 @@ impl Worker {
                         progress: &per_segment,
                         cancelled: &cancelled,
                     };
-                    let segments = crate::segmented::compute_segments(
+                    let segments = crate::compute::segments::compute_segments(
                         &job.estimator,
                         &job.params,
                         &batch,
@@ -609,7 +612,7 @@ impl Worker {
                     }
                     return;
                 }
-                Err(e) if crate::db::is_unavailable(&e) && std::time::Instant::now() < until => {
+                Err(e) if crate::error::is_unavailable(&e) && std::time::Instant::now() < until => {
                     let wait = outage.failed(&e);
                     tokio::time::sleep(wait).await;
                 }
@@ -631,15 +634,7 @@ enum Record {
     Fail(Problem),
 }
 
-/// Whether an error (from the store) is the database being unreachable.
-fn outage_in(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<sqlx::Error>()
-            .is_some_and(crate::db::is_unavailable)
-    })
-}
-
-fn to_result(out: Output, segments: crate::segmented::SegmentResults) -> NewResult {
+fn to_result(out: Output, segments: crate::compute::segments::SegmentResults) -> NewResult {
     let (ci_low, ci_high, ci_level, ci_method) = match out.interval {
         // A one-sided interval has no upper (or lower) end: stored as NULL.
         Some(i) => (
@@ -665,323 +660,4 @@ fn to_result(out: Output, segments: crate::segmented::SegmentResults) -> NewResu
             .flatten(),
         segment_rows: segments.rows,
     }
-}
-
-fn bad_params(e: serde_json::Error) -> EstimateError {
-    EstimateError::Invalid(format!("stored parameters are invalid: {e}"))
-}
-
-/// Run one estimator on a batch: the bridge from domain types to the pure numeric core.
-pub fn compute(
-    estimator: &str,
-    params: &serde_json::Value,
-    batch: &Batch,
-    control: &Control,
-) -> Result<Output, EstimateError> {
-    let kind = Kind::parse(estimator)
-        .ok_or_else(|| EstimateError::Invalid(format!("unknown estimator {estimator:?}")))?;
-    let p = params.clone();
-    if let Some(bound) = kind.bound() {
-        let BatchData::Pairs { x, y } = &batch.data else {
-            return Err(EstimateError::Invalid(format!(
-                "{} needs a pairs batch",
-                kind.id()
-            )));
-        };
-        let params: estimate::neural::Params = serde_json::from_value(p).map_err(bad_params)?;
-        return estimate::neural::estimate(bound, x.view(), y.view(), &params, control);
-    }
-    match &batch.data {
-        BatchData::Pairs { x, y } => match kind {
-            Kind::Ksg => estimate::ksg::ksg(
-                x.view(),
-                y.view(),
-                &serde_json::from_value(p).map_err(bad_params)?,
-                control,
-            ),
-            k => Err(EstimateError::Invalid(format!(
-                "{} does not apply to pairs batches",
-                k.id()
-            ))),
-        },
-        BatchData::Regression {
-            targets,
-            predictions,
-        } => match kind {
-            Kind::Ksg => {
-                let t =
-                    ndarray::ArrayView2::from_shape((targets.len(), 1), targets).expect("column");
-                let q = ndarray::ArrayView2::from_shape((predictions.len(), 1), predictions)
-                    .expect("column");
-                estimate::ksg::ksg(
-                    t,
-                    q,
-                    &serde_json::from_value(p).map_err(bad_params)?,
-                    control,
-                )
-            }
-            k => Err(EstimateError::Invalid(format!(
-                "{} does not apply to regression batches",
-                k.id()
-            ))),
-        },
-        BatchData::Multiclass {
-            labels,
-            features: Some(f),
-            ..
-        } if kind == Kind::MixedKsg => estimate::ksg::mixed::mixed_ksg(
-            f.view(),
-            labels,
-            &serde_json::from_value(p).map_err(bad_params)?,
-            control,
-        ),
-        BatchData::Multiclass {
-            labels,
-            probabilities: Some(q),
-            ..
-        } if kind == Kind::MixedKsg => estimate::ksg::mixed::mixed_ksg(
-            q.view(),
-            labels,
-            &serde_json::from_value(p).map_err(bad_params)?,
-            control,
-        ),
-        BatchData::Multiclass {
-            labels,
-            probabilities,
-            ..
-        } => {
-            let predictions = batch
-                .multiclass_predictions()
-                .ok_or_else(|| EstimateError::Invalid("the batch has no predictions".into()))?;
-            let input = ClassInput {
-                labels,
-                predictions: &predictions,
-                k: batch.k(),
-                probabilities: probabilities.as_ref().map(|m| m.view()),
-                weights: batch.weights.as_deref(),
-                truth_matrix: batch.truth_matrix.as_ref().map(|m| m.view()),
-            };
-            match kind {
-                Kind::ShannonMi => estimate::shannon::shannon_mi(
-                    &input,
-                    &serde_json::from_value(p).map_err(bad_params)?,
-                    control,
-                ),
-                Kind::SemanticMi => estimate::semantic::semantic_mi(
-                    &input,
-                    &serde_json::from_value(p).map_err(bad_params)?,
-                    control,
-                ),
-                Kind::CeBound => estimate::ce_bound::ce_bound(
-                    &input,
-                    &serde_json::from_value(p).map_err(bad_params)?,
-                    control,
-                ),
-                Kind::ImpliedMi => {
-                    let params: estimate::implied::Params =
-                        serde_json::from_value(p).map_err(bad_params)?;
-                    let label_free = ClassInput {
-                        labels: &[],
-                        ..input
-                    };
-                    let input = if params.labels == estimate::implied::LabelUse::None {
-                        &label_free
-                    } else {
-                        &input
-                    };
-                    estimate::implied::implied_mi(input, &params, control)
-                }
-                Kind::RgCurve => estimate::rg::rg_curve(
-                    &input,
-                    &serde_json::from_value(p).map_err(bad_params)?,
-                    control,
-                ),
-                k => Err(EstimateError::Invalid(format!(
-                    "{} does not apply to multiclass batches",
-                    k.id()
-                ))),
-            }
-        }
-        BatchData::Multilabel {
-            labels,
-            predictions,
-            scores,
-            ..
-        } => {
-            let decisions = predictions.as_ref().or(scores.as_ref()).ok_or_else(|| {
-                EstimateError::Invalid("the batch has neither predictions nor scores".into())
-            })?;
-            match kind {
-                Kind::ShannonMi => {
-                    let mut params: estimate::shannon::Params =
-                        serde_json::from_value(p).map_err(bad_params)?;
-                    if predictions.is_some() {
-                        // Hard predicted sets (0/1) are their own decisions.
-                        params.threshold = 0.5;
-                    }
-                    let input = MultilabelInput {
-                        labels: labels.view(),
-                        scores: decisions.view(),
-                        weights: batch.weights.as_deref(),
-                    };
-                    estimate::shannon::shannon_mi_multilabel(&input, &params, control)
-                }
-                Kind::SemanticMi => {
-                    let scores = scores.as_ref().ok_or_else(|| {
-                        EstimateError::Invalid("semantic_mi needs per-label scores".into())
-                    })?;
-                    let input = MultilabelInput {
-                        labels: labels.view(),
-                        scores: scores.view(),
-                        weights: batch.weights.as_deref(),
-                    };
-                    estimate::semantic::semantic_mi_multilabel(
-                        &input,
-                        &serde_json::from_value(p).map_err(bad_params)?,
-                        control,
-                    )
-                }
-                k => Err(EstimateError::Invalid(format!(
-                    "{} does not apply to multilabel batches",
-                    k.id()
-                ))),
-            }
-        }
-    }
-}
-
-/// One side of a paired comparison: its batches' samples concatenated (multiclass only).
-struct Side {
-    labels: Vec<u32>,
-    predictions: Vec<u32>,
-    probabilities: Option<ndarray::Array2<f64>>,
-    weights: Option<Vec<f64>>,
-    truth: Option<ndarray::Array2<f64>>,
-    k: usize,
-}
-
-fn concat(batches: &[Batch]) -> Result<Side, EstimateError> {
-    let first = batches
-        .first()
-        .ok_or_else(|| EstimateError::invalid("no batches to compare"))?;
-    let k = first.k();
-    let mut side = Side {
-        labels: Vec::new(),
-        predictions: Vec::new(),
-        probabilities: None,
-        weights: first.weights.as_ref().map(|_| Vec::new()),
-        truth: first.truth_matrix.as_ref().map(|m| m.view().to_owned()),
-        k,
-    };
-    let mut rows: Vec<f64> = Vec::new();
-    let mut with_probs = true;
-    for b in batches {
-        let BatchData::Multiclass {
-            labels,
-            probabilities,
-            ..
-        } = &b.data
-        else {
-            return Err(EstimateError::invalid(
-                "paired comparisons need multiclass batches",
-            ));
-        };
-        if b.k() != k || b.weights.is_some() != side.weights.is_some() {
-            return Err(EstimateError::invalid(
-                "the batches differ in classes or weighting",
-            ));
-        }
-        let predictions = b
-            .multiclass_predictions()
-            .ok_or_else(|| EstimateError::invalid("the batch has no predictions"))?;
-        side.labels.extend_from_slice(labels);
-        side.predictions.extend(predictions);
-        if let (Some(w), Some(all)) = (&b.weights, side.weights.as_mut()) {
-            all.extend_from_slice(w);
-        }
-        match probabilities {
-            Some(m) if with_probs => rows.extend_from_slice(&m.data),
-            _ => with_probs = false,
-        }
-    }
-    if with_probs {
-        side.probabilities = ndarray::Array2::from_shape_vec((side.labels.len(), k), rows).ok();
-    }
-    Ok(side)
-}
-
-/// The paired difference candidate − baseline of a multiclass estimator (`shannon_mi`,
-/// `semantic_mi`, `ce_bound`) whose two sides were computed on the same samples: each side's
-/// batches (in matching order) are concatenated and the paired bootstrap of
-/// `estimate::paired` recomputes both values on each resample. The bridge from stored batches
-/// to the numeric core, like [`compute`].
-#[allow(clippy::too_many_arguments)]
-pub fn paired_delta(
-    estimator: &str,
-    cand_params: &serde_json::Value,
-    base_params: &serde_json::Value,
-    cand: &[Batch],
-    base: &[Batch],
-    level: f64,
-    replicates: usize,
-    seed: u64,
-) -> Result<estimate::paired::PairedDelta, EstimateError> {
-    let kind = Kind::parse(estimator)
-        .ok_or_else(|| EstimateError::invalid(format!("unknown estimator {estimator:?}")))?;
-    let (c, b) = (concat(cand)?, concat(base)?);
-    fn input(s: &Side) -> ClassInput<'_> {
-        ClassInput {
-            labels: &s.labels,
-            predictions: &s.predictions,
-            k: s.k,
-            probabilities: s.probabilities.as_ref().map(|m| m.view()),
-            weights: s.weights.as_deref(),
-            truth_matrix: s.truth.as_ref().map(|m| m.view()),
-        }
-    }
-    let no_interval = |p: &serde_json::Value| {
-        let mut p = p.clone();
-        if let Some(o) = p.as_object_mut() {
-            o.insert("bootstrap".into(), serde_json::json!(0));
-        }
-        p
-    };
-    let (cp, bp) = (no_interval(cand_params), no_interval(base_params));
-    let none = Control::none();
-    let statistic = |i: &ClassInput<'_>, is_cand: bool| -> Result<f64, EstimateError> {
-        let p = if is_cand { &cp } else { &bp };
-        let out = match kind {
-            Kind::ShannonMi => estimate::shannon::shannon_mi(
-                i,
-                &serde_json::from_value(p.clone()).map_err(bad_params)?,
-                &none,
-            ),
-            Kind::SemanticMi => estimate::semantic::semantic_mi(
-                i,
-                &serde_json::from_value(p.clone()).map_err(bad_params)?,
-                &none,
-            ),
-            Kind::CeBound => estimate::ce_bound::ce_bound(
-                i,
-                &serde_json::from_value(p.clone()).map_err(bad_params)?,
-                &none,
-            ),
-            k => {
-                return Err(EstimateError::invalid(format!(
-                    "{} has no paired comparison",
-                    k.id()
-                )))
-            }
-        }?;
-        Ok(out.value)
-    };
-    estimate::paired::paired_bootstrap(
-        &input(&c),
-        &input(&b),
-        statistic,
-        replicates,
-        level,
-        seed,
-        &none,
-    )
 }

@@ -409,7 +409,7 @@ fn check_estimators(batch: &Batch, seed: u64) -> Result<usize, TestCaseError> {
         let bound = c.bytes;
         let t = std::time::Instant::now();
         let (r, peak) =
-            peak_of(|| infoaudit::worker::compute(kind.id(), &params, batch, &Control::none()));
+            peak_of(|| infoaudit::compute::compute(kind.id(), &params, batch, &Control::none()));
         if let Some(path) = std::env::var_os("INFOAUDIT_FUZZ_LOG") {
             if let Ok(mut f) = std::fs::OpenOptions::new()
                 .create(true)
@@ -526,7 +526,7 @@ fn calibrate() {
                 .unwrap();
             let bound = cost::cost(kind.id(), &shape, &params).unwrap().bytes;
             let (r, peak) = peak_of(|| {
-                infoaudit::worker::compute(kind.id(), &params, &batch, &Control::none())
+                infoaudit::compute::compute(kind.id(), &params, &batch, &Control::none())
             });
             eprintln!(
                 "{:<11} n={n:<7} k={k:<5} d={d:?} flags={flags:<3} peak {:>10} bound {:>11} ratio {:.2}{}",

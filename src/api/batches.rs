@@ -10,91 +10,15 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::extract::{body_rejection, parse_json, path_name, require_json, UnitQuery};
 use super::ingest::{self, UploadQuery};
+use super::state::AppState;
 use super::views::{Accepted, Batch as BatchView, BatchDetail, EstimateResult, Job};
-use super::{AppState, UnitQuery};
 use crate::domain::batch::{Batch, BatchRequest};
 use crate::domain::estimators::{self, EstimatorRef};
-use crate::domain::names::Name;
 use crate::error::{Error, FieldError, Result};
 use crate::{queue, store};
 use sha2::{Digest, Sha256};
-
-/// Parse a path name, or say what is wrong with it.
-pub fn path_name(what: &str, s: &str) -> Result<Name> {
-    Name::parse(s).map_err(|m| Error::Unprocessable(format!("{what} name {s:?} {m}")))
-}
-
-pub(super) fn body_rejection(r: BytesRejection) -> Error {
-    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        Error::PayloadTooLarge(r.body_text())
-    } else {
-        Error::BadRequest(r.body_text())
-    }
-}
-
-pub fn require_json(headers: &HeaderMap) -> Result<()> {
-    let mime = ingest::media_type(headers);
-    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
-        Ok(())
-    } else if mime.is_empty() {
-        Err(Error::UnsupportedMediaType(
-            "no Content-Type given; send application/json".into(),
-        ))
-    } else {
-        Err(Error::UnsupportedMediaType(format!(
-            "{mime} is not accepted here; send application/json"
-        )))
-    }
-}
-
-/// Parse JSON, reporting the JSON Pointer of the first value that does not fit. Structs are read
-/// only from objects (see [`super::strict`]).
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
-    match super::strict::from_slice::<T>(body) {
-        Ok(v) => Ok(v),
-        Err(first) => {
-            // Cold path: parse again, tracking the path, to name the offending field.
-            let mut de = serde_json::Deserializer::from_slice(body);
-            let pointer =
-                match serde_path_to_error::deserialize::<_, T>(super::strict::Strict(&mut de)) {
-                    Err(e) => {
-                        let mut p = String::new();
-                        for seg in e.path().iter() {
-                            use serde_path_to_error::Segment as S;
-                            match seg {
-                                S::Seq { index } => p.push_str(&format!("/{index}")),
-                                S::Map { key } | S::Enum { variant: key } => {
-                                    p.push('/');
-                                    p.push_str(&key.replace('~', "~0").replace('/', "~1"));
-                                }
-                                S::Unknown => {}
-                            }
-                        }
-                        p
-                    }
-                    Ok(_) => String::new(),
-                };
-            if first.is_syntax() || first.is_eof() {
-                return Err(Error::BadRequest(format!(
-                    "the body is not valid JSON: {first}"
-                )));
-            }
-            let message = first.to_string();
-            let message = message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
-                .to_string();
-            let pointer = if pointer.is_empty() {
-                "/".to_string()
-            } else {
-                pointer
-            };
-            Err(Error::Validation(vec![FieldError::at(pointer, message)]))
-        }
-    }
-}
 
 fn request_id(headers: &HeaderMap) -> Option<&str> {
     headers.get("x-request-id").and_then(|v| v.to_str().ok())
@@ -332,7 +256,7 @@ pub async fn upload(
     )
     .await?;
     if let Some(ids) = &prepared.ids {
-        crate::store_labels::insert_ids(&mut tx, model_id, batch_id, ids, head).await?;
+        crate::store::labels::insert_ids(&mut tx, model_id, batch_id, ids, head).await?;
     }
     queue::enqueue(&mut tx, batch_id, &prepared.specs, request_id(&headers)).await?;
     if let Some(key) = &idempotency_key {

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::Json;
 
-use super::AppState;
+use super::state::AppState;
 use crate::domain::estimators::{catalog_with_limits, EstimatorInfo};
 
 /// Every estimator: id, version, the tasks it applies to, its parameters with defaults and

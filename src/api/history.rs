@@ -10,11 +10,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::batches::path_name;
+use super::extract::{path_name, query_name, PageQuery};
+use super::state::AppState;
 use super::views::finite;
-use super::{AppState, PageQuery, Unit};
+use crate::domain::metric::MetricRef;
+use crate::domain::unit::Unit;
 use crate::error::{Error, Problem, Result};
-use crate::gate::MetricRef;
 use crate::{stats, store};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -115,7 +116,7 @@ pub async fn history(
     Query(q): Query<HistoryQuery>,
 ) -> Result<Response> {
     let name = path_name("model", &model)?;
-    super::query_name("version", q.version.as_deref())?;
+    query_name("version", q.version.as_deref())?;
     let (model_id, generation) = store::model_generation(&state.pool, name.as_str())
         .await?
         .ok_or_else(|| Error::NotFound(format!("model {name} not found")))?;

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
 
-use super::batches::parse_json;
+use super::extract::{media_type, parse_json};
 use crate::domain::arrow;
 use crate::domain::batch::{BatchRequest, Task};
 use crate::domain::estimators::EstimatorRef;
@@ -60,19 +60,6 @@ impl Coding {
             Coding::Zstd => "zstd",
         }
     }
-}
-
-/// The media type of `Content-Type`, lower case, without parameters ("" when absent).
-pub fn media_type(headers: &HeaderMap) -> String {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
 }
 
 /// Which body format the `Content-Type` names (415 otherwise).

@@ -6,8 +6,9 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
+use super::extract::{query_name, PageQuery, UnitQuery};
+use super::state::AppState;
 use super::views::{EstimateResult, Job, JobDetail, Page};
-use super::{AppState, PageQuery, UnitQuery};
 use crate::error::{Error, Problem, Result};
 use crate::{queue, store};
 
@@ -91,7 +92,7 @@ pub async fn list_jobs(
     Query(f): Query<JobFilter>,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<Page<Job>>> {
-    super::query_name("model", f.model.as_deref())?;
+    query_name("model", f.model.as_deref())?;
     if let Some(p) = principal.filter(|p| p.models.is_some()) {
         match &f.model {
             Some(m) if p.allows_model(m) => {}

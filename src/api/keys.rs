@@ -5,13 +5,13 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Form, Json};
 
-use super::strict::StrictJson;
+use super::extract::StrictJson;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::AppState;
+use super::state::AppState;
 use crate::auth::{self, Scope};
 use crate::domain::names::Name;
 use crate::error::{Error, Problem, Result};
@@ -31,7 +31,7 @@ pub struct NewKeyRequest {
     #[schema(min_items = 1)]
     pub scopes: Vec<Scope>,
     /// Limit the key to these models (default: every model).
-    #[schema(value_type = Option<Vec<super::NameString>>)]
+    #[schema(value_type = Option<Vec<super::extract::NameString>>)]
     pub models: Option<Vec<String>>,
 }
 

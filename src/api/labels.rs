@@ -9,14 +9,16 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use uuid::Uuid;
 
-use super::batches::{accepted, body_rejection, parse_json, path_name};
+use super::batches::accepted;
+use super::extract::{body_rejection, parse_json, path_name};
 use super::ingest::{self, Format};
+use super::state::AppState;
 use super::views::Accepted;
-use super::AppState;
 use crate::domain::labels::{self, LabelsRequest};
 use crate::error::{Error, Problem, Result};
-use crate::store_labels::LabelsOutcome;
-use crate::{store, store_labels};
+use crate::store;
+use crate::store::labels as store_labels;
+use crate::store::labels::LabelsOutcome;
 
 /// Send labels for samples uploaded earlier with ids (and without labels, or to confirm them).
 ///

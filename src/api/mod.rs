@@ -3,6 +3,7 @@
 pub mod batches;
 pub mod cursor;
 pub mod estimators;
+pub mod extract;
 pub mod gates;
 pub mod history;
 pub mod ingest;
@@ -15,132 +16,21 @@ pub mod ops;
 pub mod overload;
 pub mod retention;
 pub mod samples;
+pub mod state;
 pub mod strict;
+pub mod throttle;
 pub mod views;
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+pub use extract::{query_name, NameString, PageQuery, UnitQuery};
+pub use state::{AppState, Caches, Limits};
 
-use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderValue, Request, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use axum::Router;
-use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
-use tokio::sync::Notify;
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::error::{problem_response, Error, Problem};
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
-    /// Wakes this process's workers when jobs are enqueued.
-    pub wake: Arc<Notify>,
-    /// Set on shutdown: `/readyz` fails so load balancers stop sending traffic.
-    pub draining: Arc<AtomicBool>,
-    pub limits: Limits,
-    /// Every call except health, metrics and docs needs a key (else only once a key exists).
-    pub require_auth: bool,
-    /// Answers already computed from a model's results, valid while its results generation holds.
-    pub caches: Arc<Caches>,
-}
-
-/// Answers computed from a model's results, each kept with the model's results generation
-/// (`models.results_generation`, bumped by every insert or delete of a result) read before it
-/// was computed: an entry is used only while the generation is unchanged, so it is never older
-/// than its key.
-#[derive(Default)]
-pub struct Caches {
-    /// Downsampled histories by query (the response body).
-    pub history: GenerationCache<bytes::Bytes>,
-    /// The metrics of a version summary by version and unit.
-    pub summaries: GenerationCache<Arc<Vec<views::Metric>>>,
-    /// Paired differences by (estimator, batches, params): immutable once computed.
-    pub deltas: GenerationCache<crate::estimate::paired::PairedDelta>,
-    /// The queue's depth and oldest age, as last read for the upload ceiling.
-    pub queue: overload::QueueGauge,
-    /// Token buckets of the per-key rate limit.
-    pub buckets: overload::Buckets,
-    /// The information series of `/metrics` as last read, and when.
-    pub information:
-        tokio::sync::Mutex<Option<(std::time::Instant, Arc<crate::metrics::InformationSnapshot>)>>,
-}
-
-pub struct GenerationCache<V>(std::sync::Mutex<std::collections::HashMap<String, (i64, V)>>);
-
-impl<V> Default for GenerationCache<V> {
-    fn default() -> Self {
-        GenerationCache(Default::default())
-    }
-}
-
-impl<V: Clone> GenerationCache<V> {
-    /// At most this many entries are kept; past it the cache starts over.
-    const CAPACITY: usize = 1024;
-
-    pub fn get(&self, key: &str, generation: i64) -> Option<V> {
-        let map = self.0.lock().ok()?;
-        map.get(key)
-            .filter(|(g, _)| *g == generation)
-            .map(|(_, v)| v.clone())
-    }
-
-    pub fn put(&self, key: String, generation: i64, value: V) {
-        if let Ok(mut map) = self.0.lock() {
-            if map.len() >= Self::CAPACITY && !map.contains_key(&key) {
-                map.clear();
-            }
-            map.insert(key, (generation, value));
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_upload_bytes: usize,
-    pub max_body_bytes: usize,
-    /// What estimator jobs may cost (checked on upload and again by the worker).
-    pub cost: crate::estimate::cost::Limits,
-    /// Uploads answer 503 while this many jobs are queued (0: no ceiling).
-    pub max_queued_jobs: u64,
-    /// Uploads answer 503 while the oldest due queued job has waited this long (0: none).
-    pub max_queue_age_seconds: f64,
-    /// Requests per second per key (or client address) under /v1/ (0: no limit).
-    pub rate_limit: f64,
-    /// Token bucket size of the rate limit.
-    pub rate_burst: f64,
-    /// Accept monitor webhook URLs on loopback, private and link-local addresses.
-    pub webhook_allow_private: bool,
-    /// At most this many information series (and alias markers) in `/metrics`.
-    pub metrics_max_information_series: usize,
-    /// `/metrics` reads the information series from the database at most once per this long.
-    pub metrics_cache: std::time::Duration,
-    /// The default `label_coverage` of a batch whose labels come later.
-    pub label_coverage: f64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_upload_bytes: 256 * 1024 * 1024,
-            max_body_bytes: 1024 * 1024,
-            cost: Default::default(),
-            max_queued_jobs: 50_000,
-            max_queue_age_seconds: 0.0,
-            rate_limit: 0.0,
-            rate_burst: 1.0,
-            webhook_allow_private: false,
-            metrics_max_information_series: 1000,
-            metrics_cache: std::time::Duration::from_secs(5),
-            label_coverage: 1.0,
-        }
-    }
-}
+pub use crate::domain::unit::Unit;
+use crate::error::Problem;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -179,12 +69,6 @@ impl Default for Limits {
     security((), ("bearer" = []))
 )]
 struct ApiDoc;
-
-/// A model, version, alias or gate name: 1–128 of letters, digits, '.', '_' and '-', not
-/// starting with '.' (`domain::names::PATTERN`; a test checks the two agree).
-#[derive(ToSchema)]
-#[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
-pub struct NameString(#[allow(dead_code)] String);
 
 /// API keys travel as `Authorization: Bearer <key>`.
 struct BearerAuth;
@@ -256,6 +140,15 @@ fn api_routes(limits: Limits) -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(ops::livez))
         .routes(utoipa_axum::routes!(ops::readyz))
         .routes(utoipa_axum::routes!(ops::metrics))
+}
+
+/// The documented API routes and their OpenAPI document (constraints and common responses
+/// stated), for the router that `crate::app` assembles.
+pub fn routes(limits: Limits) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (api, mut doc) = api_routes(limits).split_for_parts();
+    document_common_responses(&mut doc);
+    document_constraints(&mut doc);
+    (api, doc)
 }
 
 /// The OpenAPI document of this build.
@@ -697,176 +590,4 @@ fn document_common_responses(doc: &mut utoipa::openapi::OpenApi) {
             );
         }
     }
-}
-
-/// The whole HTTP application.
-pub fn router(state: AppState) -> Router {
-    let limits = state.limits;
-    let (api, mut doc) = api_routes(limits).split_for_parts();
-    document_common_responses(&mut doc);
-    document_constraints(&mut doc);
-    // Swagger UI (vendored into the binary: no CDN, no download) also serves `/openapi.json`.
-    api.merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc))
-        .merge(crate::web::router())
-        .route("/login", axum::routing::get(keys::login_form).post(keys::login))
-        .route("/logout", axum::routing::post(keys::logout))
-        .fallback(|| async { Error::NotFound("no such route".into()) })
-        // Inside authentication: the rate limit is per key.
-        .layer(middleware::from_fn_with_state(state.clone(), overload::rate_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), crate::auth::middleware))
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(middleware::from_fn(problem_everywhere))
-        .layer(middleware::from_fn(track))
-        .layer(
-            tower_http::trace::TraceLayer::new_for_http().make_span_with(
-                |req: &Request<Body>| {
-                    let id = req
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("");
-                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
-                },
-            ),
-        )
-        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
-        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
-            tower_http::request_id::MakeRequestUuid,
-        ))
-        .with_state(state)
-}
-
-/// Count and time every request by its route template.
-async fn track(req: Request<Body>, next: Next) -> Response {
-    let started = std::time::Instant::now();
-    let method = req.method().to_string();
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let resp = next.run(req).await;
-    crate::metrics::http_request(
-        &method,
-        &route,
-        resp.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    resp
-}
-
-/// Turn every plain-text error response (framework rejections: bad path parameters, wrong method,
-/// body limits) into a problem document, so clients see one error shape.
-async fn problem_everywhere(req: Request<Body>, next: Next) -> Response {
-    let resp = next.run(req).await;
-    let status = resp.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return resp;
-    }
-    // Problem documents and pages (the dashboard's HTML errors) are already shaped.
-    let shaped = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
-        v.as_bytes().starts_with(b"application/problem+json")
-            || v.as_bytes().starts_with(b"text/html")
-    });
-    if shaped {
-        return resp;
-    }
-    let allow = resp.headers().get(header::ALLOW).cloned();
-    let (_, body) = resp.into_parts();
-    let text = axum::body::to_bytes(body, 64 * 1024)
-        .await
-        .unwrap_or_default();
-    let text = String::from_utf8_lossy(&text).trim().to_string();
-    let (kind, title) = match status {
-        StatusCode::NOT_FOUND => ("not-found", "Not found"),
-        StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "Request body too large"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "Unsupported media type"),
-        s if s.is_server_error() => ("internal", "Internal server error"),
-        _ => ("bad-request", "Bad request"),
-    };
-    let detail = if text.is_empty() || status.is_server_error() {
-        status.canonical_reason().unwrap_or("error").to_string()
-    } else {
-        text
-    };
-    let mut out = problem_response(&Problem::new(status, kind, title, detail));
-    if let Some(a) = allow {
-        out.headers_mut().insert(header::ALLOW, a);
-    }
-    out
-}
-
-// ---------------------------------------------------------------------------------------------
-// Shared query parameters.
-
-/// Cursor paging: `?limit=` (1–1000, default 50) and `?cursor=` from the previous page.
-#[derive(Debug, Clone, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// Page size, 1–1000 (default 50).
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<i64>,
-    /// The previous page's `next_cursor` (empty or absent: the first page).
-    pub cursor: Option<String>,
-}
-
-impl PageQuery {
-    pub fn limit(&self) -> Result<i64, Error> {
-        match self.limit {
-            None => Ok(50),
-            Some(l) if (1..=1000).contains(&l) => Ok(l),
-            Some(l) => Err(Error::BadRequest(format!(
-                "limit must be between 1 and 1000 (got {l})"
-            ))),
-        }
-    }
-
-    /// The position of a time-ordered list's cursor (see [`cursor`]).
-    pub fn after_time(&self) -> Result<Option<(chrono::DateTime<chrono::Utc>, uuid::Uuid)>, Error> {
-        cursor::decode_time(self.cursor.as_deref())
-    }
-}
-
-/// Check a query parameter that names a model, monitor, version or alias (the document states the
-/// same pattern): a 400 naming the parameter, so a malformed name is never an empty answer.
-pub fn query_name(param: &str, value: Option<&str>) -> Result<(), Error> {
-    match value.map(crate::domain::names::Name::parse) {
-        Some(Err(why)) => Err(Error::BadRequest(format!(
-            "query parameter `{param}`: {value:?} is not a name: it {why}",
-            value = value.unwrap_or_default()
-        ))),
-        _ => Ok(()),
-    }
-}
-
-/// The unit of information values in a response.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Unit {
-    #[default]
-    Bits,
-    Nats,
-}
-
-impl Unit {
-    /// Multiply a value in nats by this to express it in the unit.
-    pub fn factor(self) -> f64 {
-        match self {
-            Unit::Bits => 1.0 / std::f64::consts::LN_2,
-            Unit::Nats => 1.0,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct UnitQuery {
-    /// `bits` (default) or `nats`.
-    pub unit: Option<Unit>,
-}
-
-/// JSON header value helper.
-pub fn header_value(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }

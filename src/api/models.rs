@@ -6,9 +6,10 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use uuid::Uuid;
 
-use super::batches::path_name;
+use super::extract::{path_name, PageQuery, UnitQuery};
+use super::state::AppState;
 use super::views::{EstimateResult, Metric, Model, Page, Version, VersionSummary};
-use super::{AppState, PageQuery, Unit, UnitQuery};
+use crate::domain::unit::Unit;
 use crate::error::{Error, Problem, Result};
 use crate::{estimate, store};
 
@@ -197,7 +198,7 @@ async fn version_metrics(state: &AppState, version_id: Uuid, unit: Unit) -> Resu
                     .and_then(|s| estimate::pool(&r.estimator, &s, r.ci_level.unwrap_or(0.95)))
                     .and_then(|p| super::views::finite(p.value * unit.factor()));
                 super::views::SegmentMetric {
-                    metric: crate::gate::MetricRef {
+                    metric: crate::domain::metric::MetricRef {
                         estimator: r.estimator.clone(),
                         statistic: None,
                         segment: Some((key.clone(), value.clone())),

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::batches::{parse_json, path_name, require_json};
+use super::extract::{parse_json, path_name, query_name, require_json, PageQuery};
+use super::state::AppState;
 use super::views::Page;
-use super::{AppState, PageQuery};
 use crate::error::{Error, FieldError, Problem, Result};
 use crate::monitor::deliver;
 use crate::monitor::spec::{check_destination, MonitorSpec};
@@ -452,7 +452,7 @@ pub async fn list_incidents(
             )));
         }
     }
-    super::query_name("monitor", q.monitor.as_deref())?;
+    query_name("monitor", q.monitor.as_deref())?;
     let page = PageQuery {
         limit: q.limit,
         cursor: q.cursor.clone(),

@@ -8,7 +8,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::AppState;
+use super::state::AppState;
 use crate::error::{Error, Problem, Result};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -125,7 +125,7 @@ async fn information(
         }
     }
     let models = crate::store::watched_models(&state.pool).await?;
-    let wanted = crate::metrics::plan(&models);
+    let wanted = crate::monitor::export::plan(&models);
     let mut versions: Vec<uuid::Uuid> = wanted.iter().map(|w| w.version_id).collect();
     versions.sort();
     versions.dedup();
@@ -137,7 +137,7 @@ async fn information(
     } else {
         crate::store::latest_results_of(&state.pool, &versions, &estimators).await?
     };
-    let snap = std::sync::Arc::new(crate::metrics::build(
+    let snap = std::sync::Arc::new(crate::monitor::export::build(
         &models,
         &wanted,
         &results,

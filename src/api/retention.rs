@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::batches::{parse_json, path_name};
-use super::AppState;
+use super::extract::{parse_json, path_name, require_json};
+use super::state::AppState;
 use crate::error::{Error, FieldError, Problem, Result};
 use crate::store::{self, RetentionRow};
 
@@ -144,7 +144,7 @@ pub async fn put_retention(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<RetentionPolicy>> {
-    super::batches::require_json(&headers)?;
+    require_json(&headers)?;
     let (name, id) = model_id(&state, &model).await?;
     let r: Retention = parse_json(&body)?;
     let row = r.validate()?;

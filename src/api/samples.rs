@@ -17,10 +17,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::state::AppState;
 use super::views::special;
-use super::{AppState, Unit};
 use crate::domain::batch::{Batch, BatchData};
 use crate::domain::estimators::Kind;
+use crate::domain::unit::Unit;
 use crate::error::{Error, Problem, Result};
 use crate::estimate::pointwise::{ClassTerms, MultilabelTerms};
 use crate::estimate::{ClassInput, EstimateError, MultilabelInput};
@@ -187,7 +188,7 @@ pub async fn export_samples(
     // estimators run them), each under its own index.
     let mut origin = None;
     if batch.labels_later {
-        crate::store_labels::join_labels(&state.pool, id, &mut batch).await?;
+        crate::store::labels::join_labels(&state.pool, id, &mut batch).await?;
         let rows = batch.labelled_rows();
         if rows.len() < 2 {
             return Err(Error::Unprocessable(format!(
@@ -364,7 +365,7 @@ impl IdWindow<'_> {
             self.start = index;
             self.end = index + ID_RANGE;
             self.ids = vec![None; ID_RANGE];
-            let read = source.runtime.block_on(crate::store_labels::ids_between(
+            let read = source.runtime.block_on(crate::store::labels::ids_between(
                 &source.pool,
                 source.batch,
                 self.start,

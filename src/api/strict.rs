@@ -247,24 +247,6 @@ pub fn from_slice<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> serde_json::
     Ok(v)
 }
 
-/// A JSON request body (`application/json` or `+json`), read with [`from_slice`]; problems are
-/// problem documents naming the field (see `batches::parse_json`).
-pub struct StrictJson<T>(pub T);
-
-impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S>
-    for StrictJson<T>
-{
-    type Rejection = crate::error::Error;
-
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        super::batches::require_json(req.headers())?;
-        let body = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(super::batches::body_rejection)?;
-        super::batches::parse_json(&body).map(StrictJson)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::Unit;
+use crate::domain::unit::Unit;
 use crate::error::Problem;
 use crate::queue::JobRow;
 use crate::store::{BatchRow, ModelRow, ResultRow, VersionRow};

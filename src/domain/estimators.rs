@@ -4,33 +4,10 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use super::batch::EstimatorRef;
 use super::batch::{Batch, Task};
 use crate::error::FieldError;
 use crate::estimate;
-
-/// An estimator named in a request: its id alone, or its id with parameters.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum EstimatorRef {
-    /// The estimator id, with default parameters.
-    Id(String),
-    /// The estimator id with parameters (unknown parameters are rejected).
-    WithParams {
-        id: String,
-        #[serde(default)]
-        #[schema(value_type = Object)]
-        params: serde_json::Value,
-    },
-}
-
-impl EstimatorRef {
-    fn parts(&self) -> (&str, serde_json::Value) {
-        match self {
-            EstimatorRef::Id(id) => (id, serde_json::json!({})),
-            EstimatorRef::WithParams { id, params } => (id, params.clone()),
-        }
-    }
-}
 
 /// One parameter of an estimator.
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -9,8 +9,9 @@ use std::io::{BufRead, Read};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::batch::{class_of, Batch, BatchData, Errors, Task};
+use super::batch::{class_of, Batch, BatchData, Task};
 use super::columns::Label;
+use super::errors::Errors;
 use super::rows::{column_error, row_error};
 use super::segments::{valid_id, UNLABELLED};
 use crate::error::FieldError;

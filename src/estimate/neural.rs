@@ -46,11 +46,11 @@
 //! value, which covered I = 4 nats 2 % of the time, and flagged saturation only within 1 nat of
 //! ln B.
 
-use super::ksg::normal_quantile;
 use super::rng::SplitMix64;
 use super::{
     check_choice, num, Control, Diagnostics, EstimateError, Interval, Output, Reliability,
 };
+use crate::stats::normal_quantile;
 use ndarray::{s, Array2, ArrayView2, Axis, Zip};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

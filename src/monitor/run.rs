@@ -18,9 +18,10 @@ use super::deliver;
 use super::incident::{self, Change, Event, Severity};
 use super::spec::{ChannelKind, MonitorSpec};
 use super::MonitorConfig;
-use crate::api::gates::{Decision, Judge, MonitorRef, MonitorScope, PolicyRef};
-use crate::api::{GenerationCache, Unit};
+use crate::domain::unit::Unit;
+use crate::gate::judge::{Decision, Judge, MonitorRef, MonitorScope, PolicyRef};
 use crate::gate::Rule;
+use crate::store::cache::GenerationCache;
 
 type Deltas = GenerationCache<crate::estimate::paired::PairedDelta>;
 
@@ -97,7 +98,7 @@ async fn housekeeper(pool: PgPool, cfg: Arc<MonitorConfig>, stop: CancellationTo
     let mut backoff = Backoff::new();
     loop {
         let r: sqlx::Result<()> = async {
-            super::schedule_due(&pool).await?;
+            crate::store::triggers::schedule_due(&pool).await?;
             sqlx::query(
                 "UPDATE monitor_jobs SET state = CASE WHEN attempts >= 5 THEN 'failed' ELSE 'queued' END,
                      finished_at = CASE WHEN attempts >= 5 THEN now() END,
@@ -760,7 +761,7 @@ async fn deliver_one(pool: &PgPool, cfg: &MonitorConfig, client: &reqwest::Clien
                 }
                 return;
             }
-            Err(e) if crate::db::is_unavailable(&e) && std::time::Instant::now() < until => {
+            Err(e) if crate::error::is_unavailable(&e) && std::time::Instant::now() < until => {
                 let wait = backoff.failed("recording a delivery", &e);
                 tokio::time::sleep(wait).await;
             }

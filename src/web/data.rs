@@ -8,7 +8,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::domain::estimators::Kind;
-use crate::gate::MetricRef;
+use crate::domain::metric::MetricRef;
 
 /// A read-only transaction for one page: one consistent snapshot, and no JIT compilation (the
 /// planner's estimates for the lateral joins can pass `jit_above_cost`, and compiling costs far

@@ -24,7 +24,7 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 
-use crate::api::AppState;
+use crate::api::state::AppState;
 use html::{crumb, page, respond, E};
 
 /// The dashboard's routes (not part of the OpenAPI document).
@@ -64,7 +64,7 @@ impl IntoResponse for WebError {
             WebError::Internal(e)
                 if e.chain().any(|c| {
                     c.downcast_ref::<sqlx::Error>()
-                        .is_some_and(crate::db::is_unavailable)
+                        .is_some_and(crate::error::is_unavailable)
                 }) =>
             {
                 tracing::warn!(error = %format!("{e:#}"), "dashboard page: database unavailable");

@@ -13,9 +13,9 @@ use super::html::{
     alias_badge, crumb, esc, int, interval, num, opt_time, page, respond, time, verdict, E,
 };
 use super::{WebError, WebResult};
-use crate::api::AppState;
+use crate::api::state::AppState;
 use crate::domain::estimators::is_information;
-use crate::gate::MetricRef;
+use crate::domain::metric::MetricRef;
 
 const BITS: f64 = 1.0 / std::f64::consts::LN_2;
 

@@ -114,7 +114,7 @@ pub async fn model_section(c: &mut sqlx::PgConnection, model_id: Uuid) -> sqlx::
     let [(cid, cname), (bid, bname)] = versions.as_slice() else {
         return Ok(String::new());
     };
-    let rankings = match crate::api::gates::segment_rankings(c, *bid, *cid, Unit::Bits).await {
+    let rankings = match crate::gate::compare::segment_rankings(c, *bid, *cid, Unit::Bits).await {
         Ok(r) => r,
         Err(crate::error::Error::Database(e)) => return Err(e),
         Err(_) => return Ok(String::new()),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use infoaudit::api::{self, AppState, Limits};
+use infoaudit::api::{AppState, Limits};
 use infoaudit::estimate::cost;
 use serde_json::{json, Value};
 
@@ -200,7 +200,7 @@ async fn app_without_database() -> TestApp {
         caches: Default::default(),
     };
     TestApp {
-        router: api::router(state),
+        router: infoaudit::app::router(state),
         pool,
         wake,
     }
@@ -404,13 +404,13 @@ async fn the_database_outage_mapping_leaves_real_errors_alone() {
         .execute(&pool)
         .await
         .unwrap_err();
-    assert!(!infoaudit::db::is_unavailable(&e));
+    assert!(!infoaudit::error::is_unavailable(&e));
     let err = infoaudit::error::Error::Database(e);
     assert_eq!(err.problem().status, 500);
     assert_eq!(err.retry_after(), None);
     pool.close().await;
     let closed = sqlx::query("SELECT 1").execute(&pool).await.unwrap_err();
-    assert!(infoaudit::db::is_unavailable(&closed));
+    assert!(infoaudit::error::is_unavailable(&closed));
     assert_eq!(
         infoaudit::error::Error::Database(closed).problem().status,
         503

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
-use infoaudit::api::{self, AppState, Limits};
+use infoaudit::api::{AppState, Limits};
 use infoaudit::db::{LocalOptions, LocalPostgres};
 use infoaudit::worker::{WorkerConfig, WorkerPool};
 use serde_json::Value;
@@ -220,7 +220,7 @@ pub async fn app_with(limits: Limits, require_auth: bool) -> TestApp {
         caches: Default::default(),
     };
     TestApp {
-        router: api::router(state),
+        router: infoaudit::app::router(state),
         pool,
         wake,
     }

@@ -1,7 +1,7 @@
 //! The bridge from a segmented batch to per-segment estimates: for each segment key and each of
 //! its values, the same estimator on that value's samples ([`Batch::subset`]), then the
 //! decomposition of [`crate::estimate::segmented`]. Pure (no I/O); called by the worker after the
-//! whole-batch [`crate::worker::compute`].
+//! whole-batch [`crate::compute::compute`].
 
 use crate::domain::batch::{Batch, BatchData};
 use crate::domain::estimators::Kind;
@@ -224,7 +224,7 @@ pub fn compute_segments(
     Ok(out)
 }
 
-/// One segment's run: as the worker's [`crate::worker::compute`], except that multiclass
+/// One segment's run: as the worker's [`crate::compute::compute`], except that multiclass
 /// `semantic_mi` gets the segment's fraction of the k-NN rows for R (see
 /// [`crate::estimate::semantic::semantic_mi_limited`]).
 fn run_one(
@@ -285,7 +285,7 @@ fn run_one(
             return semantic::semantic_mi_limited(&input, &p, &Control::none(), rows);
         }
     }
-    crate::worker::compute(estimator, params, sub, &Control::none())
+    crate::compute::compute(estimator, params, sub, &Control::none())
 }
 
 /// One key's segmentation as the decomposition needs it.
