@@ -399,7 +399,10 @@ impl Upload {
             Format::Csv => {
                 let reader: Box<dyn BufRead> =
                     Box::new(BufReader::with_capacity(64 * 1024, decoded));
-                split(rows::decode_csv(reader, self.options), failure)?
+                split(
+                    crate::domain::csv::decode_csv(reader, self.options),
+                    failure,
+                )?
             }
             Format::Arrow => {
                 let body_bytes = match coding {

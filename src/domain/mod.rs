@@ -4,6 +4,7 @@
 pub mod arrow;
 pub mod batch;
 pub mod columns;
+pub mod csv;
 pub mod errors;
 pub mod estimators;
 pub mod labels;

@@ -2,8 +2,8 @@
 //! (estimators-anchors.md §3), with CE = −(1/W) Σ_k w_k ln max(q(y_k|x_k), clip).
 
 use super::bootstrap::{basic_interval, block_bootstrap, random_blocks};
+use super::probabilities::check_probabilities;
 use super::rng::SplitMix64;
-use super::semantic::check_probabilities;
 use super::special::entropy_of_counts;
 use super::{
     check_bootstrap_params, check_class_input, normalized_weights, num, ClassInput, Control,

@@ -21,7 +21,7 @@
 //! that value minus the realised semantic MI. Coverage is measured on Dirichlet rows with the
 //! closed-form truth (`tests::intervals_cover_the_closed_form_truth`).
 
-use super::semantic::check_probabilities;
+use super::probabilities::check_probabilities;
 use super::{normalized_weights, num, ClassInput, Control, EstimateError, Interval, Output};
 use crate::stats::normal_quantile;
 use serde::{Deserialize, Serialize};

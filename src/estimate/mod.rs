@@ -17,6 +17,7 @@ pub mod cost;
 pub mod implied;
 pub mod paired;
 pub mod pointwise;
+pub mod probabilities;
 pub mod rg;
 pub mod rng;
 pub mod segmented;

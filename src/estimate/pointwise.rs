@@ -33,7 +33,8 @@
 use ndarray::ArrayView2;
 
 use super::contingency::Table;
-use super::semantic::{check_probabilities, logical_probabilities};
+use super::probabilities::check_probabilities;
+use super::semantic::logical_probabilities;
 use super::shannon::check_multilabel;
 use super::{check_class_input, normalized_weights, ClassInput, EstimateError, MultilabelInput};
 

@@ -12,5 +12,8 @@ pub mod judge;
 pub mod pool;
 pub mod rules;
 
+#[cfg(test)]
+mod tests_rules;
+
 pub use pool::{observe, Point, Source};
 pub use rules::*;

@@ -120,39 +120,7 @@ pub fn observe(points: &[Point], metric: &MetricRef, factor: f64) -> Option<(Obs
 #[cfg(test)]
 mod observe_tests {
     use super::*;
-    use crate::gate::rules::Rule;
     use serde_json::json;
-
-    /// min_samples: integral numbers within the stated range (0 to i64::MAX), written as integers
-    /// or as `300.0`; anything else is refused, so what is stored always fits the document.
-    #[test]
-    fn min_samples_is_an_integer_within_the_stated_range() {
-        let rule = |v: serde_json::Value| {
-            serde_json::from_value::<Rule>(
-                json!({"metric": "shannon_mi", "op": "gte", "threshold": 0.1, "min_samples": v}),
-            )
-        };
-        assert_eq!(rule(json!(300)).unwrap().min_samples, Some(300));
-        assert_eq!(rule(json!(300.0)).unwrap().min_samples, Some(300));
-        assert_eq!(rule(json!(null)).unwrap().min_samples, None);
-        assert_eq!(
-            rule(json!(i64::MAX)).unwrap().min_samples,
-            Some(i64::MAX as u64)
-        );
-        for bad in [
-            json!(i64::MAX as u64 + 1),
-            json!(-1),
-            json!(1.5),
-            json!(1e19),
-        ] {
-            let e = rule(bad.clone()).unwrap_err().to_string();
-            assert!(e.contains("min_samples"), "{bad}: {e}");
-        }
-        let absent = serde_json::from_value::<Rule>(
-            json!({"metric": "shannon_mi", "op": "gte", "threshold": 0.1}),
-        );
-        assert_eq!(absent.unwrap().min_samples, None);
-    }
 
     fn table_point(t: [[f64; 2]; 2]) -> Point {
         use crate::estimate::{shannon, ClassInput, Control};
