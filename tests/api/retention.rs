@@ -240,10 +240,12 @@ async fn results_expire_in_the_background_and_the_batches_say_so() {
     backdate(&app, &ids[..2], 3).await;
     let old: Vec<uuid::Uuid> = ids[..2].iter().map(|s| s.parse().unwrap()).collect();
     // Their results become three days old (deleted and inserted again through the triggers that
-    // keep the history cells).
+    // keep the history cells), in one transaction: the purge running meanwhile must never see the
+    // batches without results.
+    let mut tx = app.pool.begin().await.unwrap();
     sqlx::query("DELETE FROM results WHERE batch_id = ANY($1)")
         .bind(&old)
-        .execute(&app.pool)
+        .execute(&mut *tx)
         .await
         .unwrap();
     for id in &old {
@@ -255,10 +257,11 @@ async fn results_expire_in_the_background_and_the_batches_say_so() {
              FROM jobs j JOIN batches b ON b.id = j.batch_id WHERE j.batch_id = $1",
         )
         .bind(id)
-        .execute(&app.pool)
+        .execute(&mut *tx)
         .await
         .unwrap();
     }
+    tx.commit().await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let (_, b) = app.get(&format!("/v1/batches/{}", ids[0])).await;
