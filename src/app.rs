@@ -91,6 +91,11 @@ pub fn api_limits(args: &ServeArgs) -> Limits {
             c if c.is_nan() => 0.0,
             c => c.clamp(0.0, 86_400.0),
         }),
+        public_https: args
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://")),
+        metrics_public_information: args.metrics_public_information,
         label_coverage: args.label_coverage,
     }
 }

@@ -131,6 +131,58 @@ pub async fn create_key(
     Ok((id, k))
 }
 
+/// How long a dashboard session lasts.
+pub const SESSION_SECONDS: i64 = 12 * 3600;
+
+/// Start a dashboard session for a key: a random token (returned, for the cookie) whose digest
+/// is stored with the key's id. Expired sessions are removed on the way.
+pub async fn create_session(pool: &PgPool, key_id: Uuid) -> sqlx::Result<String> {
+    let token = format!("s_{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+    sqlx::query("DELETE FROM sessions WHERE expires_at < now()")
+        .execute(pool)
+        .await?;
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, key_id, expires_at)
+         VALUES ($1, $2, now() + make_interval(secs => $3))",
+    )
+    .bind(digest(&token))
+    .bind(key_id)
+    .bind(SESSION_SECONDS as f64)
+    .execute(pool)
+    .await?;
+    Ok(token)
+}
+
+/// End a dashboard session.
+pub async fn end_session(pool: &PgPool, token: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+        .bind(digest(token))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The principal of a live session (its key not revoked); `None` otherwise.
+pub async fn verify_session(pool: &PgPool, token: &str) -> sqlx::Result<Option<Principal>> {
+    if !token.starts_with("s_") {
+        return Ok(None);
+    }
+    type Row = (Uuid, Vec<String>, Option<Vec<String>>);
+    // The token's digest is the lookup key: an equality on a digest reveals nothing of the token.
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT k.id, k.scopes, k.models FROM sessions s JOIN api_keys k ON k.id = s.key_id
+         WHERE s.token_hash = $1 AND s.expires_at > now() AND k.revoked_at IS NULL",
+    )
+    .bind(digest(token))
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(id, scopes, models)| Principal {
+        key_id: id,
+        scopes: scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+        models,
+    }))
+}
+
 /// Check a presented key; `None` when it is unknown, malformed or revoked.
 pub async fn verify(pool: &PgPool, key: &str) -> sqlx::Result<Option<Principal>> {
     let Some(prefix) = key.strip_prefix("ia_").and_then(|r| r.split('_').next()) else {
@@ -158,18 +210,31 @@ pub async fn verify(pool: &PgPool, key: &str) -> sqlx::Result<Option<Principal>>
     }))
 }
 
-/// The cookie the dashboard's login form sets.
-pub const COOKIE: &str = "infoaudit_key";
+/// The cookie the dashboard's login form sets: a session token, never the key.
+pub const COOKIE: &str = "infoaudit_session";
 
-fn presented_key(req: &Request<Body>) -> Option<String> {
+/// What a request presents: an API key (`Authorization`), or a dashboard session (the cookie).
+enum Credential {
+    Key(String),
+    Session(String),
+}
+
+fn presented(req: &Request<Body>) -> Option<Credential> {
     if let Some(v) = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
-        return Some(v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string());
+        return Some(Credential::Key(
+            v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string(),
+        ));
     }
-    req.headers()
+    session_cookie(req.headers()).map(Credential::Session)
+}
+
+/// The session token of the dashboard's cookie, if any.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -177,6 +242,38 @@ fn presented_key(req: &Request<Body>) -> Option<String> {
         .filter_map(|c| c.trim().split_once('='))
         .find(|(k, _)| *k == COOKIE)
         .map(|(_, v)| v.to_string())
+}
+
+async fn principal_of(pool: &PgPool, c: &Credential) -> sqlx::Result<Option<Principal>> {
+    match c {
+        Credential::Key(k) => verify(pool, k).await,
+        Credential::Session(t) => verify_session(pool, t).await,
+    }
+}
+
+/// Whether a request comes from this service's own pages: its `Origin` (or, without one, its
+/// `Referer`) names the host the request was sent to, or the browser says `Sec-Fetch-Site:
+/// same-origin`. A cross-site form posting to the service carries the other site's origin.
+pub fn same_origin(headers: &axum::http::HeaderMap) -> bool {
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let Some(host) = get("host") else {
+        return false;
+    };
+    let authority = |url: &str| -> Option<String> {
+        let rest = url.split_once("://")?.1;
+        Some(rest.split(['/', '?', '#']).next()?.to_ascii_lowercase())
+    };
+    if let Some(origin) = get("origin") {
+        return origin != "null"
+            && authority(origin).as_deref() == Some(&host.to_ascii_lowercase());
+    }
+    if let Some(site) = get("sec-fetch-site") {
+        return site == "same-origin";
+    }
+    match get("referer") {
+        Some(r) => authority(r).as_deref() == Some(&host.to_ascii_lowercase()),
+        None => false,
+    }
 }
 
 /// Which scope a request needs, or `None` for public routes.
@@ -242,10 +339,24 @@ async fn model_of(pool: &PgPool, path: &str) -> sqlx::Result<Option<Option<Strin
     })
 }
 
-async fn any_key(pool: &PgPool) -> sqlx::Result<bool> {
+/// Whether any key exists (then keys are required even without `--require-auth`).
+pub async fn any_key(pool: &PgPool) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL)")
         .fetch_one(pool)
         .await
+}
+
+/// Percent-encode a query value (everything but unreserved characters and `/`).
+pub fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The authentication and authorisation middleware.
@@ -265,8 +376,11 @@ pub async fn middleware(
             if html && matches!(e, Error::Unauthorized(_)) && !req.uri().path().starts_with("/v1/")
             {
                 // A person at the dashboard: send them to the login form.
-                return axum::response::Redirect::to(&format!("/login?next={}", req.uri().path()))
-                    .into_response();
+                return axum::response::Redirect::to(&format!(
+                    "/login?next={}",
+                    query_escape(req.uri().path())
+                ))
+                .into_response();
             }
             e.into_response()
         }
@@ -276,15 +390,35 @@ pub async fn middleware(
 async fn authorise(state: &AppState, req: &mut Request<Body>) -> Result<(), Error> {
     let path = req.uri().path().to_string();
     let Some(scope) = required_scope(req.method(), &path) else {
+        // Public routes need no key, but a valid one is still known to them (`/metrics` shows
+        // a key the information series of its models).
+        if let Some(c) = presented(req) {
+            if let Some(p) = principal_of(&state.pool, &c).await? {
+                req.extensions_mut().insert(p);
+            }
+        }
         return Ok(());
     };
-    let key = presented_key(req);
-    let principal = match &key {
-        Some(k) => Some(
-            verify(&state.pool, k)
-                .await?
-                .ok_or_else(|| Error::Unauthorized("the API key is invalid or revoked".into()))?,
-        ),
+    let credential = presented(req);
+    // A cookie is sent by the browser whatever page caused the request: a write authorised by
+    // it alone must come from this service's own pages (CSRF).
+    if matches!(credential, Some(Credential::Session(_)))
+        && !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && !same_origin(req.headers())
+    {
+        return Err(Error::Forbidden(
+            "a request authorised by the dashboard's cookie must come from the dashboard (its Origin is another site, or absent); send the key as Authorization: Bearer <key>".into(),
+        ));
+    }
+    let principal = match &credential {
+        Some(c) => Some(principal_of(&state.pool, c).await?.ok_or_else(|| {
+            Error::Unauthorized(match c {
+                Credential::Key(_) => "the API key is invalid or revoked".into(),
+                Credential::Session(_) => {
+                    "the dashboard session has ended; sign in again at /login".into()
+                }
+            })
+        })?),
         None => None,
     };
     let Some(p) = principal else {

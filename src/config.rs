@@ -169,6 +169,16 @@ pub struct ServeArgs {
     /// seconds (0: at every scrape).
     #[arg(long, env = "INFOAUDIT_METRICS_CACHE_SECONDS", default_value_t = 5.0)]
     pub metrics_cache_seconds: f64,
+    /// While keys are required (`--require-auth`, or once a key exists), `/metrics` shows the
+    /// information series (model names and their values) only to a scrape that presents a key,
+    /// and only for that key's models. With this flag every scrape sees every model's series, as
+    /// when no key is required.
+    #[arg(
+        long,
+        env = "INFOAUDIT_METRICS_PUBLIC_INFORMATION",
+        default_value_t = false
+    )]
+    pub metrics_public_information: bool,
     /// For a batch uploaded without labels (ids given): the labelled fraction that releases its
     /// label-dependent estimators, unless the upload names its own `label_coverage` (0 < f ≤ 1).
     #[arg(long, env = "INFOAUDIT_LABEL_COVERAGE", default_value_t = 1.0, value_parser = coverage)]
@@ -204,6 +214,7 @@ impl Default for ServeArgs {
             webhook_timeout_seconds: 10.0,
             metrics_max_information_series: 1000,
             metrics_cache_seconds: 5.0,
+            metrics_public_information: false,
             label_coverage: 1.0,
         }
     }

@@ -372,6 +372,38 @@ pub struct InformationSnapshot {
     pub dropped: usize,
     /// The cap.
     pub limit: usize,
+    /// The series were left out because the scrape presented no key while keys are required.
+    pub withheld: bool,
+}
+
+impl InformationSnapshot {
+    /// The series and alias markers of `models` only.
+    pub fn only(&self, models: &[String]) -> InformationSnapshot {
+        InformationSnapshot {
+            series: self
+                .series
+                .iter()
+                .filter(|s| models.contains(&s.model))
+                .cloned()
+                .collect(),
+            aliases: self
+                .aliases
+                .iter()
+                .filter(|a| models.contains(&a.0))
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }
+    }
+
+    /// Nothing of the information, and why.
+    pub fn withheld(&self) -> InformationSnapshot {
+        InformationSnapshot {
+            limit: self.limit,
+            withheld: true,
+            ..Default::default()
+        }
+    }
 }
 
 /// A sample value as the text format writes it.
@@ -392,6 +424,7 @@ fn information_section(out: &mut String, info: Option<&InformationSnapshot>) {
     let Some(info) = info else {
         return;
     };
+    let _ = writeln!(out, "# HELP infoaudit_information_withheld Whether the information series were left out because keys are required and this scrape presented none (or none with the read scope); see --metrics-public-information.\n# TYPE infoaudit_information_withheld gauge\ninfoaudit_information_withheld {}", u8::from(info.withheld));
     let labels = |s: &InformationSeries| {
         format!(
             "model=\"{}\",version=\"{}\",metric=\"{}\",unit=\"{}\"",

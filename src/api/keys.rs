@@ -71,6 +71,7 @@ pub struct CreatedKey {
 )]
 pub async fn create_key(
     State(state): State<AppState>,
+    principal: Option<axum::Extension<auth::Principal>>,
     StrictJson(req): StrictJson<NewKeyRequest>,
 ) -> Result<(StatusCode, Json<CreatedKey>)> {
     if req.name.trim().is_empty() || req.name.chars().count() > 200 {
@@ -88,6 +89,32 @@ pub async fn create_key(
     if let Some(models) = &req.models {
         for (i, m) in models.iter().enumerate() {
             Name::parse(m).map_err(|e| Error::field(format!("/models/{i}"), e))?;
+        }
+    }
+    // A key creates only keys within its own scopes and models: a key limited to some models
+    // cannot mint a wider one.
+    if let Some(axum::Extension(p)) = &principal {
+        if let Some(s) = req.scopes.iter().find(|s| !p.allows(**s)) {
+            return Err(Error::Forbidden(format!(
+                "this key lacks the {} scope, so it cannot give it to a new key",
+                s.as_str()
+            )));
+        }
+        if let Some(own) = &p.models {
+            match &req.models {
+                None => {
+                    return Err(Error::Forbidden(format!(
+                        "this key is limited to models {own:?}: a new key must name its models (`models`), within those"
+                    )))
+                }
+                Some(ms) => {
+                    if let Some(m) = ms.iter().find(|m| !own.contains(m)) {
+                        return Err(Error::Forbidden(format!(
+                            "this key is not allowed to use model {m}, so it cannot give it to a new key"
+                        )));
+                    }
+                }
+            }
         }
     }
     let (id, k) =
@@ -111,11 +138,19 @@ async fn get(state: &AppState, id: Uuid) -> Result<ApiKey> {
     tag = "keys",
     responses((status = 200, body = Vec<ApiKey>), (status = 401, body = Problem, content_type = "application/problem+json"))
 )]
-pub async fn list_keys(State(state): State<AppState>) -> Result<Json<Vec<ApiKey>>> {
+pub async fn list_keys(
+    State(state): State<AppState>,
+    principal: Option<axum::Extension<auth::Principal>>,
+) -> Result<Json<Vec<ApiKey>>> {
+    // A key limited to some models sees only the keys limited to models among its own.
+    let only = principal.and_then(|p| p.0.models);
     let keys = sqlx::query_as(
         "SELECT id, name, prefix, scopes, models, created_at, last_used_at FROM api_keys
-         WHERE revoked_at IS NULL ORDER BY created_at DESC",
+         WHERE revoked_at IS NULL
+           AND ($1::text[] IS NULL OR (models IS NOT NULL AND models <@ $1))
+         ORDER BY created_at DESC",
     )
+    .bind(only)
     .fetch_all(&state.pool)
     .await?;
     Ok(Json(keys))
@@ -127,19 +162,38 @@ pub async fn list_keys(State(state): State<AppState>) -> Result<Json<Vec<ApiKey>
     path = "/v1/api-keys/{id}",
     tag = "keys",
     params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json"))
+    responses(
+        (status = 204),
+        (status = 403, description = "The key to revoke reaches models this key does not", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
 )]
-pub async fn revoke_key(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<StatusCode> {
-    let n =
-        sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
-            .bind(id)
-            .execute(&state.pool)
-            .await?
-            .rows_affected();
-    if n == 0 {
-        return Err(Error::NotFound(format!("API key {id} not found")));
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    principal: Option<axum::Extension<auth::Principal>>,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode> {
+    let only = principal.and_then(|p| p.0.models);
+    // One statement: the key is revoked only if it is within the caller's models.
+    let row: Option<(bool,)> = sqlx::query_as(
+        "WITH k AS (SELECT id, models FROM api_keys WHERE id = $1 AND revoked_at IS NULL),
+              r AS (UPDATE api_keys SET revoked_at = now() WHERE id IN (
+                        SELECT id FROM k WHERE $2::text[] IS NULL OR (models IS NOT NULL AND models <@ $2))
+                    RETURNING id)
+         SELECT EXISTS (SELECT 1 FROM r) FROM k",
+    )
+    .bind(id)
+    .bind(only.as_deref())
+    .fetch_optional(&state.pool)
+    .await?;
+    match row {
+        None => Err(Error::NotFound(format!("API key {id} not found"))),
+        Some((true,)) => Ok(StatusCode::NO_CONTENT),
+        Some((false,)) => Err(Error::Forbidden(
+            "this key is limited to some models and may not revoke a key that reaches others"
+                .into(),
+        )),
     }
-    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,10 +202,21 @@ pub struct LoginQuery {
     pub error: Option<String>,
 }
 
-fn safe_next(next: Option<&str>) -> String {
-    // Only local paths: never an open redirect.
+/// Where the login form may send a person back to: a path of this service, or `/`. Only a path
+/// that starts with one `/` and holds nothing but the characters of a URL's path and query
+/// (no whitespace or control characters, which browsers strip — `/<TAB>/example.com` resolves to
+/// another site —, no `\\`), so never an open redirect and always a valid `Location`.
+pub fn safe_next(next: Option<&str>) -> String {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~/?#[]@!$&'()*+,;=%:".contains(c);
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && n.len() <= 2048
+                && n.chars().all(allowed) =>
+        {
+            n.to_string()
+        }
         _ => "/".to_string(),
     }
 }
@@ -190,25 +255,58 @@ pub struct LoginForm {
     pub next: Option<String>,
 }
 
-/// Check the key and keep it in an HttpOnly, SameSite=Strict cookie.
-pub async fn login(State(state): State<AppState>, Form(f): Form<LoginForm>) -> Result<Response> {
-    let next = safe_next(f.next.as_deref());
-    if auth::verify(&state.pool, f.key.trim()).await?.is_none() {
-        return Ok(Redirect::to(&format!("/login?error=1&next={next}")).into_response());
-    }
-    let cookie = format!(
-        "{}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200",
+/// Whether the request reached the service over HTTPS (directly behind a proxy that says so, or
+/// because the public URL is https): then the cookie is marked `Secure`.
+fn over_https(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    state.limits.public_https
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+fn session_cookie(value: &str, max_age: i64, secure: bool) -> String {
+    format!(
+        "{}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{}",
         auth::COOKIE,
-        f.key.trim()
-    );
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// Check the key and start a session: the cookie (HttpOnly, SameSite=Strict, `Secure` over
+/// HTTPS) carries a random session token, never the key; revoking the key ends the session.
+pub async fn login(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Result<Response> {
+    let next = safe_next(f.next.as_deref());
+    // A login form posted from another site would sign the browser in with the other site's key.
+    if headers.contains_key(header::ORIGIN) && !auth::same_origin(&headers) {
+        return Err(Error::Forbidden(
+            "the login form must be posted from this service's own page".into(),
+        ));
+    }
+    let Some(p) = auth::verify(&state.pool, f.key.trim()).await? else {
+        return Ok(Redirect::to(&format!(
+            "/login?error=1&next={}",
+            auth::query_escape(&next)
+        ))
+        .into_response());
+    };
+    let token = auth::create_session(&state.pool, p.key_id).await?;
+    let cookie = session_cookie(&token, auth::SESSION_SECONDS, over_https(&state, &headers));
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response())
 }
 
-/// Forget the key.
-pub async fn logout() -> Response {
-    let cookie = format!(
-        "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
-        auth::COOKIE
-    );
-    ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
+/// End the session and forget the cookie.
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response> {
+    if let Some(token) = auth::session_cookie(&headers) {
+        auth::end_session(&state.pool, &token).await?;
+    }
+    let cookie = session_cookie("", 0, over_https(&state, &headers));
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response())
 }

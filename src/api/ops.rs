@@ -71,12 +71,35 @@ pub async fn readyz(State(state): State<AppState>) -> Result<(StatusCode, Json<H
     tag = "operations",
     responses((status = 200, content_type = "text/plain", body = String, description = "Prometheus text exposition format 0.0.4"))
 )]
-pub async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+pub async fn metrics(
+    State(state): State<AppState>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     let queue = queue_snapshot(&state.pool).await;
     let information = match &queue {
         Ok(_) => information(&state).await,
         Err(e) => Err(anyhow::anyhow!("{e}")),
+    };
+    // While keys are required, model names and values are shown only to a key, for its models
+    // (unless the operator chose `--metrics-public-information`).
+    let information = match information {
+        Ok(snap) if !state.limits.metrics_public_information => {
+            let keyed =
+                state.require_auth || crate::auth::any_key(&state.pool).await.unwrap_or(true);
+            match (keyed, principal) {
+                (false, _) => Ok(snap),
+                (true, None) => Ok(std::sync::Arc::new(snap.withheld())),
+                (true, Some(p)) if !p.allows(crate::auth::Scope::Read) => {
+                    Ok(std::sync::Arc::new(snap.withheld()))
+                }
+                (true, Some(p)) => match &p.models {
+                    None => Ok(snap),
+                    Some(only) => Ok(std::sync::Arc::new(snap.only(only))),
+                },
+            }
+        }
+        other => other,
     };
     if let Err(e) = &information {
         tracing::warn!(error = %e, "metrics: the database could not be read; its gauges are left out");

@@ -67,6 +67,11 @@ pub struct Limits {
     pub metrics_max_information_series: usize,
     /// `/metrics` reads the information series from the database at most once per this long.
     pub metrics_cache: std::time::Duration,
+    /// The service is reached over HTTPS (`--public-url https://…`): cookies are `Secure`.
+    pub public_https: bool,
+    /// `/metrics` shows every model's information series to every scrape, even while keys are
+    /// required.
+    pub metrics_public_information: bool,
     /// The default `label_coverage` of a batch whose labels come later.
     pub label_coverage: f64,
 }
@@ -84,6 +89,8 @@ impl Default for Limits {
             webhook_allow_private: false,
             metrics_max_information_series: 1000,
             metrics_cache: std::time::Duration::from_secs(5),
+            public_https: false,
+            metrics_public_information: false,
             label_coverage: 1.0,
         }
     }

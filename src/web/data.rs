@@ -40,7 +40,12 @@ pub struct ModelSummary {
 }
 
 /// Models by name with their newest version and last gate decision (at most `limit`).
-pub async fn models(c: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<ModelSummary>> {
+/// The models shown on the index: every model, or only `only` (a key limited to some models).
+pub async fn models(
+    c: &mut PgConnection,
+    only: Option<&[String]>,
+    limit: i64,
+) -> sqlx::Result<Vec<ModelSummary>> {
     sqlx::query_as(
         "SELECT m.name,
                 coalesce(s.version_count, 0) AS version_count,
@@ -62,9 +67,11 @@ pub async fn models(c: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<ModelS
              SELECT d.verdict, v.name AS version, d.evaluated_at
              FROM gate_decisions d JOIN model_versions v ON v.id = d.version_id
              WHERE d.model_id = m.id ORDER BY d.evaluated_at DESC, d.id DESC LIMIT 1) ld ON true
+         WHERE $2::text[] IS NULL OR m.name = ANY($2)
          ORDER BY m.name LIMIT $1",
     )
     .bind(limit)
+    .bind(only)
     .fetch_all(&mut *c)
     .await
 }

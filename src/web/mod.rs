@@ -97,8 +97,13 @@ impl IntoResponse for WebError {
 
 type WebResult = Result<Response, WebError>;
 
-async fn index(State(state): State<AppState>) -> WebResult {
-    model::index(&state).await
+/// The models page: a key limited to some models sees only those.
+async fn index(
+    State(state): State<AppState>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
+) -> WebResult {
+    let only = principal.and_then(|p| p.0.models);
+    model::index(&state, only.as_deref()).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -60,10 +60,10 @@ fn metric_cell(l: Option<&Latest>, with_efficiency: bool) -> String {
     s
 }
 
-pub async fn index(state: &AppState) -> WebResult {
+pub async fn index(state: &AppState, only: Option<&[String]>) -> WebResult {
     const LIMIT: i64 = 500;
     let mut tx = data::snapshot(&state.pool).await?;
-    let models = data::models(&mut tx, LIMIT + 1).await?;
+    let models = data::models(&mut tx, only, LIMIT + 1).await?;
     let more = models.len() as i64 > LIMIT;
     let models = &models[..models.len().min(LIMIT as usize)];
     let latest_ids: Vec<Uuid> = models.iter().filter_map(|m| m.latest_version_id).collect();

@@ -427,3 +427,88 @@ async fn the_series_cap_keeps_the_first_series_and_counts_the_rest() {
     let key = "infoaudit_information_value{model=\"o\",version=\"o1\",metric=\"semantic_mi\",unit=\"bits\"}";
     assert_eq!(before.get(key), after.get(key));
 }
+
+async fn scrape_with(app: &TestApp, key: Option<&str>) -> String {
+    let mut req = axum::http::Request::get("/metrics");
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    let (s, _, body) = app.call(req.body(axum::body::Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    body.as_str().unwrap().to_string()
+}
+
+/// While keys are required, model names and values go only to a scrape with a key, and only its
+/// models' series; `--metrics-public-information` makes every scrape see every series.
+#[tokio::test]
+async fn information_series_need_a_key_while_keys_are_required() {
+    let app = app_with_limits(limits(1000)).await;
+    seed(&app).await;
+    // Before any key exists nothing is required: the series are public.
+    let open = scrape(&app).await;
+    assert!(
+        open.contains("infoaudit_information_value{model=\"o\""),
+        "{open}"
+    );
+    let (s, k) = app
+        .send(
+            "POST",
+            "/v1/api-keys",
+            None,
+            Some(&json!({"name": "scraper", "scopes": ["read"], "models": ["m"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{k}");
+    let key = k["key"].as_str().unwrap().to_string();
+
+    let anonymous = scrape_with(&app, None).await;
+    assert!(
+        !anonymous.contains("infoaudit_information_value{"),
+        "{anonymous}"
+    );
+    assert!(!anonymous.contains("infoaudit_model_alias_info{"));
+    assert_eq!(
+        samples(&anonymous)["infoaudit_information_withheld"],
+        1.0,
+        "{anonymous}"
+    );
+    // The process's own metrics still answer.
+    assert!(anonymous.contains("infoaudit_information_export_up 1"));
+
+    let keyed = scrape_with(&app, Some(&key)).await;
+    assert!(
+        keyed.contains("infoaudit_information_value{model=\"m\""),
+        "{keyed}"
+    );
+    assert!(keyed.contains("infoaudit_model_alias_info{model=\"m\""));
+    assert!(
+        !keyed.contains("model=\"o\""),
+        "another model's series: {keyed}"
+    );
+    assert_eq!(samples(&keyed)["infoaudit_information_withheld"], 0.0);
+    // A wrong key is no key (the route stays public).
+    let wrong = scrape_with(&app, Some("ia_nothere_deadbeef")).await;
+    assert!(!wrong.contains("infoaudit_information_value{"));
+
+    let public = app_with_limits(Limits {
+        metrics_public_information: true,
+        ..limits(1000)
+    })
+    .await;
+    seed(&public).await;
+    let (s, _) = public
+        .send(
+            "POST",
+            "/v1/api-keys",
+            None,
+            Some(&json!({"name": "k", "scopes": ["admin"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let text = scrape_with(&public, None).await;
+    assert!(text.contains("infoaudit_information_value{model=\"m\""));
+    assert!(
+        text.contains("infoaudit_information_value{model=\"o\""),
+        "{text}"
+    );
+}
