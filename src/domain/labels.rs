@@ -285,9 +285,11 @@ pub fn decode_ndjson<R: BufRead>(mut reader: R) -> Result<LabelsRequest, Vec<Fie
 /// Decode a CSV labels body: a header with `id` and `label` columns. Multilabel cells list label
 /// names separated by `|`; a multiclass cell is a class name or index.
 pub fn decode_csv<R: Read>(reader: R) -> Result<LabelsRequest, Vec<FieldError>> {
+    // Cells are taken as written (an id " spaced " is that id, as in JSON); only the header is
+    // trimmed.
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(true)
-        .trim(csv::Trim::All)
+        .trim(csv::Trim::Headers)
         .from_reader(reader);
     let header: Vec<String> = match csv.headers() {
         Ok(h) => h.iter().map(str::to_string).collect(),
@@ -320,7 +322,8 @@ pub fn decode_csv<R: Read>(reader: R) -> Result<LabelsRequest, Vec<FieldError>> 
         let id = record.get(id_col).unwrap_or_default().to_string();
         let cell = record.get(label_col).unwrap_or_default();
         out.ids.push(id);
-        // A cell with `|` (or empty) is a set of label names; else a name or an index.
+        // A cell with `|` is a set of label names; any other cell is text, resolved against its
+        // batch's classes as every text label is: a class name, else a whole number is an index.
         let label = if cell.contains('|') {
             Label::Row(
                 cell.split('|')
@@ -328,10 +331,7 @@ pub fn decode_csv<R: Read>(reader: R) -> Result<LabelsRequest, Vec<FieldError>> 
                     .collect(),
             )
         } else {
-            match cell.parse::<i64>() {
-                Ok(i) => Label::Index(i),
-                Err(_) => Label::Name(cell.to_string()),
-            }
+            Label::Name(cell.to_string())
         };
         out.labels.push(label);
         row += 1;
@@ -363,6 +363,20 @@ mod tests {
         assert_eq!(mc.canonical(&Label::Name("bird".into())).unwrap(), "2");
         assert_eq!(mc.canonical(&Label::Index(1)).unwrap(), "1");
         assert!(mc.canonical(&Label::Index(3)).is_err());
+        // Text that names no class but is a whole number is an index; a name wins over an
+        // index (classes named by numbers).
+        assert_eq!(mc.canonical(&Label::Name("1".into())).unwrap(), "1");
+        assert!(mc.canonical(&Label::Name("3".into())).is_err());
+        assert!(mc.canonical(&Label::Name("+1".into())).is_err());
+        let numbered: Vec<String> = ["1", "0"].iter().map(|s| s.to_string()).collect();
+        let n = LabelSpace::new(Task::Multiclass, &numbered);
+        assert_eq!(n.canonical(&Label::Name("1".into())).unwrap(), "0");
+        assert_eq!(n.canonical(&Label::Name("0".into())).unwrap(), "1");
+        assert_eq!(
+            n.canonical(&Label::Index(1)).unwrap(),
+            "1",
+            "a number is an index"
+        );
         assert_eq!(mc.describe("2"), "\"bird\"");
         let ml = LabelSpace::new(Task::Multilabel, &classes);
         let names = Label::Row(vec![Label::Name("bird".into()), Label::Name("cat".into())]);
@@ -392,9 +406,10 @@ mod tests {
         .unwrap();
         assert_eq!(r.ids, ["a", "b"]);
         assert_eq!(r.labels, [Label::Index(1), Label::Name("cat".into())]);
-        let r = decode_csv(&b"id,label\na,2\nb,cat|dog\n"[..]).unwrap();
-        assert_eq!(r.ids, ["a", "b"]);
-        assert_eq!(r.labels[0], Label::Index(2));
+        let r = decode_csv(&b"id , label \na,2\nb,cat|dog\n spaced ,cat\n"[..]).unwrap();
+        assert_eq!(r.ids, ["a", "b", " spaced "], "cells are not trimmed");
+        // A text cell stays text: resolved against the batch's classes (name first).
+        assert_eq!(r.labels[0], Label::Name("2".into()));
         assert!(matches!(&r.labels[1], Label::Row(v) if v.len() == 2));
         let e = decode_csv(&b"id,label,extra\n"[..]).unwrap_err();
         assert_eq!(e[0].column.as_deref(), Some("extra"));

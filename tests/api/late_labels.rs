@@ -346,3 +346,106 @@ async fn ids_are_unique_within_a_model_and_release_on_request_runs_on_what_has_a
     assert_eq!(s, StatusCode::ACCEPTED, "{out}");
     assert_eq!(out["unchanged"], 1);
 }
+
+/// Text labels mean the same in every format and route: a class name first, else a whole number
+/// is a class index. Classes named by numbers ("1", "0") resolve by name from a CSV, an NDJSON
+/// or a JSON labels body, as they do in an upload.
+#[tokio::test]
+async fn numbered_class_names_resolve_by_name_in_every_format() {
+    let app = app().await;
+    let body = json!({
+        "task": "multiclass", "classes": ["1", "0"],
+        "ids": ["n1", "n2", "n3", "n4", " spaced "],
+        "probabilities": [[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4], [0.5, 0.5]],
+        "estimators": ["shannon_mi"]
+    });
+    let (s, v) = app.upload("num", "v1", &body).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let batch = v["batch"]["id"].as_str().unwrap().to_string();
+    let (s, v) = post_labels(
+        &app,
+        "num",
+        "text/csv",
+        "id,label\nn1,1\nn2,0\n spaced ,1\n".into(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["unknown"], 0, "an id with spaces is that id: {v}");
+    let (s, v) = post_labels(
+        &app,
+        "num",
+        "application/x-ndjson",
+        "{\"id\": \"n3\", \"label\": \"0\"}\n".into(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let (s, v) = post_labels(
+        &app,
+        "num",
+        "application/json",
+        json!({"ids": ["n4"], "labels": ["1"]}).to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let (s, _, text) = app
+        .call(
+            Request::get(format!("/v1/batches/{batch}/samples?estimator=shannon_mi"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let labels: Vec<(String, String)> = text
+        .as_str()
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_string(),
+                r["label"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("n1", "1"),
+            ("n2", "0"),
+            ("n3", "0"),
+            ("n4", "1"),
+            (" spaced ", "1")
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string())),
+        "each sample keeps the class its label names"
+    );
+
+    // Classes "10", "20", "30": the CSV cell 20 is the class "20" (it is no index), as in JSON.
+    let body = json!({
+        "task": "multiclass", "classes": ["10", "20", "30"],
+        "ids": ["q1", "q2"],
+        "probabilities": [[0.2, 0.7, 0.1], [0.1, 0.1, 0.8]],
+        "estimators": ["shannon_mi"]
+    });
+    let (s, v) = app.upload("tens", "v1", &body).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let (s, v) = post_labels(&app, "tens", "text/csv", "id,label\nq1,20\n".into()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let (s, v) = post_labels(
+        &app,
+        "tens",
+        "application/json",
+        json!({"ids": ["q2"], "labels": ["30"]}).to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    // A number is an index everywhere: 2 is "30", and 20 is out of range.
+    let (s, v) = post_labels(
+        &app,
+        "tens",
+        "application/json",
+        json!({"ids": ["q2"], "labels": [20]}).to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+}

@@ -97,10 +97,20 @@ pub(crate) fn class_of(
             "{x} is not a class index (an integer in 0..{})",
             k.saturating_sub(1)
         )),
-        Label::Name(s) => index
-            .get(s.as_str())
-            .map(|&i| (i, LabelForm::Name))
-            .ok_or_else(|| format!("{s:?} is not one of the {k} classes")),
+        // Text is a class name; text that names no class but is a whole number is an index
+        // (the one rule for JSON strings, NDJSON, CSV cells and the labels route).
+        Label::Name(s) => match index.get(s.as_str()) {
+            Some(&i) => Ok((i, LabelForm::Name)),
+            None => match s.parse::<u64>() {
+                Ok(i) if i < k as u64 && s.bytes().all(|b| b.is_ascii_digit()) => {
+                    Ok((i as u32, LabelForm::Index))
+                }
+                _ => Err(format!(
+                    "{s:?} is not one of the {k} classes (nor a class index in 0..{})",
+                    k.saturating_sub(1)
+                )),
+            },
+        },
         Label::Row(_) => Err("must be a single class (index or name), not an array".into()),
     }
 }
