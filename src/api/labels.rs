@@ -111,6 +111,7 @@ pub async fn post_labels(
         (status = 202, body = Accepted, description = "The batch and its jobs"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The batch carried its labels: nothing waits for them", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The batch's raw data was purged by retention", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn release_batch(
@@ -118,14 +119,35 @@ pub async fn release_batch(
     Path(id): Path<Uuid>,
 ) -> Result<Response> {
     let mut tx = state.pool.begin().await?;
-    let row: Option<(bool, Option<serde_json::Value>)> =
-        sqlx::query_as("SELECT labels_later, pending_jobs FROM batches WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((labels_later, pending)) = row else {
+    let model_id: Option<Uuid> = sqlx::query_scalar("SELECT model_id FROM batches WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(model_id) = model_id else {
         return Err(Error::NotFound(format!("batch {id} not found")));
     };
+    // Serialised with the model's labels requests: the release fixes exactly the labels stored
+    // before it.
+    store_labels::lock_model_labels(&mut tx, model_id).await?;
+    type Row = (
+        bool,
+        Option<serde_json::Value>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT labels_later, pending_jobs, data_purged_at FROM batches WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((labels_later, pending, purged)) = row else {
+        return Err(Error::NotFound(format!("batch {id} not found")));
+    };
+    if let Some(at) = purged {
+        return Err(Error::Gone(format!(
+            "batch {id}'s raw data was purged by the model's retention policy at {at}; its jobs cannot run"
+        )));
+    }
     if !labels_later {
         return Err(Error::Conflict(format!(
             "batch {id} was uploaded with its labels; no job waits for them"

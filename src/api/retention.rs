@@ -25,7 +25,8 @@ const MAX_DAYS: u32 = 36_500;
 pub struct Retention {
     /// Drop a batch's raw data (what `GET /v1/batches/{id}/data` returns) this many days after
     /// upload. Its results and their sufficient statistics are kept, so pooled values and
-    /// history stay exact; the data then answers 410. Batches with unfinished jobs wait.
+    /// history stay exact; the data then answers 410. Batches with unfinished jobs wait, and so do
+    /// batches whose jobs wait for labels (until they are released: `labels_later.waiting`).
     #[schema(maximum = 36500)]
     pub data_days: Option<u32>,
     /// Drop results this many days after they were computed (history loses them).

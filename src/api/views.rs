@@ -250,6 +250,15 @@ pub struct LabelsLater {
     pub waiting: Vec<String>,
     /// When the waiting jobs were queued (coverage reached, or released on request).
     pub released_at: Option<DateTime<Utc>>,
+    /// The labels the released jobs use: a release fixes them (those stored before it), so every
+    /// label-dependent result of the batch is computed on the same samples. `null` before the
+    /// release.
+    pub released_labelled: Option<i64>,
+    /// `released_labelled / n`.
+    pub released_coverage: Option<f64>,
+    /// Labels stored after the release: kept (they count in `labelled`) but not used by the
+    /// released jobs. Upload the samples again (or in a new batch) to use them.
+    pub labelled_after_release: i64,
 }
 
 impl From<BatchRow> for Batch {
@@ -290,6 +299,12 @@ impl From<BatchRow> for Batch {
                     })
                     .unwrap_or_default(),
                 released_at: b.released_at,
+                released_labelled: b.released_labelled,
+                released_coverage: b
+                    .released_labelled
+                    .filter(|_| b.n > 0)
+                    .map(|r| r as f64 / b.n as f64),
+                labelled_after_release: b.released_labelled.map_or(0, |r| (b.labelled - r).max(0)),
             }),
         }
     }

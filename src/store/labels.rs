@@ -93,11 +93,16 @@ pub async fn insert_ids(
     ))
 }
 
-/// Fill a labels-later batch's labels from the id table (those that have arrived).
+/// Fill a labels-later batch's labels from the id table: once the batch is released, the labels
+/// its release fixed (numbered up to the release's mark), so every released job reads the same
+/// labels whenever it runs; before a release (the export), every label that has arrived.
 pub async fn join_labels(pool: &PgPool, batch_id: Uuid, batch: &mut Batch) -> anyhow::Result<()> {
     use futures_util::TryStreamExt;
     let mut rows = sqlx::query_as::<_, (i32, String)>(
-        "SELECT idx, label FROM sample_ids WHERE batch_id = $1 AND label IS NOT NULL",
+        "SELECT s.idx, s.label FROM sample_ids s JOIN batches b ON b.id = s.batch_id
+         WHERE s.batch_id = $1 AND s.label IS NOT NULL
+           AND (b.released_label_seq IS NULL OR s.label_seq IS NULL
+                OR s.label_seq <= b.released_label_seq)",
     )
     .bind(batch_id)
     .fetch(pool);
@@ -178,6 +183,20 @@ struct BatchInfo {
     classes: serde_json::Value,
 }
 
+/// One labels request (or release) per model at a time, until the transaction ends: cheaper than
+/// locking each of up to millions of rows, two requests for the same ids cannot interleave, and
+/// a release sees every label stored before it and none stored after.
+pub async fn lock_model_labels(
+    tx: &mut Transaction<'_, Postgres>,
+    model_id: Uuid,
+) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 41))")
+        .bind(model_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// Apply a labels request in one transaction: every label is resolved against its sample's
 /// batch; a label that differs from the one stored refuses the whole request (409 naming the
 /// ids); a repeated one changes nothing. Batches whose coverage reaches their requirement have
@@ -187,12 +206,7 @@ pub async fn apply_labels(
     model_id: Uuid,
     req: &LabelsRequest,
 ) -> Result<LabelsOutcome, Error> {
-    // One labels request per model at a time (a transaction-scoped lock): cheaper than locking
-    // each of up to millions of rows, and two requests for the same ids cannot interleave.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 41))")
-        .bind(model_id)
-        .execute(&mut **tx)
-        .await?;
+    lock_model_labels(tx, model_id).await?;
     let mut found: Vec<Option<(Uuid, Option<String>)>> = vec![None; req.ids.len()];
     let mut offset = 0usize;
     for chunk in req.ids.chunks(CHUNK) {
@@ -292,7 +306,8 @@ pub async fn apply_labels(
     }
     for (ids, labels) in writes.0.chunks(CHUNK).zip(writes.1.chunks(CHUNK)) {
         sqlx::query(
-            "UPDATE sample_ids s SET label = u.label, labelled_at = now()
+            "UPDATE sample_ids s SET label = u.label, labelled_at = now(),
+                 label_seq = nextval('label_seq')
              FROM unnest($2::text[], $3::text[]) AS u(sample_id, label)
              WHERE s.model_id = $1 AND s.sample_id = u.sample_id",
         )
@@ -353,7 +368,8 @@ pub async fn apply_labels(
     })
 }
 
-/// Queue a batch's waiting jobs (in the caller's transaction) and mark them released.
+/// Queue a batch's waiting jobs (in the caller's transaction, which holds the model's labels
+/// lock) and mark them released, fixing the labels they will use: those stored so far.
 pub async fn release(
     tx: &mut Transaction<'_, Postgres>,
     batch_id: Uuid,
@@ -362,9 +378,14 @@ pub async fn release(
     let specs: Vec<JobSpec> =
         serde_json::from_value(pending).map_err(|e| Error::Internal(e.into()))?;
     let rows = crate::queue::enqueue(tx, batch_id, &specs, None).await?;
-    sqlx::query("UPDATE batches SET pending_jobs = NULL, released_at = now() WHERE id = $1")
-        .bind(batch_id)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE batches SET pending_jobs = NULL, released_at = now(), released_labelled = labelled,
+             released_label_seq = (SELECT coalesce(max(label_seq), 0) FROM sample_ids
+                                   WHERE batch_id = $1 AND label IS NOT NULL)
+         WHERE id = $1",
+    )
+    .bind(batch_id)
+    .execute(&mut **tx)
+    .await?;
     Ok(rows.into_iter().map(|r| r.id).collect())
 }

@@ -66,6 +66,7 @@ pub struct BatchRow {
     pub label_coverage_required: Option<f64>,
     pub pending_jobs: Option<Value>,
     pub released_at: Option<DateTime<Utc>>,
+    pub released_labelled: Option<i64>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -95,7 +96,7 @@ const BATCH_SELECT: &str =
     "SELECT b.id, m.name AS model, v.name AS version, b.task, b.n, b.classes,
     b.digest, b.size_bytes, b.content_type, b.metadata, b.created_at, b.estimators_skipped,
     b.data_purged_at, b.results_purged_at, b.has_ids, b.labels_later, b.labelled,
-    b.label_coverage_required, b.pending_jobs, b.released_at
+    b.label_coverage_required, b.pending_jobs, b.released_at, b.released_labelled
     FROM batches b JOIN models m ON m.id = b.model_id JOIN model_versions v ON v.id = b.version_id";
 
 const RESULT_SELECT: &str = "SELECT r.id, r.job_id, r.batch_id, m.name AS model, v.name AS version,

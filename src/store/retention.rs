@@ -123,6 +123,8 @@ async fn purge_locked(conn: &mut sqlx::PgConnection, chunk: i64) -> sqlx::Result
                            AND created_at < now() - make_interval(days => $2)
                            AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = batches.id
                                            AND j.state IN ('queued', 'running'))
+                           -- Held while jobs wait for labels: released, they need the data.
+                           AND pending_jobs IS NULL
                          ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED),
                      gone AS (DELETE FROM batch_data WHERE batch_id IN (SELECT id FROM b)),
                      -- Sample ids and their labels are raw data too.

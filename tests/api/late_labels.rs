@@ -449,3 +449,72 @@ async fn numbered_class_names_resolve_by_name_in_every_format() {
     .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
 }
+
+/// A release fixes the labels its jobs use: labels that arrive after it (before the jobs run)
+/// change no released result, every label-dependent estimator runs on the same samples, and the
+/// batch view says which labels the results used and how many came after.
+#[tokio::test]
+async fn a_release_fixes_the_labels_every_released_job_uses() {
+    let app = app().await;
+    let n = 40;
+    let (_, mut without, labels) = bodies(n, 9);
+    without["estimators"] =
+        json!(["shannon_mi", "semantic_mi", {"id": "implied_mi", "params": {"labels": "auto"}}]);
+    let (s, a) = app.upload("fixed", "v1", &without).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{a}");
+    let batch = a["batch"]["id"].as_str().unwrap().to_string();
+    let first: Vec<usize> = (0..15).collect();
+    let (s, out) = post_labels(
+        &app,
+        "fixed",
+        "application/json",
+        labels_json(&first, &labels),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{out}");
+    let (s, _, r) = app
+        .post_json(&format!("/v1/batches/{batch}/release"), &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    // The rest arrive before any job has run.
+    let rest: Vec<usize> = (15..n).collect();
+    let (s, out) = post_labels(
+        &app,
+        "fixed",
+        "application/json",
+        labels_json(&rest, &labels),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{out}");
+    assert_eq!(out["stored"], 25, "{out}");
+    let detail = run_all(&app, &batch).await;
+    for (estimator, params) in [
+        ("shannon_mi", None),
+        ("semantic_mi", None),
+        ("implied_mi", Some("auto")),
+    ] {
+        let r = result(&detail, estimator, params);
+        assert_eq!(r["n"], 15, "{estimator} ran on other labels: {r}");
+        assert_eq!(
+            r["details"]["label_coverage"],
+            15.0 / 40.0,
+            "{estimator}: {r}"
+        );
+    }
+    let later = &detail["labels_later"];
+    assert_eq!(later["labelled"], 40, "{later}");
+    assert_eq!(later["released_labelled"], 15, "{later}");
+    assert_eq!(later["released_coverage"], 15.0 / 40.0, "{later}");
+    assert_eq!(later["labelled_after_release"], 25, "{later}");
+    // A second release changes nothing: nothing waits.
+    let (s, _, r) = app
+        .post_json(&format!("/v1/batches/{batch}/release"), &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let (_, again) = app.get(&format!("/v1/batches/{batch}")).await;
+    assert_eq!(again["labels_later"]["released_labelled"], 15);
+    assert_eq!(
+        again["jobs"].as_array().unwrap().len(),
+        detail["jobs"].as_array().unwrap().len()
+    );
+}

@@ -292,3 +292,81 @@ async fn results_expire_in_the_background_and_the_batches_say_so() {
         .unwrap()
         .contains("infoaudit_retention_purged_results_total"));
 }
+
+/// A batch whose jobs wait for labels is held by the retention purge: its data and ids stay, its
+/// later labels are taken, its release runs the jobs; once they are done the purge takes it. A
+/// purged batch's release answers 410.
+#[tokio::test]
+async fn batches_waiting_for_labels_are_held_until_their_jobs_run() {
+    let app = app().await;
+    let mut b = classifier_batch(4, 2, 0.9, 3);
+    b["ids"] = json!(["w0", "w1", "w2", "w3"]);
+    let labels = b.as_object_mut().unwrap().remove("labels").unwrap();
+    let (s, v) = app.upload("r", "v1", &b).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let batch = v["batch"]["id"].as_str().unwrap().to_string();
+    let (s, _) = put(&app, "r", json!({"data_days": 0})).await;
+    assert_eq!(s, StatusCode::OK);
+    let post_labels = |ids: &[&str]| {
+        let l: Vec<Value> = ids
+            .iter()
+            .map(|id| labels[id[1..].parse::<usize>().unwrap()].clone())
+            .collect();
+        json!({"ids": ids, "labels": l})
+    };
+    let (s, _, out) = app
+        .post_json("/v1/models/r/labels", &post_labels(&["w0", "w1"]))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{out}");
+    backdate(&app, std::slice::from_ref(&batch), 1).await;
+    let workers = app.workers(fast_workers(1));
+    let (_, before) = app.get(&format!("/v1/batches/{batch}")).await;
+    for j in before["jobs"].as_array().unwrap() {
+        app.wait_job(j["id"].as_str().unwrap(), 60).await;
+    }
+    // A purge pass while the batch waits for labels leaves it alone.
+    let purged = infoaudit::store::purge_retention(&app.pool, 10)
+        .await
+        .unwrap();
+    assert_eq!(purged.batches, 0);
+    let (_, held) = app.get(&format!("/v1/batches/{batch}")).await;
+    assert_eq!(
+        held["data_purged_at"],
+        Value::Null,
+        "purged while waiting: {held}"
+    );
+    assert!(!held["labels_later"]["waiting"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    // Later labels are still known.
+    let (s, _, out) = app
+        .post_json("/v1/models/r/labels", &post_labels(&["w2", "w3"]))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{out}");
+    assert_eq!(out["unknown"], 0, "{out}");
+    assert_eq!(out["batches"][0]["released"], true, "{out}");
+    let (_, after) = app.get(&format!("/v1/batches/{batch}")).await;
+    for j in after["jobs"].as_array().unwrap() {
+        let done = app.wait_job(j["id"].as_str().unwrap(), 60).await;
+        assert_eq!(done["state"], "succeeded", "{done}");
+    }
+    workers.shutdown().await;
+    // Now nothing waits: the next pass takes it.
+    let purged = infoaudit::store::purge_retention(&app.pool, 10)
+        .await
+        .unwrap();
+    assert_eq!(purged.batches, 1);
+    let (_, b) = app.get(&format!("/v1/batches/{batch}")).await;
+    assert!(b["data_purged_at"].is_string(), "{b}");
+    // A purged labels-later batch cannot be released.
+    sqlx::query("UPDATE batches SET pending_jobs = '[]'::jsonb WHERE id = $1::uuid")
+        .bind(&batch)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let (s, _, p) = app
+        .post_json(&format!("/v1/batches/{batch}/release"), &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::GONE, "{p}");
+}
