@@ -96,8 +96,23 @@ pub fn api_limits(args: &ServeArgs) -> Limits {
             .as_deref()
             .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://")),
         metrics_public_information: args.metrics_public_information,
+        body_pace: crate::api::paced::BodyPace {
+            idle: seconds(args.body_idle_timeout_seconds, 20.0),
+            grace: seconds(args.body_idle_timeout_seconds, 20.0),
+            min_rate: args.body_min_bytes_per_second,
+        },
         label_coverage: args.label_coverage,
     }
+}
+
+/// A duration from a command-line number of seconds (`default` when it is not a positive
+/// finite number).
+fn seconds(s: f64, default: f64) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(if s.is_finite() && s > 0.0 {
+        s.min(86_400.0)
+    } else {
+        default
+    })
 }
 
 /// Show the configured limits in `/metrics`.
@@ -496,21 +511,11 @@ pub async fn serve(
             caches: Default::default(),
         };
         tracing::info!(addr = %listener.local_addr()?, role = ?args.role, "infoaudit listening");
-        let stop_http = stop.clone();
-        // TCP_NODELAY: a response written in two small segments must not wait for the peer's
-        // delayed ACK (Nagle), which otherwise adds up to 40 ms to idle keep-alive connections.
-        use axum::serve::ListenerExt as _;
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("could not set TCP_NODELAY: {e}");
-            }
-        });
-        axum::serve(
-            listener,
-            router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { stop_http.cancelled().await })
-        .await?;
+        let connections = Connections {
+            max: connection_limit(args.max_connections),
+            header_timeout: seconds(args.header_timeout_seconds, 10.0),
+        };
+        serve_http(listener, router(state), connections, stop.clone()).await;
     } else {
         tracing::info!("infoaudit worker running");
         stop.cancelled().await;
@@ -555,6 +560,12 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
         .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
             tower_http::request_id::MakeRequestUuid,
+        ))
+        // Every request body is held to a pace (408 for a client too slow).
+        .layer(tower::util::MapRequestLayer::new(
+            move |req: Request<Body>| {
+                req.map(|b| Body::new(crate::api::paced::PacedBody::new(b, limits.body_pace)))
+            },
         ))
         .with_state(state)
 }
@@ -618,4 +629,131 @@ async fn problem_everywhere(req: Request<Body>, next: Next) -> Response {
         out.headers_mut().insert(header::ALLOW, a);
     }
     out
+}
+
+/// Limits on client connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Connections {
+    /// Most open connections; past it, new ones wait in the kernel's backlog.
+    pub max: usize,
+    /// Headers must arrive within this; an idle keep-alive connection is closed after it.
+    pub header_timeout: std::time::Duration,
+}
+
+/// The connection limit the file-descriptor limit allows: the soft limit is raised to the hard
+/// one, and connections get what is left after a reserve for the database pool, the embedded
+/// cluster's files and logs.
+pub fn connection_limit(wanted: usize) -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    const RESERVE: u64 = 256;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return wanted;
+    };
+    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    let room = soft.saturating_sub(RESERVE).max(16) as usize;
+    if wanted > room {
+        tracing::warn!(
+            wanted,
+            allowed = room,
+            "--max-connections is over what the open-file limit allows; using the smaller"
+        );
+    }
+    wanted.min(room).max(1)
+}
+
+/// Serve HTTP/1 and HTTP/2 on `listener` until `stop`: at most `limits.max` connections at once
+/// (the accept loop waits for a free slot), headers within `limits.header_timeout` (also the
+/// idle keep-alive timeout), TCP_NODELAY, and an accept error (such as running out of file
+/// descriptors) answered by a short pause rather than a busy loop. On `stop`, no new connection
+/// is taken and open ones finish their requests (at most 30 s).
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: Connections,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(std::time::Duration::from_secs(20)))
+        .keep_alive_timeout(limits.header_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max));
+    let mut last_accept_warning: Option<std::time::Instant> = None;
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = stop.cancelled() => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    if last_accept_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                        tracing::warn!(error = %e, "could not accept a connection; pausing accepts briefly");
+                        last_accept_warning = Some(std::time::Instant::now());
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => break,
+        };
+        // TCP_NODELAY: a response written in two small segments must not wait for the peer's
+        // delayed ACK (Nagle), which otherwise adds up to 40 ms to idle keep-alive connections.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("could not set TCP_NODELAY: {e}");
+        }
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            let app = app.clone();
+            async move {
+                use tower::ServiceExt as _;
+                app.oneshot(req.map(Body::new)).await
+            }
+        });
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let header_timeout = limits.header_timeout;
+        tokio::spawn(async move {
+            // The protocol is told from the first bytes, a wait with no timer of its own: a
+            // connection that sends nothing is closed after the header timeout.
+            let mut first = [0u8; 1];
+            if !matches!(
+                tokio::time::timeout(header_timeout, tcp.peek(&mut first)).await,
+                Ok(Ok(1..))
+            ) {
+                drop(permit);
+                return;
+            }
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(30)) => {
+            tracing::warn!("open connections did not finish within 30 s of shutdown; closing them");
+        }
+    }
 }

@@ -169,6 +169,30 @@ pub struct ServeArgs {
     /// seconds (0: at every scrape).
     #[arg(long, env = "INFOAUDIT_METRICS_CACHE_SECONDS", default_value_t = 5.0)]
     pub metrics_cache_seconds: f64,
+    /// Most open client connections; past it new connections wait in the kernel's backlog
+    /// (clamped to what the file-descriptor limit allows).
+    #[arg(long, env = "INFOAUDIT_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// A request's headers must arrive within this many seconds, and an idle keep-alive
+    /// connection is closed after it.
+    #[arg(long, env = "INFOAUDIT_HEADER_TIMEOUT_SECONDS", default_value_t = 10.0)]
+    pub header_timeout_seconds: f64,
+    /// While a handler reads a request body, the client may send nothing for at most this many
+    /// seconds (408).
+    #[arg(
+        long,
+        env = "INFOAUDIT_BODY_IDLE_TIMEOUT_SECONDS",
+        default_value_t = 20.0
+    )]
+    pub body_idle_timeout_seconds: f64,
+    /// After the first `--body-idle-timeout-seconds` of waiting for a body, it must arrive at
+    /// this many bytes per second of waiting at least (408; 0: no rate).
+    #[arg(
+        long,
+        env = "INFOAUDIT_BODY_MIN_BYTES_PER_SECOND",
+        default_value_t = 1024
+    )]
+    pub body_min_bytes_per_second: u64,
     /// While keys are required (`--require-auth`, or once a key exists), `/metrics` shows the
     /// information series (model names and their values) only to a scrape that presents a key,
     /// and only for that key's models. With this flag every scrape sees every model's series, as
@@ -215,6 +239,10 @@ impl Default for ServeArgs {
             metrics_max_information_series: 1000,
             metrics_cache_seconds: 5.0,
             metrics_public_information: false,
+            max_connections: 1024,
+            header_timeout_seconds: 10.0,
+            body_idle_timeout_seconds: 20.0,
+            body_min_bytes_per_second: 1024,
             label_coverage: 1.0,
         }
     }

@@ -248,39 +248,76 @@ impl LocalPostgres {
         Ok(())
     }
 
-    /// The PID of the running postmaster, from `postmaster.pid`; `None` when the file is absent or
-    /// the process it names is gone (a zombie counts as gone).
+    /// The PID of the running postmaster, from `postmaster.pid`; `None` when it is gone or
+    /// cannot be told (see [`LocalPostgres::postmaster`]).
     pub fn postmaster_pid(&self) -> Option<i32> {
-        let text = std::fs::read_to_string(self.pgdata.join("postmaster.pid")).ok()?;
-        let pid: i32 = text.lines().next()?.trim().parse().ok()?;
-        if pid <= 0 {
-            return None;
+        match self.postmaster() {
+            Postmaster::Alive(pid) => Some(pid),
+            _ => None,
         }
+    }
+
+    /// Whether the postmaster runs: `Gone` only when `postmaster.pid` is absent or names a
+    /// process that is gone (a zombie counts as gone). When the files cannot be read for another
+    /// reason (out of file descriptors, say) the answer is `Unknown`: a reason to look again,
+    /// never to start a second server.
+    pub fn postmaster(&self) -> Postmaster {
+        use std::io::ErrorKind;
+        let text = match std::fs::read_to_string(self.pgdata.join("postmaster.pid")) {
+            Ok(t) => t,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Postmaster::Gone,
+            Err(e) => return Postmaster::Unknown(format!("postmaster.pid: {e}")),
+        };
+        let Some(pid) = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<i32>().ok())
+            .filter(|&p| p > 0)
+        else {
+            // Being written by a starting server, or left empty by a dead one.
+            return Postmaster::Unknown("postmaster.pid names no process".into());
+        };
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             // Field 3 (after the parenthesised name) is the state; Z and X are dead.
-            Ok(stat) => {
-                let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
-                (!matches!(state, "Z" | "X")).then_some(pid)
+            Ok(stat) => match stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+            {
+                Some("Z" | "X") => Postmaster::Gone,
+                Some(_) => Postmaster::Alive(pid),
+                None => Postmaster::Unknown(format!("/proc/{pid}/stat is unreadable")),
+            },
+            Err(e) if e.kind() == ErrorKind::NotFound => Postmaster::Gone,
+            Err(e) if Path::new("/proc/self/stat").exists() => {
+                Postmaster::Unknown(format!("/proc/{pid}/stat: {e}"))
             }
-            Err(_) if Path::new("/proc/self/stat").exists() => None,
             // No procfs: ask the kernel whether the process exists.
-            Err(_) => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
-                .is_ok()
-                .then_some(pid),
+            Err(_) => match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+                Ok(()) => Postmaster::Alive(pid),
+                Err(nix::errno::Errno::ESRCH) => Postmaster::Gone,
+                Err(e) => Postmaster::Unknown(format!("signal 0 to {pid}: {e}")),
+            },
         }
     }
 
     /// Start the server again after it died (PostgreSQL runs crash recovery from the WAL on
     /// start). Fails while processes of the dead server still hold its shared memory; the
     /// caller retries.
-    pub fn restart_after_crash(&self) -> anyhow::Result<()> {
+    /// `Ok(false)`: it was running after all (nothing was started).
+    pub fn restart_after_crash(&self) -> anyhow::Result<bool> {
         // Not `pg_ctl status`: it takes a dead postmaster that is not yet reaped (a zombie) for
         // a running one.
-        self.start_server_inner(&self.options, false)?;
+        if let Err(e) = self.start_server_inner(&self.options, false) {
+            // Started by someone else meanwhile, or it was never down: not a failure.
+            if self.postmaster_pid().is_some() {
+                return Ok(false);
+            }
+            return Err(e);
+        }
         if self.postmaster_pid().is_none() {
             bail!("the postmaster exited right after starting");
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The data folder of the cluster.
@@ -352,6 +389,15 @@ impl LocalPostgres {
     }
 }
 
+/// Whether the embedded cluster's postmaster runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Postmaster {
+    Alive(i32),
+    Gone,
+    /// Its files could not be read (the reason): look again later.
+    Unknown(String),
+}
+
 /// Keep the embedded cluster running: every `every`, check that its postmaster is alive; when it
 /// is not (killed, crashed, stopped by someone else), start it again (PostgreSQL replays its WAL:
 /// crash recovery), logging the outage and counting the restart in `/metrics`. Retries with a
@@ -362,13 +408,22 @@ pub async fn supervise(
     every: Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
+    let mut unknown_logged: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        if local.postmaster_pid().is_some() {
-            continue;
+        match local.postmaster() {
+            Postmaster::Alive(_) => continue,
+            Postmaster::Unknown(why) => {
+                if unknown_logged.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                    tracing::warn!(%why, "cannot tell whether the embedded PostgreSQL runs; looking again, not restarting it");
+                    unknown_logged = Some(std::time::Instant::now());
+                }
+                continue;
+            }
+            Postmaster::Gone => {}
         }
         let down_since = std::time::Instant::now();
         tracing::error!(
@@ -380,10 +435,36 @@ pub async fn supervise(
             if stop.is_cancelled() {
                 return;
             }
+            // Look again before each attempt: it may be back (started by someone else), or it
+            // may never have been down (its files were unreadable for a while).
+            match local.postmaster() {
+                Postmaster::Alive(pid) => {
+                    tracing::warn!(
+                        pid,
+                        seconds = down_since.elapsed().as_secs_f64(),
+                        "embedded PostgreSQL is running; no restart needed"
+                    );
+                    break;
+                }
+                Postmaster::Unknown(why) => {
+                    tracing::warn!(%why, "cannot tell whether the embedded PostgreSQL runs; waiting");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+                Postmaster::Gone => {}
+            }
             let l = local.clone();
             let r = tokio::task::spawn_blocking(move || l.restart_after_crash()).await;
             match r {
-                Ok(Ok(())) => {
+                Ok(Ok(false)) => {
+                    tracing::warn!("embedded PostgreSQL is running; no restart needed");
+                    break;
+                }
+                Ok(Ok(true)) => {
                     crate::metrics::database_restarted();
                     tracing::warn!(
                         seconds_down = down_since.elapsed().as_secs_f64(),

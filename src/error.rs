@@ -89,6 +89,9 @@ pub enum Error {
     Unprocessable(String),
     #[error("request body too large: {0}")]
     PayloadTooLarge(String),
+    /// The client sent its request too slowly (408).
+    #[error("request timeout: {0}")]
+    Timeout(String),
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -113,6 +116,38 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A request body that arrived too slowly (or stalled): the client gave the server nothing for
+/// too long while it waited. Carried inside body errors; answered 408.
+#[derive(Debug, Clone)]
+pub struct BodyTimeout(pub String);
+
+impl std::fmt::Display for BodyTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BodyTimeout {}
+
+/// The [`BodyTimeout`] somewhere in an error's chain (axum and I/O errors wrap it).
+pub fn body_timeout_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyTimeout> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(t) = c.downcast_ref::<BodyTimeout>() {
+            return Some(t);
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if let Some(inner) = io.get_ref() {
+                if let Some(t) = body_timeout_in(inner) {
+                    return Some(t);
+                }
+            }
+        }
+        cur = c.source();
+    }
+    None
+}
 
 /// Seconds a client is asked to wait (`Retry-After`) when the database cannot be reached.
 pub const DATABASE_RETRY_AFTER: u64 = 2;
@@ -231,6 +266,12 @@ impl Error {
                 S::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
                 "Request body too large",
+                m,
+            ),
+            Error::Timeout(m) => Problem::new(
+                S::REQUEST_TIMEOUT,
+                "request-timeout",
+                "The request arrived too slowly",
                 m,
             ),
             Error::UnsupportedMediaType(m) => Problem::new(

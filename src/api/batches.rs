@@ -138,7 +138,16 @@ pub async fn upload(
         options,
         path: format!("/v1/models/{model}/versions/{version}/batches"),
     };
-    let reader = ingest::blocking_reader(body);
+    // Read ahead asynchronously: a small body (most uploads) is decoded from memory; a large one
+    // streams into its decoder on one of a few slots, so stalled clients hold no blocking thread
+    // and cannot crowd out small uploads.
+    let source = ingest::BodySource::read(body, upload.declared_length, upload.limit).await?;
+    let slot = if source.is_stream() {
+        Some(state.caches.stream_slot().await?)
+    } else {
+        None
+    };
+    let reader = source.into_reader();
     let cost_limits = state.limits.cost;
     let default_coverage = state.limits.label_coverage;
     let started = std::time::Instant::now();
@@ -146,6 +155,7 @@ pub async fn upload(
     // Read, decompress, parse, validate and encode off the async threads; the text is dropped as
     // soon as it is parsed (NDJSON and CSV are never held whole).
     let prepared = tokio::task::spawn_blocking(move || -> Result<Prepared> {
+        let _slot = slot;
         let decoded = upload.decode(reader)?;
         let located = |errors: Vec<FieldError>| match &decoded.columns {
             Some(map) => Error::Validation(map.locate(errors)),

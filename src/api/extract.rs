@@ -30,6 +30,9 @@ pub fn path_name(what: &str, s: &str) -> Result<Name> {
 }
 
 pub fn body_rejection(r: BytesRejection) -> Error {
+    if let Some(t) = crate::error::body_timeout_in(&r) {
+        return Error::Timeout(t.0.clone());
+    }
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
         Error::PayloadTooLarge(r.body_text())
     } else {
@@ -61,21 +64,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
             // Cold path: parse again, tracking the path, to name the offending field.
             let mut de = serde_json::Deserializer::from_slice(body);
             let pointer = match serde_path_to_error::deserialize::<_, T>(strict::Strict(&mut de)) {
-                Err(e) => {
-                    let mut p = String::new();
-                    for seg in e.path().iter() {
-                        use serde_path_to_error::Segment as S;
-                        match seg {
-                            S::Seq { index } => p.push_str(&format!("/{index}")),
-                            S::Map { key } | S::Enum { variant: key } => {
-                                p.push('/');
-                                p.push_str(&key.replace('~', "~0").replace('/', "~1"));
-                            }
-                            S::Unknown => {}
-                        }
-                    }
-                    p
-                }
+                Err(e) => pointer_of(e.path()),
                 Ok(_) => String::new(),
             };
             if first.is_syntax() || first.is_eof() {
@@ -97,6 +86,60 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
             Err(Error::Validation(vec![FieldError::at(pointer, message)]))
         }
     }
+}
+
+/// Parse JSON as it is read (structs only from objects, the whole text consumed): the body is
+/// never held whole. A read error is mapped by `failure` (limits, timeouts); a value that does
+/// not fit is a 422 naming its JSON Pointer (tracked in the one pass).
+pub fn parse_json_stream<T: serde::de::DeserializeOwned>(
+    reader: impl std::io::Read,
+    failure: impl Fn(std::io::Error) -> Error,
+) -> Result<T> {
+    let mut de =
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(64 * 1024, reader));
+    let value = serde_path_to_error::deserialize::<_, T>(strict::Strict(&mut de))
+        .map_err(|e| (pointer_of(e.path()), e.into_inner()))
+        .and_then(|v| de.end().map(|()| v).map_err(|e| (String::new(), e)));
+    match value {
+        Ok(v) => Ok(v),
+        Err((pointer, inner)) => {
+            if inner.is_io() {
+                return Err(failure(std::io::Error::from(inner)));
+            }
+            if inner.is_syntax() || inner.is_eof() {
+                return Err(Error::BadRequest(format!(
+                    "the body is not valid JSON: {inner}"
+                )));
+            }
+            let message = inner.to_string();
+            let message = message.split(" at line ").next().unwrap_or(&message);
+            Err(Error::Validation(vec![FieldError::at(
+                if pointer.is_empty() {
+                    "/".to_string()
+                } else {
+                    pointer
+                },
+                message,
+            )]))
+        }
+    }
+}
+
+/// A JSON Pointer from a deserialisation path.
+fn pointer_of(path: &serde_path_to_error::Path) -> String {
+    let mut p = String::new();
+    for seg in path.iter() {
+        use serde_path_to_error::Segment as S;
+        match seg {
+            S::Seq { index } => p.push_str(&format!("/{index}")),
+            S::Map { key } | S::Enum { variant: key } => {
+                p.push('/');
+                p.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            }
+            S::Unknown => {}
+        }
+    }
+    p
 }
 
 /// A JSON request body (`application/json` or `+json`), read with [`strict::from_slice`]; problems are

@@ -221,18 +221,19 @@ impl UploadQuery {
 
 /// What went wrong while the body was being read, shared between the readers in the chain.
 #[derive(Default)]
-struct Flags {
+pub struct Flags {
     over_wire: AtomicBool,
     over_decoded: AtomicBool,
     wire_failed: AtomicBool,
 }
 
-/// The wire side: counts and fingerprints the bytes as sent, and stops past the limit.
+/// The wire side: counts (and fingerprints, when asked) the bytes as sent, and stops past the
+/// limit.
 struct Wire<R> {
     inner: R,
     seen: u64,
     limit: u64,
-    hasher: Arc<Mutex<Sha256>>,
+    hasher: Option<Arc<Mutex<Sha256>>>,
     flags: Arc<Flags>,
 }
 
@@ -250,7 +251,7 @@ impl<R: Read> Read for Wire<R> {
             self.flags.over_wire.store(true, Ordering::Relaxed);
             return Err(io::Error::other("the body is over the upload limit"));
         }
-        if let Ok(mut h) = self.hasher.lock() {
+        if let Some(Ok(mut h)) = self.hasher.as_ref().map(|h| h.lock()) {
             h.update(&buf[..n]);
         }
         Ok(n)
@@ -258,7 +259,7 @@ impl<R: Read> Read for Wire<R> {
 }
 
 /// The decoded side: stops once the decoded text passes the limit (a compression bomb ends here).
-struct DecodedLimit<R> {
+pub struct DecodedLimit<R> {
     inner: R,
     seen: u64,
     limit: u64,
@@ -298,25 +299,172 @@ pub struct Upload {
     pub path: String,
 }
 
-/// Turn the async body into a blocking reader. Must be called on the runtime; the reader is then
-/// used on a blocking thread.
-pub fn blocking_reader(body: axum::body::Body) -> impl Read + Send + 'static {
-    let stream = body.into_data_stream().map_err(io::Error::other);
-    tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream))
+/// Bytes of a body read asynchronously before any decoding: a body that ends within this is
+/// decoded from memory, so it never holds a blocking thread while the client sends it.
+pub const PREFETCH_BYTES: usize = 256 * 1024;
+
+/// A request body, read asynchronously up to [`PREFETCH_BYTES`]: whole, or its first bytes and
+/// the rest still to come (a large body, decoded as it arrives on one of a few stream slots).
+pub enum BodySource {
+    Whole(bytes::Bytes),
+    Stream {
+        head: bytes::Bytes,
+        rest: axum::body::Body,
+    },
 }
 
-impl Upload {
-    /// Read, decompress and decode the body (blocking). Limits: the wire bytes and the decoded
-    /// bytes are each held to `limit` (413); a corrupt compressed stream is a 400.
-    pub fn decode<R: Read>(self, body: R) -> Result<Decoded> {
+impl BodySource {
+    /// Refuse a declared `Content-Length` over `limit` at once (413, nothing read), then read
+    /// ahead. The body's pace is the router's (`paced`): a stalled client ends in 408 here,
+    /// without a thread.
+    pub async fn read(body: axum::body::Body, declared: Option<u64>, limit: u64) -> Result<Self> {
+        use http_body_util::BodyExt;
+        if declared.is_some_and(|n| n > limit) {
+            return Err(Error::PayloadTooLarge(format!(
+                "the body is larger than the {limit}-byte upload limit"
+            )));
+        }
+        let mut body = body;
+        let mut head = bytes::BytesMut::new();
+        loop {
+            match body.frame().await {
+                None => return Ok(BodySource::Whole(head.freeze())),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        head.extend_from_slice(&data);
+                        if head.len() as u64 > limit {
+                            return Err(Error::PayloadTooLarge(format!(
+                                "the body is larger than the {limit}-byte upload limit"
+                            )));
+                        }
+                        if head.len() > PREFETCH_BYTES {
+                            return Ok(BodySource::Stream {
+                                head: head.freeze(),
+                                rest: body,
+                            });
+                        }
+                    }
+                }
+                Some(Err(e)) => return Err(body_error(&e)),
+            }
+        }
+    }
+
+    /// Whether the rest of the body is still to come.
+    pub fn is_stream(&self) -> bool {
+        matches!(self, BodySource::Stream { .. })
+    }
+
+    /// The bytes as a blocking reader. Must be called on the runtime; the reader is then used on
+    /// a blocking thread.
+    pub fn into_reader(self) -> Box<dyn Read + Send + 'static> {
+        match self {
+            BodySource::Whole(b) => Box::new(io::Cursor::new(b)),
+            BodySource::Stream { head, rest } => {
+                let stream = rest.into_data_stream().map_err(io::Error::other);
+                let rest =
+                    tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+                Box::new(io::Cursor::new(head).chain(rest))
+            }
+        }
+    }
+}
+
+/// A body read error as a problem: a client too slow is a 408, anything else a 400.
+pub fn body_error(e: &(dyn std::error::Error + 'static)) -> Error {
+    match crate::error::body_timeout_in(e) {
+        Some(t) => Error::Timeout(t.0.clone()),
+        None => Error::BadRequest(format!("could not read the body: {e}")),
+    }
+}
+
+/// A body's bytes as decoded text: the wire bytes counted (and fingerprinted when `hasher` is
+/// given) and held to `limit`, decompressed, the decoded bytes held to `limit` too (a compression
+/// bomb ends there). [`ReadFailure::map`] turns a read error into the right problem.
+pub type Inflated = DecodedLimit<Box<dyn Read + Send + 'static>>;
+
+/// What an [`Inflated`] body's read errors mean.
+pub struct ReadFailure {
+    flags: Arc<Flags>,
+    coding: Coding,
+    limit: u64,
+}
+
+impl ReadFailure {
+    /// The problem for a read error: 413 past a limit, 408 for a client too slow, 400 for a
+    /// body that could not be read or decompressed.
+    pub fn map(&self, e: io::Error) -> Error {
         let too_large = |what: &str| {
             Error::PayloadTooLarge(format!(
                 "the {what} is larger than the {}-byte upload limit",
                 self.limit
             ))
         };
+        if self.flags.over_wire.load(Ordering::Relaxed) {
+            too_large("body")
+        } else if self.flags.over_decoded.load(Ordering::Relaxed) {
+            too_large("decoded body")
+        } else if let Some(t) = crate::error::body_timeout_in(&e) {
+            Error::Timeout(t.0.clone())
+        } else if self.flags.wire_failed.load(Ordering::Relaxed) || self.coding == Coding::Identity
+        {
+            Error::BadRequest(format!("could not read the body: {e}"))
+        } else {
+            Error::BadRequest(format!(
+                "the {} body could not be decompressed: {e}",
+                self.coding.name()
+            ))
+        }
+    }
+}
+
+/// Open a body for decoding (see [`Inflated`]).
+pub fn inflate(
+    body: Box<dyn Read + Send + 'static>,
+    coding: Coding,
+    limit: u64,
+    hasher: Option<Arc<Mutex<Sha256>>>,
+) -> Result<(Inflated, ReadFailure)> {
+    let flags = Arc::new(Flags::default());
+    let wire = Wire {
+        inner: body,
+        seen: 0,
+        limit,
+        hasher,
+        flags: flags.clone(),
+    };
+    let inflated: Box<dyn Read + Send + 'static> = match coding {
+        Coding::Identity => Box::new(wire),
+        Coding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(wire))),
+        Coding::Zstd => match zstd::stream::read::Decoder::new(wire) {
+            Ok(d) => Box::new(d),
+            Err(e) => return Err(Error::Internal(e.into())),
+        },
+    };
+    Ok((
+        DecodedLimit {
+            inner: inflated,
+            seen: 0,
+            limit,
+            flags: flags.clone(),
+        },
+        ReadFailure {
+            flags,
+            coding,
+            limit,
+        },
+    ))
+}
+
+impl Upload {
+    /// Read, decompress and decode the body (blocking). Limits: the wire bytes and the decoded
+    /// bytes are each held to `limit` (413); a corrupt compressed stream is a 400.
+    pub fn decode(self, body: Box<dyn Read + Send + 'static>) -> Result<Decoded> {
         if self.declared_length.is_some_and(|n| n > self.limit) {
-            return Err(too_large("body"));
+            return Err(Error::PayloadTooLarge(format!(
+                "the body is larger than the {}-byte upload limit",
+                self.limit
+            )));
         }
         let hasher = Arc::new(Mutex::new(Sha256::new()));
         if let Ok(mut h) = hasher.lock() {
@@ -331,43 +479,9 @@ impl Upload {
                 h.update(part);
             }
         }
-        let flags = Arc::new(Flags::default());
-        let wire = Wire {
-            inner: body,
-            seen: 0,
-            limit: self.limit,
-            hasher: hasher.clone(),
-            flags: flags.clone(),
-        };
-        let inflated: Box<dyn Read> = match self.coding {
-            Coding::Identity => Box::new(wire),
-            Coding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(wire))),
-            Coding::Zstd => match zstd::stream::read::Decoder::new(wire) {
-                Ok(d) => Box::new(d),
-                Err(e) => return Err(Error::Internal(e.into())),
-            },
-        };
-        let decoded = DecodedLimit {
-            inner: inflated,
-            seen: 0,
-            limit: self.limit,
-            flags: flags.clone(),
-        };
         let coding = self.coding;
-        let failure = |e: io::Error| -> Error {
-            if flags.over_wire.load(Ordering::Relaxed) {
-                too_large("body")
-            } else if flags.over_decoded.load(Ordering::Relaxed) {
-                too_large("decoded body")
-            } else if flags.wire_failed.load(Ordering::Relaxed) || coding == Coding::Identity {
-                Error::BadRequest(format!("could not read the body: {e}"))
-            } else {
-                Error::BadRequest(format!(
-                    "the {} body could not be decompressed: {e}",
-                    coding.name()
-                ))
-            }
-        };
+        let (decoded, read_failure) = inflate(body, coding, self.limit, Some(hasher.clone()))?;
+        let failure = |e: io::Error| read_failure.map(e);
         let (request, columns) = match self.format {
             Format::Json => {
                 let capacity = match coding {

@@ -1,8 +1,6 @@
 //! Labels that arrive after their predictions (`POST /v1/models/{model}/labels`), and releasing a
 //! batch's waiting jobs on request (`POST /v1/batches/{id}/release`).
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,11 +8,12 @@ use axum::Json;
 use uuid::Uuid;
 
 use super::batches::accepted;
-use super::extract::{body_rejection, parse_json, path_name};
+use super::extract::{parse_json_stream, path_name};
 use super::ingest::{self, Format};
 use super::state::AppState;
 use super::views::Accepted;
 use crate::domain::labels::{self, LabelsRequest};
+use crate::domain::rows::RowsError;
 use crate::error::{Error, Problem, Result};
 use crate::store;
 use crate::store::labels as store_labels;
@@ -59,21 +58,47 @@ pub async fn post_labels(
     State(state): State<AppState>,
     Path(model): Path<String>,
     headers: HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response> {
     let model = path_name("model", &model)?;
     let format = ingest::format_of(&headers)?;
-    let body = body.map_err(body_rejection)?;
+    if format == Format::Arrow {
+        return Err(Error::UnsupportedMediaType(
+            "labels are sent as application/json, application/x-ndjson or text/csv".into(),
+        ));
+    }
+    let coding = ingest::coding_of(&headers)?;
+    let limit = state.limits.max_upload_bytes as u64;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // Read like an upload: a declared length over the limit is refused before reading, a small
+    // body is read ahead without a thread, a large one is decoded as it arrives on a stream slot
+    // (never held whole), compressed bodies are inflated under the same limit.
+    let source = ingest::BodySource::read(body, declared, limit).await?;
+    let slot = if source.is_stream() {
+        Some(state.caches.stream_slot().await?)
+    } else {
+        None
+    };
+    let reader = source.into_reader();
     let req: LabelsRequest = tokio::task::spawn_blocking(move || -> Result<LabelsRequest> {
+        let _slot = slot;
+        let (decoded, failure) = ingest::inflate(reader, coding, limit, None)?;
+        let rows = |r: std::result::Result<LabelsRequest, RowsError>| match r {
+            Ok(req) => Ok(req),
+            Err(RowsError::Io(e)) => Err(failure.map(e)),
+            Err(RowsError::Invalid(errors)) => Err(Error::Validation(errors)),
+            Err(RowsError::Malformed(m)) => Err(Error::BadRequest(m)),
+        };
         let req = match format {
-            Format::Json => parse_json::<LabelsRequest>(&body)?,
-            Format::Ndjson => labels::decode_ndjson(&body[..]).map_err(Error::Validation)?,
-            Format::Csv => labels::decode_csv(&body[..]).map_err(Error::Validation)?,
-            Format::Arrow => {
-                return Err(Error::UnsupportedMediaType(
-                    "labels are sent as application/json, application/x-ndjson or text/csv".into(),
-                ))
-            }
+            Format::Ndjson => rows(labels::decode_ndjson(std::io::BufReader::with_capacity(
+                64 * 1024,
+                decoded,
+            )))?,
+            Format::Csv => rows(labels::decode_csv(decoded))?,
+            _ => parse_json_stream::<LabelsRequest>(decoded, |e| failure.map(e))?,
         };
         req.validate().map_err(Error::Validation)?;
         Ok(req)

@@ -14,6 +14,7 @@ pub mod models;
 pub mod monitors;
 pub mod ops;
 pub mod overload;
+pub mod paced;
 pub mod retention;
 pub mod samples;
 pub mod state;

@@ -26,11 +26,20 @@ pub struct AppState {
     pub caches: Arc<Caches>,
 }
 
+/// Large bodies decoded as they arrive at once, each on a blocking thread (the rest wait for a
+/// slot without one).
+pub fn stream_slots() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .saturating_mul(2)
+        .max(4)
+}
+
 /// Answers computed from a model's results, each kept with the model's results generation
 /// (`models.results_generation`, bumped by every insert or delete of a result) read before it
 /// was computed: an entry is used only while the generation is unchanged, so it is never older
 /// than its key.
-#[derive(Default)]
 pub struct Caches {
     /// Downsampled histories by query (the response body).
     pub history: GenerationCache<bytes::Bytes>,
@@ -42,9 +51,36 @@ pub struct Caches {
     pub queue: QueueGauge,
     /// Token buckets of the per-key rate limit.
     pub buckets: Buckets,
+    /// Slots for large bodies decoded as they arrive ([`stream_slots`]).
+    pub streams: Arc<tokio::sync::Semaphore>,
     /// The information series of `/metrics` as last read, and when.
     pub information:
         tokio::sync::Mutex<Option<(std::time::Instant, Arc<crate::metrics::InformationSnapshot>)>>,
+}
+
+impl Default for Caches {
+    fn default() -> Self {
+        Caches {
+            history: Default::default(),
+            summaries: Default::default(),
+            deltas: Default::default(),
+            queue: Default::default(),
+            buckets: Default::default(),
+            streams: Arc::new(tokio::sync::Semaphore::new(stream_slots())),
+            information: Default::default(),
+        }
+    }
+}
+
+impl Caches {
+    /// Wait (without a thread) for a slot to decode a large body as it arrives.
+    pub async fn stream_slot(&self) -> crate::error::Result<tokio::sync::OwnedSemaphorePermit> {
+        self.streams
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| crate::error::Error::Internal(e.into()))
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -72,6 +108,8 @@ pub struct Limits {
     /// `/metrics` shows every model's information series to every scrape, even while keys are
     /// required.
     pub metrics_public_information: bool,
+    /// How fast a request body must arrive once a handler reads it (408 otherwise).
+    pub body_pace: super::paced::BodyPace,
     /// The default `label_coverage` of a batch whose labels come later.
     pub label_coverage: f64,
 }
@@ -90,6 +128,7 @@ impl Default for Limits {
             metrics_max_information_series: 1000,
             metrics_cache: std::time::Duration::from_secs(5),
             public_https: false,
+            body_pace: Default::default(),
             metrics_public_information: false,
             label_coverage: 1.0,
         }

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::batch::{class_of, Batch, BatchData, Task};
 use super::columns::Label;
 use super::errors::Errors;
-use super::rows::{column_error, row_error};
+use super::rows::{column_error, row_error, RowsError};
 use super::segments::{valid_id, UNLABELLED};
 use crate::error::FieldError;
 
@@ -25,11 +25,42 @@ pub const MAX_LABELS: usize = 5_000_000;
 #[schema(example = json!({"ids": ["req-1", "req-2"], "labels": ["cat", 2]}))]
 pub struct LabelsRequest {
     /// Sample ids given at upload.
+    #[serde(deserialize_with = "capped")]
     pub ids: Vec<String>,
     /// One label per id, in the form of the batch's `labels` (multiclass: class index or name;
     /// multilabel: an indicator row or a list of label names).
     #[schema(value_type = Vec<Object>)]
+    #[serde(deserialize_with = "capped")]
     pub labels: Vec<Label>,
+}
+
+/// A list of at most [`MAX_LABELS`] items: reading stops at the next one, so a huge body is
+/// refused without being held.
+fn capped<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Capped<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Capped<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "an array of at most {MAX_LABELS} items")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+            while let Some(v) = seq.next_element()? {
+                if out.len() >= MAX_LABELS {
+                    return Err(serde::de::Error::custom(format!(
+                        "at most {MAX_LABELS} labels per request"
+                    )));
+                }
+                out.push(v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Capped(std::marker::PhantomData))
 }
 
 impl LabelsRequest {
@@ -232,28 +263,32 @@ struct LabelLine {
     label: Label,
 }
 
-/// Decode an NDJSON labels body: one `{"id": …, "label": …}` per line (blank lines skipped).
-pub fn decode_ndjson<R: BufRead>(mut reader: R) -> Result<LabelsRequest, Vec<FieldError>> {
+/// The error of a body with more than [`MAX_LABELS`] labels (decoding stops there).
+fn too_many() -> RowsError {
+    RowsError::Invalid(vec![FieldError::at(
+        "/ids",
+        format!("at most {MAX_LABELS} labels per request"),
+    )])
+}
+
+/// Decode an NDJSON labels body as it is read: one `{"id": …, "label": …}` per line (blank lines
+/// skipped). A read error is [`RowsError::Io`]; more than [`MAX_LABELS`] lines stop the decoding.
+pub fn decode_ndjson<R: BufRead>(mut reader: R) -> Result<LabelsRequest, RowsError> {
     let mut out = LabelsRequest::default();
     let mut errors = Vec::new();
     let mut line = Vec::new();
     let mut row = 0u64;
     loop {
         line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => {
-                errors.push(row_error(
-                    row,
-                    None,
-                    format!("the body could not be read: {e}"),
-                ));
-                break;
-            }
+        reader.read_until(b'\n', &mut line)?;
+        if line.is_empty() {
+            break;
         }
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
+        }
+        if out.ids.len() >= MAX_LABELS {
+            return Err(too_many());
         }
         match serde_json::from_slice::<LabelLine>(&line) {
             Ok(l) => {
@@ -278,13 +313,13 @@ pub fn decode_ndjson<R: BufRead>(mut reader: R) -> Result<LabelsRequest, Vec<Fie
     if errors.is_empty() {
         Ok(out)
     } else {
-        Err(errors)
+        Err(RowsError::Invalid(errors))
     }
 }
 
 /// Decode a CSV labels body: a header with `id` and `label` columns. Multilabel cells list label
 /// names separated by `|`; a multiclass cell is a class name or index.
-pub fn decode_csv<R: Read>(reader: R) -> Result<LabelsRequest, Vec<FieldError>> {
+pub fn decode_csv<R: Read>(reader: R) -> Result<LabelsRequest, RowsError> {
     // Cells are taken as written (an id " spaced " is that id, as in JSON); only the header is
     // trimmed.
     let mut csv = csv::ReaderBuilder::new()
@@ -293,22 +328,22 @@ pub fn decode_csv<R: Read>(reader: R) -> Result<LabelsRequest, Vec<FieldError>> 
         .from_reader(reader);
     let header: Vec<String> = match csv.headers() {
         Ok(h) => h.iter().map(str::to_string).collect(),
-        Err(e) => return Err(vec![row_error(0, None, e.to_string())]),
+        Err(e) => return Err(csv_error(e, 0)),
     };
     let (Some(id_col), Some(label_col)) = (
         header.iter().position(|h| h == "id"),
         header.iter().position(|h| h == "label"),
     ) else {
-        return Err(vec![column_error(
+        return Err(RowsError::Invalid(vec![column_error(
             "id",
             "a labels CSV has a header with the columns id and label",
-        )]);
+        )]));
     };
     if let Some(other) = header.iter().find(|h| *h != "id" && *h != "label") {
-        return Err(vec![column_error(
+        return Err(RowsError::Invalid(vec![column_error(
             other,
             "unknown column; expected id and label",
-        )]);
+        )]));
     }
     let mut out = LabelsRequest::default();
     let mut record = csv::StringRecord::new();
@@ -317,7 +352,10 @@ pub fn decode_csv<R: Read>(reader: R) -> Result<LabelsRequest, Vec<FieldError>> 
         match csv.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(e) => return Err(vec![row_error(row, None, e.to_string())]),
+            Err(e) => return Err(csv_error(e, row)),
+        }
+        if out.ids.len() >= MAX_LABELS {
+            return Err(too_many());
         }
         let id = record.get(id_col).unwrap_or_default().to_string();
         let cell = record.get(label_col).unwrap_or_default();
@@ -337,6 +375,17 @@ pub fn decode_csv<R: Read>(reader: R) -> Result<LabelsRequest, Vec<FieldError>> 
         row += 1;
     }
     Ok(out)
+}
+
+/// A CSV reading error: the body's read error as such, else the row it is in.
+fn csv_error(e: csv::Error, row: u64) -> RowsError {
+    if e.is_io_error() {
+        if let csv::ErrorKind::Io(io) = e.into_kind() {
+            return RowsError::Io(io);
+        }
+        return RowsError::Malformed("the body could not be read".into());
+    }
+    RowsError::Invalid(vec![row_error(row, None, e.to_string())])
 }
 
 /// A CSV label cell for a multilabel batch: names separated by `|` (one name alone is a set of
@@ -411,7 +460,9 @@ mod tests {
         // A text cell stays text: resolved against the batch's classes (name first).
         assert_eq!(r.labels[0], Label::Name("2".into()));
         assert!(matches!(&r.labels[1], Label::Row(v) if v.len() == 2));
-        let e = decode_csv(&b"id,label,extra\n"[..]).unwrap_err();
+        let Err(RowsError::Invalid(e)) = decode_csv(&b"id,label,extra\n"[..]) else {
+            panic!("an unknown column is refused");
+        };
         assert_eq!(e[0].column.as_deref(), Some("extra"));
     }
 }

@@ -518,3 +518,89 @@ async fn a_release_fixes_the_labels_every_released_job_uses() {
         detail["jobs"].as_array().unwrap().len()
     );
 }
+
+/// The labels route reads its body as uploads do: gzip and zstd bodies are inflated under the
+/// upload limit, other codings are a 415, a declared length over the limit is a 413 before any
+/// byte is read, and a body (or its inflated text) past the limit is a 413 with nothing stored.
+#[tokio::test]
+async fn labels_bodies_are_read_like_uploads() {
+    let app = crate::support::app_with_limits(infoaudit::api::Limits {
+        max_upload_bytes: 4096,
+        ..Default::default()
+    })
+    .await;
+    let (_, without, labels) = bodies(8, 4);
+    let (s, a) = app.upload("enc", "v1", &without).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{a}");
+    let send = |coding: Option<&str>, body: Vec<u8>, length: Option<u64>| {
+        let mut b =
+            Request::post("/v1/models/enc/labels").header("content-type", "application/json");
+        if let Some(c) = coding {
+            b = b.header("content-encoding", c);
+        }
+        if let Some(n) = length {
+            b = b.header("content-length", n);
+        }
+        b.body(Body::from(body)).unwrap()
+    };
+    let gz = |bytes: &[u8]| {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    };
+    let first = labels_json(&[0, 1, 2], &labels);
+    let (s, _, v) = app
+        .call(send(Some("gzip"), gz(first.as_bytes()), None))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "gzip: {v}");
+    assert_eq!(v["stored"], 3, "{v}");
+    let second = labels_json(&[3, 4], &labels);
+    let (s, _, v) = app
+        .call(send(
+            Some("zstd"),
+            zstd::stream::encode_all(second.as_bytes(), 3).unwrap(),
+            None,
+        ))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "zstd: {v}");
+    assert_eq!(v["stored"], 2, "{v}");
+    let (s, _, v) = app.call(send(Some("br"), vec![1, 2, 3], None)).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "br: {v}");
+    // Declared over the limit: refused before reading (the body here is small).
+    let third = labels_json(&[5], &labels);
+    let (s, _, v) = app
+        .call(send(None, third.clone().into_bytes(), Some(1 << 30)))
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    // Sent over the limit, and inflated over it (a small gzip of a large text).
+    let ids: Vec<String> = (0..2000).map(|i| format!("nobody-{i}")).collect();
+    let big = json!({"ids": ids, "labels": vec![0; 2000]}).to_string();
+    assert!(big.len() > 4096);
+    let (s, _, v) = app.call(send(None, big.clone().into_bytes(), None)).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    let repetitive = json!({"ids": vec!["nobody"; 2000], "labels": vec![0; 2000]}).to_string();
+    let packed = gz(repetitive.as_bytes());
+    assert!(packed.len() < 4096 && repetitive.len() > 4096);
+    let (s, _, v) = app.call(send(Some("gzip"), packed, None)).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "inflated: {v}");
+    assert!(v["detail"].as_str().unwrap().contains("decoded"), "{v}");
+    // Nothing of the refused requests was stored; the good ones were.
+    let (_, b) = app
+        .get(&format!(
+            "/v1/batches/{}",
+            a["batch"]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(b["labels_later"]["labelled"], 5, "{b}");
+    // A JSON error still names its place.
+    let (s, _, v) = app
+        .call(send(
+            None,
+            br#"{"ids": ["s6"], "labels": [{"x": 1}]}"#.to_vec(),
+            None,
+        ))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["errors"][0]["pointer"], "/labels/0", "{v}");
+}

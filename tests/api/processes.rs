@@ -806,3 +806,265 @@ async fn sigkill_after_the_decision_commit_still_delivers_after_restart() {
     );
     svc.stop().await;
 }
+
+/// Threads and open file descriptors of a process.
+fn threads_and_fds(pid: u32) -> (usize, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    (threads, fds)
+}
+
+/// How long until the server closes a connection that sent `prefix` and then nothing (the
+/// connection's answer, if any, is read and returned).
+async fn closed_after(addr: &str, prefix: &[u8], limit: Duration) -> (Duration, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(prefix).await.unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(limit, s.read_to_end(&mut got)).await;
+    assert!(
+        read.is_ok(),
+        "the server held the connection for more than {limit:?}"
+    );
+    (start.elapsed(), String::from_utf8_lossy(&got).into_owned())
+}
+
+/// Slow and stalled clients cannot hold the service: partial headers are dropped after the
+/// header timeout, a body at a byte per half second ends in 408, a hundred stalled uploads hold
+/// no threads and do not delay a normal upload or labels request, and idle connections beyond
+/// the connection limit wait in the backlog instead of taking file descriptors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_stalled_clients_cannot_hold_the_service() {
+    use tokio::io::AsyncWriteExt;
+    let (_options, db) = fresh_db().await;
+    let port = free_port();
+    let svc = start(
+        "api",
+        &db,
+        Some(port),
+        &[
+            "--header-timeout-seconds",
+            "1",
+            "--body-idle-timeout-seconds",
+            "2",
+            "--body-min-bytes-per-second",
+            "1000",
+            "--max-connections",
+            "64",
+        ],
+    )
+    .await;
+    let addr = format!("127.0.0.1:{port}");
+    let url = svc.url().to_string();
+    let pid = svc.child.id().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+
+    // Partial headers: closed after the header timeout (1 s), not held.
+    let (held, _) = closed_after(
+        &addr,
+        b"POST /v1/models/m/versions/v1/batches HTTP/1.1\r\nHost: x\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        held < Duration::from_secs(4),
+        "partial headers held {held:?}"
+    );
+
+    // A body at one byte per half second: 408 once it falls behind the pace.
+    let slow = {
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            s.write_all(b"POST /v1/models/m/versions/v1/batches HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"task\": \"multiclass\", ")
+                .await
+                .unwrap();
+            let start = Instant::now();
+            let mut answer = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                tokio::select! {
+                    n = s.read(&mut buf) => {
+                        let n = n.unwrap_or(0);
+                        if n == 0 { break; }
+                        answer.extend_from_slice(&buf[..n]);
+                        if answer.windows(4).any(|w| w == b"\r\n\r\n") { break; }
+                    }
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                        if s.write_all(b" ").await.is_err() { break; }
+                    }
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(15),
+                    "a trickling body was held 15 s"
+                );
+            }
+            (
+                start.elapsed(),
+                String::from_utf8_lossy(&answer).into_owned(),
+            )
+        })
+    };
+
+    // A first upload (the model, the version, warm connections) to compare with.
+    let started = Instant::now();
+    let r = http
+        .post(format!("{url}/v1/models/m/versions/v1/batches"))
+        .json(&classifier_batch(200, 3, 0.8, 2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let quiet_upload_took = started.elapsed();
+    // A hundred stalled uploads and labels requests (25 of 100 000 bytes sent).
+    let (threads_before, _) = threads_and_fds(pid);
+    let mut stalled = Vec::new();
+    for i in 0..100 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let path = if i % 2 == 0 {
+            "/v1/models/m/versions/v1/batches"
+        } else {
+            "/v1/models/m/labels"
+        };
+        s.write_all(format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{\"ids\": [\"a\", \"b\", \"c\"]").as_bytes())
+            .await
+            .unwrap();
+        stalled.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (threads_during, _) = threads_and_fds(pid);
+    // Meanwhile a normal upload and a labels request are answered at once.
+    let started = Instant::now();
+    let r = http
+        .post(format!("{url}/v1/models/m/versions/v1/batches"))
+        .json(&classifier_batch(200, 3, 0.8, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let upload_took = started.elapsed();
+    let started = Instant::now();
+    let r = http
+        .post(format!("{url}/v1/models/m/labels"))
+        .json(&json!({"ids": ["nobody"], "labels": [0]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let labels_took = started.elapsed();
+    assert!(
+        upload_took < Duration::from_secs(2),
+        "upload took {upload_took:?}"
+    );
+    assert!(
+        labels_took < Duration::from_secs(2),
+        "labels took {labels_took:?}"
+    );
+    assert!(
+        threads_during < threads_before + 20,
+        "stalled bodies hold threads: {threads_before} → {threads_during}"
+    );
+    // The stalled requests end in 408 and their connections close.
+    let mut answers = std::collections::BTreeMap::new();
+    for mut s in stalled {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
+        assert!(r.is_ok(), "a stalled request was held 10 s");
+        let head = String::from_utf8_lossy(&got);
+        let status = head.split(' ').nth(1).unwrap_or("closed").to_string();
+        *answers.entry(status).or_insert(0) += 1;
+    }
+    assert_eq!(answers.get("408"), Some(&100), "{answers:?}");
+    let (slow_took, slow_answer) = slow.await.unwrap();
+    assert!(slow_answer.starts_with("HTTP/1.1 408"), "{slow_answer}");
+    assert!(slow_took < Duration::from_secs(8), "{slow_took:?}");
+
+    // Idle connections beyond the limit wait in the backlog: the process never holds more than
+    // the limit (64) of them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, fds_before) = threads_and_fds(pid);
+    let mut idle = Vec::new();
+    for _ in 0..150 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, fds_during) = threads_and_fds(pid);
+    assert!(
+        fds_during <= fds_before + 64 + 8,
+        "connections past the limit hold descriptors: {fds_before} → {fds_during}"
+    );
+    // They are closed after the header timeout; the service answers throughout.
+    let started = Instant::now();
+    let r = http.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let ready_took = started.elapsed();
+    assert!(ready_took < Duration::from_secs(8), "{ready_took:?}");
+    drop(idle);
+    eprintln!(
+        "hostile clients: partial headers closed after {held:?}; trickled body 408 after {slow_took:?}; \
+         100 stalled bodies: threads {threads_before} → {threads_during}, upload {upload_took:?} (alone: {quiet_upload_took:?}), labels {labels_took:?}, all 408; \
+         150 idle connections: descriptors {fds_before} → {fds_during} (limit 64), /readyz in {ready_took:?}"
+    );
+    svc.stop().await;
+}
+
+/// The supervisor of the embedded PostgreSQL must not take "cannot read postmaster.pid" for "not
+/// running" for good: while the file is gone (as when the process is out of file descriptors it
+/// cannot be read) its restarts fail against the running server; once the file is back it sees
+/// the postmaster alive and stops, with no restart counted and the service healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_supervisor_recovers_when_the_postmaster_was_alive_all_along() {
+    let dir = std::path::PathBuf::from(format!(
+        "/tmp/ia-sup-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
+    let dir_s = dir.display().to_string();
+    let svc = start_with("api", None, Some(free_port()), &["--data-dir", &dir_s], &[]).await;
+    let url = svc.url().to_string();
+    let http = reqwest::Client::new();
+    let pidfile = dir.join("postgres/postmaster.pid");
+    let hidden = dir.join("postgres/postmaster.pid.hidden");
+    let pm_before = std::fs::read_to_string(&pidfile).unwrap();
+    std::fs::rename(&pidfile, &hidden).unwrap();
+    // The supervisor looks every 0.5 s: give it a few failed attempts.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&http, &url, "infoaudit_database_restart_failures_total").await < 2.0 {
+        assert!(Instant::now() < deadline, "the supervisor never noticed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::rename(&hidden, &pidfile).unwrap();
+    // Within its backoff (at most 5 s) it sees the postmaster and stops trying.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let failures = metric(&http, &url, "infoaudit_database_restart_failures_total").await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let later = metric(&http, &url, "infoaudit_database_restart_failures_total").await;
+    assert_eq!(failures, later, "still trying to start a running server");
+    assert_eq!(
+        metric(&http, &url, "infoaudit_database_restarts_total").await,
+        0.0
+    );
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap(),
+        pm_before,
+        "the same postmaster runs"
+    );
+    let r = http.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    svc.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
