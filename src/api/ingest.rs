@@ -381,7 +381,7 @@ pub fn body_error(e: &(dyn std::error::Error + 'static)) -> Error {
 /// A body's bytes as decoded text: the wire bytes counted (and fingerprinted when `hasher` is
 /// given) and held to `limit`, decompressed, the decoded bytes held to `limit` too (a compression
 /// bomb ends there). [`ReadFailure::map`] turns a read error into the right problem.
-pub type Inflated = DecodedLimit<Box<dyn Read + Send + 'static>>;
+pub type Inflated<'a> = DecodedLimit<Box<dyn Read + 'a>>;
 
 /// What an [`Inflated`] body's read errors mean.
 pub struct ReadFailure {
@@ -419,12 +419,12 @@ impl ReadFailure {
 }
 
 /// Open a body for decoding (see [`Inflated`]).
-pub fn inflate(
-    body: Box<dyn Read + Send + 'static>,
+pub fn inflate<'a, R: Read + 'a>(
+    body: R,
     coding: Coding,
     limit: u64,
     hasher: Option<Arc<Mutex<Sha256>>>,
-) -> Result<(Inflated, ReadFailure)> {
+) -> Result<(Inflated<'a>, ReadFailure)> {
     let flags = Arc::new(Flags::default());
     let wire = Wire {
         inner: body,
@@ -433,7 +433,7 @@ pub fn inflate(
         hasher,
         flags: flags.clone(),
     };
-    let inflated: Box<dyn Read + Send + 'static> = match coding {
+    let inflated: Box<dyn Read + 'a> = match coding {
         Coding::Identity => Box::new(wire),
         Coding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(wire))),
         Coding::Zstd => match zstd::stream::read::Decoder::new(wire) {
@@ -459,7 +459,7 @@ pub fn inflate(
 impl Upload {
     /// Read, decompress and decode the body (blocking). Limits: the wire bytes and the decoded
     /// bytes are each held to `limit` (413); a corrupt compressed stream is a 400.
-    pub fn decode(self, body: Box<dyn Read + Send + 'static>) -> Result<Decoded> {
+    pub fn decode<R: Read>(self, body: R) -> Result<Decoded> {
         if self.declared_length.is_some_and(|n| n > self.limit) {
             return Err(Error::PayloadTooLarge(format!(
                 "the body is larger than the {}-byte upload limit",
