@@ -499,6 +499,19 @@ pub async fn pool(options: PgConnectOptions, max: u32) -> anyhow::Result<PgPool>
         .max_connections(max)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .test_before_acquire(true)
+        // The database answered: a pool timeout soon after is contention, not an outage.
+        .after_connect(|_, _| {
+            Box::pin(async {
+                crate::error::database_answered();
+                Ok(())
+            })
+        })
+        .after_release(|_, _| {
+            Box::pin(async {
+                crate::error::database_answered();
+                Ok(true)
+            })
+        })
         .connect_with(options)
         .await
         .context("cannot connect to PostgreSQL")?;

@@ -149,6 +149,31 @@ pub fn body_timeout_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&
     None
 }
 
+/// When the database last answered (milliseconds since the process's first look at the clock):
+/// a connection was handed out healthy or given back. A pool that times out while this is
+/// recent is busy (every connection in use), not an outage.
+static DATABASE_ANSWERED_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static CLOCK: std::sync::LazyLock<std::time::Instant> =
+    std::sync::LazyLock::new(std::time::Instant::now);
+
+/// Record that the database answered (the pool's hooks call this).
+pub fn database_answered() {
+    let ms = CLOCK.elapsed().as_millis() as u64 + 1;
+    DATABASE_ANSWERED_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the database answered within the last few seconds.
+fn database_answered_recently() -> bool {
+    let last = DATABASE_ANSWERED_MS.load(std::sync::atomic::Ordering::Relaxed);
+    last > 0 && CLOCK.elapsed().as_millis() as u64 + 1 <= last + 10_000
+}
+
+/// Whether a database error is contention, not an outage: the pool timed out handing out a
+/// connection while the database itself kept answering (every connection was in use).
+pub fn is_busy(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::PoolTimedOut) && database_answered_recently()
+}
+
 /// Seconds a client is asked to wait (`Retry-After`) when the database cannot be reached.
 pub const DATABASE_RETRY_AFTER: u64 = 2;
 
@@ -191,6 +216,18 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
 impl Error {
     pub fn field(pointer: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Validation(vec![FieldError::at(pointer, message)])
+    }
+
+    /// Whether every database connection being in use caused this error (503 + Retry-After,
+    /// called busy, not an outage).
+    pub fn is_database_busy(&self) -> bool {
+        match self {
+            Error::Database(e) => is_busy(e),
+            Error::Internal(e) => e
+                .chain()
+                .any(|c| c.downcast_ref::<sqlx::Error>().is_some_and(is_busy)),
+            _ => false,
+        }
     }
 
     /// Whether the database being unreachable caused this error (answered 503 + Retry-After).
@@ -318,6 +355,16 @@ impl Error {
                     ),
                 )
             }
+            e if e.is_database_busy() => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "busy",
+                "The service is busy",
+                format!(
+                    "every database connection is in use at the moment (the database itself is \
+                     fine); nothing was changed by this request unless it said so; retry in \
+                     {DATABASE_RETRY_AFTER} s"
+                ),
+            ),
             e if e.is_database_outage() => Problem::new(
                 S::SERVICE_UNAVAILABLE,
                 "database-unavailable",
@@ -374,6 +421,9 @@ pub fn problem_response(problem: &Problem) -> Response {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         match &self {
+            e if e.is_database_busy() => {
+                tracing::warn!(error = %e, "every database connection in use; answering 503")
+            }
             e if e.is_database_outage() => {
                 crate::metrics::database_unavailable_answer();
                 tracing::warn!(error = %e, "database unavailable; answering 503")
@@ -383,5 +433,40 @@ impl IntoResponse for Error {
             _ => {}
         }
         problem_response_retry(&self.problem(), self.retry_after())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pool timeout while the database keeps answering is "busy", not an outage; a connection
+    /// error is an outage; both are 503 with Retry-After.
+    #[test]
+    fn pool_contention_is_busy_and_a_lost_connection_an_outage() {
+        database_answered();
+        let busy = Error::Database(sqlx::Error::PoolTimedOut);
+        assert!(busy.is_database_busy());
+        let p = busy.problem();
+        assert_eq!(p.status, 503);
+        assert!(p.kind.ends_with("/busy"), "{}", p.kind);
+        assert_eq!(busy.retry_after(), Some(DATABASE_RETRY_AFTER));
+        let down = Error::Database(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert!(!down.is_database_busy());
+        assert!(down.is_database_outage());
+        assert!(down.problem().kind.ends_with("/database-unavailable"));
+        let wrapped = Error::Internal(anyhow::Error::new(sqlx::Error::PoolTimedOut));
+        assert!(wrapped.is_database_busy());
+    }
+
+    #[test]
+    fn a_body_timeout_is_found_inside_io_and_axum_errors() {
+        let io = std::io::Error::other(axum::Error::new(BodyTimeout("slow".into())));
+        assert_eq!(body_timeout_in(&io).map(|t| t.0.as_str()), Some("slow"));
+        let plain = std::io::Error::other("nothing");
+        assert!(body_timeout_in(&plain).is_none());
+        assert_eq!(Error::Timeout("slow".into()).problem().status, 408);
     }
 }

@@ -108,7 +108,8 @@ pub async fn post_labels(
     let model_id = store::model_id(&state.pool, model.as_str())
         .await?
         .ok_or_else(|| Error::NotFound(format!("model {model} not found")))?;
-    let mut tx = state.pool.begin().await?;
+    let _turn = state.caches.labels_turn(model_id).await?;
+    let mut tx = labels_transaction(&state, model_id).await?;
     let outcome = store_labels::apply_labels(&mut tx, model_id, &req).await?;
     tx.commit().await?;
     if outcome.batches.iter().any(|b| b.released) {
@@ -143,17 +144,17 @@ pub async fn release_batch(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Response> {
-    let mut tx = state.pool.begin().await?;
     let model_id: Option<Uuid> = sqlx::query_scalar("SELECT model_id FROM batches WHERE id = $1")
         .bind(id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&state.pool)
         .await?;
     let Some(model_id) = model_id else {
         return Err(Error::NotFound(format!("batch {id} not found")));
     };
     // Serialised with the model's labels requests: the release fixes exactly the labels stored
     // before it.
-    store_labels::lock_model_labels(&mut tx, model_id).await?;
+    let _turn = state.caches.labels_turn(model_id).await?;
+    let mut tx = labels_transaction(&state, model_id).await?;
     type Row = (
         bool,
         Option<serde_json::Value>,
@@ -184,4 +185,24 @@ pub async fn release_batch(
     tx.commit().await?;
     state.wake.notify_waiters();
     accepted(&state, id, StatusCode::ACCEPTED).await
+}
+
+/// How long a labels request (or release) waits for another process's turn on the same model.
+const LABELS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A transaction holding the model's labels lock (another process may hold it: waited for
+/// without a connection), or 503 when the turn does not come.
+async fn labels_transaction(
+    state: &AppState,
+    model_id: Uuid,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    store_labels::begin_labels(&state.pool, model_id, LABELS_PATIENCE)
+        .await?
+        .ok_or_else(|| Error::Overloaded {
+            detail: format!(
+                "another labels request for this model has held its turn for {} s; retry later",
+                LABELS_PATIENCE.as_secs()
+            ),
+            retry_after: 5,
+        })
 }

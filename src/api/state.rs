@@ -51,6 +51,9 @@ pub struct Caches {
     pub queue: QueueGauge,
     /// Token buckets of the per-key rate limit.
     pub buckets: Buckets,
+    /// Labels requests and releases of a model, one at a time in this process (waited for
+    /// without a database connection).
+    pub labels: LabelsTurns,
     /// Slots for large bodies decoded as they arrive ([`stream_slots`]).
     pub streams: Arc<tokio::sync::Semaphore>,
     /// The information series of `/metrics` as last read, and when.
@@ -67,12 +70,62 @@ impl Default for Caches {
             queue: Default::default(),
             buckets: Default::default(),
             streams: Arc::new(tokio::sync::Semaphore::new(stream_slots())),
+            labels: Default::default(),
             information: Default::default(),
         }
     }
 }
 
+/// Most labels requests of one model waiting in this process; more answer 503.
+pub const LABELS_WAITING: usize = 32;
+
+/// The labels requests waiting per model.
+#[derive(Default)]
+pub struct LabelsTurns(std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Arc<Turns>>>);
+
+#[derive(Default)]
+pub struct Turns {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+/// A model's labels turn in this process, held until dropped.
+pub struct LabelsTurn {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
 impl Caches {
+    /// Wait (without a database connection) for this process's turn to write a model's labels;
+    /// 503 when [`LABELS_WAITING`] requests of the model already wait.
+    pub async fn labels_turn(&self, model: uuid::Uuid) -> crate::error::Result<LabelsTurn> {
+        use std::sync::atomic::Ordering;
+        let turns = {
+            let mut map = self.labels.0.lock().map_err(|_| {
+                crate::error::Error::Internal(anyhow::anyhow!("labels turns poisoned"))
+            })?;
+            map.entry(model).or_default().clone()
+        };
+        if turns.waiting.fetch_add(1, Ordering::AcqRel) >= LABELS_WAITING {
+            turns.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(crate::error::Error::Overloaded {
+                detail: format!(
+                    "{LABELS_WAITING} labels requests for this model are already waiting; retry later"
+                ),
+                retry_after: 2,
+            });
+        }
+        // Counted as waiting until the turn comes, or the request is dropped while it waits.
+        struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            }
+        }
+        let waiting = Waiting(&turns.waiting);
+        let guard = turns.lock.clone().lock_owned().await;
+        drop(waiting);
+        Ok(LabelsTurn { _guard: guard })
+    }
     /// Wait (without a thread) for a slot to decode a large body as it arrives.
     pub async fn stream_slot(&self) -> crate::error::Result<tokio::sync::OwnedSemaphorePermit> {
         self.streams

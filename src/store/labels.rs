@@ -185,19 +185,37 @@ struct BatchInfo {
 
 /// One labels request (or release) per model at a time, until the transaction ends: cheaper than
 /// locking each of up to millions of rows, two requests for the same ids cannot interleave, and
-/// a release sees every label stored before it and none stored after.
-pub async fn lock_model_labels(
-    tx: &mut Transaction<'_, Postgres>,
+/// a release sees every label stored before it and none stored after. A transaction holding the
+/// model's labels lock; while another process holds it, the wait is spent without a connection
+/// (the transaction is given back and tried again, up to `patience`). `Ok(None)`: still taken.
+pub async fn begin_labels(
+    pool: &PgPool,
     model_id: Uuid,
-) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 41))")
-        .bind(model_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    patience: std::time::Duration,
+) -> sqlx::Result<Option<Transaction<'static, Postgres>>> {
+    let until = std::time::Instant::now() + patience;
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        let mut tx = pool.begin().await?;
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1::text, 41))")
+                .bind(model_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if locked {
+            return Ok(Some(tx));
+        }
+        tx.rollback().await?;
+        if std::time::Instant::now() >= until {
+            return Ok(None);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(200));
+    }
 }
 
-/// Apply a labels request in one transaction: every label is resolved against its sample's
+/// Apply a labels request in one transaction (begun with [`begin_labels`], which holds the
+/// model's labels lock): every label is resolved against its sample's
 /// batch; a label that differs from the one stored refuses the whole request (409 naming the
 /// ids); a repeated one changes nothing. Batches whose coverage reaches their requirement have
 /// their waiting jobs queued in the same transaction.
@@ -206,7 +224,6 @@ pub async fn apply_labels(
     model_id: Uuid,
     req: &LabelsRequest,
 ) -> Result<LabelsOutcome, Error> {
-    lock_model_labels(tx, model_id).await?;
     let mut found: Vec<Option<(Uuid, Option<String>)>> = vec![None; req.ids.len()];
     let mut offset = 0usize;
     for chunk in req.ids.chunks(CHUNK) {

@@ -1068,3 +1068,87 @@ async fn the_database_supervisor_recovers_when_the_postmaster_was_alive_all_alon
     svc.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Requests waiting for a model's labels turn hold no database connection: while another process
+/// holds the model's labels lock for 7 s, thirty single-label requests wait and an unrelated
+/// read is answered at once (it used to find every connection taken by waiters and answer 503
+/// "database unavailable" after 5 s); once the lock is free every waiting request is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_a_models_labels_turn_holds_no_connection() {
+    let (options, db) = fresh_db().await;
+    let pool = PgPool::connect_with(options).await.unwrap();
+    let port = free_port();
+    let svc = start("api", &db, Some(port), &[]).await;
+    let url = svc.url().to_string();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut b = classifier_batch(40, 2, 0.9, 1);
+    let ids: Vec<String> = (0..40).map(|i| format!("x{i}")).collect();
+    b["ids"] = json!(ids);
+    let labels = b.as_object_mut().unwrap().remove("labels").unwrap();
+    for (m, body) in [("busy", &b), ("other", &classifier_batch(20, 2, 0.9, 2))] {
+        let r = http
+            .post(format!("{url}/v1/models/{m}/versions/v1/batches"))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let model_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM models WHERE name = 'busy'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    // Another process holds the model's labels lock.
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 41))")
+        .bind(model_id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let mut waiting = Vec::new();
+    for i in 0..30 {
+        let (http, url) = (http.clone(), url.clone());
+        let body = json!({"ids": [format!("x{i}")], "labels": [labels[i].clone()]});
+        waiting.push(tokio::spawn(async move {
+            let r = http
+                .post(format!("{url}/v1/models/busy/labels"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    let r = http
+        .get(format!("{url}/v1/models/other"))
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert!(
+        took < Duration::from_secs(1),
+        "an unrelated read waited {took:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    holder.rollback().await.unwrap();
+    for w in waiting {
+        let (status, body) = w.await.unwrap();
+        assert_eq!(status, 202, "{body}");
+    }
+    let labelled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sample_ids s JOIN models m ON m.id = s.model_id
+         WHERE m.name = 'busy' AND s.label IS NOT NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(labelled, 30);
+    eprintln!("labels turn: an unrelated read took {took:?} while 30 labels requests waited 7 s");
+    svc.stop().await;
+}
