@@ -165,7 +165,7 @@ pub fn database_answered() {
 /// Whether the database answered within the last few seconds.
 fn database_answered_recently() -> bool {
     let last = DATABASE_ANSWERED_MS.load(std::sync::atomic::Ordering::Relaxed);
-    last > 0 && CLOCK.elapsed().as_millis() as u64 + 1 <= last + 10_000
+    last > 0 && (CLOCK.elapsed().as_millis() as u64) < last + 10_000
 }
 
 /// Whether a database error is contention, not an outage: the pool timed out handing out a
