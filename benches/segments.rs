@@ -83,8 +83,9 @@ fn run(b: &Batch, estimator: &str) -> usize {
     .expect("params");
     let none = Control::none();
     let out = infoaudit::compute::compute(estimator, &params, b, &none).expect("whole");
-    let s = infoaudit::compute::segments::compute_segments(estimator, &params, b, &out, &none)
-        .expect("segments");
+    let s =
+        infoaudit::compute::segments::compute_segments(estimator, &params, b, &out, &none, None)
+            .expect("segments");
     s.rows.len()
 }
 

@@ -55,6 +55,7 @@ pub fn worker_config(args: &ServeArgs) -> WorkerConfig {
         retention_interval: (args.retention_interval_seconds > 0.0)
             .then(|| Duration::from_secs_f64(args.retention_interval_seconds.max(1.0))),
         retention_chunk: args.retention_chunk.max(1),
+        job_time: seconds(args.job_seconds, 300.0),
         monitors: crate::monitor::MonitorConfig {
             allow_private: args.webhook_allow_private,
             public_url: args.public_url(),

@@ -169,6 +169,11 @@ pub struct ServeArgs {
     /// seconds (0: at every scrape).
     #[arg(long, env = "INFOAUDIT_METRICS_CACHE_SECONDS", default_value_t = 5.0)]
     pub metrics_cache_seconds: f64,
+    /// The longest one estimator job may compute (seconds): the whole-batch run is stopped past
+    /// it (the job fails, saying so) and per-segment runs not done by then are skipped with the
+    /// reason.
+    #[arg(long, env = "INFOAUDIT_JOB_SECONDS", default_value_t = 300.0)]
+    pub job_seconds: f64,
     /// Most open client connections; past it new connections wait in the kernel's backlog
     /// (clamped to what the file-descriptor limit allows).
     #[arg(long, env = "INFOAUDIT_MAX_CONNECTIONS", default_value_t = 1024)]
@@ -239,6 +244,7 @@ impl Default for ServeArgs {
             metrics_max_information_series: 1000,
             metrics_cache_seconds: 5.0,
             metrics_public_information: false,
+            job_seconds: 300.0,
             max_connections: 1024,
             header_timeout_seconds: 10.0,
             body_idle_timeout_seconds: 20.0,

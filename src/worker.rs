@@ -44,6 +44,9 @@ pub struct WorkerConfig {
     pub retention_chunk: u32,
     /// Monitor evaluations and webhook deliveries run in this pool.
     pub monitors: crate::monitor::MonitorConfig,
+    /// The longest one job may compute: the whole-batch run is stopped past it (the job fails
+    /// saying so), and per-segment runs not done by then are skipped with the reason.
+    pub job_time: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -60,6 +63,7 @@ impl Default for WorkerConfig {
             retention_interval: None,
             retention_chunk: 500,
             monitors: Default::default(),
+            job_time: Duration::from_secs(300),
         }
     }
 }
@@ -466,6 +470,7 @@ impl Worker {
         let progress = Arc::new(AtomicU64::new(0f64.to_bits()));
         let stop_reason = Arc::new(AtomicU64::new(STOP_NONE));
         let stop_flag = Arc::new(AtomicBool::new(false));
+        let job_time = self.cfg.job_time;
         let compute = {
             let (progress, stop_flag, job) = (progress.clone(), stop_flag.clone(), job.clone());
             let memory = self.memory.clone();
@@ -477,7 +482,11 @@ impl Worker {
                 let permit = memory.acquire_many_owned(want).await;
                 let r = tokio::task::spawn_blocking(move || {
                     let report = |f: f64| progress.store(f.to_bits(), Ordering::Relaxed);
-                    let cancelled = || stop_flag.load(Ordering::Relaxed);
+                    // Bounded in time as well as memory: past the deadline the estimator's
+                    // next check stops it.
+                    let deadline = std::time::Instant::now() + job_time;
+                    let over = || std::time::Instant::now() >= deadline;
+                    let cancelled = || stop_flag.load(Ordering::Relaxed) || over();
                     // With segments: the whole batch is the first half of the progress, the
                     // per-segment runs the second.
                     let half = if batch.segments.is_empty() { 1.0 } else { 0.5 };
@@ -488,7 +497,21 @@ impl Worker {
                         cancelled: &cancelled,
                     };
                     injected_fault(&job.estimator);
-                    let out = compute(&job.estimator, &job.params, &batch, &control)?;
+                    let out = match compute(&job.estimator, &job.params, &batch, &control) {
+                        Err(EstimateError::Cancelled)
+                            if over() && !stop_flag.load(Ordering::Relaxed) =>
+                        {
+                            return Err(EstimateError::Invalid(format!(
+                                "{} ran longer than the per-job time budget of {} s \
+                                 (--job-seconds) on this batch (N = {}) and was stopped; \
+                                 raise the budget, or upload a smaller batch or subsample",
+                                job.estimator,
+                                job_time.as_secs_f64(),
+                                batch.n
+                            )))
+                        }
+                        r => r?,
+                    };
                     let control = Control {
                         progress: &per_segment,
                         cancelled: &cancelled,
@@ -499,6 +522,7 @@ impl Worker {
                         &batch,
                         &out,
                         &control,
+                        Some(deadline),
                     )?;
                     Ok::<_, EstimateError>((out, segments))
                 })

@@ -189,8 +189,29 @@ async fn version_metrics(state: &AppState, version_id: Uuid, unit: Unit) -> Resu
         {
             by_value.entry((k, v)).or_default().push(suff);
         }
-        let segments = by_value
+        // At most the latest batch's largest values per key are pooled and listed (its order:
+        // by sample count); the others are counted.
+        let shown: std::collections::HashSet<(String, String)> = r
+            .segments
+            .as_ref()
+            .and_then(|s| {
+                serde_json::from_value::<crate::estimate::segmented::Segments>(s.clone()).ok()
+            })
+            .map(|s| {
+                s.into_iter()
+                    .flat_map(|(k, ks)| {
+                        ks.values
+                            .into_iter()
+                            .take(crate::estimate::segmented::SHOWN_VALUES)
+                            .map(move |v| (k.clone(), v.value))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let total_values = by_value.len();
+        let segments: Vec<super::views::SegmentMetric> = by_value
             .into_iter()
+            .filter(|(kv, _)| shown.contains(kv))
             .map(|((key, value), stats)| {
                 let stats: Option<Vec<serde_json::Value>> = stats.into_iter().collect();
                 let batches = stats.as_ref().map_or(0, |s| s.len() as i64);
@@ -211,8 +232,10 @@ async fn version_metrics(state: &AppState, version_id: Uuid, unit: Unit) -> Resu
                 }
             })
             .collect();
+        let segments_omitted = (total_values - segments.len()) as u64;
         metrics.push(Metric {
             segments,
+            segments_omitted,
             estimator: r.estimator.clone(),
             params: r.params.clone(),
             pooled_batches: if pooled.is_some() {

@@ -195,7 +195,11 @@ impl EstimateResult {
             segments: r
                 .segments
                 .and_then(|s| serde_json::from_value(s).ok())
-                .map(|s| crate::estimate::segmented::scale_segments(&s, f)),
+                .map(|s| {
+                    crate::estimate::segmented::shown_segments(
+                        crate::estimate::segmented::scale_segments(&s, f),
+                    )
+                }),
         }
     }
 }
@@ -393,8 +397,17 @@ pub struct Metric {
     pub pooled_batches: i64,
     /// Per segment value of the version's batches (when they carry segments): the metric's
     /// address and its value pooled over the batches carrying that value (mergeable
-    /// estimators). The latest batch's per-segment values are in `latest.segments`.
+    /// estimators). The latest batch's per-segment values are in `latest.segments`. At most the
+    /// latest batch's 100 largest values per key are listed.
     pub segments: Vec<SegmentMetric>,
+    /// Segment values of the version's batches not listed in `segments` (their series are
+    /// `estimator{key=value}` in history).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub segments_omitted: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One segment value's metric in a version summary.

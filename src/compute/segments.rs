@@ -34,11 +34,14 @@ fn minimum(kind: Kind, params: &serde_json::Value) -> (usize, &'static str) {
                 .map(|a| a.iter().filter_map(|x| x.as_u64()).max().unwrap_or(0) as usize)
                 .unwrap_or(0);
             (
-                k.max(ks) + 2,
-                "fewer samples than the k-NN estimator's k + 2 (its neighbours and a subsample)",
+                (k.max(ks) + 2).max(MIN_SEGMENT_SAMPLES),
+                "fewer samples than the k-NN estimator's k + 2 (its neighbours and a subsample), or than 10",
             )
         }
-        _ => (2, "fewer than 2 samples"),
+        _ => (
+            MIN_SEGMENT_SAMPLES,
+            "fewer samples than a per-segment run gets (10)",
+        ),
     }
 }
 
@@ -66,15 +69,23 @@ fn segment_params(kind: Kind, params: &serde_json::Value, fraction: f64) -> serd
     p
 }
 
+/// Fewest samples any per-segment run gets: below it a segment's estimate and interval say
+/// nothing, and thousands of tiny segments would multiply the job's work for nothing.
+pub const MIN_SEGMENT_SAMPLES: usize = 10;
+
 /// Run `estimator` on each segment value of each key of `batch` and decompose. `whole` is the
-/// estimator's result on the whole batch. Progress is reported over the segments.
+/// estimator's result on the whole batch. Progress is reported over the segments. Past
+/// `deadline` (the job's time budget) the values not yet computed are skipped with the reason,
+/// and a run the deadline stops is skipped too: the whole-batch result stands.
 pub fn compute_segments(
     estimator: &str,
     params: &serde_json::Value,
     batch: &Batch,
     whole: &Output,
     control: &Control<'_>,
+    deadline: Option<std::time::Instant>,
 ) -> Result<SegmentResults, EstimateError> {
+    let over = || deadline.is_some_and(|d| std::time::Instant::now() >= d);
     let mut out = SegmentResults::default();
     if batch.segments.is_empty() {
         return Ok(out);
@@ -101,7 +112,9 @@ pub fn compute_segments(
         // shannon_mi's plug-in per value (for the chain rule), where its run reported one.
         let mut plug_ins: Vec<Option<f64>> = Vec::with_capacity(col.values.len());
         for (name, rows) in col.values.iter().zip(&rows_by_value) {
-            control.tick(done as f64 / runs.max(1) as f64)?;
+            if !over() {
+                control.tick(done as f64 / runs.max(1) as f64)?;
+            }
             done += 1;
             let share = match &batch.weights {
                 Some(w) => rows.iter().map(|&i| w[i]).sum::<f64>() / total_weight,
@@ -121,7 +134,12 @@ pub fn compute_segments(
                 skipped: None,
             };
             let (min_n, why) = minimum(kind, params);
-            let skip = if kind.bound().is_some() {
+            let skip = if over() {
+                Some(format!(
+                    "not computed: the job's time budget (--job-seconds) ran out after {} of {runs} segment values",
+                    done - 1
+                ))
+            } else if kind.bound().is_some() {
                 Some("the neural bounds are not trained per segment (cost): upload a segment's samples as their own batch".to_string())
             } else if rows.len() < min_n {
                 Some(format!("{} samples: {why}", rows.len()))
@@ -147,6 +165,7 @@ pub fn compute_segments(
                 rows,
                 whole_predictions.as_deref(),
                 fraction,
+                control,
             ) {
                 Ok(o) => {
                     let (est, special) = seg::finite_or_special(o.value);
@@ -186,6 +205,14 @@ pub fn compute_segments(
                             .unwrap_or(serde_json::Value::Null),
                     });
                 }
+                Err(EstimateError::Cancelled) if over() => {
+                    v.skipped = Some(
+                        "stopped: the job's time budget (--job-seconds) ran out during this segment value's run"
+                            .into(),
+                    );
+                    parts.push(None);
+                    plug_ins.push(None);
+                }
                 Err(EstimateError::Cancelled) => return Err(EstimateError::Cancelled),
                 Err(EstimateError::Invalid(msg)) => {
                     v.skipped = Some(msg);
@@ -216,11 +243,14 @@ pub fn compute_segments(
             col.key.clone(),
             KeySegments {
                 values,
+                values_omitted: 0,
                 decomposition,
             },
         );
     }
-    control.tick(1.0)?;
+    if !over() {
+        control.tick(1.0)?;
+    }
     Ok(out)
 }
 
@@ -235,8 +265,15 @@ fn run_one(
     rows: &[usize],
     whole_predictions: Option<&[u32]>,
     fraction: f64,
+    outer: &Control<'_>,
 ) -> Result<Output, EstimateError> {
     use crate::estimate::{semantic, shannon};
+    // The job's cancellation (and time budget) reaches the run; its progress is the loop's.
+    let quiet = |_: f64| {};
+    let control = Control {
+        progress: &quiet,
+        cancelled: outer.cancelled,
+    };
     let bad = |e: serde_json::Error| {
         EstimateError::invalid(format!("stored parameters are invalid: {e}"))
     };
@@ -258,7 +295,7 @@ fn run_one(
             truth_matrix: None,
         };
         let params: shannon::Params = serde_json::from_value(params.clone()).map_err(bad)?;
-        return shannon::shannon_mi(&input, &params, &Control::none());
+        return shannon::shannon_mi(&input, &params, &control);
     }
     let sub = batch.subset(rows);
     let sub = &sub;
@@ -282,10 +319,10 @@ fn run_one(
             };
             let p: semantic::Params = serde_json::from_value(params.clone()).map_err(bad)?;
             let rows = (semantic::SCORE_KNN_MAX_ROWS as f64 * fraction).floor() as usize;
-            return semantic::semantic_mi_limited(&input, &p, &Control::none(), rows);
+            return semantic::semantic_mi_limited(&input, &p, &control, rows);
         }
     }
-    crate::compute::compute(estimator, params, sub, &Control::none())
+    crate::compute::compute(estimator, params, sub, &control)
 }
 
 /// One key's segmentation as the decomposition needs it.
@@ -391,4 +428,68 @@ fn decompose(
         }
     }
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::batch::BatchRequest;
+
+    fn segmented(n: usize) -> Batch {
+        let labels: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
+        let predictions: Vec<u32> = (0..n).map(|i| ((i + i / 7) % 3) as u32).collect();
+        let region: Vec<String> = (0..n).map(|i| format!("r{}", i % 4)).collect();
+        let req: BatchRequest = serde_json::from_value(serde_json::json!({
+            "task": "multiclass", "classes": ["a", "b", "c"],
+            "labels": labels, "predictions": predictions,
+            "segments": {"region": region}
+        }))
+        .unwrap();
+        req.validate().unwrap().batch
+    }
+
+    /// Past the job's deadline no segment value runs: each is skipped with the reason, and the
+    /// whole-batch result is untouched. Without a deadline every value is computed.
+    #[test]
+    fn segment_values_past_the_time_budget_are_skipped_with_the_reason() {
+        let batch = segmented(400);
+        let params = serde_json::json!({});
+        let whole =
+            crate::compute::compute("shannon_mi", &params, &batch, &Control::none()).unwrap();
+        let past = std::time::Instant::now();
+        let out = compute_segments(
+            "shannon_mi",
+            &params,
+            &batch,
+            &whole,
+            &Control::none(),
+            Some(past),
+        )
+        .unwrap();
+        let values = &out.summary["region"].values;
+        assert_eq!(values.len(), 4);
+        for v in values {
+            assert!(v.estimate.is_none());
+            assert!(
+                v.skipped.as_deref().unwrap().contains("time budget"),
+                "{:?}",
+                v.skipped
+            );
+        }
+        assert!(out.rows.is_empty());
+        let all = compute_segments(
+            "shannon_mi",
+            &params,
+            &batch,
+            &whole,
+            &Control::none(),
+            None,
+        )
+        .unwrap();
+        assert!(all.summary["region"]
+            .values
+            .iter()
+            .all(|v| v.estimate.is_some()));
+        assert_eq!(all.rows.len(), 4);
+    }
 }

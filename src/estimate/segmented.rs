@@ -95,9 +95,20 @@ pub struct Decomposition {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct KeySegments {
     pub values: Vec<SegmentValue>,
+    /// Values left out of this answer (the largest [`SHOWN_VALUES`] by sample count are shown;
+    /// each value's series is `estimator{key=value}` in history). Absent when none were.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub values_omitted: u64,
     /// Present for the estimators whose value is an average over samples (`shannon_mi`,
     /// `semantic_mi`, `ce_bound`, `implied_mi`).
     pub decomposition: Option<Decomposition>,
+}
+
+/// Most values of one key an answer lists (the rest are counted in `values_omitted`).
+pub const SHOWN_VALUES: usize = 100;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Key → its segments.
@@ -286,11 +297,24 @@ pub fn scale_segments(s: &Segments, f: f64) -> Segments {
                 k.clone(),
                 KeySegments {
                     values: v.values.iter().map(|x| x.scaled(f)).collect(),
+                    values_omitted: v.values_omitted,
                     decomposition: v.decomposition.as_ref().map(|d| d.scaled(f)),
                 },
             )
         })
         .collect()
+}
+
+/// The segments as an answer lists them: per key the first [`SHOWN_VALUES`] values (they are
+/// ordered by sample count), the rest counted; the decomposition covers every value.
+pub fn shown_segments(mut s: Segments) -> Segments {
+    for k in s.values_mut() {
+        if k.values.len() > SHOWN_VALUES {
+            k.values_omitted += (k.values.len() - SHOWN_VALUES) as u64;
+            k.values.truncate(SHOWN_VALUES);
+        }
+    }
+    s
 }
 
 /// One side of a segment in a comparison.
@@ -518,6 +542,7 @@ mod tests {
                     skipped: None,
                 })
                 .collect(),
+            values_omitted: 0,
             decomposition: None,
         }
     }

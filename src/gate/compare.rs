@@ -63,7 +63,46 @@ pub struct SegmentRanking {
     /// Σ_s P(s) I_s on each side (I(Y;Ŷ|S) for `shannon_mi`) and its change, in `unit`.
     pub baseline_conditional: Option<f64>,
     pub candidate_conditional: Option<f64>,
+    /// The values ranked, the one that lost the most first; at most the 100 that changed most
+    /// (by |change|).
     pub items: Vec<crate::estimate::segmented::SegmentChange>,
+    /// Ranked values left out of `items` (those that changed least).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub items_omitted: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The `max` changes largest in size, in their ranked order, and how many were left out.
+fn largest_changes(
+    ranked: Vec<crate::estimate::segmented::SegmentChange>,
+    max: usize,
+) -> (Vec<crate::estimate::segmented::SegmentChange>, u64) {
+    if ranked.len() <= max {
+        return (ranked, 0);
+    }
+    let size = |c: &crate::estimate::segmented::SegmentChange| {
+        c.change.filter(|x| x.is_finite()).map_or(-1.0, f64::abs)
+    };
+    let mut order: Vec<usize> = (0..ranked.len()).collect();
+    order.sort_by(|&a, &b| {
+        size(&ranked[b])
+            .total_cmp(&size(&ranked[a]))
+            .then(a.cmp(&b))
+    });
+    let mut keep = vec![false; ranked.len()];
+    for &i in &order[..max] {
+        keep[i] = true;
+    }
+    let omitted = (ranked.len() - max) as u64;
+    let items = ranked
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(c, k)| k.then_some(c))
+        .collect();
+    (items, omitted)
 }
 
 /// Each side's latest segmented result per estimator, and the rankings of the keys both carry.
@@ -103,6 +142,8 @@ pub async fn segment_rankings(
             let cond = |k: &crate::estimate::segmented::KeySegments| {
                 k.decomposition.as_ref().and_then(|d| d.conditional_mi)
             };
+            let (items, items_omitted) =
+                largest_changes(rank_changes(b, c), crate::estimate::segmented::SHOWN_VALUES);
             out.push(SegmentRanking {
                 estimator: e.clone(),
                 key: key.clone(),
@@ -110,7 +151,8 @@ pub async fn segment_rankings(
                 candidate_batch_id: *cb,
                 baseline_conditional: cond(b),
                 candidate_conditional: cond(c),
-                items: rank_changes(b, c),
+                items,
+                items_omitted,
             });
         }
     }

@@ -128,7 +128,10 @@ async fn segments_results_history_gates_and_compare() {
     let tiny = device.iter().find(|x| x["value"] == "tiny").unwrap();
     assert!(tiny["estimate"].is_null());
     assert!(
-        tiny["skipped"].as_str().unwrap().contains("fewer than 2"),
+        tiny["skipped"]
+            .as_str()
+            .unwrap()
+            .contains("fewer samples than a per-segment run gets (10)"),
         "{tiny}"
     );
     assert!(shannon["segments"]["device"]["decomposition"]["conditional_mi"].is_null());
@@ -259,7 +262,102 @@ async fn segments_results_history_gates_and_compare() {
     assert_eq!(s, StatusCode::OK);
     let page = page.as_str().unwrap();
     assert!(page.contains("<h2>Segments</h2>"), "{page}");
-    assert!(page.contains("tiny") && page.contains("fewer than 2 samples"));
+    assert!(
+        page.contains("tiny") && page.contains("fewer samples than a per-segment run gets (10)")
+    );
     let (_, model) = app.get("/models/m").await;
     assert!(model.as_str().unwrap().contains("Segments: v1 → v2"));
+}
+
+/// A segmented upload cannot multiply the work or the answers without bound: thousands of tiny
+/// segment values are skipped (below 10 samples) instead of each running the estimator, the
+/// jobs end quickly, and the batch, the version summary and the comparison list at most 100
+/// values per key with the rest counted.
+#[tokio::test]
+async fn segment_work_and_answers_are_bounded() {
+    let app = app().await;
+    let n = 3000;
+    let mut b = crate::support::classifier_batch(n, 4, 0.8, 7);
+    b["estimators"] = json!(["shannon_mi", "semantic_mi", "ce_bound", "rg_curve"]);
+    b["max_segment_values"] = json!(10000);
+    let user: Vec<String> = (0..n).map(|i| format!("u{}", i / 2)).collect();
+    let bucket: Vec<String> = (0..n).map(|i| format!("b{}", i % 150)).collect();
+    b["segments"] = json!({"user": user, "bucket": bucket});
+    let started = std::time::Instant::now();
+    let batch = upload_and_run(&app, "v1", &b).await;
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(60), "{took:?}");
+    let (s, detail) = app.get(&format!("/v1/batches/{batch}")).await;
+    assert_eq!(s, StatusCode::OK);
+    let size = detail.to_string().len();
+    assert!(size < 2_000_000, "the batch answer is {size} bytes");
+    for r in detail["results"].as_array().unwrap() {
+        let users = &r["segments"]["user"];
+        assert_eq!(
+            users["values"].as_array().unwrap().len(),
+            100,
+            "{}",
+            r["estimator"]
+        );
+        assert_eq!(users["values_omitted"], 1400);
+        assert!(users["values"][0]["skipped"]
+            .as_str()
+            .unwrap()
+            .contains("fewer samples than a per-segment run gets"));
+        let buckets = r["segments"]["bucket"]["values"].as_array().unwrap();
+        assert_eq!(buckets.len(), 100);
+        assert!(
+            buckets[0]["estimate"].is_number(),
+            "20 samples are computed: {}",
+            buckets[0]
+        );
+    }
+    let (s, summary) = app.get("/v1/models/m/versions/v1").await;
+    assert_eq!(s, StatusCode::OK, "{summary}");
+    for m in summary["metrics"].as_array().unwrap() {
+        let listed = m["segments"].as_array().unwrap().len();
+        assert!(listed <= 200, "{listed} segment metrics listed");
+        assert!(
+            m["segments_omitted"].as_u64().unwrap() > 0,
+            "{}",
+            m["estimator"]
+        );
+    }
+    // A second version on the same segments: the comparison ranks at most 100 per key.
+    let mut b2 = b.clone();
+    b2["probabilities"] = crate::support::classifier_batch(n, 4, 0.6, 8)["probabilities"].clone();
+    b2["labels"] = crate::support::classifier_batch(n, 4, 0.6, 8)["labels"].clone();
+    upload_and_run(&app, "v2", &b2).await;
+    let (s, cmp) = app
+        .get("/v1/models/m/compare?baseline=v1&candidate=v2")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{cmp}");
+    let size = cmp.to_string().len();
+    assert!(size < 2_000_000, "the comparison is {size} bytes");
+    for r in cmp["segments"].as_array().unwrap() {
+        assert!(r["items"].as_array().unwrap().len() <= 100);
+        if r["key"] == "bucket" {
+            assert_eq!(r["items_omitted"], 50, "{}", r["estimator"]);
+        }
+    }
+}
+
+/// A job is bounded in time: past the per-job time budget the estimator is stopped and the job
+/// fails saying so (it is not retried).
+#[tokio::test]
+async fn a_job_over_its_time_budget_is_stopped_and_says_so() {
+    let app = app().await;
+    let mut b = crate::support::classifier_batch(2000, 4, 0.8, 3);
+    b["estimators"] = json!(["semantic_mi"]);
+    let (s, v) = app.upload("slow", "v1", &b).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let mut cfg = fast_workers(1);
+    cfg.job_time = std::time::Duration::from_nanos(1);
+    let workers = app.workers(cfg);
+    let job = app.wait_job(v["jobs"][0]["id"].as_str().unwrap(), 60).await;
+    workers.shutdown().await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["attempts"], 1, "{job}");
+    let detail = job["error"]["detail"].as_str().unwrap();
+    assert!(detail.contains("per-job time budget"), "{detail}");
 }
