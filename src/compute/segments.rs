@@ -257,6 +257,7 @@ pub fn compute_segments(
 /// One segment's run: as the worker's [`crate::compute::compute`], except that multiclass
 /// `semantic_mi` gets the segment's fraction of the k-NN rows for R (see
 /// [`crate::estimate::semantic::semantic_mi_limited`]).
+#[allow(clippy::too_many_arguments)]
 fn run_one(
     kind: Kind,
     estimator: &str,
