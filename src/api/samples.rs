@@ -640,9 +640,16 @@ fn csv_names(buf: &mut Vec<u8>, names: &Names<'_>) {
     }
 }
 
+/// A text cell. One that a spreadsheet would run as a formula (it begins with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return: an id or class name from an upload) is written with a
+/// leading `'` and quoted, so that opening the export cannot run what a client uploaded.
 fn csv_field(buf: &mut Vec<u8>, s: &str) {
-    if s.contains([',', '"', '\n', '\r']) {
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if formula || s.contains([',', '"', '\n', '\r']) {
         buf.push(b'"');
+        if formula {
+            buf.push(b'\'');
+        }
         buf.extend_from_slice(s.replace('"', "\"\"").as_bytes());
         buf.push(b'"');
     } else {
@@ -653,4 +660,29 @@ fn csv_field(buf: &mut Vec<u8>, s: &str) {
 /// A number as JSON writes it (the shortest form that reads back the same).
 fn number(buf: &mut Vec<u8>, x: f64) {
     let _ = serde_json::to_writer(buf, &x);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_that_spreadsheets_would_run_are_neutralised() {
+        let cell = |s: &str| {
+            let mut b = Vec::new();
+            csv_field(&mut b, s);
+            String::from_utf8(b).unwrap()
+        };
+        assert_eq!(cell("plain id"), "plain id");
+        assert_eq!(
+            cell("=HYPERLINK(\"http://x\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\")\""
+        );
+        assert_eq!(cell("+1"), "\"'+1\"");
+        assert_eq!(cell("-2+3"), "\"'-2+3\"");
+        assert_eq!(cell("@SUM(A1)"), "\"'@SUM(A1)\"");
+        assert_eq!(cell("\tx"), "\"'\tx\"");
+        assert_eq!(cell("a,b"), "\"a,b\"");
+        assert_eq!(cell("mid=dle"), "mid=dle");
+    }
 }

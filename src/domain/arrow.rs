@@ -72,7 +72,9 @@ impl Role {
 }
 
 fn is_number(t: &DataType) -> bool {
-    t.is_floating() || t.is_integer()
+    // float16 holds three significant digits: probabilities lose their sum to 1 and labels
+    // their identity. Cast to float32 first.
+    (t.is_floating() && *t != DataType::Float16) || t.is_integer()
 }
 
 fn is_name(t: &DataType) -> bool {
@@ -83,8 +85,10 @@ fn is_name(t: &DataType) -> bool {
     }
 }
 
+/// A label column's type. A boolean is no label (which class would `true` be?), but a list of
+/// booleans is a multilabel indicator row.
 fn is_scalar_label(t: &DataType) -> bool {
-    is_number(t) || is_name(t) || *t == DataType::Boolean
+    is_number(t) || is_name(t)
 }
 
 /// The child type of a list-like type, if it is one.
@@ -101,7 +105,8 @@ fn list_child(t: &DataType) -> Option<&DataType> {
 fn type_problem(role: Role, t: &DataType) -> Option<String> {
     let ok = match role {
         Role::Label | Role::Prediction => {
-            is_scalar_label(t) || list_child(t).is_some_and(is_scalar_label)
+            is_scalar_label(t)
+                || list_child(t).is_some_and(|c| is_scalar_label(c) || *c == DataType::Boolean)
         }
         Role::Target | Role::Weight => is_number(t),
         Role::Id | Role::Segment => t.is_integer() || is_name(t),
@@ -114,11 +119,11 @@ fn type_problem(role: Role, t: &DataType) -> Option<String> {
     }
     let expected = match role {
         Role::Label | Role::Prediction => {
-            "integers, strings or dictionary-encoded strings (multilabel: a list of them per row)"
+            "integers, strings or dictionary-encoded strings (multilabel: a list of them, or of booleans, per row)"
         }
-        Role::Target | Role::Weight => "float32, float64 or integers",
+        Role::Target | Role::Weight => "float32, float64 or integers (not float16: cast it)",
         Role::Id | Role::Segment => "strings, dictionary-encoded strings or integers",
-        _ => "a fixed-size list of float32 or float64 per row",
+        _ => "a fixed-size list of float32 or float64 per row (not float16: cast it)",
     };
     Some(format!("has Arrow type {t}; expected {expected}"))
 }
@@ -134,12 +139,48 @@ pub fn decode_arrow<R: Read>(
     options: RowOptions,
     body_bytes: Option<u64>,
 ) -> Result<(BatchRequest, ColumnMap), RowsError> {
-    match catch_unwind(AssertUnwindSafe(|| decode(reader, options, body_bytes))) {
+    quiet_panics();
+    QUIET.with(|q| q.set(true));
+    let r = catch_unwind(AssertUnwindSafe(|| decode(reader, options, body_bytes)));
+    QUIET.with(|q| q.set(false));
+    match r {
         Ok(r) => r,
         Err(_) => Err(RowsError::Malformed(
             "the body is not a valid Arrow IPC stream".into(),
         )),
     }
+}
+
+std::thread_local! {
+    /// Set while the decoder runs under `catch_unwind` on this thread.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A panic the decoder's guard catches is an answer (400), not a crash: it is logged as one
+/// line, without the backtrace the default hook prints for every panic (one per hostile
+/// request would flood the log). Other panics go to the previous hook as before.
+fn quiet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if QUIET.with(|q| q.get()) {
+                let at = info
+                    .location()
+                    .map(|l| format!("{}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                let what = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::warn!(%at, %what, "the Arrow reader panicked on a malformed body; answered 400");
+            } else {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// An Arrow error: reading the body (size limit, connection, decompression) stays an I/O error,
@@ -203,12 +244,27 @@ fn decode<R: Read>(
     if let Some(bytes) = body_bytes {
         presize(&mut b, &schema, &roles, bytes);
     }
-    for batch in stream {
+    let mut stream = stream;
+    for batch in stream.by_ref() {
         let batch = batch.map_err(stream_failure)?;
         append(&mut b, &batch, &roles, task);
         b.rows += batch.num_rows();
         if b.full() {
             break;
+        }
+    }
+    // The stream ends at its end-of-stream marker (or at the end of the body): anything after
+    // it is not part of the batch, and a body that carries it is refused, not half-read.
+    if stream.is_finished() {
+        let mut one = [0u8; 1];
+        match stream.get_mut().read(&mut one) {
+            Ok(0) => {}
+            Ok(_) => {
+                return Err(RowsError::Malformed(
+                    "the body has bytes after the end of the Arrow IPC stream".into(),
+                ))
+            }
+            Err(e) => return Err(RowsError::Io(e)),
         }
     }
     let mut options = options;
@@ -617,6 +673,44 @@ mod tests {
             panic!("multiclass")
         };
         assert_eq!(labels, &vec![0, 2, 1, 0, 1]);
+    }
+
+    /// Types the document does not name are refused with the column: a boolean label (which
+    /// class would `true` be?) and float16 probabilities; a list of booleans is an indicator
+    /// row. Bytes after the end of the stream refuse the body.
+    #[test]
+    fn booleans_float16_and_trailing_bytes_are_refused() {
+        let probs: ArrayRef = probs_f32(&ROWS);
+        let flags: ArrayRef = Arc::new(arrow_array::BooleanArray::from(vec![
+            true, false, true, false, true,
+        ]));
+        let e = invalid(decoded(
+            &stream(vec![("label", flags), ("probabilities", probs.clone())], 5),
+            RowOptions::default(),
+        ));
+        assert_eq!(e[0].column.as_deref(), Some("label"), "{e:?}");
+        let mut b = FixedSizeListBuilder::new(arrow_array::builder::Float16Builder::new(), 3);
+        for r in ROWS {
+            for v in r {
+                b.values().append_value(half::f16::from_f32(v));
+            }
+            b.append(true);
+        }
+        let f16: ArrayRef = Arc::new(b.finish());
+        let labels: ArrayRef = Arc::new(Int64Array::from(vec![0, 2, 1, 0, 1]));
+        let e = invalid(decoded(
+            &stream(vec![("label", labels.clone()), ("probabilities", f16)], 5),
+            RowOptions::default(),
+        ));
+        assert_eq!(e[0].column.as_deref(), Some("probabilities"), "{e:?}");
+        assert!(e[0].message.contains("float16"), "{e:?}");
+        let mut body = stream(vec![("label", labels), ("probabilities", probs)], 5);
+        assert!(decoded(&body, RowOptions::default()).is_ok());
+        body.extend_from_slice(b"{\"task\": \"multiclass\"}");
+        match decoded(&body, RowOptions::default()) {
+            Err(RowsError::Malformed(m)) => assert!(m.contains("after the end"), "{m}"),
+            other => panic!("trailing bytes accepted: {:?}", other.map(|_| ())),
+        }
     }
 
     /// Dictionary-encoded class names read as names (the classes from the query order them).

@@ -315,12 +315,30 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 return internal_v4(v4);
             }
             let s = v6.segments();
+            let v4_at = |hi: u16, lo: u16| {
+                Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
+            };
+            // Addresses that carry an IPv4 address: judged by it. IPv4-compatible ::a.b.c.d
+            // (deprecated, but some stacks route it), IPv4-translated ::ffff:0:a.b.c.d, and
+            // 6to4 2002:aabb:ccdd::/48.
+            if s[..6] == [0, 0, 0, 0, 0, 0] && !v6.is_loopback() && !v6.is_unspecified() {
+                return internal_v4(v4_at(s[6], s[7]));
+            }
+            if s[..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0 {
+                return internal_v4(v4_at(s[6], s[7]));
+            }
+            if s[0] == 0x2002 && internal_v4(v4_at(s[1], s[2])) {
+                return true;
+            }
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
                 || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || (s[0] & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated)
                 || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] == 0x2001 && s[1] == 0x0000) // Teredo: tunnels to any IPv4 address
+                || (s[0] == 0x0100 && s[1..4] == [0, 0, 0]) // discard-only 100::/64
                 || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64 can reach IPv4 internals
         }
     }
@@ -459,10 +477,25 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            // IPv4 inside IPv6: compatible, translated, 6to4, Teredo.
+            "::127.0.0.1",
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:10.1.2.3",
+            "2002:7f00:1::",
+            "2002:c0a8:0101::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "fec0::1",
+            "100::1",
         ] {
             assert!(is_internal(a.parse().unwrap()), "{a}");
         }
-        for a in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "172.32.0.1"] {
+        for a in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "172.32.0.1",
+            "2002:0808:0808::1",
+        ] {
             assert!(!is_internal(a.parse().unwrap()), "{a}");
         }
     }
@@ -473,6 +506,13 @@ mod tests {
             .await
             .is_err());
         assert!(check_destination("http://[::1]/x", false).await.is_err());
+        for url in [
+            "http://[::127.0.0.1]/x",
+            "http://[::ffff:0:127.0.0.1]/x",
+            "http://[2002:7f00:1::]/x",
+        ] {
+            assert!(check_destination(url, false).await.is_err(), "{url}");
+        }
         assert!(check_destination("http://localhost/x", false)
             .await
             .is_err());
