@@ -72,6 +72,7 @@ fn batch(n: usize, k: usize, segments: usize, seed: u64) -> Batch {
         truth_matrix: None,
         segments: segs,
         labels_later: false,
+        normalized: None,
     }
 }
 

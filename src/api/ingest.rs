@@ -122,6 +122,9 @@ pub struct UploadQuery {
     /// that releases its label-dependent estimators (0 < f ≤ 1; default 1).
     #[param(minimum = 0.0, maximum = 1.0)]
     pub label_coverage: Option<f64>,
+    /// NDJSON, CSV and Arrow only: accept probability rows that sum to 1 within 0.1 (rounded
+    /// probabilities) and divide each by its sum; recorded in every result's details.
+    pub normalize: Option<bool>,
 }
 
 impl UploadQuery {
@@ -134,6 +137,7 @@ impl UploadQuery {
             ("metadata", self.metadata.is_some()),
             ("max_segment_values", self.max_segment_values.is_some()),
             ("label_coverage", self.label_coverage.is_some()),
+            ("normalize", self.normalize.is_some()),
         ]
         .into_iter()
         .find_map(|(name, given)| given.then_some(name))
@@ -154,7 +158,7 @@ impl UploadQuery {
             return Err(Error::Validation(vec![err(
                 given,
                 "the query options apply to NDJSON, CSV and Arrow bodies; a JSON body carries task, \
-                 classes, estimators, metadata, max_segment_values and label_coverage as fields"
+                 classes, estimators, metadata, max_segment_values, label_coverage and normalize as fields"
                     .into(),
             )]));
         }
@@ -215,6 +219,7 @@ impl UploadQuery {
             metadata,
             max_segment_values: self.max_segment_values,
             label_coverage: self.label_coverage,
+            normalize: self.normalize,
         })
     }
 }

@@ -20,6 +20,23 @@ pub fn compute(
     batch: &Batch,
     control: &Control,
 ) -> Result<Output, EstimateError> {
+    let mut out = dispatch(estimator, params, batch, control)?;
+    // Rounded probabilities accepted with `normalize`: every result says so.
+    if let (Some(n), Some(d)) = (batch.normalized, out.details.as_object_mut()) {
+        d.insert(
+            "probabilities_normalized".into(),
+            serde_json::json!({"rows": n.rows, "max_deviation": n.max_deviation}),
+        );
+    }
+    Ok(out)
+}
+
+fn dispatch(
+    estimator: &str,
+    params: &serde_json::Value,
+    batch: &Batch,
+    control: &Control,
+) -> Result<Output, EstimateError> {
     let kind = Kind::parse(estimator)
         .ok_or_else(|| EstimateError::Invalid(format!("unknown estimator {estimator:?}")))?;
     let p = params.clone();

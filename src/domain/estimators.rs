@@ -362,11 +362,20 @@ impl Kind {
                 tasks: vec![Task::Multiclass, Task::Multilabel],
                 requires: "multiclass: probabilities, a truth_matrix, or predictions (LBI truth matrix); multilabel: scores",
                 unit: "bits",
-                value: "semantic mutual information (Lu's G measure) Σ P(x,y) log T(θy|x)/T(θy); may be -Infinity when a used prediction is never true",
-                details: vec!["efficiency", "shannon_bound", "normalized_semantic_mi", "upper_bound", "per_class", "semantic_entropy", "fuzzy_entropy", "negative_fraction", "worst_samples", "lbi_truth_matrix"],
+                value: "semantic mutual information (Lu's G measure) Σ P(x,y) log T(θy|x)/T(θy); probabilities mode floors a true class's truth value of 0 at half the data's resolution (floor: auto); -Infinity when a used prediction is never true and nothing floors it",
+                details: vec!["efficiency", "shannon_bound", "normalized_semantic_mi", "upper_bound", "per_class", "semantic_entropy", "fuzzy_entropy", "negative_fraction", "worst_samples", "lbi_truth_matrix", "floor", "floored_samples", "floored_share", "unfloored_value"],
                 mergeable: true,
                 limits: None,
-                params: bootstrap(),
+                params: {
+                    let mut v = bootstrap();
+                    v.push(p(
+                        "floor",
+                        "string or number",
+                        "auto | none | (0, 0.5]",
+                        "probabilities mode: auto (default) reads a true class's probability 0 as half the data's resolution (finite, gateable; the -Infinity stays in details.unfloored_value); none keeps -Infinity; a number floors every true class's truth value below it",
+                    ));
+                    v
+                },
             },
             Kind::CeBound => EstimatorInfo {
                 id: self.id(),
@@ -404,6 +413,12 @@ impl Kind {
                         "string",
                         "auto | none",
                         "auto: with the batch's labels also report the realised semantic MI and the calibration gap; none: I_q alone (runs at upload when the labels come later)",
+                    ),
+                    p(
+                        "floor",
+                        "string or number",
+                        "auto | none | (0, 0.5]",
+                        "the floor of a true class's probability in the realised semantic MI: auto (default) reads 0 as half the data's resolution so the calibration gap stays finite; none keeps -Infinity",
                     ),
                 ],
             },

@@ -29,6 +29,7 @@ pub struct RowOptions {
     pub metadata: Option<serde_json::Value>,
     pub max_segment_values: Option<u32>,
     pub label_coverage: Option<f64>,
+    pub normalize: Option<bool>,
 }
 
 /// Why a line-oriented body could not be turned into a request.
@@ -138,6 +139,7 @@ impl ColumnMap {
                 | "metadata"
                 | "max_segment_values"
                 | "label_coverage"
+                | "normalize"
         ) {
             return FieldError {
                 pointer: None,
@@ -404,6 +406,7 @@ impl Builder {
             max_segment_values: options.max_segment_values,
             ids: self.ids.finish(),
             label_coverage: options.label_coverage,
+            normalize: options.normalize,
         })
     }
 }

@@ -443,7 +443,11 @@ fn probabilities_zero_on_true_class_is_neg_inf() {
         weights: None,
         truth_matrix: None,
     };
-    let out = semantic_mi(&input, &Params::default(), &Control::none()).unwrap();
+    let none = Params {
+        floor: super::Floor::Name("none".into()),
+        ..Params::default()
+    };
+    let out = semantic_mi(&input, &none, &Control::none()).unwrap();
     assert_eq!(out.value, f64::NEG_INFINITY);
     assert_eq!(out.details["falsified_samples"], 1);
     assert!(out.details["neg_inf_reason"].is_string());
@@ -453,6 +457,75 @@ fn probabilities_zero_on_true_class_is_neg_inf() {
         pool("semantic_mi", &[out.sufficient.unwrap()], 0.95).map(|p| p.value),
         Some(f64::NEG_INFINITY)
     );
+}
+
+/// The default floor (version 3): the zero truth value is read as half the data's resolution.
+/// The probabilities are multiples of 0.1 (one decimal), so the floor is 0.05. By hand:
+/// T(θ_0) = (1 + 0 + 0.5)/3 = 0.5, T(θ_1) = (0 + 1 + 0.5)/3 = 0.5, and
+/// G = [ln(1/0.5) + ln(0.05/0.5) + ln(0.5/0.5)]/3 = (0.693147 − 2.302585)/3 = −0.536479.
+/// A stated floor reads every truth value below it; pooling keeps the floored sums.
+#[test]
+fn a_zero_truth_value_is_floored_at_the_data_resolution() {
+    let q = arr2(&[[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]);
+    let y = [0u32, 0, 1];
+    let input = ClassInput {
+        labels: &y,
+        predictions: &y,
+        k: 2,
+        probabilities: Some(q.view()),
+        weights: None,
+        truth_matrix: None,
+    };
+    let out = semantic_mi(&input, &Params::default(), &Control::none()).unwrap();
+    let by_hand = ((1.0f64 / 0.5).ln() + (0.05f64 / 0.5).ln()) / 3.0;
+    assert!(close(out.value, by_hand, 1e-12), "{}", out.value);
+    assert!(close(by_hand, -0.536479, 1e-6));
+    assert_eq!(out.details["floor"], 0.05);
+    assert_eq!(out.details["floored_samples"], 1);
+    assert_eq!(out.details["unfloored_value"], "-Infinity");
+    assert!(out.details.get("neg_inf_reason").is_none());
+    if let Some(iv) = &out.interval {
+        assert!(iv.low <= out.value && out.value <= iv.high);
+    }
+    assert!(
+        out.diagnostics
+            .reasons
+            .iter()
+            .any(|r| r.code == "floored_truth_values"),
+        "{:?}",
+        out.diagnostics
+    );
+    let pooled = pool("semantic_mi", &[out.sufficient.clone().unwrap()], 0.95)
+        .unwrap()
+        .value;
+    assert!(close(pooled, out.value, 1e-12));
+    // Two decimals: the floor is 0.005.
+    let q2 = arr2(&[[0.99, 0.01], [0.0, 1.0], [0.37, 0.63]]);
+    let out2 = semantic_mi(
+        &ClassInput {
+            probabilities: Some(q2.view()),
+            ..input
+        },
+        &Params::default(),
+        &Control::none(),
+    )
+    .unwrap();
+    assert_eq!(out2.details["floor"], 0.005);
+    // A stated floor of 0.5 reads 0 as 0.5; sample 3's 0.5 is not below it.
+    let stated = Params {
+        floor: super::Floor::Value(0.5),
+        ..Params::default()
+    };
+    let out3 = semantic_mi(&input, &stated, &Control::none()).unwrap();
+    let by_hand3 = ((1.0f64 / 0.5).ln() + (0.5f64 / 0.5).ln() + (0.5f64 / 0.5).ln()) / 3.0;
+    assert!(close(out3.value, by_hand3, 1e-12), "{}", out3.value);
+    assert_eq!(out3.details["floored_samples"], 1);
+    assert!(Params {
+        floor: super::Floor::Value(0.0),
+        ..Params::default()
+    }
+    .validate()
+    .is_err());
 }
 
 #[test]

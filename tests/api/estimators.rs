@@ -114,7 +114,8 @@ async fn a_prediction_that_is_never_true_gives_minus_infinity_in_words() {
 /// The model-implied information of spec §4.6 Example 5's probabilities, with the realised
 /// semantic MI next to it. Expected values (numpy, in bits): plug-in mean of KL(q_k ‖ q̄)
 /// 0.143285, correction ½ Σ_j Var(q̄_j)/q̄_j 0.024067, value 0.167352; realised
-/// mean ln(q(y|x)/q̄_y) 0.378583, the spec's semantic MI of the same example; gap −0.211231.
+/// mean ln(q(y|x)/q̄_y) 0.378583, the spec's semantic MI of the same example; gap (both as
+/// plug-ins, implied_mi 1.1) 0.143285 − 0.378583 = −0.235298.
 #[tokio::test]
 async fn implied_information_is_reported_with_the_realised_semantic_mi_and_their_gap() {
     let app = app().await;
@@ -128,7 +129,7 @@ async fn implied_information_is_reported_with_the_realised_semantic_mi_and_their
     close(&im["details"]["plug_in"], 0.143285);
     close(&im["details"]["bias_correction"], 0.024067);
     close(&im["details"]["realised_semantic_mi"], 0.378583);
-    close(&im["details"]["calibration_gap"], -0.211231);
+    close(&im["details"]["calibration_gap"], -0.235298);
     let semi = &by(&jobs, "semantic_mi")["result"];
     close(
         &im["details"]["realised_semantic_mi"],
@@ -160,5 +161,151 @@ async fn implied_information_is_reported_with_the_realised_semantic_mi_and_their
         .get("/v1/models/m/history?metric=implied_mi.calibration_gap&version=v1")
         .await;
     assert_eq!(s, StatusCode::OK, "{h}");
-    close(&h["items"][0]["value"], -0.211231);
+    close(&h["items"][0]["value"], -0.235298);
+}
+
+/// A classifier's probabilities as a model exports them: rounded to two decimals (rows then sum
+/// to 1 only within a few hundredths), with `confident_wrong` samples whose true class gets 0.
+fn rounded_batch(n: usize, acc: f64, confident_wrong: usize, seed: u64) -> Value {
+    let mut g = infoaudit::estimate::rng::SplitMix64::new(seed);
+    let k = 4;
+    let mut labels = Vec::with_capacity(n);
+    let mut probs = Vec::with_capacity(n);
+    for i in 0..n {
+        let y = g.below(k);
+        let pred = if g.uniform() < acc {
+            y
+        } else {
+            (y + 1 + g.below(k - 1)) % k
+        };
+        let mut row: Vec<f64> = (0..k).map(|_| 0.05 + 0.3 * g.uniform()).collect();
+        row[pred] += 1.5;
+        if i < confident_wrong {
+            row = vec![0.0; k];
+            row[(y + 1) % k] = 1.0;
+        }
+        let s: f64 = row.iter().sum();
+        let rounded: Vec<f64> = row
+            .iter()
+            .map(|v| (v / s * 100.0).round() / 100.0)
+            .collect();
+        labels.push(y);
+        probs.push(rounded);
+    }
+    json!({"task": "multiclass", "labels": labels, "probabilities": probs})
+}
+
+/// Rounded probabilities are refused unless `normalize` says to accept them (then each row is
+/// divided by its sum and every result records it), and a true class given probability 0 no
+/// longer makes semantic_mi −∞: its truth value is floored at half the data's resolution, so a
+/// gate on semantic_mi catches a model that lost most of its information (version 2 answered
+/// `inconclusive` on every such batch).
+#[tokio::test]
+async fn rounded_probabilities_are_normalised_on_request_and_a_gate_catches_the_drop() {
+    let app = app().await;
+    let good = rounded_batch(3000, 0.9, 3, 1);
+    let sums: Vec<f64> = good["probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .sum()
+        })
+        .collect();
+    assert!(
+        sums.iter().any(|s| (s - 1.0).abs() > 1e-3),
+        "some rows are off by rounding"
+    );
+    let (s, p) = app.upload("r", "v1", &good).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert!(
+        p["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("normalize"),
+        "{p}"
+    );
+    let mut good = good;
+    good["normalize"] = json!(true);
+    good["estimators"] = json!(["shannon_mi", "semantic_mi", "implied_mi"]);
+    let (s, a) = app.upload("r", "v1", &good).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{a}");
+    let mut bad = rounded_batch(3000, 0.45, 300, 2);
+    bad["normalize"] = json!(true);
+    bad["estimators"] = json!(["shannon_mi", "semantic_mi", "implied_mi"]);
+    let (s, b) = app.upload("r", "v2", &bad).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let workers = app.workers(fast_workers(2));
+    for j in a["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(b["jobs"].as_array().unwrap())
+    {
+        let done = app.wait_job(j["id"].as_str().unwrap(), 120).await;
+        assert_eq!(done["state"], "succeeded", "{done}");
+    }
+    workers.shutdown().await;
+    let (_, v1) = app
+        .get(&format!(
+            "/v1/batches/{}",
+            a["batch"]["id"].as_str().unwrap()
+        ))
+        .await;
+    let (_, v2) = app
+        .get(&format!(
+            "/v1/batches/{}",
+            b["batch"]["id"].as_str().unwrap()
+        ))
+        .await;
+    let result = |b: &Value, e: &str| {
+        b["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["estimator"] == e)
+            .unwrap()
+            .clone()
+    };
+    for b in [&v1, &v2] {
+        let sem = result(b, "semantic_mi");
+        assert!(sem["value"].is_number(), "finite: {sem}");
+        // Half the resolution: two decimals, divided by the row sums (about 1).
+        let floor = sem["details"]["floor"].as_f64().unwrap();
+        assert!((0.004..=0.0101).contains(&floor), "{sem}");
+        assert_eq!(sem["details"]["unfloored_value"], "-Infinity");
+        assert!(
+            sem["details"]["probabilities_normalized"]["rows"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+        assert!(
+            sem["ci_low"].is_number() && sem["ci_high"].is_number(),
+            "{sem}"
+        );
+        let implied = result(b, "implied_mi");
+        assert!(
+            implied["details"]["calibration_gap"].is_number(),
+            "{implied}"
+        );
+    }
+    let (s1, s2) = (
+        result(&v1, "semantic_mi")["value"].as_f64().unwrap(),
+        result(&v2, "semantic_mi")["value"].as_f64().unwrap(),
+    );
+    assert!(s2 < s1 - 0.3, "the drop shows: {s1} → {s2}");
+    let (s, _, d) = app
+        .post_json(
+            "/v1/models/r/versions/v2/gate",
+            &json!({"rules": [{"metric": "semantic_mi", "op": "gte", "baseline": "v1",
+                               "max_regression": {"relative": 0.02}}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(d["verdict"], "fail", "{d}");
 }

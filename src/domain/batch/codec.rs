@@ -28,6 +28,9 @@ struct Header {
     segments: Vec<SegmentHeader>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     labels_later: bool,
+    /// What `normalize` did (absent otherwise, so other batches encode as they always did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    normalized: Option<super::Normalized>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -180,6 +183,7 @@ impl Batch {
                 })
                 .collect(),
             labels_later: self.labels_later,
+            normalized: self.normalized,
             arrays: arrays
                 .iter()
                 .map(|(name, a)| {
@@ -288,6 +292,7 @@ impl Batch {
             truth_matrix,
             segments,
             labels_later: header.labels_later,
+            normalized: header.normalized,
         })
     }
 

@@ -73,7 +73,8 @@ pub struct BatchRequest {
     /// row `[0,1,0]` or a list of label names `["cat","bird"]`.
     #[schema(value_type = Vec<Object>)]
     pub labels: Option<Vec<Label>>,
-    /// Multiclass: N×K class probabilities, each row summing to 1 (±1e-3).
+    /// Multiclass: N×K class probabilities, each row summing to 1 (±1e-3; with `normalize`,
+    /// within 0.1 of 1, each row divided by its sum).
     #[schema(value_type = Option<Vec<Vec<f64>>>)]
     pub probabilities: Option<Matrix>,
     /// Hard predictions, in the same form as `labels`; multiclass default: argmax of `probabilities`.
@@ -116,6 +117,20 @@ pub struct BatchRequest {
     /// before the label-dependent estimators run (0 < f ≤ 1; default 1).
     #[schema(minimum = 0.0, maximum = 1.0, exclusive_minimum = 0.0)]
     pub label_coverage: Option<f64>,
+    /// Accept probability rows that sum to 1 only within 0.1 (probabilities rounded to a few
+    /// decimals, a float16 tensor) and divide each row by its sum. Off by default: a row off by
+    /// more than 1e-3 is refused. What was normalised is recorded on the batch and in every
+    /// result's `details.probabilities_normalized`.
+    pub normalize: Option<bool>,
+}
+
+/// What `normalize` did to a batch's probability rows.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Normalized {
+    /// Rows whose sum was not 1 (within 1e-12) and were divided by it.
+    pub rows: u64,
+    /// The largest |row sum − 1| before normalising.
+    pub max_deviation: f64,
 }
 
 /// How labels (or predictions) were written in the upload, so they come back the same way.
@@ -142,6 +157,8 @@ pub struct Batch {
     /// Uploaded without labels (they arrive by sample id): unlabelled samples hold
     /// [`UNLABELLED`] (multiclass) or a NaN row (multilabel) until joined.
     pub labels_later: bool,
+    /// Probability rows divided by their sums at upload (`normalize`).
+    pub normalized: Option<Normalized>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

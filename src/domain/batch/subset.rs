@@ -79,6 +79,7 @@ impl Batch {
                 })
                 .collect(),
             labels_later: self.labels_later,
+            normalized: self.normalized,
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::{Batch, BatchData, BatchRequest, EstimatorRef, LabelForm, Task};
+use super::{Batch, BatchData, BatchRequest, EstimatorRef, LabelForm, Normalized, Task};
 use crate::domain::columns::{Label, Matrix};
 use crate::domain::errors::Errors;
 use crate::domain::segments::{self, SegmentColumn, UNLABELLED};
@@ -14,8 +14,42 @@ use crate::error::FieldError;
 const UNIT_SLACK: f64 = 1e-6;
 /// Probability rows must sum to 1 within this.
 const ROW_SUM_TOLERANCE: f64 = 1e-3;
+/// With `normalize`, probability rows must sum to 1 within this (rounding, not a bug).
+pub const NORMALIZE_TOLERANCE: f64 = 0.1;
 
 fn unit_interval(errors: &mut Errors, field: &str, m: &Matrix, check_rows_sum: bool) {
+    unit_interval_within(errors, field, m, check_rows_sum, ROW_SUM_TOLERANCE)
+}
+
+/// Divide each probability row by its sum (the rows were checked to sum within
+/// [`NORMALIZE_TOLERANCE`] of 1), and say what changed.
+fn normalize_rows(m: &mut Matrix) -> Normalized {
+    let mut out = Normalized {
+        rows: 0,
+        max_deviation: 0.0,
+    };
+    for r in 0..m.rows {
+        let row = &mut m.data[r * m.cols..(r + 1) * m.cols];
+        let s: f64 = row.iter().sum();
+        let dev = (s - 1.0).abs();
+        if dev > 1e-12 && s > 0.0 {
+            out.rows += 1;
+            out.max_deviation = out.max_deviation.max(dev);
+            for v in row.iter_mut() {
+                *v /= s;
+            }
+        }
+    }
+    out
+}
+
+fn unit_interval_within(
+    errors: &mut Errors,
+    field: &str,
+    m: &Matrix,
+    check_rows_sum: bool,
+    tolerance: f64,
+) {
     for r in 0..m.rows {
         let row = m.row(r);
         let mut bad = false;
@@ -36,11 +70,16 @@ fn unit_interval(errors: &mut Errors, field: &str, m: &Matrix, check_rows_sum: b
         }
         if check_rows_sum && !bad {
             let s: f64 = row.iter().sum();
-            if (s - 1.0).abs() > ROW_SUM_TOLERANCE {
+            if (s - 1.0).abs() > tolerance {
+                let hint = if tolerance < NORMALIZE_TOLERANCE {
+                    "; rounded probabilities are accepted with `normalize: true` (rows within 0.1 of 1 are divided by their sum)"
+                } else {
+                    ""
+                };
                 errors.push(
                     format!("/{field}/{r}"),
                     format!(
-                        "probabilities sum to {s}; they must sum to 1 (within {ROW_SUM_TOLERANCE})"
+                        "probabilities sum to {s}; they must sum to 1 (within {tolerance}){hint}"
                     ),
                 );
             }
@@ -416,6 +455,7 @@ impl BatchRequest {
                 truth_matrix: None,
                 segments,
                 labels_later: false,
+                normalized: None,
             },
             estimators: self.estimators,
             metadata,
@@ -590,14 +630,28 @@ impl BatchRequest {
                 unit_interval(&mut e, "truth_matrix", t, false);
             }
         }
+        let mut normalized = None;
         let data = match task {
             Task::Multiclass => {
                 if self.predictions.is_none() && self.probabilities.is_none() {
                     e.push("/predictions", "give predictions, probabilities or both");
                 }
                 let probabilities = match self.probabilities {
-                    Some(m) if shape(&mut e, "probabilities", &m, n, Some(k)) => {
-                        unit_interval(&mut e, "probabilities", &m, true);
+                    Some(mut m) if shape(&mut e, "probabilities", &m, n, Some(k)) => {
+                        if self.normalize == Some(true) {
+                            unit_interval_within(
+                                &mut e,
+                                "probabilities",
+                                &m,
+                                true,
+                                NORMALIZE_TOLERANCE,
+                            );
+                            if e.is_empty() {
+                                normalized = Some(normalize_rows(&mut m));
+                            }
+                        } else {
+                            unit_interval(&mut e, "probabilities", &m, true);
+                        }
                         Some(m)
                     }
                     other => other,
@@ -680,6 +734,7 @@ impl BatchRequest {
                 truth_matrix: self.truth_matrix,
                 segments,
                 labels_later,
+                normalized,
             },
             estimators: self.estimators,
             metadata,

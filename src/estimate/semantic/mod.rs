@@ -22,7 +22,17 @@
 //!
 //! −∞: zero truth values on pairs with zero mass contribute nothing; a used pair with T = 0 makes
 //! the value −∞ (`falsified_samples` counts such samples, `neg_inf_reason` explains, and no
-//! interval is given). Never clamped.
+//! interval is given) with `floor: "none"`.
+//!
+//! Version 3: the floor (probabilities mode). Real model outputs rounded to two decimals give a
+//! confident wrong prediction q(y|x) = 0, which made the whole batch's value −∞: no interval, and
+//! every gate on `semantic_mi` inconclusive, even when the model's information fell by two
+//! thirds. With `floor: "auto"` (the default) a sample's truth value for its true class is read
+//! as max(q(y|x), f), f half the data's resolution (0.005 for two decimals; see
+//! [`data_floor`]); the logical probabilities T(θ_j) are the unfloored means. The value is then
+//! finite; `details.floored_samples`, `floored_share`, `floor` and `unfloored_value` (−∞) say
+//! what the floor did. A stated number floors every truth value below it; `"none"` keeps −∞.
+//! Batches without a zero truth value for a true class have the same value as in version 2.
 
 use super::bootstrap::{basic_interval, block_bootstrap, random_blocks, TableResampler};
 use super::contingency::Table;
@@ -48,7 +58,7 @@ pub use multilabel::semantic_mi_multilabel;
 use score_channel::score_channel_mi;
 pub use score_channel::SCORE_KNN_MAX_ROWS;
 
-pub const VERSION: &str = "2.0.0";
+pub const VERSION: &str = "3.0.0";
 
 pub const MODES: [&str; 4] = ["auto", "probabilities", "truth_matrix", "lbi"];
 
@@ -69,6 +79,79 @@ pub struct Params {
     pub bootstrap_blocks: usize,
     /// Number of most misleading samples listed in `worst_samples` (0..=1000).
     pub worst_samples: usize,
+    /// Probabilities mode: the floor of a sample's truth value for its true class. `"auto"`
+    /// (default): when some sample gives its true class probability 0 (probabilities rounded to a
+    /// few decimals), that truth value is read as half the data's resolution instead of 0, so the
+    /// value stays finite and gateable; `"none"`: 0 stays 0 and the value is −∞; a number in
+    /// (0, 0.5]: every truth value below it is read as it.
+    pub floor: Floor,
+}
+
+/// The floor of truth values (see [`Params::floor`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Floor {
+    Name(String),
+    Value(f64),
+}
+
+impl Default for Floor {
+    fn default() -> Self {
+        Floor::Name("auto".into())
+    }
+}
+
+impl Floor {
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Floor::Name(n) if n == "auto" || n == "none" => Ok(()),
+            Floor::Name(n) => Err(format!(
+                "floor must be \"auto\", \"none\" or a number in (0, 0.5] (got {n:?})"
+            )),
+            Floor::Value(v) if v.is_finite() && *v > 0.0 && *v <= 0.5 => Ok(()),
+            Floor::Value(v) => Err(format!("floor must be in (0, 0.5] (got {v})")),
+        }
+    }
+
+    /// The stated floor, if a number.
+    pub fn stated(&self) -> Option<f64> {
+        match self {
+            Floor::Value(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    pub fn is_auto(&self) -> bool {
+        matches!(self, Floor::Name(n) if n == "auto")
+    }
+}
+
+/// Half the resolution of a probability matrix: its values are multiples of 10^−d for the
+/// smallest d ≤ 6 (probabilities exported with d decimals), else of nothing (then the smallest
+/// positive value). A truth value of 0 at this resolution means "below half a step".
+pub(crate) fn data_floor(q: &ArrayView2<'_, f64>) -> f64 {
+    let mut multiple = [true; 7];
+    let mut smallest = f64::INFINITY;
+    for &v in q.iter() {
+        if v > 0.0 && v < smallest {
+            smallest = v;
+        }
+        for (d, ok) in multiple.iter_mut().enumerate().skip(1) {
+            if *ok {
+                let scaled = v * 10f64.powi(d as i32);
+                *ok = (scaled - scaled.round()).abs() <= 1e-6;
+            }
+        }
+    }
+    let step = (1..=6)
+        .find(|&d| multiple[d])
+        .map(|d| 10f64.powi(-(d as i32)))
+        .unwrap_or(smallest);
+    if step.is_finite() && step > 0.0 {
+        step / 2.0
+    } else {
+        1e-9
+    }
 }
 
 impl Default for Params {
@@ -80,6 +163,7 @@ impl Default for Params {
             mode: "auto".to_string(),
             bootstrap_blocks: 2000,
             worst_samples: 10,
+            floor: Floor::default(),
         }
     }
 }
@@ -94,6 +178,7 @@ impl Params {
                 self.bootstrap_blocks
             ));
         }
+        self.floor.validate()?;
         if self.worst_samples > 1000 {
             return Err(format!(
                 "worst_samples must be between 0 and 1000 (got {})",
@@ -417,8 +502,10 @@ fn probabilities_mode(
     } else {
         (Vec::new(), 1)
     };
-    // Block layout: [W_j (k) | Q_j (k) | Σ w ln q(y|x) (1)]; only kept for the bootstrap.
-    let width = 2 * k + 1;
+    // Block layout: [W_j (k) | Q_j (k) | Σ w ln q(y|x) (1) | weight of zero truth values (1)];
+    // only kept for the bootstrap.
+    let width = 2 * k + 2;
+    let stated_floor = params.floor.stated();
     let mut stats = if track_blocks {
         vec![0.0; m * width]
     } else {
@@ -430,6 +517,11 @@ fn probabilities_mode(
     let mut colmax = vec![0.0f64; k];
     let mut logq = Vec::with_capacity(n);
     let mut falsified = 0usize;
+    // Weight per class of the samples whose true class has truth value 0 (or below a stated
+    // floor), and how many: the floor is added to their log terms after the pass.
+    let mut zero_w = vec![0.0; k];
+    let mut floored = 0usize;
+    let mut floored_logq = 0.0;
     let mut scratch = Vec::new();
     // One pass over the matrix: validation, column sums (overall and per block), column maxima.
     for s in 0..n {
@@ -453,6 +545,10 @@ fn probabilities_mode(
             None
         };
         let qy = row[y];
+        let below = match stated_floor {
+            Some(f) => qy < f,
+            None => qy <= 0.0,
+        };
         let lq = qy.ln();
         logq.push(lq);
         if ws > 0.0 {
@@ -460,19 +556,52 @@ fn probabilities_mode(
             if let Some(b) = b {
                 stats[b + y] += ws;
             }
-            if qy > 0.0 {
+            if !below {
                 logq_sum[y] += ws * lq;
                 if let Some(b) = b {
                     stats[b + 2 * k] += ws * lq;
                 }
             } else {
-                falsified += 1;
+                zero_w[y] += ws;
+                floored += 1;
+                if qy <= 0.0 {
+                    falsified += 1;
+                } else {
+                    floored_logq += ws * lq;
+                }
+                if let Some(b) = b {
+                    stats[b + 2 * k + 1] += ws;
+                }
             }
         }
     }
     if colmax.iter().any(|&m| m > 1.0) {
         return Err(first_invalid_probability(&q, n, k));
     }
+    // The floor of the truth values of the samples counted in `zero_w`.
+    let floor = match (&params.floor, stated_floor) {
+        (_, Some(f)) => Some(f),
+        (f, None) if f.is_auto() && floored > 0 => Some(data_floor(&q)),
+        _ => None,
+    };
+    let unfloored_logq: f64 = logq_sum.iter().sum();
+    if let Some(f) = floor {
+        for (l, &zw) in logq_sum.iter_mut().zip(&zero_w) {
+            *l += zw * f.ln();
+        }
+        for (s, lq) in logq.iter_mut().enumerate() {
+            if q[[s, input.labels[s] as usize]] < f {
+                *lq = f.ln();
+            }
+        }
+        if track_blocks {
+            for b in 0..m {
+                let z = stats[b * width + 2 * k + 1];
+                stats[b * width + 2 * k] += z * f.ln();
+            }
+        }
+    }
+    let falsified_after = if floor.is_some() { 0 } else { falsified };
     let wt: f64 = class_w.iter().sum();
     let tj: Vec<f64> = q_sum.iter().map(|&v| v / wt).collect();
     let g_from = |cw: &[f64], qs: &[f64], lsum: f64| -> f64 {
@@ -485,7 +614,7 @@ fn probabilities_mode(
         }
         g
     };
-    let value = if falsified > 0 {
+    let value = if falsified_after > 0 {
         f64::NEG_INFINITY
     } else {
         g_from(&class_w, &q_sum, logq_sum.iter().sum())
@@ -589,10 +718,26 @@ fn probabilities_mode(
     if let Some(r) = norm_reason {
         details["normalized_semantic_mi_reason"] = json!(r);
     }
-    if falsified > 0 {
+    if falsified_after > 0 {
         details["neg_inf_reason"] = json!(format!(
-            "{falsified} sample(s) give probability 0 to their true class, so their semantic information is -inf"
+            "{falsified} sample(s) give probability 0 to their true class, so their semantic information is -inf (floor: \"none\")"
         ));
+    }
+    if let Some(f) = floor {
+        let zero_total: f64 = zero_w.iter().sum();
+        details["floor"] = num(f);
+        details["floor_kind"] = json!(if stated_floor.is_some() {
+            "stated: every truth value of a true class below it is read as it"
+        } else {
+            "auto: half the data's resolution; a true class with probability 0 is read as it"
+        });
+        details["floored_samples"] = json!(floored);
+        details["floored_share"] = num(zero_total / wt);
+        details["unfloored_value"] = if falsified > 0 {
+            json!("-Infinity")
+        } else {
+            num(g_from(&class_w, &q_sum, unfloored_logq + floored_logq))
+        };
     }
     let interval = if params.bootstrap > 0 && value.is_finite() {
         let reps = block_bootstrap(&stats, width, params.bootstrap, &mut rng, ctl, |acc| {
@@ -608,11 +753,18 @@ fn probabilities_mode(
         "class_w": class_w,
         "q_sum": q_sum,
         "logq_sum": logq_sum,
-        "falsified": falsified,
+        "falsified": falsified_after,
+        "floored": floored,
     });
     let mut diagnostics = Diagnostics::default();
     bootstrap_checks(&mut diagnostics, value, interval.as_ref(), &class_w);
-    semantic_checks(&mut diagnostics, falsified, &class_w, &tj);
+    semantic_checks(&mut diagnostics, falsified_after, &class_w, &tj);
+    if let (Some(f), true) = (floor, floored > 0) {
+        diagnostics.add(Reliability::Caution, "floored_truth_values", format!(
+            "{floored} sample(s) give their true class a truth value below the floor {f}: read as {f} (the value without the floor: {})",
+            if falsified > 0 { "-inf".to_string() } else { "in details.unfloored_value".to_string() }
+        ));
+    }
     Ok(Output {
         value,
         interval,
