@@ -446,7 +446,7 @@ fn parametric_bootstrap(
     let cols: Vec<usize> = (0..t.ky).filter(|&j| t.col_sums[j] > 0.0).collect();
     let (r, cc) = (rows.len(), cols.len());
     let cells = r * cc;
-    if cells < 2 || cells > BOOTSTRAP_CELLS {
+    if !(2..=BOOTSTRAP_CELLS).contains(&cells) {
         return None;
     }
     let scale = c.n_eff / t.total;
