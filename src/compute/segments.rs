@@ -167,15 +167,23 @@ pub fn compute_segments(
                 fraction,
                 control,
             ) {
-                Ok(o) => {
+                Ok(mut o) => {
                     let (est, special) = seg::finite_or_special(o.value);
-                    // Every value lies inside its interval: a bootstrap interval that a biased
-                    // resampling distribution put beside the value is widened to reach it.
                     let iv = o
                         .interval
                         .as_ref()
                         .filter(|_| o.value.is_finite())
-                        .map(|i| (i.low.min(o.value), i.high.max(o.value)));
+                        .map(|i| (i.low, i.high));
+                    // An interval that a biased resampling distribution put beside the value is
+                    // reported as it is, and the segment value flagged (as a whole-batch result
+                    // would be read), not widened to hide it.
+                    if iv.is_some_and(|(lo, hi)| !(lo <= o.value && o.value <= hi)) {
+                        o.diagnostics.add(
+                            crate::estimate::Reliability::Unreliable,
+                            "value_outside_interval",
+                            "the segment's bootstrap interval does not contain its value: the resampling distribution is biased at this size",
+                        );
+                    }
                     v.estimate = est;
                     v.estimate_special = special;
                     v.ci_low = iv.map(|i| i.0).filter(|x| x.is_finite());
@@ -229,7 +237,8 @@ pub fn compute_segments(
                 plug_ins: &plug_ins,
                 predictions: whole_predictions.as_deref(),
             };
-            decompose(estimator, batch, &seg, whole, &parts, level)
+            let worst = values.iter().filter_map(|v| v.reliability).max();
+            decompose(estimator, batch, &seg, whole, &parts, level, worst)
         });
         // Contributions over the computed segments.
         if parts.iter().all(Option::is_some) {
@@ -343,10 +352,36 @@ fn decompose(
     whole: &Output,
     parts: &[Option<Part>],
     level: f64,
+    worst: Option<crate::estimate::Reliability>,
 ) -> Decomposition {
     let col = seg_of.col;
+    let quantity = if estimator == "shannon_mi" {
+        "I(Y;Ŷ|S): the conditional mutual information given the segment".to_string()
+    } else {
+        format!(
+            "Σ_s P(s)·{estimator}_s: the segment-weighted average of {estimator}, not a conditional mutual information"
+        )
+    };
+    // The samples behind the shares: Kish's effective number when weighted.
+    let n_eff = match &batch.weights {
+        Some(w) => {
+            let (s, s2) = w.iter().fold((0.0, 0.0), |(a, b), &x| (a + x, b + x * x));
+            if s2 > 0.0 {
+                s * s / s2
+            } else {
+                0.0
+            }
+        }
+        None => batch.labelled_count() as f64,
+    };
     let mut d = Decomposition {
         conditional_mi: None,
+        quantity,
+        reliability: if parts.iter().any(Option::is_none) {
+            Some(crate::estimate::Reliability::Unreliable)
+        } else {
+            worst
+        },
         conditional_ci_low: None,
         conditional_ci_high: None,
         whole: whole.value.is_finite().then_some(whole.value),
@@ -363,7 +398,7 @@ fn decompose(
             d.reason =
                 Some("a segment was skipped: the weighted sum over segments is undefined".into())
         }
-        Some(all) => match seg::conditional(&all, level) {
+        Some(all) => match seg::conditional(&all, level, n_eff) {
             Ok((v, iv)) => {
                 d.conditional_mi = Some(v);
                 d.conditional_ci_low = iv.map(|i| i.0);

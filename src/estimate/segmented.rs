@@ -72,9 +72,18 @@ pub struct PlugIn {
 /// The decomposition of an estimator's information by the values of one key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Decomposition {
-    /// Σ_s P(s) I_s over the segment values (the conditional information I(Y;Ŷ|S) for the MI
-    /// estimators); null when a segment was skipped or is not finite (see `reason`).
+    /// Σ_s P(s) I_s over the segment values; null when a segment was skipped or is not finite
+    /// (see `reason`). For `shannon_mi` this is the conditional information I(Y;Ŷ|S); for
+    /// `semantic_mi`, `ce_bound` and `implied_mi` it is the segment-weighted average of the
+    /// estimator, not a conditional mutual information (`quantity` says which).
     pub conditional_mi: Option<f64>,
+    /// What `conditional_mi` is.
+    #[serde(default)]
+    pub quantity: String,
+    /// The worst reliability of the segment values that entered the sum (its interval is no
+    /// better than theirs); `unreliable` when one was skipped.
+    #[serde(default)]
+    pub reliability: Option<crate::estimate::Reliability>,
     pub conditional_ci_low: Option<f64>,
     pub conditional_ci_high: Option<f64>,
     /// The estimator's value on the whole batch, for comparison with `conditional_mi`.
@@ -130,7 +139,7 @@ pub struct SegmentRow {
     pub diagnostics: serde_json::Value,
 }
 
-pub const METHOD: &str = "conditional: sum of P(s) * I_s +/- z * sqrt(sum of P(s)^2 * se_s^2), se_s = half-width of segment s's interval / z (disjoint segments taken as independent); I(Y;S): jackknife bias-corrected plug-in +/- z * jackknife se";
+pub const METHOD: &str = "conditional: sum of P(s) * I_s +/- z * sqrt(sum of P(s)^2 * se_s^2 + sum of P(s) * (I_s - sum)^2 / (N - 1)), se_s = half-width of segment s's interval / z (disjoint segments taken as independent), the second term the noise of the shares P(s) themselves (N: Kish's effective sample size when weighted); I(Y;S): jackknife bias-corrected plug-in +/- z * jackknife se";
 
 /// One segment's value with its share and interval, as input to [`conditional`].
 #[derive(Debug, Clone, Copy)]
@@ -140,9 +149,16 @@ pub struct Part {
     pub interval: Option<(f64, f64)>,
 }
 
-/// Σ_s P(s) I_s with its interval (see the module's description). `Err(reason)` when a part is
-/// not finite. The interval is `None` when a part has none.
-pub fn conditional(parts: &[Part], level: f64) -> Result<(f64, Option<(f64, f64)>), String> {
+/// Σ_s P(s) I_s with its interval (see [`METHOD`]). `Err(reason)` when a part is not finite.
+/// The interval is `None` when a part has none. `n` is the number of samples (Kish's effective
+/// number when weighted): the shares P̂(s) are estimates too, and their noise adds
+/// Σ_s P(s) (I_s − Σ)² / (N − 1) to the variance (holding them fixed covered 0.82–0.85 where
+/// segments differ, against 0.95 with the term).
+pub fn conditional(
+    parts: &[Part],
+    level: f64,
+    n: f64,
+) -> Result<(f64, Option<(f64, f64)>), String> {
     if let Some(p) = parts.iter().find(|p| !p.value.is_finite()) {
         return Err(format!(
             "a segment's value is {} (the weighted sum is not finite)",
@@ -158,6 +174,13 @@ pub fn conditional(parts: &[Part], level: f64) -> Result<(f64, Option<(f64, f64)
         };
         let se = (hi - lo).max(0.0) / (2.0 * z);
         var += p.share * p.share * se * se;
+    }
+    if n > 1.0 {
+        var += parts
+            .iter()
+            .map(|p| p.share * (p.value - value).powi(2))
+            .sum::<f64>()
+            / (n - 1.0);
     }
     let half = z * var.sqrt();
     Ok((value, Some((value - half, value + half))))
@@ -285,6 +308,8 @@ impl Decomposition {
             }),
             method: self.method.clone(),
             reason: self.reason.clone(),
+            quantity: self.quantity.clone(),
+            reliability: self.reliability,
         }
     }
 }
@@ -456,14 +481,24 @@ mod tests {
                 interval: Some((v - 0.01, v + 0.01)),
             })
             .collect();
-        let (cond, iv) = conditional(&parts, 0.95).unwrap();
+        let (cond, iv) = conditional(&parts, 0.95, n).unwrap();
         let expected = 0.5 * bsc_mi(0.1) + bsc_mi(0.3) / 6.0 + bsc_mi(0.0) / 3.0;
         assert!((cond - expected).abs() < 1e-12);
         let (lo, hi) = iv.unwrap();
         assert!(lo < cond && cond < hi);
-        // se = sqrt(Σ P² (0.01/z)²)·z = 0.01·sqrt(1/4 + 1/36 + 1/9).
-        let half = 0.01 * (0.25f64 + 1.0 / 36.0 + 1.0 / 9.0).sqrt();
-        assert!((hi - cond - half).abs() < 1e-12);
+        // se² = Σ P² (0.01/z)² + Σ P (I_s − cond)² / (N − 1): the segments' own noise and the
+        // shares' (computed here term by term from the three parts).
+        let z = crate::stats::normal_quantile(0.975);
+        let within = (0.01 / z).powi(2) * (0.25f64 + 1.0 / 36.0 + 1.0 / 9.0);
+        let between = (0.5 * (bsc_mi(0.1) - expected).powi(2)
+            + (bsc_mi(0.3) - expected).powi(2) / 6.0
+            + (bsc_mi(0.0) - expected).powi(2) / 3.0)
+            / (n - 1.0);
+        let half = z * (within + between).sqrt();
+        assert!((hi - cond - half).abs() < 1e-12, "{} vs {half}", hi - cond);
+        // Without the shares' noise (one sample: N − 1 = 0 drops it), the within part alone.
+        let (_, iv1) = conditional(&parts, 0.95, 1.0).unwrap();
+        assert!((iv1.unwrap().1 - cond - z * within.sqrt()).abs() < 1e-12);
         // Every segment has uniform labels, so I(Y;S) = 0 exactly on the plug-in.
         let (_, iys_plug, _) = label_segment_mi(&y, 2, &s, 3, None, 0.95);
         assert!(iys_plug.abs() < 1e-12);
@@ -583,7 +618,7 @@ mod tests {
                 interval: None,
             },
         ];
-        assert!(conditional(&parts, 0.95).is_err());
+        assert!(conditional(&parts, 0.95, 1000.0).is_err());
         let c = contributions(&parts);
         assert_eq!(c[1], (None, None));
         assert_eq!(c[0].1, None, "the total is not finite: no shares");
