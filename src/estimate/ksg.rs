@@ -556,7 +556,7 @@ pub const COPULA_ROWS: usize = 10_000;
 /// Normal scores of each column: Φ⁻¹((rank + ½)/n), ties given their mean rank. A monotone map
 /// of every coordinate, so the MI is unchanged, and the result has no tails.
 pub(crate) fn normal_scores(a: &[f64], d: usize) -> Vec<f64> {
-    let n = if d == 0 { 0 } else { a.len() / d };
+    let n = a.len().checked_div(d).unwrap_or(0);
     let mut out = vec![0.0; a.len()];
     let mut order: Vec<usize> = (0..n).collect();
     for c in 0..d {
