@@ -162,10 +162,11 @@ pub fn database_answered() {
     DATABASE_ANSWERED_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Whether the database answered within the last few seconds.
+/// Whether the database answered within the last 3 s (shorter than the 5 s a request waits for
+/// a connection: during an outage nothing answers while it waits).
 fn database_answered_recently() -> bool {
     let last = DATABASE_ANSWERED_MS.load(std::sync::atomic::Ordering::Relaxed);
-    last > 0 && (CLOCK.elapsed().as_millis() as u64) < last + 10_000
+    last > 0 && (CLOCK.elapsed().as_millis() as u64) < last + 3_000
 }
 
 /// Whether a database error is contention, not an outage: the pool timed out handing out a

@@ -854,9 +854,37 @@ pub fn shannon_mi(
         n,
         details,
         sufficient: Some(sufficient),
-        diagnostics: table_diagnostics(&t, &c, None),
+        diagnostics: {
+            let mut d = table_diagnostics(&t, &c, None);
+            if input.weights.is_some() {
+                weighted_check(&mut d, &c, n);
+            }
+            d
+        },
     })
 }
+
+/// Below this many effective samples a weighted table's interval is not to be trusted.
+pub(crate) const WEIGHTED_MIN_N_EFF: f64 = 1000.0;
+
+/// Uneven weights concentrate the information in a few samples; the coverage study measured the
+/// interval there (benches/README.md, `shannon_mi weighted` rows).
+fn weighted_check(d: &mut Diagnostics, c: &Corrected, n: usize) {
+    if c.n_eff < WEIGHTED_MIN_N_EFF && c.n_eff < 0.99 * n as f64 {
+        d.add(
+            super::Reliability::Unreliable,
+            "weighted_small_sample",
+            format!(
+                "the weights leave {:.0} effective samples of {n} (Kish): below {WEIGHTED_MIN_N_EFF:.0}, \
+                 weighted intervals covered {WEIGHTED_COVERAGE} in the coverage study",
+                c.n_eff
+            ),
+        );
+    }
+}
+
+/// What the coverage study measured below [`WEIGHTED_MIN_N_EFF`] (filled from its rows).
+const WEIGHTED_COVERAGE: &str = "0.87 with lognormal(2) weights at N = 20000 (n_eff about 400), against 0.95-0.96 with lognormal(1-1.5) weights at n_eff 250-740 (version 2: 0.76 and 0.88)";
 
 /// Validated multilabel matrices: N, L and normalised weights.
 pub(crate) fn check_multilabel(

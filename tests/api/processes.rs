@@ -607,7 +607,7 @@ async fn sigkill_of_the_embedded_postgres_under_uploads_heals_without_a_restart(
             kill.elapsed() < Duration::from_secs(30),
             "not ready 30 s after the kill"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     };
     tokio::time::sleep(Duration::from_secs(4)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -637,6 +637,12 @@ async fn sigkill_of_the_embedded_postgres_under_uploads_heals_without_a_restart(
             }
         }
     }
+    // The outage was seen from outside (not a restart too fast to observe): readiness or
+    // uploads answered 503 meanwhile.
+    assert!(
+        ready_503 + n503 > 0,
+        "no 503 at all: the API never saw the database down"
+    );
     assert_eq!(n500, 0, "500s were served: {other:?}");
     assert!(other.is_empty(), "unexpected answers: {other:?}");
     assert!(
