@@ -221,8 +221,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             stop_supervisors.clone(),
         ));
     }
-    let listener = match args.role {
-        Role::Worker => None,
+    let listener = match (args.role, args.listen_fd) {
+        (Role::Worker, _) => None,
+        (_, Some(fd)) => Some(tokio::net::TcpListener::from_std(inherited_listener(fd)?)?),
         _ => Some(
             tokio::net::TcpListener::bind(args.addr)
                 .await
@@ -630,6 +631,33 @@ async fn problem_everywhere(req: Request<Body>, next: Next) -> Response {
         out.headers_mut().insert(header::ALLOW, a);
     }
     out
+}
+
+/// The listening socket a parent process opened and handed over as descriptor `fd`
+/// (`--listen-fd`): a supervisor, or a test that keeps its port from ever being free.
+#[allow(unsafe_code)]
+fn inherited_listener(fd: i32) -> anyhow::Result<std::net::TcpListener> {
+    use std::os::fd::FromRawFd;
+    anyhow::ensure!(
+        fd > 2,
+        "--listen-fd {fd} is a standard stream, not a socket"
+    );
+    // SAFETY: `--listen-fd` names a descriptor the parent opened and left open across exec for
+    // this purpose; nothing else in this process takes ownership of it.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    let addr = listener
+        .local_addr()
+        .with_context(|| format!("--listen-fd {fd} is not a listening TCP socket"))?;
+    listener.set_nonblocking(true)?;
+    // The backlog tokio gives a socket it binds (the parent may have listened with less).
+    nix::sys::socket::listen(&listener, nix::sys::socket::Backlog::new(1024)?)?;
+    // Not passed on again: a worker child must not hold the port.
+    nix::fcntl::fcntl(
+        &listener,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )?;
+    tracing::info!(%addr, fd, "listening on an inherited socket");
+    Ok(listener)
 }
 
 /// Limits on client connections.

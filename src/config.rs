@@ -174,6 +174,10 @@ pub struct ServeArgs {
     /// reason.
     #[arg(long, env = "INFOAUDIT_JOB_SECONDS", default_value_t = 300.0)]
     pub job_seconds: f64,
+    /// Serve on this inherited listening socket instead of binding `--addr` (a descriptor a
+    /// parent process left open: a supervisor, or a test that keeps its port).
+    #[arg(long, env = "INFOAUDIT_LISTEN_FD")]
+    pub listen_fd: Option<i32>,
     /// Most open client connections; past it new connections wait in the kernel's backlog
     /// (clamped to what the file-descriptor limit allows).
     #[arg(long, env = "INFOAUDIT_MAX_CONNECTIONS", default_value_t = 1024)]
@@ -245,6 +249,7 @@ impl Default for ServeArgs {
             metrics_cache_seconds: 5.0,
             metrics_public_information: false,
             job_seconds: 300.0,
+            listen_fd: None,
             max_connections: 1024,
             header_timeout_seconds: 10.0,
             body_idle_timeout_seconds: 20.0,

@@ -17,8 +17,8 @@ if [ ! -x "$venv/bin/pytest" ] || ! "$venv/bin/python" -c 'import mlflow, sklear
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
     python3 -m venv "$venv"
   fi
-  "$venv/bin/pip" install -q hatchling "requests>=2.28" numpy "pandas>=2" pyarrow zstandard \
-    mlflow-skinny sqlalchemy alembic pytest scikit-learn
+  "$venv/bin/pip" install -q -c .ci/constraints.txt hatchling "requests>=2.28" numpy "pandas>=2" \
+    pyarrow zstandard mlflow-skinny sqlalchemy alembic pytest scikit-learn
 fi
 venv=$(cd "$venv" && pwd)
 echo "== python client: installing ./clients/python into $venv"

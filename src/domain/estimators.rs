@@ -811,6 +811,10 @@ pub const INFORMATION_KEYS: &[&str] = &[
     "saturation_threshold",
     "expected_gap_at_value",
     "shannon_bound",
+    "jackknife_raw",
+    "unfloored_value",
+    "copula_value",
+    "copula_raw_value",
 ];
 
 /// Whether a named statistic (a `details` key) is an amount of information (nats inside, bits

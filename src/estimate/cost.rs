@@ -153,14 +153,27 @@ fn shannon(s: &Shape, p: &Value) -> Cost {
         };
     }
     let nnz = cells(s) as f64;
+    let smoothed = parametric_cells(s, p) as f64;
     Cost {
-        bytes: sum(&[BASE, table_bytes(s)]),
+        bytes: sum(&[BASE, table_bytes(s), mul(parametric_cells(s, p), 12 * F)]),
         ops: s.n as f64
             + (s.k as f64 * s.k as f64).min((1u64 << 22) as f64)
             + b * nnz * 4.0
+            + b * smoothed * 6.0
             + 2.0 * s.n as f64,
         dominant: "the K×K confusion table",
     }
+}
+
+/// Cells of the smoothed occupied table shannon_mi's parametric bootstrap draws from (occupied
+/// rows × occupied columns, each at most min(N, K), and at most the bootstrap's cap): the dense
+/// table, its smoothed copy, a draw and its sparse tables, about 12 numbers a cell.
+fn parametric_cells(s: &Shape, p: &Value) -> u64 {
+    if param_u64(p, "bootstrap", 200) == 0 {
+        return 0;
+    }
+    let side = s.n.min(s.k);
+    mul(side, side).min(super::shannon::BOOTSTRAP_CELLS as u64)
 }
 
 fn semantic(s: &Shape, p: &Value) -> Cost {

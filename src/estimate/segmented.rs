@@ -203,7 +203,7 @@ pub fn contributions(parts: &[Part]) -> Vec<(Option<f64>, Option<f64>)> {
         .collect()
 }
 
-/// I(Y;S) from labels and segment codes: (jackknife value, plug-in, interval at `level`).
+/// I(Y;S) from labels and segment codes: (jackknife value clipped to [0, ln min(K, segments)], plug-in, interval at `level`).
 pub fn label_segment_mi(
     labels: &[u32],
     k: usize,
@@ -221,12 +221,25 @@ pub fn label_segment_mi(
         )
     });
     let c = corrected_mi(&t, w2.as_deref());
-    let z = crate::stats::normal_quantile(0.5 + level / 2.0);
-    let iv =
-        c.se.filter(|s| s.is_finite() && c.value.is_finite())
-            .map(|se| (c.value - z * se, c.value + z * se));
-    (c.value, c.plug_in, iv)
+    if !c.value.is_finite() {
+        return (c.value, c.plug_in, None);
+    }
+    // The same value and interval as shannon_mi's (clipped to [0, ln min(K, segments)], widened
+    // near independence and on sparse tables), so I(Y;S) = 0 sits inside it when the segment
+    // says nothing of the label.
+    let (value, iv, _) = super::shannon::mi_interval(
+        &t,
+        &c,
+        k.min(segments).max(1),
+        level,
+        SEGMENT_REPLICATES,
+        0x5e9_1b5,
+    );
+    (value, c.plug_in, iv.map(|i| (i.low, i.high)))
 }
+
+/// Parametric bootstrap draws behind the I(Y;S) interval.
+const SEGMENT_REPLICATES: usize = 200;
 
 /// The masses of `other` (a table with the same or fewer occupied cells) aligned on `t`'s cells.
 fn aligned(t: &Table, other: &Table) -> Vec<f64> {

@@ -353,7 +353,7 @@ pub fn table_diagnostics(t: &Table, c: &Corrected, label: Option<usize>) -> Diag
 /// bootstrap.
 const DENSE_CELL: f64 = 5.0;
 /// Most cells of the occupied table the parametric bootstrap runs on.
-const BOOTSTRAP_CELLS: usize = 250_000;
+pub(crate) const BOOTSTRAP_CELLS: usize = 250_000;
 /// The independence test's level below which a table counts as near independence (the
 /// noncentral chi-square interval joins).
 const NEAR_NULL: f64 = 0.999;

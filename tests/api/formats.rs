@@ -241,7 +241,7 @@ async fn line_errors_name_row_and_column_and_store_nothing() {
     let (s, p) = post(&app, PATH, "text/csv", None, body.into()).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
     let errors = p["errors"].as_array().unwrap();
-    assert!(errors.contains(&json!({"row": 1, "column": "p_cat,p_dog", "message": "probabilities sum to 1.1; they must sum to 1 (within 0.001)"})), "{p}");
+    assert!(errors.contains(&json!({"row": 1, "column": "p_cat,p_dog", "message": "probabilities sum to 1.1; they must sum to 1 (within 0.001); rounded probabilities are accepted with `normalize: true` (rows within 0.1 of 1 are divided by their sum)"})), "{p}");
     assert!(
         errors
             .iter()

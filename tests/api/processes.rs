@@ -10,29 +10,73 @@ use sqlx::PgPool;
 
 use crate::support::{classifier_batch, database_url, fresh_db};
 
-/// One `infoaudit serve` process; killed when dropped, and its log file removed.
+/// One `infoaudit serve` process; when dropped, it and its descendants are killed, an embedded
+/// cluster it started (`--data-dir`) is shut down and its directory removed, and its log file
+/// removed.
 struct Service {
     child: tokio::process::Child,
     url: Option<String>,
     log: std::path::PathBuf,
+    data_dir: Option<std::path::PathBuf>,
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
+        if self.child.id().is_some() {
+            self.signal_tree(nix::sys::signal::SIGKILL);
+        }
         let _ = self.child.start_kill();
+        if let Some(dir) = &self.data_dir {
+            stop_postmaster(&dir.join("postgres"));
+            let _ = std::fs::remove_dir_all(dir);
+        }
         let _ = std::fs::remove_file(&self.log);
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Immediate shutdown (SIGQUIT) of the postmaster whose `postmaster.pid` is in `data`, if it
+/// still runs: a service killed by a failing test leaves its embedded cluster behind.
+fn stop_postmaster(data: &std::path::Path) {
+    let Ok(pidfile) = std::fs::read_to_string(data.join("postmaster.pid")) else {
+        return;
+    };
+    let Some(pid) = pidfile
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let is_postgres = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains("postgres"))
+        .unwrap_or(false);
+    if !is_postgres {
+        return;
+    }
+    let pid = nix::unistd::Pid::from_raw(pid);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGQUIT);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while nix::sys::signal::kill(pid, None).is_ok() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
-async fn start(role: &str, db: &str, port: Option<u16>, extra: &[&str]) -> Service {
+/// A listening socket the test holds for the life of a test and hands to each service process it
+/// starts (`--listen-fd`): the port is never free between a kill and a restart, so no other
+/// process can take it, and connections made meanwhile wait in its backlog.
+struct Port(std::net::TcpListener);
+
+impl Port {
+    fn new() -> Port {
+        Port(std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+    }
+
+    fn number(&self) -> u16 {
+        self.0.local_addr().unwrap().port()
+    }
+}
+
+async fn start(role: &str, db: &str, port: Option<&Port>, extra: &[&str]) -> Service {
     start_with(role, Some(db), port, extra, &[]).await
 }
 
@@ -41,7 +85,7 @@ async fn start(role: &str, db: &str, port: Option<u16>, extra: &[&str]) -> Servi
 async fn start_with(
     role: &str,
     db: Option<&str>,
-    port: Option<u16>,
+    port: Option<&Port>,
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Service {
@@ -65,15 +109,37 @@ async fn start_with(
     for (k, v) in env {
         cmd.env(k, v);
     }
+    let data_dir = extra
+        .iter()
+        .position(|a| *a == "--data-dir")
+        .and_then(|i| extra.get(i + 1))
+        .map(std::path::PathBuf::from);
     let url = port.map(|p| {
-        cmd.args(["--addr", &format!("127.0.0.1:{p}")]);
-        format!("http://127.0.0.1:{p}")
+        use std::os::fd::AsRawFd;
+        let fd = p.0.as_raw_fd();
+        cmd.args(["--listen-fd", &fd.to_string()]);
+        // SAFETY: runs in the forked child before exec and only calls fcntl(2), which is
+        // async-signal-safe; it keeps the listener's descriptor open across exec.
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = std::os::fd::BorrowedFd::borrow_raw(fd);
+                nix::fcntl::fcntl(
+                    fd,
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+                )
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+            });
+        }
+        format!("http://127.0.0.1:{}", p.number())
     });
     let child = cmd.spawn().expect("start the service binary");
     let svc = Service {
         child,
         url,
         log: log.clone(),
+        data_dir,
     };
     if let Some(url) = &svc.url {
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -230,7 +296,7 @@ fn batch(seed: u64, n: usize) -> Value {
 async fn two_worker_processes_and_an_api_process_share_the_queue() {
     let (options, db) = fresh_db().await;
     let pool = PgPool::connect_with(options).await.unwrap();
-    let api = start("api", &db, Some(free_port()), &[]).await;
+    let api = start("api", &db, Some(&Port::new()), &[]).await;
     let w1 = start("worker", &db, None, &["--workers", "2"]).await;
     let w2 = start("worker", &db, None, &["--workers", "2"]).await;
     let http = reqwest::Client::new();
@@ -271,9 +337,9 @@ async fn two_worker_processes_and_an_api_process_share_the_queue() {
 async fn sigkill_while_jobs_run_then_restart_loses_nothing() {
     let (options, db) = fresh_db().await;
     let pool = PgPool::connect_with(options).await.unwrap();
-    let port = free_port();
+    let port = Port::new();
     let args = ["--workers", "2", "--lease-seconds", "2"];
-    let mut svc = start("all", &db, Some(port), &args).await;
+    let mut svc = start("all", &db, Some(&port), &args).await;
     let http = reqwest::Client::new();
     let mut accepted = Vec::new();
     for i in 0..12 {
@@ -348,7 +414,7 @@ async fn sigkill_while_jobs_run_then_restart_loses_nothing() {
     );
 
     // Restart on the same database: the expired leases are taken back and run again.
-    let svc = start("all", &db, Some(port), &args).await;
+    let svc = start("all", &db, Some(&port), &args).await;
     for i in 200..205 {
         accepted.push(
             upload(&http, svc.url(), "v3", &batch(i, 2000))
@@ -428,7 +494,7 @@ async fn an_estimator_that_aborts_takes_down_only_the_worker_process() {
     let svc = start_with(
         "all",
         Some(&db),
-        Some(free_port()),
+        Some(&Port::new()),
         &["--workers", "2"],
         &[("INFOAUDIT_TEST_FAULT", "abort:rg_curve")],
     )
@@ -543,7 +609,7 @@ async fn sigkill_of_the_embedded_postgres_under_uploads_heals_without_a_restart(
     let svc = start_with(
         "all",
         None,
-        Some(free_port()),
+        Some(&Port::new()),
         &[
             "--data-dir",
             &dir_s,
@@ -690,7 +756,7 @@ async fn sigkill_after_the_decision_commit_still_delivers_after_restart() {
     use crate::monitors::{binary, verifies, Receiver};
     let (options, db) = fresh_db().await;
     let pool = PgPool::connect_with(options).await.unwrap();
-    let port = free_port();
+    let port = Port::new();
     let args = [
         "--workers",
         "1",
@@ -702,7 +768,7 @@ async fn sigkill_after_the_decision_commit_still_delivers_after_restart() {
         "--webhook-retry-seconds",
         "0.1",
     ];
-    let mut svc = start("all", &db, Some(port), &args).await;
+    let mut svc = start("all", &db, Some(&port), &args).await;
     let http = reqwest::Client::new();
     let url = svc.url().to_string();
     let put = |path: String, body: Value| {
@@ -761,7 +827,7 @@ async fn sigkill_after_the_decision_commit_still_delivers_after_restart() {
         rx.wait_for(before + 1, 60).await;
         svc.signal_tree(nix::sys::signal::Signal::SIGKILL);
         let _ = svc.child.wait().await;
-        svc = start("all", &db, Some(port), &args).await;
+        svc = start("all", &db, Some(&port), &args).await;
         // After the restart the lease runs out and the message is sent again, answered 200.
         rx.wait_for(before + 2, 60).await;
         let (h0, b0, m0) = rx.message(before);
@@ -853,11 +919,11 @@ async fn closed_after(addr: &str, prefix: &[u8], limit: Duration) -> (Duration, 
 async fn slow_and_stalled_clients_cannot_hold_the_service() {
     use tokio::io::AsyncWriteExt;
     let (_options, db) = fresh_db().await;
-    let port = free_port();
+    let port = Port::new();
     let svc = start(
         "api",
         &db,
-        Some(port),
+        Some(&port),
         &[
             "--header-timeout-seconds",
             "1",
@@ -870,7 +936,7 @@ async fn slow_and_stalled_clients_cannot_hold_the_service() {
         ],
     )
     .await;
-    let addr = format!("127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{}", port.number());
     let url = svc.url().to_string();
     let pid = svc.child.id().unwrap();
     let http = reqwest::Client::builder()
@@ -1040,7 +1106,14 @@ async fn the_database_supervisor_recovers_when_the_postmaster_was_alive_all_alon
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     ));
     let dir_s = dir.display().to_string();
-    let svc = start_with("api", None, Some(free_port()), &["--data-dir", &dir_s], &[]).await;
+    let svc = start_with(
+        "api",
+        None,
+        Some(&Port::new()),
+        &["--data-dir", &dir_s],
+        &[],
+    )
+    .await;
     let url = svc.url().to_string();
     let http = reqwest::Client::new();
     let pidfile = dir.join("postgres/postmaster.pid");
@@ -1083,8 +1156,8 @@ async fn the_database_supervisor_recovers_when_the_postmaster_was_alive_all_alon
 async fn waiting_for_a_models_labels_turn_holds_no_connection() {
     let (options, db) = fresh_db().await;
     let pool = PgPool::connect_with(options).await.unwrap();
-    let port = free_port();
-    let svc = start("api", &db, Some(port), &[]).await;
+    let port = Port::new();
+    let svc = start("api", &db, Some(&port), &[]).await;
     let url = svc.url().to_string();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))

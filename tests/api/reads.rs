@@ -153,7 +153,7 @@ async fn version_summary_shows_latest_and_exact_pooled_values() {
     // The latest batch alone is perfect.
     approx::assert_abs_diff_eq!(
         metric["latest"]["value"].as_f64().unwrap(),
-        mi(4.0, 0.0, 0.0, 4.0),
+        mi(4.0, 0.0, 0.0, 4.0).min(std::f64::consts::LN_2),
         epsilon = 1e-9
     );
     // The same summary in bits is the nats one over ln 2 (each unit is its own answer).
@@ -183,7 +183,7 @@ async fn version_summary_shows_latest_and_exact_pooled_values() {
     );
     approx::assert_abs_diff_eq!(
         metric["latest"]["value"].as_f64().unwrap(),
-        mi(3.0, 1.0, 1.0, 3.0),
+        mi(3.0, 1.0, 1.0, 3.0).max(0.0),
         epsilon = 1e-9
     );
     // A new batch's result is in the next answer too.

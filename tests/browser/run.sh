@@ -88,6 +88,8 @@ FRAUD_B1=$(get '["fraud"][0]')
 FRAUD_LAST=$(get '["fraud"][-1]')
 TAGGER=$(get '["tagger"]')
 SPECIES=$(get '["species"]')
+REGIONS_V1=$(get '["regions_v1"]')
+REGIONS_V2=$(get '["regions_v2"]')
 
 chrome() {
   timeout 90 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage \
@@ -132,6 +134,9 @@ check batch-v3 "/batches/$FRAUD_LAST" 1 "$ESCAPED" 'Information per class'
 check batch-multilabel "/batches/$TAGGER" 1 'Information per label' 'Efficiency per label' 'outdoor'
 check batch-species "/batches/$SPECIES" 1 'Parus major' 'Confusion matrix'
 check model-tagger '/models/image-tagger' 1 'image-tagger'
+check batch-segments "/batches/$REGIONS_V1" 1 '<h2>Segments</h2>' 'apac' 'Contribution'
+check batch-labels-later "/batches/$REGIONS_V2" 1 '<h2>Segments</h2>' 'eu'
+check model-segments '/models/regions' 1 'Segments: v1 → v2' 'apac'
 
 say "404 pages"
 for path in /models/no-such-model /batches/00000000-0000-0000-0000-000000000000 /batches/nope; do

@@ -6,7 +6,9 @@ Creates:
   metadata with a script tag), aliases production (moved v1 -> v2) and candidate -> v3, a gate
   policy `release` and two decisions;
 - `image-tagger`: a multilabel batch;
-- `species`: a 15-class batch with long class names.
+- `species`: a 15-class batch with long class names;
+- `regions`: segmented batches (key `region`) for v1 and v2, v2 uploaded with sample ids and
+  without labels, half of them labelled later and released; a monitor following v2.
 
 Waits for every job to finish and prints a JSON object with the batch ids.
 Usage: seed.py BASE_URL
@@ -166,7 +168,31 @@ def main():
     bid, js = upload("species", "resnet-50", multiclass(rng, 900, species, 0.7, sharp=1.5))
     jobs += js
     out["species"] = bid
-    wait_jobs(jobs)
+
+    # Segments, labels that come later, a monitor.
+    regions = ["eu", "us", "apac"]
+    seg_jobs = []
+    for version, acc in (("v1", 0.85), ("v2", 0.7)):
+        body = multiclass(rng, 600, ["a", "b", "c"], acc)
+        body["segments"] = {"region": [regions[i % 3] for i in range(600)]}
+        if version == "v2":
+            body["ids"] = [f"r-{i}" for i in range(600)]
+            later = body.pop("labels")
+        bid, js = upload("regions", version, body)
+        out[f"regions_{version}"] = bid
+        seg_jobs += js
+    wait_jobs(seg_jobs)
+    call("PUT", "/v1/models/regions/monitors/watch", {
+        "target": {"version": "v2"},
+        "rules": [{"metric": "shannon_mi", "op": "gte", "threshold": 0.05}],
+        "triggers": {"on_result": True, "on_alias_change": False}})
+    half = list(range(0, 600, 2))
+    r = call("POST", "/v1/models/regions/labels",
+             {"ids": [f"r-{i}" for i in half], "labels": [later[i] for i in half]})
+    if r["stored"] != 300:
+        raise SystemExit(f"labels not stored: {r}")
+    rel = call("POST", f"/v1/batches/{out['regions_v2']}/release", {})
+    wait_jobs(jobs + [j["id"] for j in rel["jobs"]])
     print(json.dumps(out))
 
 

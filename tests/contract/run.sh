@@ -15,7 +15,7 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
     python3 -m venv "$venv"
   fi
-  "$venv/bin/pip" install -q "schemathesis==4.32.5"
+  "$venv/bin/pip" install -q -c .ci/constraints.txt "schemathesis==4.32.5"
 fi
 cargo build --locked --bin infoaudit
 work=$(mktemp -d /tmp/infoaudit-contract.XXXXXX); chmod 755 "$work"
