@@ -17,6 +17,9 @@
 //! (interpreter: `$INFOAUDIT_BENCH_PYTHON`, default `/work/venv/bin/python` when present, else
 //! `python3`), which prints its timings and values as one JSON line.
 //!
+//! `--quick`: the same value checks on small samples (N = 2000 and 5000 pairs, the 5×5 Gaussian
+//! at N = 1000), one run each, no neural fits; fails when the reference cannot run (CI).
+//!
 //! `--table [FILTER]`: the §8.3 accuracy table (KSG-5 and KSG-10, bmi convention, N = 5000,
 //! 3 seeds) on all 40 bmi tasks (samplers re-implemented; see `estimate::samplers`), next to
 //! bmi's numbers; FILTER keeps the tasks whose name contains it.
@@ -37,6 +40,13 @@ use std::time::Instant;
 
 const MIN_RUNS: usize = 3;
 const MAX_RUNS: usize = 15;
+/// `--quick`: small sizes, one run each, no neural fits, and the reference is required: the
+/// values are checked (CI), the timings are not the point.
+static QUICK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn quick() -> bool {
+    QUICK.load(std::sync::atomic::Ordering::Relaxed)
+}
 const BUDGET_S: f64 = 2.0;
 
 #[derive(Clone, Copy)]
@@ -56,7 +66,7 @@ fn time_it<T>(mut f: impl FnMut() -> T) -> (Timing, T) {
         let dt = t0.elapsed().as_secs_f64();
         times.push(dt);
         spent += dt;
-        if times.len() >= MAX_RUNS || (times.len() >= MIN_RUNS && spent >= BUDGET_S) {
+        if quick() || times.len() >= MAX_RUNS || (times.len() >= MIN_RUNS && spent >= BUDGET_S) {
             break;
         }
     }
@@ -197,37 +207,54 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let rust_only = args.iter().any(|a| a == "--rust-only");
-    let no_neural = args.iter().any(|a| a == "--no-neural");
-    let dir = data_dir();
+    if args.iter().any(|a| a == "--quick") {
+        QUICK.store(true, std::sync::atomic::Ordering::Relaxed);
+        std::env::set_var("INFOAUDIT_BENCH_QUICK", "1");
+    }
+    let no_neural = quick() || args.iter().any(|a| a == "--no-neural");
+    let dir = if quick() {
+        data_dir().join("quick")
+    } else {
+        data_dir()
+    };
     std::fs::create_dir_all(&dir)?;
     let mut rows = Vec::new();
     let mut files = serde_json::Map::new();
 
-    for n in [10_000usize, 100_000] {
+    let pairs: [(usize, &'static str); 2] = if quick() {
+        [(2_000, "sk_small"), (5_000, "sk_large")]
+    } else {
+        [(10_000, "sk_small"), (100_000, "sk_large")]
+    };
+    for (n, key) in pairs {
         let (x, y) = gaussian_pair_sample(0.75, n, 1);
         let name = format!("cont_pair_{n}");
         write_f64(&dir.join(format!("{name}_x.f64")), &x)?;
         write_f64(&dir.join(format!("{name}_y.f64")), &y)?;
-        files.insert(name.clone(), json!({"n": n, "dx": 1, "dy": 1}));
+        files.insert(
+            name.clone(),
+            json!({"n": n, "dx": 1, "dy": 1, "sklearn_key": key}),
+        );
         eprintln!("rust: ksg N={n} ...");
         let (t, v) = time_it(|| ksg_plain(col(&x), col(&y)));
         rows.push(Row {
             case: format!("ksg k=3 max 1x1 N={n}"),
             rust: t,
             value: v,
-            reference: Some((if n == 10_000 { "sk_1e4" } else { "sk_1e5" }, 1e-6)),
+            reference: Some((key, 1e-6)),
         });
     }
     let cov = dense_cov(5, 5, 0.5);
     let truth = gaussian_mi(&cov, 5);
-    let (x5, y5) = gaussian_sample(&cov, 5, 5000, 1);
+    let n5 = if quick() { 1000 } else { 5000 };
+    let (x5, y5) = gaussian_sample(&cov, 5, n5, 1);
     write_f64(&dir.join("cont_dense5_x.f64"), x5.as_slice().unwrap())?;
     write_f64(&dir.join("cont_dense5_y.f64"), y5.as_slice().unwrap())?;
-    files.insert("cont_dense5".into(), json!({"n": 5000, "dx": 5, "dy": 5}));
+    files.insert("cont_dense5".into(), json!({"n": n5, "dx": 5, "dy": 5}));
     eprintln!("rust: bmi-convention KSG 5x5 ...");
     let (t, v) = time_it(|| ksg_bmi(x5.view(), y5.view(), &[5, 10]).0);
     rows.push(Row {
-        case: "ksg euclid/space k=(5,10) 5x5 N=5000".into(),
+        case: format!("ksg euclid/space k=(5,10) 5x5 N={n5}"),
         rust: t,
         value: v,
         reference: Some(("bmi_5x5", 1e-9)),
@@ -261,6 +288,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let reference = if rust_only { None } else { run_reference(&dir) };
+    if quick() && !rust_only && reference.is_none() {
+        eprintln!("--quick checks values against the reference, which did not run");
+        std::process::exit(1);
+    }
     println!();
     println!(
         "{:<40} {:>26} {:>26} {:>8}  value (rust | reference)",

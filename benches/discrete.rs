@@ -46,8 +46,15 @@ impl Timing {
     }
 }
 
-/// At least `MIN_RUNS` runs, then more until ~`BUDGET_S` seconds were spent (at most `MAX_RUNS`).
+/// At least `MIN_RUNS` runs, then more until ~`BUDGET_S` seconds were spent (at most `MAX_RUNS`);
+/// one run with `--quick`.
 const MIN_RUNS: usize = 3;
+/// `--quick`: small sizes and one run of each, to check the values (CI), not to time them.
+static QUICK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn quick() -> bool {
+    QUICK.load(std::sync::atomic::Ordering::Relaxed)
+}
 const MAX_RUNS: usize = 15;
 const BUDGET_S: f64 = 2.0;
 
@@ -61,7 +68,7 @@ fn time_it<T>(mut f: impl FnMut() -> T) -> (Timing, T) {
         let dt = t0.elapsed().as_secs_f64();
         times.push(dt);
         spent += dt;
-        if times.len() >= MAX_RUNS || (times.len() >= MIN_RUNS && spent >= BUDGET_S) {
+        if quick() || times.len() >= MAX_RUNS || (times.len() >= MIN_RUNS && spent >= BUDGET_S) {
             break;
         }
     }
@@ -248,16 +255,26 @@ struct Row {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `cargo bench` passes `--bench`; other arguments starting with `-` are ignored too, except
-    // `--rust-only` (skip the reference). Plain arguments filter the cases by substring.
+    // `--rust-only` (skip the reference) and `--quick` (small sizes, one run each, and the
+    // reference is required: a check that cannot compare fails). Plain arguments filter the
+    // cases by substring.
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rust_only = args.iter().any(|a| a == "--rust-only");
+    if args.iter().any(|a| a == "--quick") {
+        QUICK.store(true, std::sync::atomic::Ordering::Relaxed);
+        std::env::set_var("INFOAUDIT_BENCH_QUICK", "1");
+    }
     let filters: Vec<&str> = args
         .iter()
         .filter(|a| !a.starts_with('-'))
         .map(String::as_str)
         .collect();
     let wanted = |case: &str| filters.is_empty() || filters.iter().any(|f| case.contains(f));
-    let dir = data_dir();
+    let dir = if quick() {
+        data_dir().join("quick")
+    } else {
+        data_dir()
+    };
     std::fs::create_dir_all(&dir)?;
     let manifest_path = dir.join("manifest.json");
     let old: Value = std::fs::read(&manifest_path)
@@ -270,9 +287,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Value::Null
     };
 
-    let (n1, k1) = (1_000_000usize, 100usize);
-    let (n2, k2) = (50_000usize, 1000usize);
-    let (n3, k3) = (1_000_000usize, 100usize);
+    let ((n1, k1), (n2, k2), (n3, k3)) = if quick() {
+        (
+            (20_000usize, 20usize),
+            (5_000usize, 200usize),
+            (20_000usize, 20usize),
+        )
+    } else {
+        ((1_000_000, 100), (50_000, 1000), (1_000_000, 100))
+    };
     eprintln!("generating data ...");
     let t0 = Instant::now();
     let (ys1, ps1) = noisy_labels(n1, k1, 0.6, 1);
@@ -313,7 +336,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rust_values = serde_json::Map::new();
 
     // 1. MI + NMI + AMI, N = 10^6, K = 100, from the raw label arrays.
-    let case = "MI+NMI+AMI  N=1e6 K=100";
+    let case = "MI+NMI+AMI (table)";
     if wanted(case) {
         eprintln!("rust: {case} ...");
         let (t, v) = time_it(|| mi_nmi_ami(&ys1, &ps1, k1));
@@ -334,7 +357,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // 1b. The whole estimator entry point (jackknife, VI, details JSON, interval), for
-    // information: compared with the same three scikit-learn calls.
+    // information: compared with the same three scikit-learn calls (its plug-in, which is what
+    // scikit-learn's mutual_info_score computes; the reported value is the jackknife, shown
+    // beside it without a reference).
     let input1 = ClassInput {
         labels: &ys1,
         predictions: &ps1,
@@ -362,7 +387,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             reference: Some("disc_trio"),
             rust: t,
             values: vec![
-                ("mi", out.value, Some("disc_mi")),
+                ("plug_in", detail("plug_in"), Some("disc_mi")),
+                ("jackknife", out.value, None),
                 ("nmi", detail("nmi"), Some("disc_nmi")),
                 ("ami", detail("ami"), Some("disc_ami")),
             ],
@@ -371,7 +397,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // 2. AMI with 1000 x 1000 classes, N = 50,000.
-    let case = "AMI  N=5e4 K=1000";
+    let case = "AMI (wide table)";
     if wanted(case) {
         eprintln!("rust: {case} ...");
         let (t, v) = time_it(|| ami_only(&ys2, &ps2, k2));
@@ -455,6 +481,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         run_reference(&dir)
     };
+    if quick() && !rust_only && reference.is_none() {
+        eprintln!("--quick checks values against the reference, which did not run");
+        std::process::exit(1);
+    }
+    println!(
+        "sizes: table N={n1} K={k1}; wide table N={n2} K={k2}; semantic N={n3} K={k3}{}",
+        if quick() {
+            " (--quick: one run each)"
+        } else {
+            ""
+        }
+    );
     let ok = print_table(&rows, reference.as_ref());
     if !ok {
         eprintln!("VALUE MISMATCH between Rust and the reference (see the table)");
@@ -538,14 +576,16 @@ fn print_table(rows: &[Row], reference: Option<&Value>) -> bool {
     println!();
     if let Some(r) = reference {
         println!(
-            "reference: {} (numpy {}, scikit-learn {}); times are best (median) of >= {MIN_RUNS} runs",
+            "reference: {} (numpy {}, scikit-learn {}); times are best (median) of >= {} runs",
             r["python"].as_str().unwrap_or("?"),
             r["numpy"].as_str().unwrap_or("?"),
             r["sklearn"].as_str().unwrap_or("?"),
+            if quick() { 1 } else { MIN_RUNS }
         );
     } else {
         println!(
-            "reference comparison skipped; Rust times are best (median) of >= {MIN_RUNS} runs"
+            "reference comparison skipped; Rust times are best (median) of >= {} runs",
+            if quick() { 1 } else { MIN_RUNS }
         );
     }
     println!(

@@ -17,6 +17,9 @@ import time
 
 MIN_RUNS = 3
 MAX_RUNS = 15
+if os.environ.get("INFOAUDIT_BENCH_QUICK") == "1":
+    # --quick on the Rust side: values are checked, timings are not the point.
+    MIN_RUNS = MAX_RUNS = 1
 BUDGET_S = 2.0
 
 

@@ -268,12 +268,13 @@ pub async fn upload(
     if let Some(ids) = &prepared.ids {
         crate::store::labels::insert_ids(&mut tx, model_id, batch_id, ids, head).await?;
     }
-    queue::enqueue(&mut tx, batch_id, &prepared.specs, request_id(&headers)).await?;
+    let jobs = queue::enqueue(&mut tx, batch_id, &prepared.specs, request_id(&headers)).await?;
     if let Some(key) = &idempotency_key {
         store::idempotency_store(&mut tx, key, &prepared.request_hash, batch_id).await?;
     }
     tx.commit().await?;
     drop(prepared);
+    state.caches.queue.enqueued(jobs.len() as u64);
     state.wake.notify_waiters();
     tracing::info!(
         %batch_id,
@@ -491,6 +492,7 @@ pub async fn add_jobs(
     let mut tx = state.pool.begin().await?;
     let jobs = queue::enqueue(&mut tx, id, &specs, request_id(&headers)).await?;
     tx.commit().await?;
+    state.caches.queue.enqueued(jobs.len() as u64);
     state.wake.notify_waiters();
     Ok((
         StatusCode::ACCEPTED,

@@ -65,7 +65,7 @@ use crate::error::Problem;
         (name = "keys", description = "API keys (admin)"),
         (name = "operations", description = "Health and readiness"),
     ),
-    components(schemas(Problem, crate::error::FieldError, NameString)),
+    components(schemas(Problem, crate::error::FieldError, NameString, samples::ExportFormat)),
     modifiers(&BearerAuth),
     security((), ("bearer" = []))
 )]

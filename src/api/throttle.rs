@@ -39,6 +39,17 @@ impl QueueGauge {
         }
         Ok((n, age))
     }
+
+    /// This process just enqueued `jobs`: the cached depth counts them at once, so the next
+    /// upload of a burst sees the queue it made (other processes' enqueues wait for the next
+    /// read).
+    pub(super) fn enqueued(&self, jobs: u64) {
+        if let Ok(mut g) = self.0.lock() {
+            if let Some((_, n, _)) = g.as_mut() {
+                *n = n.saturating_add(jobs);
+            }
+        }
+    }
 }
 
 struct Bucket {

@@ -18,6 +18,30 @@ fn committed_openapi_matches_the_code() {
     );
 }
 
+/// Every `$ref` of the document points at a component it defines (a dangling one makes clients
+/// and the contract fuzzer skip that part of the schema).
+#[test]
+fn every_reference_resolves() {
+    fn walk(v: &serde_json::Value, doc: &serde_json::Value, refs: &mut usize) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(|r| r.as_str()) {
+                    *refs += 1;
+                    let pointer = r.strip_prefix('#').expect("a local reference");
+                    assert!(doc.pointer(pointer).is_some(), "dangling reference {r}");
+                }
+                m.values().for_each(|x| walk(x, doc, refs));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, doc, refs)),
+            _ => {}
+        }
+    }
+    let doc = serde_json::to_value(infoaudit::api::openapi()).unwrap();
+    let mut refs = 0;
+    walk(&doc, &doc, &mut refs);
+    assert!(refs > 50, "only {refs} references");
+}
+
 #[tokio::test]
 async fn served_spec_and_docs_ui_work_offline() {
     let app = app().await;

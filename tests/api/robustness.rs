@@ -10,7 +10,9 @@ use infoaudit::api::{AppState, Limits};
 use infoaudit::estimate::cost;
 use serde_json::{json, Value};
 
-use crate::support::{app_with_limits, classifier_batch, fast_workers, fresh_db, TestApp};
+use crate::support::{
+    app_with_limits, classifier_batch, fast_workers, fresh_db, series_value, TestApp,
+};
 
 /// The batch of the issue: 3 samples, 200 000 class names.
 fn issue_batch() -> Value {
@@ -212,10 +214,11 @@ async fn app_without_database() -> TestApp {
 #[tokio::test]
 async fn every_route_that_needs_the_database_answers_503_with_retry_after() {
     let app = app_without_database().await;
+    let before = app.metrics_text().await;
     let id = uuid::Uuid::now_v7();
     let doc = serde_json::to_value(infoaudit::api::openapi()).unwrap();
     let paths = doc["paths"].as_object().unwrap();
-    let mut checked = 0;
+    let (mut checked, mut unavailable) = (0, 0);
     for (template, ops) in paths {
         let mut uri = template.clone();
         for (param, value) in [
@@ -268,6 +271,9 @@ async fn every_route_that_needs_the_database_answers_503_with_retry_after() {
                 "{what}: {p}"
             );
             checked += 1;
+            if p["type"] == "https://infoaudit.dev/problems/database-unavailable" {
+                unavailable += 1;
+            }
         }
     }
     // Every route of the document, the labels, release, samples, monitors, retention and
@@ -302,8 +308,12 @@ async fn every_route_that_needs_the_database_answers_503_with_retry_after() {
     assert_eq!(s, StatusCode::OK);
     let m = m.as_str().unwrap();
     assert!(m.contains("\ninfoaudit_information_export_up 0\n"), "{m}");
+    // The counter is the process's (other tests add to it): at least this test's 503s since it
+    // began.
     assert!(
-        m.contains("infoaudit_database_unavailable_responses_total "),
+        series_value(m, "infoaudit_database_unavailable_responses_total")
+            - series_value(&before, "infoaudit_database_unavailable_responses_total")
+            >= unavailable as f64,
         "{m}"
     );
     assert!(m.contains("infoaudit_http_requests_total{"), "{m}");
@@ -324,12 +334,13 @@ async fn uploads_stop_at_the_queue_ceiling_with_503_and_retry_after() {
         ..Limits::default()
     })
     .await;
-    // No worker runs: 2 jobs per upload; the third upload finds 4 queued.
+    let before = app.metrics_text().await;
+    // No worker runs: 2 jobs per upload; the third upload finds 4 queued (the gauge is re-read
+    // from the database at most every 200 ms, and counts this process's own enqueues at once, so
+    // a burst cannot slip past the ceiling).
     for seed in 0..2 {
         let (s, _, v) = upload_status(&app, seed).await;
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-        // The gauge is re-read at most every 200 ms.
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let (s, h, p) = upload_status(&app, 9).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{p}");
@@ -357,12 +368,11 @@ async fn uploads_stop_at_the_queue_ceiling_with_503_and_retry_after() {
         assert!(std::time::Instant::now() < deadline, "never accepted again");
     }
     workers.shutdown().await;
-    let (_, _, m) = app
-        .call(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await;
-    let m = m.as_str().unwrap();
+    // The counter is the process's: this test's refusal made it grow.
+    let m = app.metrics_text().await;
+    let shed = "infoaudit_uploads_shed_total{reason=\"queued_jobs\"}";
     assert!(
-        m.contains("infoaudit_uploads_shed_total{reason=\"queued_jobs\"}"),
+        series_value(&m, shed) - series_value(&before, shed) >= 1.0,
         "{m}"
     );
 }
@@ -496,8 +506,27 @@ async fn deleting_a_batch_while_its_job_records_an_outcome_waits_instead_of_dead
         .execute(&mut *tx)
         .await
         .unwrap();
+    let pool = app.pool.clone();
     let worker = async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Once the DELETE waits on a lock (the job row this transaction holds), so that both
+        // sides really meet: a deadlock-prone order would now abort one of them.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&pool)
+            .await?;
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the DELETE never waited for the worker's lock"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         // ... then the batch's, as inserting the result does.
         sqlx::query("SELECT 1 FROM batches WHERE id = $1 FOR KEY SHARE")
             .bind(batch_id)

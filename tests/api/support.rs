@@ -164,16 +164,23 @@ pub async fn fresh_db() -> (PgConnectOptions, String) {
     let mut c = sqlx::PgConnection::connect_with(&cl.admin)
         .await
         .expect("admin connection");
-    let mut tries = 0;
+    // PostgreSQL refuses to clone a template another session is cloning at the same moment
+    // ("being accessed by other users"): the tests of this process take turns, and a clash
+    // with another process (another test binary on the same cluster) is retried for up to a
+    // minute.
+    static CLONING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = CLONING.lock().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         match sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {}", cl.template))
             .execute(&mut c)
             .await
         {
             Ok(_) => break,
-            // Another test may be cloning the template this very moment.
-            Err(e) if tries < 50 && e.to_string().contains("being accessed") => {
-                tries += 1;
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && e.to_string().contains("being accessed") =>
+            {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) => panic!("create test database: {e}"),
@@ -369,6 +376,33 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// The value of one series in a Prometheus text exposition (`name` or `name{labels}` exactly as
+/// rendered, e.g. `infoaudit_uploads_shed_total{reason="queued_jobs"}`); 0 when absent. The
+/// registry is the process's, shared by tests running at once: compare a reading after the test's
+/// own actions with one before (a delta), never a bare "contains".
+pub fn series_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(series))
+        .filter_map(|rest| rest.strip_prefix(' '))
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
+impl TestApp {
+    /// The `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        let (s, _, m) = self
+            .call(
+                axum::http::Request::get("/metrics")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        m.as_str().unwrap_or_default().to_string()
     }
 }
 
