@@ -23,7 +23,10 @@ pub async fn livez() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Ready for traffic: the database answers, every migration is applied, and the service is not
+/// How long `/readyz` waits for the database.
+pub const READY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Ready for traffic: the database answers within 2 s, every migration is applied, and the service is not
 /// shutting down.
 #[utoipa::path(
     get,
@@ -38,10 +41,23 @@ pub async fn readyz(State(state): State<AppState>) -> Result<(StatusCode, Json<H
     if state.draining.load(Ordering::Relaxed) {
         return Err(Error::Unavailable("shutting down".into()));
     }
-    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
-        .fetch_one(&state.pool)
-        .await
-        .map_err(|e| Error::Unavailable(format!("database unreachable: {e}")))?;
+    // A probe answers promptly: a database that does not answer within READY_DEADLINE is down
+    // for the probe's purpose (a request would wait up to `db::ACQUIRE_TIMEOUT`).
+    let applied: i64 = match tokio::time::timeout(
+        READY_DEADLINE,
+        sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&state.pool),
+    )
+    .await
+    {
+        Ok(r) => r.map_err(|e| Error::Unavailable(format!("database unreachable: {e}")))?,
+        Err(_) => {
+            return Err(Error::Unavailable(format!(
+                "the database did not answer within {} s",
+                READY_DEADLINE.as_secs()
+            )))
+        }
+    };
     let expected = crate::db::MIGRATOR.iter().count() as i64;
     if applied < expected {
         return Err(Error::Unavailable(format!(

@@ -92,6 +92,7 @@ pub fn shape_of(b: &Batch) -> estimate::cost::Shape {
         n: b.n as u64,
         weighted: b.weights.is_some(),
         truth_matrix: b.truth_matrix.is_some(),
+        segments: b.segments.iter().map(|c| c.values.len() as u64).sum(),
         ..Default::default()
     };
     match &b.data {

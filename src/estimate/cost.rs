@@ -51,6 +51,8 @@ pub struct Shape {
     pub truth_matrix: bool,
     /// Sample weights are present.
     pub weighted: bool,
+    /// Segment values over all the batch's segment keys (after the cap), 0 without segments.
+    pub segments: u64,
 }
 
 /// What a run needs.
@@ -369,6 +371,76 @@ fn neural(s: &Shape, p: &Value) -> Cost {
 /// The cost of running `estimator` (its id) with canonical `params` on a batch of `shape`;
 /// `None` for an unknown estimator.
 pub fn cost(estimator: &str, shape: &Shape, params: &Value) -> Option<Cost> {
+    let whole = whole_batch(estimator, shape, params)?;
+    Some(if shape.segments > 0 {
+        with_segments(whole, shape)
+    } else {
+        whole
+    })
+}
+
+/// The run on a batch with segments: the whole batch's run, whose result is kept while each
+/// segment value's run follows (on at most N samples, so within the whole run's bound), on a
+/// copy of the segment's samples; each value's stored row and summary entry; and, for a
+/// multiclass batch, the Y×S and Y×(Ŷ,S) tables of the decomposition with the parametric
+/// bootstrap of I(Y;S).
+fn with_segments(whole: Cost, s: &Shape) -> Cost {
+    let segs = s.segments;
+    let per_value = sum(&[per_class_json(s.k.max(s.l)), 64 * JSON_VALUE]);
+    let decomposition = if s.k > 0 {
+        let table = |cols: u64| {
+            let cells = mul(s.k, cols);
+            if cells <= 1 << 22 {
+                sum(&[mul(cells, F), mul(cells.min(s.n), 64)])
+            } else {
+                mul(s.n, 16 + 64)
+            }
+        };
+        let side = s.n.min(s.k);
+        let bootstrap = mul(side, s.n.min(segs)).min(super::shannon::BOOTSTRAP_CELLS as u64);
+        sum(&[
+            table(segs),
+            table(mul(s.k, segs)),
+            mul(bootstrap, 12 * F),
+            mul(s.n, 8),
+        ])
+    } else {
+        0
+    };
+    Cost {
+        bytes: sum(&[
+            mul(whole.bytes, 2),
+            batch_bytes(s),
+            mul(segs, per_value),
+            decomposition,
+            mul(s.n, 8),
+        ]),
+        ops: whole.ops * 2.0 + segs as f64 * 1e3 + s.n as f64 * 4.0,
+        dominant: whole.dominant,
+    }
+}
+
+/// The numbers a batch holds (a copy of some of its samples is at most this).
+fn batch_bytes(s: &Shape) -> u64 {
+    let per_sample = sum(&[
+        if s.probabilities { mul(s.k, F) } else { 0 },
+        8,
+        mul(s.dx.saturating_add(s.dy), F),
+        mul(s.l, F + 1),
+        if s.weighted { F } else { 0 },
+        4,
+    ]);
+    sum(&[
+        mul(s.n, per_sample),
+        if s.truth_matrix {
+            mul(mul(s.k, s.k), F)
+        } else {
+            0
+        },
+    ])
+}
+
+fn whole_batch(estimator: &str, shape: &Shape, params: &Value) -> Option<Cost> {
     Some(match estimator {
         "shannon_mi" => shannon(shape, params),
         "semantic_mi" => semantic(shape, params),
@@ -435,6 +507,9 @@ fn describe(s: &Shape) -> String {
     }
     if s.dx > 0 || s.dy > 0 {
         out.push_str(&format!(", dx = {}, dy = {}", s.dx, s.dy));
+    }
+    if s.segments > 0 {
+        out.push_str(&format!(", {} segment values", s.segments));
     }
     out
 }
@@ -532,6 +607,7 @@ mod tests {
             probabilities: true,
             truth_matrix: true,
             weighted: true,
+            segments: u64::MAX,
         };
         for e in [
             "shannon_mi",

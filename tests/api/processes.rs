@@ -598,6 +598,41 @@ async fn try_upload(
     Ok((status, retry, v))
 }
 
+/// The child of `parent` whose command line names `role` (`postgres: checkpointer`).
+fn postgres_child(parent: i32, role: &str) -> Option<i32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: the command may hold spaces and parentheses.
+        let after = &stat[stat.rfind(')')? + 1..];
+        let ppid: i32 = after.split_whitespace().nth(1)?.parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if ppid == parent && String::from_utf8_lossy(&cmdline).contains(role) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// A stopped process, killed when dropped (also when the test fails).
+struct Holder(i32);
+
+impl Holder {
+    fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.0)
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.pid(), nix::sys::signal::SIGKILL);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_embedded_postgres_under_uploads_heals_without_a_restart() {
     // The service's own embedded cluster (no DATABASE_URL), in a short path for its socket.
@@ -656,13 +691,29 @@ async fn sigkill_of_the_embedded_postgres_under_uploads_heals_without_a_restart(
         .trim()
         .parse()
         .unwrap();
+    // A restart can be quicker than a request's wait for a connection (up to 5 s), and then no
+    // client sees the outage. Hold it open for a known time: a stopped checkpointer keeps the
+    // dead server's shared memory attached, so PostgreSQL refuses to start again (the
+    // supervisor retries with its backoff) until the checkpointer is killed.
+    let checkpointer = Holder(postgres_child(pm, "checkpointer").expect("the checkpointer"));
+    nix::sys::signal::kill(checkpointer.pid(), nix::sys::signal::SIGSTOP).unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pm), nix::sys::signal::SIGKILL).unwrap();
     let kill = Instant::now();
+    let held = Duration::from_secs(7);
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(held).await;
+        drop(checkpointer);
+    });
     // Readiness says 503 while the database is down, 200 once it is back.
     let mut ready_503 = 0;
     let recovered = loop {
         let r = http.get(format!("{url}/readyz")).send().await.unwrap();
         if r.status() == 200 && kill.elapsed() > Duration::from_millis(200) {
+            assert!(
+                kill.elapsed() > held,
+                "ready {:?} after the kill while the old server still held its memory",
+                kill.elapsed()
+            );
             break kill.elapsed();
         }
         if r.status() == 503 {
@@ -675,6 +726,7 @@ async fn sigkill_of_the_embedded_postgres_under_uploads_heals_without_a_restart(
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
+    release.await.unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut accepted = Vec::new();
@@ -703,12 +755,10 @@ async fn sigkill_of_the_embedded_postgres_under_uploads_heals_without_a_restart(
             }
         }
     }
-    // The outage was seen from outside (not a restart too fast to observe): readiness or
-    // uploads answered 503 meanwhile.
-    assert!(
-        ready_503 + n503 > 0,
-        "no 503 at all: the API never saw the database down"
-    );
+    // The outage was seen from outside: readiness (which waits at most 2 s for the database)
+    // and uploads (at most 5 s for a connection) answered 503 meanwhile.
+    assert!(ready_503 > 0, "/readyz never said 503 during the outage");
+    assert!(n503 > 0, "no upload answered 503 during a 7 s outage");
     assert_eq!(n500, 0, "500s were served: {other:?}");
     assert!(other.is_empty(), "unexpected answers: {other:?}");
     assert!(
