@@ -562,6 +562,113 @@ mod tests {
         );
     }
 
+    /// Weighted values against a hand computation by the entropy route (I_q = H(q̄) − Σ w H(q_k)
+    /// / W, not the code's mean KL) and against the same rows repeated w times unweighted
+    /// (integer weights); then the weighted intervals' coverage of the closed-form truth, with
+    /// weights independent of the rows (so the weighted mean estimates the same I_q).
+    #[test]
+    fn weighted_values_match_hand_and_repeated_rows_and_their_intervals_cover() {
+        let mut rng = SplitMix64::new(11);
+        let n = 400;
+        let (q, labels) = dirichlet_batch(&mut rng, n, &[1, 2, 3]);
+        let w: Vec<f64> = (0..n).map(|s| 1.0 + (s * 7 % 3) as f64).collect();
+        let out = run(&labels, &q, Some(&w));
+        let total: f64 = w.iter().sum();
+        let mean: Vec<f64> = (0..3)
+            .map(|j| (0..n).map(|s| w[s] * q[[s, j]]).sum::<f64>() / total)
+            .collect();
+        let h = |p: &[f64]| -p.iter().map(|v| v * v.ln()).sum::<f64>();
+        let by_entropies =
+            h(&mean) - (0..n).map(|s| w[s] * h(&q.row(s).to_vec())).sum::<f64>() / total;
+        let realised = (0..n)
+            .map(|s| w[s] * (q[[s, labels[s] as usize]] / mean[labels[s] as usize]).ln())
+            .sum::<f64>()
+            / total;
+        let d = &out.details;
+        assert!((d["plug_in"].as_f64().unwrap() - by_entropies).abs() < 1e-12);
+        assert!((d["realised_semantic_mi"].as_f64().unwrap() - realised).abs() < 1e-12);
+        let gap = d["calibration_gap"].as_f64().unwrap();
+        assert!((gap - (by_entropies - realised)).abs() < 1e-12);
+        // The rows repeated w times, unweighted: the same plug-in, realised value and gap.
+        let mut rows = Vec::new();
+        let mut repeated_labels = Vec::new();
+        for s in 0..n {
+            for _ in 0..w[s] as usize {
+                rows.extend(q.row(s).iter().copied());
+                repeated_labels.push(labels[s]);
+            }
+        }
+        let rq = Array2::from_shape_vec((repeated_labels.len(), 3), rows).unwrap();
+        let rep = run(&repeated_labels, &rq, None);
+        for key in ["plug_in", "realised_semantic_mi", "calibration_gap"] {
+            let (a, b) = (d[key].as_f64().unwrap(), rep.details[key].as_f64().unwrap());
+            assert!((a - b).abs() < 1e-12, "{key}: {a} vs {b}");
+        }
+        // Coverage: 1000 weighted batches at N = 400, weights uniform on [0.5, 3.5].
+        let truth = dirichlet_truth(&[1, 2, 3]);
+        let reps = 1000;
+        let (mut covered, mut gap_covered) = (0, 0);
+        for _ in 0..reps {
+            let (q, labels) = dirichlet_batch(&mut rng, n, &[1, 2, 3]);
+            let w: Vec<f64> = (0..n).map(|_| 0.5 + 3.0 * rng.uniform()).collect();
+            let out = run(&labels, &q, Some(&w));
+            let ci = out.interval.unwrap();
+            covered += (ci.low <= truth && truth <= ci.high) as usize;
+            let lo = out.details["calibration_gap_ci_low"].as_f64().unwrap();
+            let hi = out.details["calibration_gap_ci_high"].as_f64().unwrap();
+            gap_covered += (lo <= 0.0 && 0.0 <= hi) as usize;
+        }
+        let (rate, gap_rate) = (
+            covered as f64 / reps as f64,
+            gap_covered as f64 / reps as f64,
+        );
+        eprintln!("weighted, N = {n}: I_q coverage {rate}, gap coverage {gap_rate}");
+        // 1000 batches: binomial sd 0.7 % near 0.95.
+        assert!((0.92..=0.975).contains(&rate), "I_q coverage {rate}");
+        assert!(
+            (0.92..=0.975).contains(&gap_rate),
+            "gap coverage {gap_rate}"
+        );
+    }
+
+    /// A true class with probability 0: with `floor: "none"` the realised semantic MI is −∞ and
+    /// the gap is not reported (null, with the reason), while I_q and its interval still are;
+    /// with the default floor (`auto`) the probability is read as half the data's resolution
+    /// and the gap is finite.
+    #[test]
+    fn a_zero_probability_on_the_true_class_gives_no_gap_without_a_floor() {
+        let q = Array2::from_shape_vec((3, 2), vec![1.0, 0.0, 0.25, 0.75, 0.5, 0.5]).unwrap();
+        let labels = [1, 1, 0];
+        let none = Params {
+            floor: crate::estimate::semantic::Floor::Name("none".into()),
+            ..Params::default()
+        };
+        let out = implied_mi(&input(&labels, &q, None), &none, &Control::none()).unwrap();
+        assert!(out.details["calibration_gap"].is_null(), "{}", out.details);
+        assert!(out.details["calibration_gap_reason"]
+            .as_str()
+            .unwrap()
+            .contains("probability 0"));
+        assert!(out.details.get("calibration_gap_ci_low").is_none());
+        // I_q is unaffected: q̄ = (7/12, 5/12), by the entropy route.
+        let h = |p: &[f64]| {
+            -p.iter()
+                .filter(|&&v| v > 0.0)
+                .map(|v| v * v.ln())
+                .sum::<f64>()
+        };
+        let by_entropies = h(&[7.0 / 12.0, 5.0 / 12.0])
+            - (h(&[1.0, 0.0]) + h(&[0.25, 0.75]) + h(&[0.5, 0.5])) / 3.0;
+        assert!((out.details["plug_in"].as_f64().unwrap() - by_entropies).abs() < 1e-12);
+        assert!(out.interval.is_some());
+        let floored = run(&labels, &q, None);
+        assert!(floored.details["calibration_gap"]
+            .as_f64()
+            .unwrap()
+            .is_finite());
+        assert_eq!(floored.details["floored_samples"], 1);
+    }
+
     #[test]
     fn bad_input_is_refused() {
         let q = Array2::from_shape_vec((2, 2), vec![0.9, 0.3, 0.3, 0.7]).unwrap();

@@ -156,15 +156,46 @@ mod tests {
         let b = side(&ys, &ps2);
         let same = paired_bootstrap(&a, &a, shannon_value, 100, 0.95, 1, &Control::none()).unwrap();
         assert_eq!((same.value, same.low, same.high), (0.0, 0.0, 0.0));
-        let d = paired_bootstrap(&b, &a, shannon_value, 200, 0.95, 2, &Control::none()).unwrap();
-        let (va, vb) = (
-            shannon_value(&a, true).unwrap(),
-            shannon_value(&b, true).unwrap(),
-        );
-        assert!((d.value - (vb - va)).abs() < 1e-12);
-        assert!(d.low < d.value && d.value < d.high && d.high < 0.0, "{d:?}");
+        let d = paired_bootstrap(&b, &a, shannon_value, 400, 0.95, 2, &Control::none()).unwrap();
+        // Δ is the difference of the values each model reports on its own (with its interval
+        // computed: switching the interval off must not move the value).
         let pa = shannon::shannon_mi(&a, &shannon::Params::default(), &Control::none()).unwrap();
         let pb = shannon::shannon_mi(&b, &shannon::Params::default(), &Control::none()).unwrap();
+        assert!((d.value - (pb.value - pa.value)).abs() < 1e-12, "{d:?}");
+        assert!(d.low < d.value && d.value < d.high && d.high < 0.0, "{d:?}");
+        // The bootstrap's spread against the delta method: the plug-in MI's influence function
+        // is ln p(y,ŷ)/(p(y)p(ŷ)) − I, so the paired difference's standard error is the
+        // standard deviation of the two models' per-sample log ratios' difference over √N.
+        let log_ratios = |p: &[u32]| -> Vec<f64> {
+            let (n, k) = (ys.len() as f64, 10);
+            let mut joint = vec![0.0; k * k];
+            let (mut py, mut pp) = (vec![0.0; k], vec![0.0; k]);
+            for (&y, &q) in ys.iter().zip(p) {
+                joint[y as usize * k + q as usize] += 1.0 / n;
+                py[y as usize] += 1.0 / n;
+                pp[q as usize] += 1.0 / n;
+            }
+            ys.iter()
+                .zip(p)
+                .map(|(&y, &q)| {
+                    let (y, q) = (y as usize, q as usize);
+                    (joint[y * k + q] / (py[y] * pp[q])).ln()
+                })
+                .collect()
+        };
+        let diff: Vec<f64> = log_ratios(&ps2)
+            .iter()
+            .zip(log_ratios(&ps))
+            .map(|(b, a)| b - a)
+            .collect();
+        let n = diff.len() as f64;
+        let mean = diff.iter().sum::<f64>() / n;
+        let se = (diff.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n / n).sqrt();
+        let boot_se = (d.high - d.low) / (2.0 * crate::stats::normal_quantile(0.975));
+        assert!(
+            (0.8..1.25).contains(&(boot_se / se)),
+            "bootstrap se {boot_se} vs delta method {se}"
+        );
         let half = |o: &super::super::Output| {
             let iv = o.interval.as_ref().unwrap();
             (iv.high - iv.low) / 2.0
@@ -202,7 +233,12 @@ mod tests {
             ..side(&ys, &ps)
         };
         let d = paired_bootstrap(&qb, &qa, sem, 100, 0.95, 3, &Control::none()).unwrap();
-        assert!((d.value - (sem(&qb, true).unwrap() - sem(&qa, true).unwrap())).abs() < 1e-12);
+        let reported = |i: &ClassInput<'_>| {
+            semantic::semantic_mi(i, &semantic::Params::default(), &Control::none())
+                .unwrap()
+                .value
+        };
+        assert!((d.value - (reported(&qb) - reported(&qa))).abs() < 1e-12);
         assert!(d.low < d.value && d.value < d.high);
     }
 }

@@ -683,3 +683,85 @@ async fn a_version_against_itself_passes_and_same_samples_compare_paired() {
         .await;
     assert_eq!(d3["rules"][0]["delta"]["method"], "independent", "{d3}");
 }
+
+/// Two versions on the same labels are compared paired only when their weights agree too and
+/// both sides' data is still stored; otherwise the difference falls back to the two sides'
+/// own intervals combined as independent (Δ ± 1.96·√(se_c² + se_b²), recomputed here from the
+/// two stored intervals), and says so in `method`.
+#[tokio::test]
+async fn weights_that_differ_or_purged_data_fall_back_to_independent() {
+    let app = app().await;
+    let weighted = |sharp: f64, flip: usize, w: &dyn Fn(usize) -> f64| {
+        let mut b = eval_batch(sharp, flip);
+        b["weights"] = json!((0..3000).map(w).collect::<Vec<f64>>());
+        b
+    };
+    upload_and_run(&app, "w1", &weighted(2.0, 0, &|i| 1.0 + (i % 2) as f64)).await;
+    upload_and_run(&app, "w2", &weighted(2.0, 9, &|i| 1.0 + (i % 2) as f64)).await;
+    upload_and_run(&app, "w3", &weighted(2.0, 9, &|i| 1.0 + (i % 3) as f64)).await;
+    upload_and_run(&app, "p1", &eval_batch(2.0, 0)).await;
+    upload_and_run(&app, "p2", &eval_batch(2.0, 9)).await;
+    let compare = |base: &'static str, cand: &'static str| {
+        let app = &app;
+        async move {
+            let (s, c) = app
+                .get(&format!(
+                    "/v1/models/m/compare?baseline={base}&candidate={cand}"
+                ))
+                .await;
+            assert_eq!(s, StatusCode::OK, "{c}");
+            c["metrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["metric"] == "semantic_mi")
+                .unwrap()
+                .clone()
+        }
+    };
+    // The independent combination, from the two sides as stored.
+    let check_independent = |m: &Value| {
+        assert_eq!(m["delta"]["method"], "independent", "{m}");
+        let se = |o: &Value| {
+            (o["ci_high"].as_f64().unwrap() - o["ci_low"].as_f64().unwrap()) / (2.0 * 1.959964)
+        };
+        let (c, b) = (&m["candidate"], &m["baseline"]);
+        let value = c["value"].as_f64().unwrap() - b["value"].as_f64().unwrap();
+        let half = 1.959964 * (se(c).powi(2) + se(b).powi(2)).sqrt();
+        let d = &m["delta"];
+        approx::assert_abs_diff_eq!(d["value"].as_f64().unwrap(), value, epsilon = 1e-12);
+        approx::assert_abs_diff_eq!(d["ci_low"].as_f64().unwrap(), value - half, epsilon = 1e-5);
+        approx::assert_abs_diff_eq!(d["ci_high"].as_f64().unwrap(), value + half, epsilon = 1e-5);
+    };
+    // The same weights: paired, narrower than the independent combination.
+    let same = compare("w1", "w2").await;
+    assert_eq!(same["delta"]["method"], "paired", "{same}");
+    // Other weights on the same labels are other samples.
+    check_independent(&compare("w1", "w3").await);
+    let paired = compare("w1", "w2").await;
+    assert_eq!(paired, same, "the paired difference is kept");
+
+    // Retention purges p1's raw data: nothing to resample, so p2 against p1 is independent.
+    let (s, p) = app
+        .send(
+            "PUT",
+            "/v1/models/m/retention",
+            None,
+            Some(&json!({"data_days": 1})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    let aged = sqlx::query(
+        "UPDATE batches SET created_at = now() - interval '2 days' WHERE version_id =
+           (SELECT id FROM model_versions WHERE name = 'p1')",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(aged.rows_affected(), 1);
+    let purged = infoaudit::store::purge_retention(&app.pool, 10)
+        .await
+        .unwrap();
+    assert_eq!(purged.batches, 1);
+    check_independent(&compare("p1", "p2").await);
+}

@@ -604,3 +604,168 @@ async fn labels_bodies_are_read_like_uploads() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(v["errors"][0]["pointer"], "/labels/0", "{v}");
 }
+
+/// Multilabel labels sent later: half as JSON lists of label names, half as CSV cells listing
+/// names with `|` (an empty cell is the empty set). The results equal those of the same batch
+/// uploaded with its labels.
+#[tokio::test]
+async fn multilabel_labels_arrive_later_as_name_lists_and_csv_pipe_cells() {
+    let app = app().await;
+    let n = 240;
+    let names = ["a", "b", "c"];
+    let mut g = infoaudit::estimate::rng::SplitMix64::new(4);
+    let (mut labels, mut scores) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let y: Vec<u8> = (0..3).map(|_| u8::from(g.uniform() < 0.4)).collect();
+        let s: Vec<f64> = y
+            .iter()
+            .map(|&on| (if on == 1 { 0.5 } else { 0.05 }) + 0.45 * g.uniform())
+            .collect();
+        labels.push(y);
+        scores.push(s);
+    }
+    let ids: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+    let with = json!({"task": "multilabel", "classes": names, "labels": labels, "scores": scores,
+                      "ids": ids, "estimators": ["shannon_mi", "semantic_mi"]});
+    let mut without = with.clone();
+    without.as_object_mut().unwrap().remove("labels");
+    let (s, a) = app.upload("ml-ref", "v1", &with).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{a}");
+    let reference = a["batch"]["id"].as_str().unwrap().to_string();
+    let (s, a) = app.upload("ml", "v1", &without).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{a}");
+    let batch = a["batch"]["id"].as_str().unwrap().to_string();
+    let set = |i: usize| -> Vec<&str> {
+        (0..3)
+            .filter(|&j| labels[i][j] == 1)
+            .map(|j| names[j])
+            .collect()
+    };
+    assert!(
+        (0..n).any(|i| set(i).len() >= 2) && (0..n).any(|i| set(i).is_empty()),
+        "the batch has sets of two or more labels and empty sets"
+    );
+    let half = n / 2;
+    let first = json!({
+        "ids": (0..half).map(|i| format!("m{i}")).collect::<Vec<_>>(),
+        "labels": (0..half).map(set).collect::<Vec<_>>(),
+    });
+    let (s, out) = post_labels(&app, "ml", "application/json", first.to_string()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{out}");
+    assert_eq!(out["batches"][0]["released"], false, "{out}");
+    let csv: String = std::iter::once("id,label\n".to_string())
+        .chain((half..n).map(|i| format!("m{i},{}\n", set(i).join("|"))))
+        .collect();
+    let (s, out) = post_labels(&app, "ml", "text/csv", csv).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{out}");
+    assert_eq!(out["batches"][0]["released"], true, "{out}");
+    let (late, labelled) = (run_all(&app, &batch).await, run_all(&app, &reference).await);
+    for est in ["shannon_mi", "semantic_mi"] {
+        let (l, r) = (result(&late, est, None), result(&labelled, est, None));
+        assert_eq!(l["n"], n);
+        for key in ["value", "ci_low", "ci_high"] {
+            assert_eq!(l[key], r[key], "{est} {key}: {l} vs {r}");
+        }
+    }
+}
+
+/// The server's `--label-coverage` is the default of a batch that names none; a batch's own
+/// `label_coverage` overrides it.
+#[tokio::test]
+async fn the_server_default_coverage_applies_unless_the_batch_names_one() {
+    let app = crate::support::app_with_limits(infoaudit::api::Limits {
+        label_coverage: 0.5,
+        ..infoaudit::api::Limits::default()
+    })
+    .await;
+    let (_, without, labels) = bodies(100, 8);
+    let (s, a) = app.upload("cov", "v1", &without).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{a}");
+    let batch = a["batch"]["id"].as_str().unwrap().to_string();
+    let mut strict = without.clone();
+    strict["ids"] = json!((0..100).map(|i| format!("t{i}")).collect::<Vec<_>>());
+    strict["label_coverage"] = json!(1.0);
+    let (s, a) = app.upload("cov", "v1", &strict).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{a}");
+    let ids = |prefix: &str, r: std::ops::Range<usize>| -> Vec<String> {
+        r.map(|i| format!("{prefix}{i}")).collect()
+    };
+    let body = |prefix: &str, r: std::ops::Range<usize>| {
+        json!({"ids": ids(prefix, r.clone()), "labels": r.map(|i| labels[i]).collect::<Vec<_>>()})
+            .to_string()
+    };
+    // 49 % of each: nothing released.
+    for prefix in ["s", "t"] {
+        let (s, out) = post_labels(&app, "cov", "application/json", body(prefix, 0..49)).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{out}");
+        assert_eq!(out["batches"][0]["released"], false, "{out}");
+    }
+    // 50 %: the batch without its own coverage is released; the one asking for 1 is not.
+    let (_, out) = post_labels(&app, "cov", "application/json", body("s", 49..50)).await;
+    assert_eq!(out["batches"][0]["released"], true, "{out}");
+    let (_, out) = post_labels(&app, "cov", "application/json", body("t", 49..50)).await;
+    assert_eq!(out["batches"][0]["released"], false, "{out}");
+    let detail = run_all(&app, &batch).await;
+    let r = result(&detail, "shannon_mi", None);
+    assert_eq!(r["details"]["label_coverage"], 0.5, "{r}");
+    assert_eq!(r["n"], 50);
+}
+
+/// Eight labels requests at once, split over two service processes on one database, that
+/// together complete a batch: exactly one of them releases it, every waiting job is queued once,
+/// and every estimator has exactly one result.
+#[tokio::test]
+async fn concurrent_labels_requests_release_the_batch_exactly_once() {
+    let app = app().await;
+    let other = app.sibling();
+    let n = 400;
+    let (_, without, labels) = bodies(n, 12);
+    let (s, a) = app.upload("race", "v1", &without).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{a}");
+    let batch = a["batch"]["id"].as_str().unwrap().to_string();
+    let posts = (0..8).map(|part| {
+        let router = if part % 2 == 0 { &app } else { &other };
+        let chosen: Vec<usize> = (0..n).filter(|i| i % 8 == part).collect();
+        let body = labels_json(&chosen, &labels);
+        async move { post_labels(router, "race", "application/json", body).await }
+    });
+    let answers = futures_util::future::join_all(posts).await;
+    let mut released = 0;
+    for (s, out) in &answers {
+        assert_eq!(*s, StatusCode::ACCEPTED, "{out}");
+        released += (out["batches"][0]["released"] == true) as usize;
+    }
+    assert_eq!(released, 1, "{answers:?}");
+    // One job per estimator and parameters (implied_mi runs label-free at upload and again
+    // with the labels), none left waiting.
+    let id = batch.parse::<uuid::Uuid>().unwrap();
+    let queued: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT estimator, params::text, count(*) FROM jobs WHERE batch_id = $1
+         GROUP BY estimator, params::text ORDER BY 1, 2",
+    )
+    .bind(id)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert!(
+        queued.len() >= 2 && queued.iter().all(|q| q.2 == 1),
+        "{queued:?}"
+    );
+    let waiting: Option<Value> =
+        sqlx::query_scalar("SELECT pending_jobs FROM batches WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(
+        waiting
+            .as_ref()
+            .is_none_or(|w| w.as_array().is_some_and(|a| a.is_empty())),
+        "{waiting:?}"
+    );
+    let detail = run_all(&app, &batch).await;
+    let results = detail["results"].as_array().unwrap();
+    assert_eq!(results.len(), queued.len(), "one result per job: {detail}");
+    let r = result(&detail, "shannon_mi", None);
+    assert_eq!(r["details"]["label_coverage"], 1.0);
+}

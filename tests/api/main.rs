@@ -4,6 +4,7 @@ mod support;
 
 mod auth;
 mod continuous;
+mod deliveries;
 mod estimators;
 mod formats;
 mod gates;

@@ -127,7 +127,7 @@ pub fn binary(wrong: usize) -> Value {
            "estimators": [{"id": "shannon_mi"}]})
 }
 
-async fn upload_and_wait(app: &TestApp, version: &str, body: &Value) {
+pub(crate) async fn upload_and_wait(app: &TestApp, version: &str, body: &Value) {
     let (s, b) = app.upload("m", version, body).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
     for j in b["jobs"].as_array().unwrap() {
@@ -138,12 +138,12 @@ async fn upload_and_wait(app: &TestApp, version: &str, body: &Value) {
     }
 }
 
-async fn put(app: &TestApp, uri: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn put(app: &TestApp, uri: &str, body: Value) -> (StatusCode, Value) {
     app.send("PUT", uri, None, Some(&body)).await
 }
 
 /// Wait until `n` evaluations of the model's monitors have ended.
-async fn wait_evaluations(app: &TestApp, n: i64) {
+pub(crate) async fn wait_evaluations(app: &TestApp, n: i64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let done: i64 = sqlx::query_scalar(
@@ -165,7 +165,7 @@ async fn wait_evaluations(app: &TestApp, n: i64) {
 }
 
 /// Let deliveries in flight settle (nothing pending or being delivered).
-async fn wait_outbox_idle(app: &TestApp) {
+pub(crate) async fn wait_outbox_idle(app: &TestApp) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let busy: i64 = sqlx::query_scalar(
@@ -185,7 +185,7 @@ async fn wait_outbox_idle(app: &TestApp) {
     }
 }
 
-fn monitor(url: &str, extra: Value) -> Value {
+pub(crate) fn monitor(url: &str, extra: Value) -> Value {
     let mut m = json!({
         "target": {"alias": "production"},
         "rules": [{"metric": "shannon_mi", "op": "gte", "threshold": 0.5}],
@@ -201,7 +201,7 @@ fn monitor(url: &str, extra: Value) -> Value {
 }
 
 /// A model `m` with version v1 (one perfect batch) named by `production`.
-async fn production(app: &TestApp) {
+pub(crate) async fn production(app: &TestApp) {
     upload_and_wait(app, "v1", &binary(0)).await;
     let (s, b) = put(
         app,

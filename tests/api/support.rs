@@ -233,6 +233,29 @@ pub async fn app_with(limits: Limits, require_auth: bool) -> TestApp {
     }
 }
 
+impl TestApp {
+    /// Another service process on the same database: its own router, caches and in-process
+    /// turns (what two replicas behind a load balancer share is only the database).
+    pub fn sibling(&self) -> TestApp {
+        let state = AppState {
+            pool: self.pool.clone(),
+            wake: self.wake.clone(),
+            draining: Default::default(),
+            limits: Limits {
+                webhook_allow_private: true,
+                ..Limits::default()
+            },
+            require_auth: false,
+            caches: Default::default(),
+        };
+        TestApp {
+            router: infoaudit::app::router(state),
+            pool: self.pool.clone(),
+            wake: self.wake.clone(),
+        }
+    }
+}
+
 /// Queue timings short enough for tests.
 pub fn fast_workers(concurrency: usize) -> WorkerConfig {
     WorkerConfig {
