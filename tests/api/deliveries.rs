@@ -26,16 +26,19 @@ enum Answer {
     Endless,
 }
 
+/// Every request a receiver got: headers and body.
+type Got = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
+
 /// A receiver on loopback whose answer the test sets, recording every request.
 struct Scripted {
     url: String,
-    got: Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>,
+    got: Got,
     answer: Arc<Mutex<Answer>>,
 }
 
 impl Scripted {
     async fn start(answer: Answer) -> Scripted {
-        let got: Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>> = Default::default();
+        let got: Got = Default::default();
         let answer = Arc::new(Mutex::new(answer));
         let (g, a) = (got.clone(), answer.clone());
         let router = axum::Router::new().route(
