@@ -370,3 +370,96 @@ async fn batches_waiting_for_labels_are_held_until_their_jobs_run() {
         .await;
     assert_eq!(s, StatusCode::GONE, "{p}");
 }
+
+/// Purging a batch's raw data takes its sample ids and their labels with it: labels sent for
+/// those ids afterwards are unknown ids, and the ids may be used again. A batch whose jobs wait
+/// for labels is held (its data is what they will run on) until they are released and done.
+#[tokio::test]
+async fn a_purge_takes_the_ids_and_labels_and_holds_batches_waiting_for_labels() {
+    let app = app().await;
+    let ids = |p: &str| -> Vec<String> { (0..50).map(|i| format!("{p}{i}")).collect() };
+    let mut labelled = classifier_batch(50, 3, 0.8, 1);
+    labelled["ids"] = json!(ids("a"));
+    let labels: Vec<Value> = labelled["labels"].as_array().unwrap().clone();
+    let mut waiting = classifier_batch(50, 3, 0.8, 2);
+    waiting["ids"] = json!(ids("b"));
+    let waiting_labels: Vec<Value> = waiting["labels"].as_array().unwrap().clone();
+    waiting.as_object_mut().unwrap().remove("labels");
+    let (s, a) = app.upload("r2", "v1", &labelled).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{a}");
+    let (s, b) = app.upload("r2", "v1", &waiting).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let (a, b) = (
+        a["batch"]["id"].as_str().unwrap().to_string(),
+        b["batch"]["id"].as_str().unwrap().to_string(),
+    );
+    let run = |batch: String| {
+        let app = &app;
+        async move {
+            let workers = app.workers(fast_workers(1));
+            let (_, d) = app.get(&format!("/v1/batches/{batch}")).await;
+            for j in d["jobs"].as_array().unwrap() {
+                let done = app.wait_job(j["id"].as_str().unwrap(), 30).await;
+                assert_eq!(done["state"], "succeeded", "{done}");
+            }
+            workers.shutdown().await;
+        }
+    };
+    run(a.clone()).await;
+    run(b.clone()).await;
+    let (s, p) = put(&app, "r2", json!({"data_days": 1})).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    backdate(&app, &[a.clone(), b.clone()], 2).await;
+    let count_ids = |batch: &str| {
+        let id: uuid::Uuid = batch.parse().unwrap();
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sample_ids WHERE batch_id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let purged = infoaudit::store::purge_retention(&app.pool, 10)
+        .await
+        .unwrap();
+    assert_eq!(purged.batches, 1, "only the batch no job waits on");
+    assert_eq!(
+        app.get(&format!("/v1/batches/{a}/data")).await.0,
+        StatusCode::GONE
+    );
+    assert_eq!(
+        app.get(&format!("/v1/batches/{b}/data")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!((count_ids(&a).await, count_ids(&b).await), (0, 50));
+
+    // Labels for the purged batch's ids are unknown ids; nothing is stored.
+    let body = json!({"ids": ids("a")[..10], "labels": labels[..10]});
+    let (s, out) = app
+        .send("POST", "/v1/models/r2/labels", None, Some(&body))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{out}");
+    assert_eq!(
+        (out["unknown"].as_u64(), out["stored"].as_u64()),
+        (Some(10), Some(0)),
+        "{out}"
+    );
+    // The waiting batch's labels release it; once its jobs are done it is purged too.
+    let body = json!({"ids": ids("b"), "labels": waiting_labels});
+    let (s, out) = app
+        .send("POST", "/v1/models/r2/labels", None, Some(&body))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{out}");
+    assert_eq!(out["batches"][0]["released"], true, "{out}");
+    run(b.clone()).await;
+    let purged = infoaudit::store::purge_retention(&app.pool, 10)
+        .await
+        .unwrap();
+    assert_eq!(purged.batches, 1);
+    assert_eq!(count_ids(&b).await, 0);
+    // The purged ids are free again (ids are unique among a model's stored samples).
+    let (s, again) = app.upload("r2", "v2", &labelled).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{again}");
+}

@@ -5,6 +5,8 @@
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
+use std::f64::consts::LN_2;
+
 use crate::support::{app, fast_workers, jackknife_mi_nats, TestApp};
 
 /// Binary labels and predictions of a binary symmetric channel with error `e` on `n` samples,
@@ -423,4 +425,186 @@ async fn a_job_over_its_time_budget_is_stopped_and_says_so() {
     assert_eq!(job["attempts"], 1, "{job}");
     let detail = job["error"]["detail"].as_str().unwrap();
     assert!(detail.contains("per-job time budget"), "{detail}");
+}
+
+/// Regions eu (800 samples, a BSC whose error the test sets), us (600, BSC(0.2)), jp (400,
+/// BSC(0.1)) and br (200, BSC(0.4)), with `max_segment_values` 2: jp and br are grouped as
+/// `__other__`, and `metadata.kpis.conv` set to `kpi`.
+fn regions(e_eu: f64, kpi: f64) -> Value {
+    let mut rows: Vec<(u32, u32, &str)> = vec![];
+    for (n, e, r) in [
+        (800, e_eu, "eu"),
+        (600, 0.2, "us"),
+        (400, 0.1, "jp"),
+        (200, 0.4, "br"),
+    ] {
+        rows.extend(bsc(n, e).into_iter().map(|(y, p)| (y, p, r)));
+    }
+    json!({"task": "multiclass",
+           "labels": rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+           "predictions": rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+           "segments": {"region": rows.iter().map(|r| r.2).collect::<Vec<_>>()},
+           "max_segment_values": 2,
+           "metadata": {"kpis": {"conv": kpi}},
+           "estimators": ["shannon_mi"]})
+}
+
+/// `max_segment_values` through the API (the least frequent values grouped as `__other__`, its
+/// value the jackknife of the pooled jp + br table), segment metrics in the KPI correlation, in
+/// baseline rules and in monitors, and `/metrics` exporting a policy's whole metric but not its
+/// segment metric.
+#[tokio::test]
+async fn other_values_kpis_baselines_monitors_and_metrics_take_segment_metrics() {
+    let app = app().await;
+    // Five batches of v1 whose eu error falls as the KPI rises, then v2 with eu made worse.
+    let errors = [0.3, 0.25, 0.2, 0.1, 0.05];
+    let mut batches = Vec::new();
+    for (i, e) in errors.iter().enumerate() {
+        batches.push(upload_and_run(&app, "v1", &regions(*e, 1.0 + i as f64)).await);
+    }
+    let (_, detail) = app
+        .get(&format!("/v1/batches/{}?unit=nats", batches[0]))
+        .await;
+    let region = &detail["results"][0]["segments"]["region"];
+    let values = region["values"].as_array().unwrap();
+    let names: Vec<&str> = values
+        .iter()
+        .map(|v| v["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["eu", "us", "__other__"], "{region}");
+    assert_eq!(values[2]["n"], 600);
+    // jp: 180 right and 20 wrong on each diagonal; br: 60 and 40: together [[240, 60], [60, 240]].
+    let want = jackknife_mi_nats(&[&[240.0, 60.0], &[60.0, 240.0]]);
+    assert!(
+        (f(&values[2]["estimate"]) - want).abs() < 1e-9,
+        "{} vs {want}",
+        values[2]
+    );
+    let mut bad = regions(0.1, 1.0);
+    bad["max_segment_values"] = json!(0);
+    let (s, e) = app.upload("m", "v1", &bad).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(e.to_string().contains("max_segment_values"), "{e}");
+
+    // KPI correlation of the eu segment's values: they rise with the KPI (Spearman 1), and
+    // Pearson is computed here from the segment's history.
+    let (s, k) = app
+        .get(&format!(
+            "/v1/models/m/kpi-correlation?metric={}&kpi=conv",
+            enc("shannon_mi{region=eu}")
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{k}");
+    let item = &k["items"][0];
+    assert_eq!(item["metric"], "shannon_mi{region=eu}", "{k}");
+    assert_eq!(item["n"], 5);
+    assert!((f(&item["spearman"]["r"]) - 1.0).abs() < 1e-12, "{k}");
+    let (_, h) = app
+        .get(&format!(
+            "/v1/models/m/history?metric={}",
+            enc("shannon_mi{region=eu}")
+        ))
+        .await;
+    let x: Vec<f64> = h["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| f(&p["value"]))
+        .collect();
+    assert_eq!(x.len(), 5, "{h}");
+    let y = [1.0, 2.0, 3.0, 4.0, 5.0];
+    let (mx, my) = (x.iter().sum::<f64>() / 5.0, 3.0);
+    let sxy: f64 = (0..5).map(|i| (x[i] - mx) * (y[i] - my)).sum();
+    let sxx: f64 = x.iter().map(|v| (v - mx).powi(2)).sum();
+    let syy: f64 = y.iter().map(|v| (v - my).powi(2)).sum();
+    let pearson = sxy / (sxx * syy).sqrt();
+    assert!(
+        (f(&item["pearson"]["r"]) - pearson).abs() < 1e-9,
+        "{item} vs {pearson}"
+    );
+
+    // A baseline rule on a segment metric: v2's eu lost information against v1's eu, pooled
+    // over v1's five batches (the merged table [[1640, 360], [360, 1640]]); us did not (the same
+    // channel: only the jackknife's small-sample correction differs, 600 against 3000 samples).
+    upload_and_run(&app, "v2", &regions(0.3, 6.0)).await;
+    let rule = |metric: &str, allowed: f64| {
+        json!({"metric": metric, "op": "gte", "baseline": "v1",
+               "max_regression": {"absolute": allowed}})
+    };
+    let (s, _, g) = app
+        .post_json(
+            "/v1/models/m/versions/v2/gate",
+            &json!({"rules": [rule("shannon_mi{region=eu}", 0.05), rule("shannon_mi{region=us}", 0.2)]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{g}");
+    let (eu, us) = (&g["rules"][0], &g["rules"][1]);
+    assert_eq!(eu["verdict"], "fail", "{g}");
+    assert_eq!(eu["delta"]["method"], "pooled", "{g}");
+    let pooled_eu = jackknife_mi_nats(&[&[1640.0, 360.0], &[360.0, 1640.0]]) / LN_2;
+    assert!(
+        (f(&eu["baseline_value"]) - pooled_eu).abs() < 1e-9,
+        "{eu} vs {pooled_eu}"
+    );
+    let v2_eu = jackknife_mi_nats(&[&[280.0, 120.0], &[120.0, 280.0]]) / LN_2;
+    assert!((f(&eu["value"]) - v2_eu).abs() < 1e-9, "{eu} vs {v2_eu}");
+    assert!((f(&eu["delta"]["value"]) - (v2_eu - pooled_eu)).abs() < 1e-9);
+    assert_eq!(us["verdict"], "pass", "{g}");
+    assert!(f(&us["delta"]["value"]).abs() < 0.005, "{us}");
+
+    // A monitor on the segment metric fires with the segment's rule in its message.
+    let workers = app.workers(fast_workers(1));
+    let rx = crate::monitors::Receiver::start(&[]).await;
+    let (s, m) = app
+        .send(
+            "PUT",
+            "/v1/models/m/monitors/eu",
+            None,
+            Some(&json!({
+                "target": {"version": "v2"},
+                "rules": [{"metric": "shannon_mi{region=eu}", "op": "gte", "threshold": 0.5}],
+                "window": {"batches": 1},
+                "triggers": {"on_result": true},
+                "channels": [{"name": "ops", "type": "webhook", "url": rx.url}],
+                "notify_on": ["fail"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{m}");
+    let (s, _) = app
+        .send("POST", "/v1/models/m/monitors/eu/evaluate", None, None)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    rx.wait_for(1, 30).await;
+    let (_, _, msg) = rx.message(0);
+    let r = &msg["data"]["rules"][0];
+    assert_eq!(r["metric"], "shannon_mi{region=eu}", "{msg}");
+    assert_eq!(r["verdict"], "fail");
+    assert!((f(&r["value"]) - bsc_bits(0.3)).abs() < 0.02, "{r}");
+    workers.shutdown().await;
+
+    // /metrics: a policy's whole metric is exported, its segment metric is not.
+    let (s, p) = app
+        .send(
+            "PUT",
+            "/v1/models/m/gates/release",
+            None,
+            Some(&json!({"rules": [
+                {"metric": "shannon_mi", "op": "gte", "threshold": 0.1},
+                {"metric": "shannon_mi{region=eu}", "op": "gte", "threshold": 0.1}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    let text = app.metrics_text().await;
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("infoaudit_information_value{model=\"m\""))
+        .collect();
+    assert!(
+        ours.iter().any(|l| l.contains("metric=\"shannon_mi\"")),
+        "{text}"
+    );
+    assert!(
+        !text.lines().any(|l| l.contains("region=eu")),
+        "a segment metric was exported: {ours:?}"
+    );
 }
