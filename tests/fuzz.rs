@@ -168,8 +168,15 @@ proptest! {
         for format in [Format::Json, Format::Ndjson, Format::Csv] {
             let (_, peak) = peak_of(|| decode(format, Coding::Identity, &body, RowOptions::default()));
             prop_assert!(peak < (8 << 20) + 64 * body.len(), "{format:?}: {peak} bytes for {} in", body.len());
-            let _ = decode(format, Coding::Gzip, &body, RowOptions::default());
-            let _ = decode(format, Coding::Zstd, &body, RowOptions::default());
+            // Noise declared as compressed: refused (it is not a gzip or zstd stream unless it
+            // starts with the magic number), in bounded memory.
+            for (coding, magic) in [(Coding::Gzip, &[0x1f, 0x8b][..]), (Coding::Zstd, &[0x28, 0xb5, 0x2f, 0xfd][..])] {
+                let (r, peak) = peak_of(|| decode(format, coding, &body, RowOptions::default()));
+                prop_assert!(peak < (8 << 20) + 64 * body.len(), "{format:?} {coding:?}: {peak}");
+                if !body.starts_with(magic) {
+                    prop_assert!(r.is_err(), "{format:?}: noise accepted as {coding:?}");
+                }
+            }
         }
     }
 
@@ -197,7 +204,13 @@ proptest! {
                 let cut = truncate.index(packed.len().max(1));
                 let broken = mutate(packed[..cut].to_vec(), &edits);
                 let coding = if packed[0] == 0x1f { Coding::Gzip } else { Coding::Zstd };
-                let _ = decode(format, coding, &broken, RowOptions::default());
+                let (r, peak) = peak_of(|| decode(format, coding, &broken, RowOptions::default()));
+                prop_assert!(peak < (8 << 20) + 64 * packed.len(), "{format:?} {coding:?}: {peak}");
+                // A stream cut short (and not otherwise damaged) is refused, never read as a
+                // shorter batch.
+                if edits.is_empty() && cut < packed.len() {
+                    prop_assert!(r.is_err(), "{format:?}: a {coding:?} stream cut at {cut} of {} was accepted", packed.len());
+                }
             }
         }
     }
