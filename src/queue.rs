@@ -128,9 +128,35 @@ pub async fn enqueue(
 
 /// Claim the next due job, giving it a fresh lease.
 pub async fn claim(pool: &PgPool, owner: &str, cfg: &QueueConfig) -> sqlx::Result<Option<JobRow>> {
+    claim_where(pool, owner, cfg, Pick::Any).await
+}
+
+/// Which due jobs a claim may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    Any,
+    /// Jobs never taken back from a dead worker (`rescues = 0`).
+    Fresh,
+    /// Jobs that were running when a worker died (`rescues > 0`): each may be the one that
+    /// killed it, so a worker pool runs it alone.
+    Rescued,
+}
+
+/// Claim the oldest due job of the kind `pick` names.
+pub async fn claim_where(
+    pool: &PgPool,
+    owner: &str,
+    cfg: &QueueConfig,
+    pick: Pick,
+) -> sqlx::Result<Option<JobRow>> {
+    let filter = match pick {
+        Pick::Any => "",
+        Pick::Fresh => "AND rescues = 0",
+        Pick::Rescued => "AND rescues > 0",
+    };
     sqlx::query_as(&format!(
         "WITH c AS (
-             SELECT id FROM jobs WHERE state = 'queued' AND run_at <= now()
+             SELECT id FROM jobs WHERE state = 'queued' AND run_at <= now() {filter}
              ORDER BY run_at, id FOR UPDATE SKIP LOCKED LIMIT 1)
          UPDATE jobs j SET state = 'running', attempts = j.attempts + 1, lease_owner = $1,
              lease_token = $2, lease_expires_at = now() + make_interval(secs => $3),
@@ -147,6 +173,15 @@ pub async fn claim(pool: &PgPool, owner: &str, cfg: &QueueConfig) -> sqlx::Resul
     .bind(Uuid::new_v4())
     .bind(cfg.lease.as_secs_f64())
     .fetch_optional(pool)
+    .await
+}
+
+/// Whether a rescued job is due (see [`Pick::Rescued`]); a partial index keeps this cheap.
+pub async fn rescued_due(pool: &PgPool) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'queued' AND rescues > 0 AND run_at <= now())",
+    )
+    .fetch_one(pool)
     .await
 }
 

@@ -16,7 +16,7 @@ use crate::compute::compute;
 use crate::domain::batch::Batch;
 use crate::error::Problem;
 use crate::estimate::{self, Control, EstimateError, Output};
-use crate::queue::{self, Beat, JobRow, NewResult, QueueConfig};
+use crate::queue::{self, Beat, JobRow, NewResult, Pick, QueueConfig};
 use crate::store;
 
 /// Worker pool settings.
@@ -159,8 +159,10 @@ impl WorkerPool {
         let memory = Arc::new(tokio::sync::Semaphore::new(mib(cfg
             .memory_pool_bytes
             .max(cfg.limits.memory_bytes))));
+        let solo = Arc::new(tokio::sync::RwLock::new(()));
         for i in 0..cfg.concurrency.max(1) {
             let w = Worker {
+                solo: solo.clone(),
                 pool: pool.clone(),
                 cfg: cfg.clone(),
                 wake: wake.clone(),
@@ -310,6 +312,14 @@ struct Worker {
     stop: CancellationToken,
     owner: String,
     memory: Arc<tokio::sync::Semaphore>,
+    /// Held shared while a job runs, exclusively while a rescued job runs alone.
+    solo: Arc<tokio::sync::RwLock<()>>,
+}
+
+/// How a job holds the pool's [`Worker::solo`] lock while it runs.
+enum Turn {
+    Shared(#[allow(dead_code)] tokio::sync::OwnedRwLockReadGuard<()>),
+    Alone(#[allow(dead_code)] tokio::sync::OwnedRwLockWriteGuard<()>),
 }
 
 /// Why a running estimator was asked to stop.
@@ -327,14 +337,38 @@ impl Worker {
             }
             // Register interest before looking, so a wake-up between the two is not missed.
             let notified = self.wake.notified();
-            let claimed = queue::claim(&self.pool, &self.owner, &self.cfg.queue).await;
+            // A job that was running when a worker died may be what killed it: it runs alone in
+            // this pool (the other tasks finish their jobs and wait), so a second crash takes
+            // no innocent job with it. Other jobs share the pool.
+            let claimed = match queue::rescued_due(&self.pool).await {
+                Ok(true) => {
+                    let alone = tokio::select! {
+                        _ = self.stop.cancelled() => return,
+                        g = self.solo.clone().write_owned() => g,
+                    };
+                    queue::claim_where(&self.pool, &self.owner, &self.cfg.queue, Pick::Rescued)
+                        .await
+                        .map(|j| j.map(|j| (j, Turn::Alone(alone))))
+                }
+                Ok(false) => {
+                    let shared = tokio::select! {
+                        _ = self.stop.cancelled() => return,
+                        g = self.solo.clone().read_owned() => g,
+                    };
+                    queue::claim_where(&self.pool, &self.owner, &self.cfg.queue, Pick::Fresh)
+                        .await
+                        .map(|j| j.map(|j| (j, Turn::Shared(shared))))
+                }
+                Err(e) => Err(e),
+            };
             if claimed.is_ok() {
                 outage.ok();
             }
             match claimed {
-                Ok(Some(job)) => {
-                    let span = tracing::info_span!("job", job_id = %job.id, batch_id = %job.batch_id, estimator = %job.estimator, attempt = job.attempts, request_id = job.request_id.as_deref().unwrap_or(""));
+                Ok(Some((job, turn))) => {
+                    let span = tracing::info_span!("job", job_id = %job.id, batch_id = %job.batch_id, estimator = %job.estimator, attempt = job.attempts, request_id = job.request_id.as_deref().unwrap_or(""), alone = matches!(turn, Turn::Alone(_)));
                     self.run_job(job).instrument(span).await;
+                    drop(turn);
                 }
                 Ok(None) => {
                     tokio::select! {

@@ -282,3 +282,63 @@ async fn finishing_is_fenced_on_the_lease() {
     let (_, j) = app.get(&format!("/v1/jobs/{id}")).await;
     assert_eq!(j["state"], "succeeded");
 }
+
+/// A job taken back from a dead worker (rescues > 0) may be what killed it: it runs alone in
+/// its worker pool, so a second crash cannot take innocent jobs with it. Two rescued and two
+/// fresh jobs of about the same length on a pool of four: no job's run overlaps a rescued
+/// job's, while the fresh ones run side by side.
+#[tokio::test]
+async fn a_rescued_job_runs_alone_in_its_pool() {
+    let app = app().await;
+    let mut medium = |seed: u64| {
+        let mut b = classifier_batch(20_000, 20, 0.5, seed);
+        b["estimators"] =
+            json!([{"id": "semantic_mi", "params": {"bootstrap": 1000, "seed": seed}}]);
+        b
+    };
+    let mut ids = Vec::new();
+    for seed in 1..=4 {
+        ids.push(upload_one(&app, &medium(seed)).await);
+    }
+    let rescued: Vec<uuid::Uuid> = ids[..2].iter().map(|i| i.parse().unwrap()).collect();
+    sqlx::query("UPDATE jobs SET rescues = 1 WHERE id = ANY($1)")
+        .bind(&rescued)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let w = app.workers(fast_workers(4));
+    for id in &ids {
+        let j = app.wait_job(id, 120).await;
+        assert_eq!(j["state"], "succeeded", "{j}");
+    }
+    w.shutdown().await;
+    let runs: Vec<(
+        uuid::Uuid,
+        chrono::DateTime<chrono::Utc>,
+        chrono::DateTime<chrono::Utc>,
+    )> = sqlx::query_as("SELECT id, started_at, finished_at FROM jobs")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 4);
+    let overlap = |a: &(
+        uuid::Uuid,
+        chrono::DateTime<chrono::Utc>,
+        chrono::DateTime<chrono::Utc>,
+    ),
+                   b: &(
+        uuid::Uuid,
+        chrono::DateTime<chrono::Utc>,
+        chrono::DateTime<chrono::Utc>,
+    )| { a.1 < b.2 && b.1 < a.2 };
+    for r in runs.iter().filter(|r| rescued.contains(&r.0)) {
+        for o in runs.iter().filter(|o| o.0 != r.0) {
+            assert!(!overlap(r, o), "rescued {r:?} overlapped {o:?}");
+        }
+    }
+    let fresh: Vec<_> = runs.iter().filter(|r| !rescued.contains(&r.0)).collect();
+    assert!(
+        overlap(fresh[0], fresh[1]),
+        "the fresh jobs ran side by side: {fresh:?}"
+    );
+}
