@@ -290,7 +290,7 @@ async fn finishing_is_fenced_on_the_lease() {
 #[tokio::test]
 async fn a_rescued_job_runs_alone_in_its_pool() {
     let app = app().await;
-    let mut medium = |seed: u64| {
+    let medium = |seed: u64| {
         let mut b = classifier_batch(20_000, 20, 0.5, seed);
         b["estimators"] =
             json!([{"id": "semantic_mi", "params": {"bootstrap": 1000, "seed": seed}}]);
