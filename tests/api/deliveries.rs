@@ -292,10 +292,10 @@ async fn retries_follow_the_schedule_die_after_24_hours_and_redelivery_starts_ag
     for n in 1..at.len().min(6) {
         let gap = (at[n] - at[n - 1]).num_milliseconds() as f64;
         let delay = (50.0 * 2f64.powi(n as i32 - 1)).min(200.0);
-        // At least half the delay; at most 1.5 × it plus an idle deliverer's look (100 ms) and
-        // the attempt itself.
+        // At least half the delay; at most 1.5 × it plus an idle deliverer's look (100 ms), the
+        // attempt itself and a loaded machine's scheduling.
         assert!(
-            gap >= 0.5 * delay - 20.0 && gap <= 1.5 * delay + 600.0,
+            gap >= 0.5 * delay - 20.0 && gap <= 1.5 * delay + 1500.0,
             "attempt {} came {gap} ms after attempt {n} (delay {delay} ms × [0.5, 1.5)): {d}",
             n + 1
         );
@@ -364,10 +364,15 @@ async fn redirects_are_refused_and_answers_are_read_at_most_4_kib() {
     let d = wait_delivery(&app, "delivered", |d| d["state"] == "delivered").await;
     let last = d["attempt_log"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["status"], 200, "{d}");
+    eprintln!(
+        "an endless 200 answer was delivered in {} ms; a 1 MiB error answer is quoted in {} bytes",
+        last["latency_ms"],
+        error.len()
+    );
     // The test workers' attempt limit is 5 s: an attempt that read the endless body would end
-    // there, timed out.
+    // there, timed out (and not be delivered).
     assert!(
-        last["latency_ms"].as_f64().unwrap() < 2000.0,
+        last["latency_ms"].as_f64().unwrap() < 4000.0,
         "the endless answer was read for {} ms",
         last["latency_ms"]
     );
