@@ -217,42 +217,35 @@ pub async fn app_with(limits: Limits, require_auth: bool) -> TestApp {
         .connect_with(options.clone())
         .await
         .expect("test pool");
-    let wake = Arc::new(Notify::new());
-    let state = AppState {
-        pool: pool.clone(),
-        wake: wake.clone(),
-        draining: Default::default(),
-        limits,
-        require_auth,
-        caches: Default::default(),
-    };
-    TestApp {
-        router: infoaudit::app::router(state),
-        pool,
-        wake,
-    }
+    TestApp::on(pool, Arc::new(Notify::new()), limits, require_auth)
 }
 
 impl TestApp {
-    /// Another service process on the same database: its own router, caches and in-process
-    /// turns (what two replicas behind a load balancer share is only the database).
-    pub fn sibling(&self) -> TestApp {
+    /// A router of its own (fresh caches and in-process turns) on `pool`.
+    fn on(pool: PgPool, wake: Arc<Notify>, limits: Limits, require_auth: bool) -> TestApp {
         let state = AppState {
-            pool: self.pool.clone(),
-            wake: self.wake.clone(),
+            pool: pool.clone(),
+            wake: wake.clone(),
             draining: Default::default(),
-            limits: Limits {
-                webhook_allow_private: true,
-                ..Limits::default()
-            },
-            require_auth: false,
+            limits,
+            require_auth,
             caches: Default::default(),
         };
         TestApp {
             router: infoaudit::app::router(state),
-            pool: self.pool.clone(),
-            wake: self.wake.clone(),
+            pool,
+            wake,
         }
+    }
+
+    /// Another service process on the same database: its own router, caches and in-process
+    /// turns (what two replicas behind a load balancer share is only the database).
+    pub fn sibling(&self) -> TestApp {
+        let limits = Limits {
+            webhook_allow_private: true,
+            ..Limits::default()
+        };
+        TestApp::on(self.pool.clone(), self.wake.clone(), limits, false)
     }
 }
 
