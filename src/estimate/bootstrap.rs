@@ -134,20 +134,36 @@ pub fn block_bootstrap(
     for r in 0..replicates {
         ctl.tick(r as f64 / replicates as f64)?;
         rng.multinomial_into(m as u64, &uniform, &mut mult);
-        acc.iter_mut().for_each(|v| *v = 0.0);
-        for (b, &c) in mult.iter().enumerate() {
-            if c == 0 {
-                continue;
-            }
-            let c = c as f64;
-            for (a, &s) in acc.iter_mut().zip(&stats[b * width..(b + 1) * width]) {
-                *a += c * s;
-            }
-        }
+        weighted_block_sum(stats, width, &mult, &mut acc);
         out.push(statistic(&acc));
     }
     ctl.tick(1.0)?;
     Ok(out)
+}
+
+/// `acc = Σ_b mult[b] · stats[b]` over the blocks drawn at least once (one replicate's sums).
+#[inline(always)]
+fn weighted_block_sum_body(stats: &[f64], width: usize, mult: &[u64], acc: &mut [f64]) {
+    acc.iter_mut().for_each(|v| *v = 0.0);
+    for (b, &c) in mult.iter().enumerate() {
+        if c == 0 {
+            continue;
+        }
+        let c = c as f64;
+        for (a, &s) in acc.iter_mut().zip(&stats[b * width..(b + 1) * width]) {
+            *a += c * s;
+        }
+    }
+}
+
+super::simd::dispatched! {
+    /// [`weighted_block_sum_body`] on the widest vector unit the CPU has (the same bits).
+    fn weighted_block_sum / weighted_block_sum_body(
+        stats: &[f64],
+        width: usize,
+        mult: &[u64],
+        acc: &mut [f64],
+    ) -> ()
 }
 
 #[cfg(test)]

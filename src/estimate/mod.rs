@@ -23,6 +23,7 @@ pub mod rng;
 pub mod segmented;
 pub mod semantic;
 pub mod shannon;
+pub mod simd;
 pub mod special;
 // continuous and neural MI (issue 4)
 pub mod knn;

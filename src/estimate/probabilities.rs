@@ -71,20 +71,21 @@ pub(crate) fn accumulate_row(
     colmax: &mut [f64],
 ) -> bool {
     let mut ok = true;
-    // Plain comparisons for the maximum: NaN is already caught by `ok`.
+    // `max` ignores a NaN, which `ok` catches anyway; written as a plain maximum so that it
+    // compiles to a vector max and an unconditional store.
     match ws {
         None => {
             for ((a, m), &v) in q_sum.iter_mut().zip(colmax.iter_mut()).zip(row) {
                 ok &= v >= 0.0;
                 *a += v;
-                *m = if v > *m { v } else { *m };
+                *m = m.max(v);
             }
         }
         Some(ws) => {
             for ((a, m), &v) in q_sum.iter_mut().zip(colmax.iter_mut()).zip(row) {
                 ok &= v >= 0.0;
                 *a += ws * v;
-                *m = if v > *m { v } else { *m };
+                *m = m.max(v);
             }
         }
     }

@@ -720,3 +720,52 @@ fn efficiency_is_exact_for_discrete_outputs() {
     let e = over.details["efficiency"].as_f64().unwrap();
     assert!(e < 1.0 && e > 0.0, "{e}");
 }
+
+/// The single pass and the bootstrap's block sums run on AVX2 where the CPU has it and on the
+/// baseline instructions otherwise (`estimate::simd`): both paths give the same bits, for
+/// unweighted and weighted batches, with and without the interval, and with a floor. (On a CPU
+/// without AVX2 both runs take the baseline path and this compares a run with itself.)
+#[test]
+fn vector_and_baseline_paths_give_the_same_bits() {
+    let (ys, ps, mut q) = random_class_data(41, 5_000, 13);
+    // A few zero truth values for the true class, so that the floor is exercised.
+    for s in (0..5_000).step_by(97) {
+        let y = ys[s] as usize;
+        q[[s, y]] = 0.0;
+    }
+    let weights: Vec<f64> = (0..5_000).map(|i| 0.5 + (i % 7) as f64 * 0.25).collect();
+    for (w, bootstrap) in [(None, 0), (None, 200), (Some(&weights[..]), 200)] {
+        let input = ClassInput {
+            labels: &ys,
+            predictions: &ps,
+            k: 13,
+            probabilities: Some(q.view()),
+            weights: w,
+            truth_matrix: None,
+        };
+        let params = Params {
+            mode: "probabilities".into(),
+            bootstrap,
+            ..Params::default()
+        };
+        let wide = semantic_mi(&input, &params, &Control::none()).unwrap();
+        let base = crate::estimate::simd::on_baseline(|| {
+            semantic_mi(&input, &params, &Control::none()).unwrap()
+        });
+        assert_eq!(wide.value.to_bits(), base.value.to_bits());
+        assert_eq!(
+            wide.interval
+                .as_ref()
+                .map(|i| (i.low.to_bits(), i.high.to_bits())),
+            base.interval
+                .as_ref()
+                .map(|i| (i.low.to_bits(), i.high.to_bits()))
+        );
+        assert_eq!(wide.details, base.details);
+        assert_eq!(wide.sufficient, base.sufficient);
+        assert!(wide.details["floored_samples"].as_u64().unwrap() > 0);
+        if bootstrap > 0 {
+            assert!(wide.interval.is_some());
+        }
+    }
+}

@@ -506,75 +506,47 @@ fn probabilities_mode(
     // only kept for the bootstrap.
     let width = 2 * k + 2;
     let stated_floor = params.floor.stated();
-    let mut stats = if track_blocks {
+    let stats = if track_blocks {
         vec![0.0; m * width]
     } else {
         Vec::new()
     };
-    let mut class_w = vec![0.0; k];
-    let mut q_sum = vec![0.0; k];
-    let mut logq_sum = vec![0.0; k];
-    let mut colmax = vec![0.0f64; k];
-    let mut logq = Vec::with_capacity(n);
-    let mut falsified = 0usize;
-    // Weight per class of the samples whose true class has truth value 0 (or below a stated
-    // floor), and how many: the floor is added to their log terms after the pass.
-    let mut zero_w = vec![0.0; k];
-    let mut floored = 0usize;
-    let mut floored_logq = 0.0;
-    let mut scratch = Vec::new();
-    // One pass over the matrix: validation, column sums (overall and per block), column maxima.
-    for s in 0..n {
-        if s % 65_536 == 0 && s > 0 {
-            ctl.tick(0.0)?;
-        }
-        let ws = w.as_ref().map(|w| w[s]);
-        let y = input.labels[s] as usize;
-        let row = row_slice(&q, s, &mut scratch);
-        if !accumulate_row(row, ws, &mut q_sum, &mut colmax) {
-            return Err(first_invalid_probability(&q, n, k));
-        }
-        let ws = ws.unwrap_or(1.0);
-        let b = if track_blocks {
-            let b = block[s] as usize * width;
-            for (a, &v) in stats[b + k..b + 2 * k].iter_mut().zip(row) {
-                *a += ws * v;
-            }
-            Some(b)
-        } else {
-            None
-        };
-        let qy = row[y];
-        let below = match stated_floor {
-            Some(f) => qy < f,
-            None => qy <= 0.0,
-        };
-        let lq = qy.ln();
-        logq.push(lq);
-        if ws > 0.0 {
-            class_w[y] += ws;
-            if let Some(b) = b {
-                stats[b + y] += ws;
-            }
-            if !below {
-                logq_sum[y] += ws * lq;
-                if let Some(b) = b {
-                    stats[b + 2 * k] += ws * lq;
-                }
-            } else {
-                zero_w[y] += ws;
-                floored += 1;
-                if qy <= 0.0 {
-                    falsified += 1;
-                } else {
-                    floored_logq += ws * lq;
-                }
-                if let Some(b) = b {
-                    stats[b + 2 * k + 1] += ws;
-                }
-            }
-        }
+    let mut sc = Scan {
+        stats,
+        class_w: vec![0.0; k],
+        q_sum: vec![0.0; k],
+        logq_sum: vec![0.0; k],
+        colmax: vec![0.0f64; k],
+        logq: vec![0.0; n],
+        falsified: 0,
+        zero_w: vec![0.0; k],
+        floored: 0,
+        floored_logq: 0.0,
+    };
+    if !scan(
+        &q,
+        input.labels,
+        w.as_deref(),
+        &block,
+        width,
+        stated_floor,
+        ctl,
+        &mut sc,
+    )? {
+        return Err(first_invalid_probability(&q, n, k));
     }
+    let Scan {
+        mut stats,
+        class_w,
+        q_sum,
+        mut logq_sum,
+        colmax,
+        mut logq,
+        falsified,
+        zero_w,
+        floored,
+        floored_logq,
+    } = sc;
     if colmax.iter().any(|&m| m > 1.0) {
         return Err(first_invalid_probability(&q, n, k));
     }
@@ -773,6 +745,126 @@ fn probabilities_mode(
         sufficient: Some(sufficient),
         diagnostics,
     })
+}
+
+/// What the one pass over the probability matrix gathers in probabilities mode.
+struct Scan {
+    /// Per-block statistics for the bootstrap, `width` values per block (empty without it):
+    /// [W_j (k) | Q_j (k) | Σ w ln q(y|x) | weight of floored truth values].
+    stats: Vec<f64>,
+    /// Weight of each true class.
+    class_w: Vec<f64>,
+    /// Column sums of q (weighted).
+    q_sum: Vec<f64>,
+    /// Σ w ln q(y|x) per true class, over the samples above the floor.
+    logq_sum: Vec<f64>,
+    /// Column maxima of q.
+    colmax: Vec<f64>,
+    /// ln q(y|x) per sample.
+    logq: Vec<f64>,
+    /// Samples with q(y|x) = 0.
+    falsified: usize,
+    /// Weight per true class of the samples below the floor.
+    zero_w: Vec<f64>,
+    /// Samples below the floor.
+    floored: usize,
+    /// Σ w ln q(y|x) of the floored samples with q(y|x) > 0.
+    floored_logq: f64,
+}
+
+/// The single pass of probabilities mode: validation, column sums (overall and per block),
+/// column maxima, the per-class log terms. False when a value is negative or NaN (values above 1
+/// show in the column maxima). Compiled for the baseline CPU and for AVX2 (see
+/// [`crate::estimate::simd`]); both give the same bits.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn scan_body(
+    q: &ArrayView2<'_, f64>,
+    labels: &[u32],
+    w: Option<&[f64]>,
+    block: &[u32],
+    width: usize,
+    stated_floor: Option<f64>,
+    ctl: &Control<'_>,
+    sc: &mut Scan,
+) -> Result<bool, EstimateError> {
+    let n = labels.len();
+    let k = sc.class_w.len();
+    let track_blocks = !sc.stats.is_empty();
+    let mut scratch = Vec::new();
+    // A standard-layout matrix is read as one slice, row after row (no view per row).
+    let whole = q.as_slice().filter(|_| k > 0);
+    for pos in 0..n {
+        if pos % 65_536 == 0 && pos > 0 {
+            ctl.tick(0.0)?;
+        }
+        let s = pos;
+        let ws = w.map(|w| w[s]);
+        let y = labels[s] as usize;
+        let row = match whole {
+            Some(all) => &all[s * k..(s + 1) * k],
+            None => row_slice(q, s, &mut scratch),
+        };
+        if !accumulate_row(row, ws, &mut sc.q_sum, &mut sc.colmax) {
+            return Ok(false);
+        }
+        let ws = ws.unwrap_or(1.0);
+        let b = if track_blocks {
+            let b = block[s] as usize * width;
+            for (a, &v) in sc.stats[b + k..b + 2 * k].iter_mut().zip(row) {
+                *a += ws * v;
+            }
+            Some(b)
+        } else {
+            None
+        };
+        let qy = row[y];
+        let below = match stated_floor {
+            Some(f) => qy < f,
+            None => qy <= 0.0,
+        };
+        let lq = qy.ln();
+        sc.logq[s] = lq;
+        if ws > 0.0 {
+            sc.class_w[y] += ws;
+            if let Some(b) = b {
+                sc.stats[b + y] += ws;
+            }
+            if !below {
+                sc.logq_sum[y] += ws * lq;
+                if let Some(b) = b {
+                    sc.stats[b + 2 * k] += ws * lq;
+                }
+            } else {
+                sc.zero_w[y] += ws;
+                sc.floored += 1;
+                if qy <= 0.0 {
+                    sc.falsified += 1;
+                } else {
+                    sc.floored_logq += ws * lq;
+                }
+                if let Some(b) = b {
+                    sc.stats[b + 2 * k + 1] += ws;
+                }
+            }
+        }
+    }
+    Ok(true)
+}
+
+crate::estimate::simd::dispatched! {
+    /// [`scan_body`] on the widest vector unit the CPU has.
+    #[allow(clippy::too_many_arguments)]
+    fn scan / scan_body(
+        q: &ArrayView2<'_, f64>,
+        labels: &[u32],
+        w: Option<&[f64]>,
+        block: &[u32],
+        width: usize,
+        stated_floor: Option<f64>,
+        ctl: &Control<'_>,
+        sc: &mut Scan,
+    ) -> Result<bool, EstimateError>
 }
 
 /// The semantic checks: −∞ values (a used label that is never true for its sample) and labels

@@ -36,10 +36,17 @@ pub(super) fn score_channel_mi(
     use std::collections::HashMap;
     let n = labels.len();
     let limit = (n / 20).max(20);
+    // Past `limit` distinct vectors the plug-in form is out; when the k-NN form is out too
+    // (weights, too many classes, a segment too small), so is the exact count of distinct
+    // vectors, and the pass stops there: at most ~limit + 1 rows hashed instead of N.
+    let knn_possible = w.is_none() && k >= 2 && k - 1 <= SCORE_KNN_MAX_DIM && max_rows >= 100;
     let mut ids: HashMap<u64, u32> = HashMap::new();
     let mut row_id = Vec::with_capacity(n);
     let mut scratch = Vec::new();
     for r in 0..n {
+        if !knn_possible && ids.len() > limit {
+            break;
+        }
         let row = row_slice(q, r, &mut scratch);
         let mut h = 0xcbf2_9ce4_8422_2325u64;
         for v in row {
@@ -75,11 +82,11 @@ pub(super) fn score_channel_mi(
             SCORE_KNN_MAX_DIM + 1
         ));
     }
-    if ids.len() * 100 < n * 99 {
-        return none("more than 1 % of the probability vectors repeat exactly, which inflates k-NN estimates; R = I(Y; q(X)) is not estimated".into());
-    }
     if max_rows < 100 {
         return none(format!("R = I(Y; q(X)) is not estimated by k-NN on a segment this small ({max_rows} rows of the batch's budget of {SCORE_KNN_MAX_ROWS} for its segments)"));
+    }
+    if ids.len() * 100 < n * 99 {
+        return none("more than 1 % of the probability vectors repeat exactly, which inflates k-NN estimates; R = I(Y; q(X)) is not estimated".into());
     }
     let mut rows: Vec<usize> = (0..n).collect();
     if n > max_rows {
