@@ -430,6 +430,11 @@ pub async fn delete_batch(
         .bind(id)
         .execute(&mut *tx)
         .await?;
+    // The batch's sample ids go with it (they carry no foreign key: see migration 0045).
+    sqlx::query("DELETE FROM sample_ids WHERE batch_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     let n = sqlx::query("DELETE FROM batches WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)

@@ -83,6 +83,7 @@ pub async fn post_labels(
         None
     };
     let reader = source.into_reader();
+    let started = std::time::Instant::now();
     let req: LabelsRequest = tokio::task::spawn_blocking(move || -> Result<LabelsRequest> {
         let _slot = slot;
         let (decoded, failure) = ingest::inflate(reader, coding, limit, None)?;
@@ -109,8 +110,10 @@ pub async fn post_labels(
         .await?
         .ok_or_else(|| Error::NotFound(format!("model {model} not found")))?;
     let _turn = state.caches.labels_turn(model_id).await?;
+    let read_ms = started.elapsed().as_millis() as u64;
     let mut tx = labels_transaction(&state, model_id).await?;
     let outcome = store_labels::apply_labels(&mut tx, model_id, &req).await?;
+    let apply_ms = started.elapsed().as_millis() as u64 - read_ms;
     tx.commit().await?;
     if outcome.batches.iter().any(|b| b.released) {
         state.wake.notify_waiters();
@@ -120,6 +123,9 @@ pub async fn post_labels(
         received = outcome.received,
         stored = outcome.stored,
         unknown = outcome.unknown,
+        read_ms,
+        apply_ms,
+        total_ms = started.elapsed().as_millis() as u64,
         "labels accepted"
     );
     Ok((StatusCode::ACCEPTED, Json(outcome)).into_response())

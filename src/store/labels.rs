@@ -14,8 +14,6 @@ use crate::domain::estimators::JobSpec;
 use crate::domain::labels::{LabelSpace, LabelsRequest};
 use crate::error::{Error, FieldError};
 
-/// Rows written or read per statement.
-const CHUNK: usize = 50_000;
 /// Most ids named in a conflict or an unknown-ids list.
 const NAMED: usize = 100;
 
@@ -28,40 +26,20 @@ pub async fn insert_ids(
     ids: &[String],
     batch: &Batch,
 ) -> Result<(), Error> {
-    // Plain inserts (no per-row speculative insertion) behind a savepoint: an id another batch
-    // already uses fails the statement, and only then are the taken ids looked up to be named.
+    // One COPY (no per-row speculative insertion, no arrays to build) behind a savepoint: an id
+    // another batch already uses fails the statement, and only then are the taken ids looked up
+    // to be named. The rows are sent in pieces of about 1 MiB, so memory does not grow with N.
     sqlx::query("SAVEPOINT sample_ids")
         .execute(&mut **tx)
         .await?;
-    let mut offset = 0usize;
-    let mut clash = false;
-    for chunk in ids.chunks(CHUNK) {
-        let idx: Vec<i32> = (offset..offset + chunk.len()).map(|i| i as i32).collect();
-        let labels: Vec<Option<String>> = (offset..offset + chunk.len())
-            .map(|i| batch.label_text(i))
-            .collect();
-        let written = sqlx::query(
-            "INSERT INTO sample_ids (model_id, sample_id, batch_id, idx, label, labelled_at)
-             SELECT $1, u.sample_id, $2, u.idx, u.label,
-                    CASE WHEN u.label IS NULL THEN NULL ELSE now() END
-             FROM unnest($3::text[], $4::int[], $5::text[]) AS u(sample_id, idx, label)",
-        )
-        .bind(model_id)
-        .bind(batch_id)
-        .bind(chunk)
-        .bind(&idx)
-        .bind(&labels)
-        .execute(&mut **tx)
-        .await;
-        match written {
-            Ok(_) => offset += chunk.len(),
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
-                clash = true;
-                break;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let now: String = sqlx::query_scalar("SELECT now()::text")
+        .fetch_one(&mut **tx)
+        .await?;
+    let clash = match copy_ids(tx, model_id, batch_id, ids, batch, &now).await {
+        Ok(()) => false,
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => true,
+        Err(e) => return Err(e.into()),
+    };
     if !clash {
         return Ok(());
     }
@@ -91,6 +69,86 @@ pub async fn insert_ids(
         "sample ids must be unique within the model; nothing was stored".into(),
         errors,
     ))
+}
+
+/// The COPY of [`insert_ids`]: one text-format row per id (model, id, batch, index, label and
+/// when it was given, or `\N`).
+async fn copy_ids(
+    tx: &mut Transaction<'_, Postgres>,
+    model_id: Uuid,
+    batch_id: Uuid,
+    ids: &[String],
+    batch: &Batch,
+    now: &str,
+) -> sqlx::Result<()> {
+    use std::fmt::Write as _;
+    copy_in(
+        tx,
+        "COPY sample_ids (model_id, sample_id, batch_id, idx, label, labelled_at) FROM STDIN",
+        ids.len(),
+        |i, buf| {
+            let _ = write!(buf, "{model_id}\t");
+            copy_text(buf, &ids[i]);
+            let _ = write!(buf, "\t{batch_id}\t{i}\t");
+            match batch.label_text(i) {
+                Some(l) => {
+                    copy_text(buf, &l);
+                    buf.push('\t');
+                    buf.push_str(now);
+                }
+                None => buf.push_str("\\N\t\\N"),
+            }
+        },
+    )
+    .await
+}
+
+/// Runs `statement` (a `COPY … FROM STDIN` in text format) with `rows` rows, row `i` written by
+/// `row(i, buf)` without its newline. The rows are sent in pieces of about [`COPY_PIECE`] bytes,
+/// so memory does not grow with the number of rows. When the server refuses the rows before
+/// the last piece (a unique key already taken), the COPY is ended so that the connection stays
+/// usable, and the server's error is returned.
+async fn copy_in(
+    tx: &mut Transaction<'_, Postgres>,
+    statement: &str,
+    rows: usize,
+    mut row: impl FnMut(usize, &mut String),
+) -> sqlx::Result<()> {
+    let mut copy = tx.copy_in_raw(statement).await?;
+    let mut buf = String::with_capacity(COPY_PIECE + 4096);
+    for i in 0..rows {
+        row(i, &mut buf);
+        buf.push('\n');
+        if buf.len() >= COPY_PIECE || i + 1 == rows {
+            if let Err(e) = copy.send(buf.as_bytes()).await {
+                return match copy.abort("the rows were refused").await {
+                    Err(db @ sqlx::Error::Database(_)) => Err(db),
+                    _ => Err(e),
+                };
+            }
+            buf.clear();
+        }
+    }
+    copy.finish().await?;
+    Ok(())
+}
+
+/// Bytes sent per piece of a COPY.
+const COPY_PIECE: usize = 1 << 20;
+
+/// `v` as a field of COPY's text format: backslash, tab, newline and carriage return escaped
+/// (nothing else is special there; sample ids have no control characters, which the upload
+/// checks, so in practice only a backslash is).
+fn copy_text(buf: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => buf.push_str("\\\\"),
+            '\t' => buf.push_str("\\t"),
+            '\n' => buf.push_str("\\n"),
+            '\r' => buf.push_str("\\r"),
+            c => buf.push(c),
+        }
+    }
 }
 
 /// Fill a labels-later batch's labels from the id table: once the batch is released, the labels
@@ -171,7 +229,7 @@ pub struct BatchCoverage {
 
 #[derive(sqlx::FromRow)]
 struct Found {
-    ord: i64,
+    ord: i32,
     batch_id: Uuid,
     label: Option<String>,
 }
@@ -224,22 +282,53 @@ pub async fn apply_labels(
     model_id: Uuid,
     req: &LabelsRequest,
 ) -> Result<LabelsOutcome, Error> {
+    use futures_util::TryStreamExt;
+    // The request's ids go to a staging table by COPY, and one join finds their batches and
+    // stored labels (a hash or merge join chosen on the staged table's statistics, instead of
+    // one index probe per id from arrays). The staging tables live as long as the connection
+    // and are emptied at every commit (quietly: no notice that they exist already).
+    sqlx::query("SET LOCAL client_min_messages = warning")
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "CREATE TEMP TABLE IF NOT EXISTS labels_asked (ord integer, sample_id text)
+             ON COMMIT DELETE ROWS",
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "CREATE TEMP TABLE IF NOT EXISTS labels_given (sample_id text, label text)
+             ON COMMIT DELETE ROWS",
+    )
+    .execute(&mut **tx)
+    .await?;
+    copy_in(
+        tx,
+        "COPY labels_asked (ord, sample_id) FROM STDIN",
+        req.ids.len(),
+        |i, buf| {
+            use std::fmt::Write as _;
+            let _ = write!(buf, "{i}\t");
+            copy_text(buf, &req.ids[i]);
+        },
+    )
+    .await?;
+    sqlx::query("ANALYZE labels_asked")
+        .execute(&mut **tx)
+        .await?;
     let mut found: Vec<Option<(Uuid, Option<String>)>> = vec![None; req.ids.len()];
-    let mut offset = 0usize;
-    for chunk in req.ids.chunks(CHUNK) {
-        let rows: Vec<Found> = sqlx::query_as(
-            "SELECT u.ord, s.batch_id, s.label
-             FROM unnest($2::text[]) WITH ORDINALITY AS u(sample_id, ord)
-             JOIN sample_ids s ON s.model_id = $1 AND s.sample_id = u.sample_id",
+    {
+        let mut rows = sqlx::query_as::<_, Found>(
+            "SELECT a.ord, s.batch_id, s.label FROM labels_asked a
+             JOIN sample_ids s ON s.model_id = $1 AND s.sample_id = a.sample_id",
         )
         .bind(model_id)
-        .bind(chunk)
-        .fetch_all(&mut **tx)
-        .await?;
-        for r in rows {
-            found[offset + r.ord as usize - 1] = Some((r.batch_id, r.label));
+        .fetch(&mut **tx);
+        while let Some(r) = rows.try_next().await? {
+            if let Some(slot) = found.get_mut(r.ord as usize) {
+                *slot = Some((r.batch_id, r.label));
+            }
         }
-        offset += chunk.len();
     }
     let mut batch_ids: Vec<Uuid> = found.iter().flatten().map(|(b, _)| *b).collect();
     batch_ids.sort_unstable();
@@ -266,7 +355,8 @@ pub async fn apply_labels(
     let mut conflicts = Vec::new();
     let mut unknown_ids = Vec::new();
     let (mut unknown, mut unchanged) = (0u64, 0u64);
-    let mut writes: (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    // The samples to label (index into the request) and their labels in canonical form.
+    let mut writes: (Vec<usize>, Vec<String>) = (Vec::new(), Vec::new());
     let mut new_per_batch: HashMap<Uuid, i64> = HashMap::new();
     for (i, f) in found.iter().enumerate() {
         let Some((batch_id, stored)) = f else {
@@ -302,7 +392,7 @@ pub async fn apply_labels(
                 }
             }
             None => {
-                writes.0.push(req.ids[i].clone());
+                writes.0.push(i);
                 writes.1.push(label);
                 *new_per_batch.entry(*batch_id).or_default() += 1;
             }
@@ -321,19 +411,31 @@ pub async fn apply_labels(
             conflicts,
         ));
     }
-    for (ids, labels) in writes.0.chunks(CHUNK).zip(writes.1.chunks(CHUNK)) {
-        sqlx::query(
-            "UPDATE sample_ids s SET label = u.label, labelled_at = now(),
-                 label_seq = nextval('label_seq')
-             FROM unnest($2::text[], $3::text[]) AS u(sample_id, label)
-             WHERE s.model_id = $1 AND s.sample_id = u.sample_id",
-        )
-        .bind(model_id)
-        .bind(ids)
-        .bind(labels)
+    // The new labels by COPY, then one set-based update (each label gets its number from the
+    // sequence, as before).
+    copy_in(
+        tx,
+        "COPY labels_given (sample_id, label) FROM STDIN",
+        writes.0.len(),
+        |w, buf| {
+            copy_text(buf, &req.ids[writes.0[w]]);
+            buf.push('\t');
+            copy_text(buf, &writes.1[w]);
+        },
+    )
+    .await?;
+    sqlx::query("ANALYZE labels_given")
         .execute(&mut **tx)
         .await?;
-    }
+    sqlx::query(
+        "UPDATE sample_ids s SET label = g.label, labelled_at = now(),
+             label_seq = nextval('label_seq')
+         FROM labels_given g
+         WHERE s.model_id = $1 AND s.sample_id = g.sample_id",
+    )
+    .bind(model_id)
+    .execute(&mut **tx)
+    .await?;
     let mut batches = Vec::with_capacity(batch_ids.len());
     for id in batch_ids {
         let added = new_per_batch.get(&id).copied().unwrap_or(0);
