@@ -294,6 +294,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (ys1, ps1) = noisy_labels(n1, k1, 0.6, 1);
     let (ys2, ps2) = noisy_labels(n2, k2, 0.6, 2);
     let (ys3, q3) = noisy_probabilities(n3, k3, 3);
+    // Held the way the service holds a decoded batch's matrix (`reserve_f64`: huge pages where
+    // the kernel allows them, as numpy does for its large arrays).
+    let q3 = {
+        let mut v = infoaudit::estimate::simd::reserve_f64(q3.len())?;
+        v.extend_from_slice(&q3);
+        v
+    };
     let mut files = serde_json::Map::new();
     files.insert(
         "disc_labels.u32".into(),

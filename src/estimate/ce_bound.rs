@@ -230,10 +230,20 @@ fn ce_pass_body(
     let mut lsum = 0.0;
     let mut clipped = 0usize;
     let mut scratch = Vec::new();
+    let whole = q.as_slice().filter(|_| k > 0);
     for (s, &y) in labels.iter().enumerate() {
         let ws = w.map_or(1.0, |w| w[s]);
         let y = y as usize;
-        let row = super::probabilities::row_slice(q, s, &mut scratch);
+        let row = match whole {
+            Some(all) => {
+                // A row a few ahead is requested while this one is summed (`simd::prefetch`).
+                if let Some(ahead) = all.get((s + 4) * k..(s + 5) * k) {
+                    super::simd::prefetch(ahead);
+                }
+                &all[s * k..(s + 1) * k]
+            }
+            None => super::probabilities::row_slice(q, s, &mut scratch),
+        };
         let qy = row[y];
         if qy < clip {
             clipped += 1;

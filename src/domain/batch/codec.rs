@@ -505,9 +505,7 @@ impl Decoder {
                 v.try_reserve_exact(count).map_err(refused)?;
                 Values::U32(v)
             } else {
-                let mut v = Vec::new();
-                v.try_reserve_exact(count).map_err(refused)?;
-                Values::F64(v)
+                Values::F64(crate::estimate::simd::reserve_f64(count).map_err(refused)?)
             };
             if count > 0 {
                 break;

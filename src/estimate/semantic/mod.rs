@@ -776,6 +776,9 @@ struct Scan {
 /// column maxima, the per-class log terms. False when a value is negative or NaN (values above 1
 /// show in the column maxima). Compiled for the baseline CPU and for AVX2 (see
 /// [`crate::estimate::simd`]); both give the same bits.
+/// Rows ahead of the one being read whose cache lines are requested (see `simd::prefetch`).
+const AHEAD: usize = 4;
+
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn scan_body(
@@ -802,7 +805,12 @@ fn scan_body(
         let ws = w.map(|w| w[s]);
         let y = labels[s] as usize;
         let row = match whole {
-            Some(all) => &all[s * k..(s + 1) * k],
+            Some(all) => {
+                if let Some(ahead) = all.get((s + AHEAD) * k..(s + AHEAD + 1) * k) {
+                    crate::estimate::simd::prefetch(ahead);
+                }
+                &all[s * k..(s + 1) * k]
+            }
             None => row_slice(q, s, &mut scratch),
         };
         if !accumulate_row(row, ws, &mut sc.q_sum, &mut sc.colmax) {
