@@ -461,7 +461,7 @@ pub fn ksg(
     // drift (the benchmark's Student-t tasks read half their truth); the check runs on at most
     // COPULA_ROWS rows, both estimates on the same rows.
     let sd = idetails["sd"].as_f64();
-    let copula = copula_check(&xs, dx, &ys, dy, &p.metric, &ks, p.seed);
+    let copula = copula_check(&xs, dx, &ys, dy, &p.metric, &ks, p.seed, value);
     ctl.tick(1.0)?;
     if let Some((raw, ranked, rows)) = copula {
         details["copula_value"] = num(ranked);
@@ -579,7 +579,10 @@ pub(crate) fn normal_scores(a: &[f64], d: usize) -> Vec<f64> {
 }
 
 /// The KSG estimate on the raw values and on the normal scores, on the same rows (all of them up
-/// to [`COPULA_ROWS`], else a seeded subsample): `(raw, ranked, rows)`.
+/// to [`COPULA_ROWS`], else a seeded subsample): `(raw, ranked, rows)`. On all the rows the raw
+/// estimate is `whole` (the estimator's own value, the same computation on the same rows), so
+/// only the ranked one is computed.
+#[allow(clippy::too_many_arguments)]
 fn copula_check(
     xs: &[f64],
     dx: usize,
@@ -588,27 +591,29 @@ fn copula_check(
     metric: &str,
     ks: &[usize],
     seed: u64,
+    whole: f64,
 ) -> Option<(f64, f64, usize)> {
     let n = xs.len() / dx.max(1);
     let kmax = ks.iter().copied().max().unwrap_or(3);
     if n < 4 * (kmax + 1) {
         return None;
     }
-    let (sx, sy) = if n > COPULA_ROWS {
-        let mut g = SplitMix64::new(seed ^ 0xC0_9A1A);
-        let mut idx: Vec<usize> = (0..n).collect();
-        for i in 0..COPULA_ROWS {
-            let j = i + g.below(n - i);
-            idx.swap(i, j);
-        }
-        idx.truncate(COPULA_ROWS);
-        idx.sort_unstable();
-        (take_rows(xs, dx, &idx), take_rows(ys, dy, &idx))
-    } else {
-        (xs.to_vec(), ys.to_vec())
-    };
-    let rows = sx.len() / dx.max(1);
     let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    if n <= COPULA_ROWS {
+        let (rx, ry) = (normal_scores(xs, dx), normal_scores(ys, dy));
+        let ranked = mean(ksg_core(&rx, dx, &ry, dy, metric, ks));
+        return Some((whole, ranked, n));
+    }
+    let mut g = SplitMix64::new(seed ^ 0xC0_9A1A);
+    let mut idx: Vec<usize> = (0..n).collect();
+    for i in 0..COPULA_ROWS {
+        let j = i + g.below(n - i);
+        idx.swap(i, j);
+    }
+    idx.truncate(COPULA_ROWS);
+    idx.sort_unstable();
+    let (sx, sy) = (take_rows(xs, dx, &idx), take_rows(ys, dy, &idx));
+    let rows = sx.len() / dx.max(1);
     let raw = mean(ksg_core(&sx, dx, &sy, dy, metric, ks));
     let (rx, ry) = (normal_scores(&sx, dx), normal_scores(&sy, dy));
     let ranked = mean(ksg_core(&rx, dx, &ry, dy, metric, ks));

@@ -230,6 +230,13 @@ fn heavy_tails_are_flagged_by_the_ranks_estimate() {
     );
     let ranked = out.details["copula_value"].as_f64().unwrap();
     assert!((ranked - truth).abs() < 0.08, "ranks: {ranked}");
+    // On all the rows (N ≤ COPULA_ROWS) the raw side of the check is the estimate itself, to the
+    // bit (it is no longer computed a second time).
+    assert_eq!(out.details["copula_rows"], 5000);
+    assert_eq!(
+        out.details["copula_raw_value"].as_f64().unwrap().to_bits(),
+        out.value.to_bits()
+    );
     assert_eq!(out.diagnostics.reliability, super::Reliability::Unreliable);
     assert!(out
         .diagnostics
