@@ -605,13 +605,7 @@ fn copula_check(
         return Some((whole, ranked, n));
     }
     let mut g = SplitMix64::new(seed ^ 0xC0_9A1A);
-    let mut idx: Vec<usize> = (0..n).collect();
-    for i in 0..COPULA_ROWS {
-        let j = i + g.below(n - i);
-        idx.swap(i, j);
-    }
-    idx.truncate(COPULA_ROWS);
-    idx.sort_unstable();
+    let idx = subsample_indices(n, COPULA_ROWS, &mut g);
     let (sx, sy) = (take_rows(xs, dx, &idx), take_rows(ys, dy, &idx));
     let rows = sx.len() / dx.max(1);
     let raw = mean(ksg_core(&sx, dx, &sy, dy, metric, ks));
