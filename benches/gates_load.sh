@@ -14,29 +14,7 @@ curl -sf -o /dev/null -X PUT -H 'content-type: application/json' -d '{"version":
 rules=$(python3 -c "import json; r=[{'metric':'shannon_mi','op':'gte','baseline':'production','max_regression':{'relative':0.02+i/100}} for i in range(5)]+[{'metric':m,'op':'gte','threshold':0.01} for m in ['shannon_mi.nmi','shannon_mi.ami','shannon_mi.miller_madow','shannon_mi','shannon_mi.jackknife']]; print(json.dumps({'rules':r}))")
 curl -sf -o /dev/null -X PUT -H 'content-type: application/json' -d "$rules" "$URL/v1/models/load/gates/release"
 sleep 3
-# ROWS results of one metric over a year, spread over 1000 older versions of the model (one batch
-# each), as a long-lived model accumulates them; v1 and v2 keep their own few results.
-db_sql -v ON_ERROR_STOP=1 <<SQL
-INSERT INTO model_versions (id, model_id, name)
-SELECT gen_random_uuid(), m.id, 'old-' || i FROM models m, generate_series(0, 999) i WHERE m.name = 'load';
-CREATE TEMP TABLE seed_batches AS
-SELECT gen_random_uuid() AS id, v.model_id, v.id AS version_id, (row_number() OVER ()) - 1 AS k
-FROM model_versions v WHERE v.name LIKE 'old-%';
-INSERT INTO batches (id, model_id, version_id, task, n, digest, size_bytes, content_type, metadata)
-SELECT s.id, s.model_id, s.version_id, b.task, b.n, b.digest, b.size_bytes, b.content_type, '{}'
-FROM seed_batches s, (SELECT * FROM batches LIMIT 1) b;
-INSERT INTO jobs (id, batch_id, estimator, estimator_version, params, params_hash, state)
-SELECT gen_random_uuid(), s.id, 'shannon_mi', 'hist', '{}', 'h' || i, 'succeeded'
-FROM generate_series(1, $ROWS) i JOIN seed_batches s ON s.k = i % 1000;
-INSERT INTO results (id, job_id, batch_id, model_id, version_id, estimator, estimator_version, params, value, ci_low, ci_high, n, details, computed_at)
-SELECT gen_random_uuid(), j.id, j.batch_id, b.model_id, b.version_id, 'shannon_mi', 'hist', '{"h":1}',
-       0.5 + random() * 0.1, 0.45, 0.65, 2000, '{}', now() - interval '1 year' + (row_number() OVER ()) * interval '30 seconds'
-FROM jobs j JOIN batches b ON b.id = j.batch_id WHERE j.estimator_version = 'hist';
--- What autovacuum does in a service that has been running: clean pages, fresh statistics.
-VACUUM ANALYZE results;
-VACUUM ANALYZE result_rollups;
-VACUUM ANALYZE jobs;
-SQL
+seed_history "$ROWS"
 echo "seeded: $(db_sql -c 'select count(*) from results') result rows"
 # The load generator (built by `cargo build --release --bench load`).
 load=$(ls -t target/release/deps/load-* 2>/dev/null | grep -v '\.d$' | head -n1 || true)

@@ -248,14 +248,102 @@ pub fn history_sql_from(statistic: bool, src: &str) -> String {
     )
 }
 
-/// A metric's history downsampled in SQL: `buckets` equal-width time buckets over the metric's
-/// time span, min/mean/max (finite values only) and the mean interval per bucket and version.
-/// For an estimator's value this is an index-only scan of `results_history`.
+/// Results of a metric above which its chart is read from the rollup cells (at or below it, from
+/// the rows themselves: buckets of any width, each result at its own time).
+pub const CELLS_ABOVE: i64 = 20_000;
+
+/// Results read for a statistic over the whole chart when it is drawn from cells (per point, at
+/// most [`STATISTIC_SAMPLE`] and at least one).
+pub const STATISTIC_TOTAL: i32 = 2_400;
+
+/// How a chart is read from the rollup cells: cells of `unit` seconds, buckets of `width` seconds
+/// (a whole number of cells) from `start` (epoch seconds, a cell boundary).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CellPlan {
+    pub unit: i32,
+    pub width: f64,
+    pub start: f64,
+}
+
+/// The cell size and bucket width for `buckets` buckets over `[lo, hi]` (epoch seconds): the
+/// largest cell (a day, an hour, a minute) no wider than a bucket, and buckets a whole number of
+/// such cells wide, so that a bucket's aggregate is exactly its cells' (at most `buckets` + 1
+/// buckets).
+pub fn cell_plan(lo: f64, hi: f64, buckets: i32) -> CellPlan {
+    let target = (hi - lo).max(0.0) / buckets.max(1) as f64;
+    let unit = [86_400, 3_600]
+        .into_iter()
+        .find(|&u| target >= u as f64)
+        .unwrap_or(60);
+    let u = unit as f64;
+    let start = (lo / u).floor() * u;
+    let width = ((hi - start) / buckets.max(1) as f64 / u).ceil().max(1.0) * u;
+    CellPlan { unit, width, start }
+}
+
+/// The chart's groups from the rollup cells (see [`cell_plan`]); a statistic reads up to `$7`
+/// results per group (at most `$8` over the chart), chosen at evenly spaced times within the
+/// group (each the first result at or after its time, found in `results_version_estimator`).
+pub fn cells_sql(statistic: bool) -> String {
+    let groups = "SELECT version_id, min(t_min) AS t0, max(t_max) AS t1,
+                         date_part('epoch', min(t_min)) AS t_first,
+                         date_part('epoch', max(t_max)) AS t_last,
+                         $4 + sum((date_part('epoch', cell) - $4) * n + t_sum) / sum(n)::float8 AS t_mean,
+                         min(min) AS min, sum(sum) / nullif(sum(n_finite), 0)::float8 AS mean,
+                         max(max) AS max,
+                         sum(lo_sum) / nullif(sum(lo_n), 0)::float8 AS ci_low,
+                         sum(hi_sum) / nullif(sum(hi_n), 0)::float8 AS ci_high,
+                         sum(n)::bigint AS count, sum(n_neg_inf)::bigint AS neg_inf
+                  FROM result_rollups
+                  WHERE model_id = $1 AND estimator = $2 AND unit_s = $3
+                  GROUP BY floor((date_part('epoch', cell) - $4) / $5), version_id";
+    if !statistic {
+        return format!(
+            "SELECT version_id, t_first, t_last, t_mean, min, mean, max, ci_low, ci_high, count, neg_inf
+             FROM ({groups}) g ORDER BY t_mean"
+        );
+    }
+    format!(
+        "WITH g AS ({groups}),
+              m AS (SELECT greatest(1, least($7, $8 / greatest(count(*), 1)))::int AS m FROM g)
+         SELECT g.version_id, g.t_first, g.t_last, g.t_mean, s.min, s.mean, s.max,
+                NULL::float8 AS ci_low, NULL::float8 AS ci_high, g.count, 0::bigint AS neg_inf
+         FROM g CROSS JOIN m CROSS JOIN LATERAL (
+             SELECT min(v) AS min, avg(v) AS mean, max(v) AS max
+             FROM (SELECT DISTINCT p.id, rollup_finite((p.details ->> $6)::float8) AS v
+                   FROM generate_series(0, least(g.count, m.m) - 1) i
+                   CROSS JOIN LATERAL (
+                       SELECT r.id, r.details FROM results r
+                       WHERE r.version_id = g.version_id AND r.estimator = $2
+                         AND r.computed_at >= g.t0 + (g.t1 - g.t0)
+                                              * (i::float8 / greatest(least(g.count, m.m) - 1, 1))
+                       ORDER BY r.computed_at LIMIT 1) p
+                   WHERE jsonb_typeof(p.details -> $6) = 'number') y) s
+         ORDER BY g.t_mean"
+    )
+}
+
+/// A metric's history downsampled in SQL: about `buckets` equal-width time buckets over the
+/// metric's time span, min/mean/max (finite values only) and the mean interval per bucket and
+/// version. Up to [`CELLS_ABOVE`] results this reads the rows (for an estimator's value, an
+/// index-only scan of `results_history`); beyond, the rollup cells ([`cells_sql`]), with buckets
+/// aligned to whole cells.
 pub async fn history(
     c: &mut PgConnection,
     model_id: Uuid,
     metric: &MetricRef,
     buckets: i32,
+) -> sqlx::Result<Vec<HistGroup>> {
+    history_with(c, model_id, metric, buckets, CELLS_ABOVE).await
+}
+
+/// [`history`] with the threshold for cells given (tests compare both paths on few results).
+pub async fn history_with(
+    c: &mut PgConnection,
+    model_id: Uuid,
+    metric: &MetricRef,
+    buckets: i32,
+    cells_above: i64,
 ) -> sqlx::Result<Vec<HistGroup>> {
     let span: (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = sqlx::query_as(
         "SELECT min(computed_at), max(computed_at) FROM results WHERE model_id = $1 AND estimator = $2",
@@ -267,8 +355,38 @@ pub async fn history(
     let (Some(lo), Some(hi)) = span else {
         return Ok(vec![]);
     };
-    let secs = ((hi - lo).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6).max(1e-6);
-    let start = lo.timestamp_micros() as f64 / 1e6;
+    let lo_s = lo.timestamp_micros() as f64 / 1e6;
+    let hi_s = hi.timestamp_micros() as f64 / 1e6;
+    if metric.segment.is_none() {
+        // The day cells count every result of the metric (a few hundred cells a year).
+        let total: i64 = sqlx::query_scalar(
+            "SELECT coalesce(sum(n), 0)::bigint FROM result_rollups
+             WHERE model_id = $1 AND estimator = $2 AND unit_s = 86400",
+        )
+        .bind(model_id)
+        .bind(&metric.estimator)
+        .fetch_one(&mut *c)
+        .await?;
+        if total > cells_above {
+            let plan = cell_plan(lo_s, hi_s, buckets);
+            let sql = cells_sql(metric.statistic.is_some());
+            let q = sqlx::query_as(&sql)
+                .bind(model_id)
+                .bind(&metric.estimator)
+                .bind(plan.unit)
+                .bind(plan.start)
+                .bind(plan.width);
+            let q = match &metric.statistic {
+                Some(s) => q
+                    .bind(s.clone())
+                    .bind(STATISTIC_SAMPLE)
+                    .bind(STATISTIC_TOTAL),
+                None => q,
+            };
+            return q.fetch_all(&mut *c).await;
+        }
+    }
+    let secs = (hi_s - lo_s).max(1e-6);
     let sql = history_sql_from(
         metric.statistic.is_some(),
         &crate::store::results_source(metric),
@@ -277,7 +395,7 @@ pub async fn history(
         .bind(model_id)
         .bind(&metric.estimator)
         .bind(buckets)
-        .bind(start)
+        .bind(lo_s)
         .bind(secs);
     let q = match &metric.statistic {
         Some(s) => q.bind(s.clone()).bind(STATISTIC_SAMPLE),
@@ -400,7 +518,9 @@ pub struct BatchLine {
     pub failed: i64,
 }
 
-/// A model's newest batches (through each version's batch index).
+/// A model's newest batches (through each version's batch index), with their job counts. The
+/// newest `limit` batches are chosen first, so jobs are counted for those batches only (not for
+/// every version's newest ones).
 pub async fn recent_batches(
     c: &mut PgConnection,
     model_id: Uuid,
@@ -409,20 +529,56 @@ pub async fn recent_batches(
     sqlx::query_as(
         "SELECT b.id, v.name AS version, b.task, b.n, b.created_at,
                 j.jobs, j.unfinished, j.failed
-         FROM model_versions v
-         CROSS JOIN LATERAL (SELECT b.id, b.task, b.n, b.created_at FROM batches b
-                             WHERE b.version_id = v.id
-                             ORDER BY b.created_at DESC, b.id DESC LIMIT $2) b
+         FROM (SELECT b.id, b.version_id, b.task, b.n, b.created_at
+               FROM model_versions v
+               CROSS JOIN LATERAL (SELECT b.id, b.version_id, b.task, b.n, b.created_at
+                                   FROM batches b WHERE b.version_id = v.id
+                                   ORDER BY b.created_at DESC, b.id DESC LIMIT $2) b
+               WHERE v.model_id = $1
+               ORDER BY b.created_at DESC, b.id DESC LIMIT $2) b
+         JOIN model_versions v ON v.id = b.version_id
          CROSS JOIN LATERAL (
              SELECT count(*) AS jobs,
                     count(*) FILTER (WHERE j.state IN ('queued', 'running')) AS unfinished,
                     count(*) FILTER (WHERE j.state = 'failed') AS failed
              FROM jobs j WHERE j.batch_id = b.id) j
-         WHERE v.model_id = $1
-         ORDER BY b.created_at DESC, b.id DESC LIMIT $2",
+         ORDER BY b.created_at DESC, b.id DESC",
     )
     .bind(model_id)
     .bind(limit)
     .fetch_all(&mut *c)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cell_plans_use_whole_cells_and_at_most_one_bucket_more() {
+        const DAY: f64 = 86_400.0;
+        // A year in 240 buckets: day cells, two days a bucket.
+        let p = cell_plan(1.7e9, 1.7e9 + 365.0 * DAY, 240);
+        assert_eq!(p.unit, 86_400);
+        assert_eq!(p.width, 2.0 * DAY);
+        assert!(p.start <= 1.7e9 && p.start % DAY == 0.0);
+        // Ten minutes: minute cells, one a bucket.
+        let p = cell_plan(1000.5, 1600.5, 240);
+        assert_eq!((p.unit, p.width, p.start), (60, 60.0, 960.0));
+        // One instant.
+        let p = cell_plan(5.0, 5.0, 240);
+        assert_eq!((p.unit, p.width, p.start), (60, 60.0, 0.0));
+        for (lo, hi, b) in [
+            (0.0, 3.0e7, 240),
+            (123.4, 9.9e6, 7),
+            (1e9, 1e9 + 86_399.0, 240),
+        ] {
+            let p = cell_plan(lo, hi, b);
+            let u = p.unit as f64;
+            assert_eq!(p.width % u, 0.0, "{p:?}");
+            assert!(p.width >= (hi - lo) / b as f64, "{p:?}");
+            let count = ((hi - p.start) / p.width).floor() as i32 + 1;
+            assert!(count <= b + 1, "{count} buckets for {p:?}");
+        }
+    }
 }
