@@ -39,27 +39,24 @@ pub struct ModelSummary {
     pub verdict_at: Option<DateTime<Utc>>,
 }
 
-/// Models by name with their newest version and last gate decision (at most `limit`).
-/// The models shown on the index: every model, or only `only` (a key limited to some models).
+/// Models by name with their newest version and last gate decision (at most `limit`, after the
+/// name `after`). The models shown on the index: every model, or only `only` (a key limited to
+/// some models). Counts come from per-model index ranges (`model_versions_model_created`,
+/// `batches_model_created_all`), not from a probe per version.
 pub async fn models(
     c: &mut PgConnection,
     only: Option<&[String]>,
+    after: Option<&str>,
     limit: i64,
 ) -> sqlx::Result<Vec<ModelSummary>> {
     sqlx::query_as(
         "SELECT m.name,
-                coalesce(s.version_count, 0) AS version_count,
-                coalesce(s.batch_count, 0)::bigint AS batch_count,
-                s.last_upload_at,
+                (SELECT count(*) FROM model_versions v WHERE v.model_id = m.id) AS version_count,
+                (SELECT count(*) FROM batches b WHERE b.model_id = m.id) AS batch_count,
+                (SELECT max(b.created_at) FROM batches b WHERE b.model_id = m.id) AS last_upload_at,
                 lv.id AS latest_version_id, lv.name AS latest_version,
                 ld.verdict, ld.version AS verdict_version, ld.evaluated_at AS verdict_at
          FROM models m
-         LEFT JOIN LATERAL (
-             SELECT count(*) AS version_count, sum(b.c) AS batch_count, max(b.last) AS last_upload_at
-             FROM model_versions v
-             CROSS JOIN LATERAL (SELECT count(*) AS c, max(created_at) AS last FROM batches
-                                 WHERE version_id = v.id) b
-             WHERE v.model_id = m.id) s ON true
          LEFT JOIN LATERAL (
              SELECT v.id, v.name FROM model_versions v WHERE v.model_id = m.id
              ORDER BY v.created_at DESC, v.id DESC LIMIT 1) lv ON true
@@ -67,11 +64,12 @@ pub async fn models(
              SELECT d.verdict, v.name AS version, d.evaluated_at
              FROM gate_decisions d JOIN model_versions v ON v.id = d.version_id
              WHERE d.model_id = m.id ORDER BY d.evaluated_at DESC, d.id DESC LIMIT 1) ld ON true
-         WHERE $2::text[] IS NULL OR m.name = ANY($2)
+         WHERE ($2::text[] IS NULL OR m.name = ANY($2)) AND ($3::text IS NULL OR m.name > $3)
          ORDER BY m.name LIMIT $1",
     )
     .bind(limit)
     .bind(only)
+    .bind(after)
     .fetch_all(&mut *c)
     .await
 }
@@ -98,6 +96,15 @@ pub struct Latest {
 
 /// The latest result per (version, estimator), one backward index probe each.
 pub async fn latest(c: &mut PgConnection, versions: &[Uuid]) -> sqlx::Result<Vec<Latest>> {
+    latest_of(c, versions, &estimator_ids()).await
+}
+
+/// [`latest`] for some estimators only.
+pub async fn latest_of(
+    c: &mut PgConnection,
+    versions: &[Uuid],
+    estimators: &[String],
+) -> sqlx::Result<Vec<Latest>> {
     if versions.is_empty() {
         return Ok(vec![]);
     }
@@ -114,7 +121,7 @@ pub async fn latest(c: &mut PgConnection, versions: &[Uuid]) -> sqlx::Result<Vec
              ORDER BY r.computed_at DESC LIMIT 1) r",
     )
     .bind(versions)
-    .bind(estimator_ids())
+    .bind(estimators)
     .fetch_all(&mut *c)
     .await
 }

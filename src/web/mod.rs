@@ -97,13 +97,20 @@ impl IntoResponse for WebError {
 
 type WebResult = Result<Response, WebError>;
 
+#[derive(Debug, Deserialize)]
+pub struct IndexQuery {
+    /// The page after this model name.
+    pub after: Option<String>,
+}
+
 /// The models page: a key limited to some models sees only those.
 async fn index(
     State(state): State<AppState>,
     principal: Option<axum::Extension<crate::auth::Principal>>,
+    Query(q): Query<IndexQuery>,
 ) -> WebResult {
     let only = principal.and_then(|p| p.0.models);
-    model::index(&state, only.as_deref()).await
+    model::index(&state, only.as_deref(), q.after.as_deref()).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -60,14 +60,18 @@ fn metric_cell(l: Option<&Latest>, with_efficiency: bool) -> String {
     s
 }
 
-pub async fn index(state: &AppState, only: Option<&[String]>) -> WebResult {
-    const LIMIT: i64 = 500;
+/// Models on one page of the index (by name; the next page starts after the last name shown).
+pub const INDEX_PAGE: i64 = 100;
+
+pub async fn index(state: &AppState, only: Option<&[String]>, after: Option<&str>) -> WebResult {
+    const LIMIT: i64 = INDEX_PAGE;
     let mut tx = data::snapshot(&state.pool).await?;
-    let models = data::models(&mut tx, only, LIMIT + 1).await?;
+    let models = data::models(&mut tx, only, after, LIMIT + 1).await?;
     let more = models.len() as i64 > LIMIT;
     let models = &models[..models.len().min(LIMIT as usize)];
     let latest_ids: Vec<Uuid> = models.iter().filter_map(|m| m.latest_version_id).collect();
-    let latest = data::latest(&mut tx, &latest_ids).await?;
+    let headline: Vec<String> = HEADLINE.iter().map(|(e, _)| e.to_string()).collect();
+    let latest = data::latest_of(&mut tx, &latest_ids, &headline).await?;
     tx.commit().await?;
     let by: HashMap<(Uuid, &str), &Latest> = latest
         .iter()
@@ -76,6 +80,13 @@ pub async fn index(state: &AppState, only: Option<&[String]>) -> WebResult {
 
     let mut b = String::with_capacity(16 * 1024);
     b.push_str("<h1>Models</h1>");
+    if models.is_empty() && after.is_some() {
+        b.push_str("<p class=\"muted\">No more models. <a href=\"/\">First page</a></p>");
+        return Ok(respond(
+            StatusCode::OK,
+            page("Models", &[crumb("models", None)], None, &b),
+        ));
+    }
     if models.is_empty() {
         b.push_str(
             "<section class=\"empty\"><p>No models yet. Upload a batch of predictions and labels:</p>\
@@ -91,9 +102,14 @@ pub async fn index(state: &AppState, only: Option<&[String]>) -> WebResult {
     }
     let _ = write!(
         b,
-        "<p class=\"lead\">{} model{}. Metrics are the latest result of each model's newest version, in bits, with their intervals.</p>",
+        "<p class=\"lead\">{} model{}{}. Metrics are the latest result of each model's newest version, in bits, with their intervals.</p>",
         models.len(),
-        if models.len() == 1 { "" } else { "s" }
+        if models.len() == 1 { "" } else { "s" },
+        if more || after.is_some() {
+            " on this page"
+        } else {
+            ""
+        }
     );
     b.push_str("<div class=\"table-wrap\"><table class=\"models\"><thead><tr><th>Model</th><th class=\"num\">Versions</th><th>Newest version</th>");
     for (_, title) in HEADLINE {
@@ -138,7 +154,9 @@ pub async fn index(state: &AppState, only: Option<&[String]>) -> WebResult {
     if more {
         let _ = write!(
             b,
-            "<p class=\"muted\">Only the first {LIMIT} models by name are listed; use <a href=\"/docs\">the API</a> for the rest.</p>"
+            "<p class=\"pager\"><a href=\"/?after={}\">Next {LIMIT} models →</a></p>",
+            // Names are [A-Za-z0-9._-]: nothing to encode in a query string.
+            E(&models[models.len() - 1].name)
         );
     }
     Ok(respond(

@@ -347,3 +347,42 @@ async fn model_page_with_many_results_downsamples_in_sql() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_models_index_pages_by_name_with_counts_per_model() {
+    let app = app().await;
+    // One real model with two versions and three batches, and 104 empty ones.
+    upload_and_run(&app, "a-real", "v1", &two_class_batch(0)).await;
+    upload_and_run(&app, "a-real", "v1", &two_class_batch(1)).await;
+    upload_and_run(&app, "a-real", "v2", &two_class_batch(2)).await;
+    sqlx::query(
+        "INSERT INTO models (id, name) SELECT gen_random_uuid(), 'm' || lpad(i::text, 3, '0')
+         FROM generate_series(1, 104) i",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let (s, _, first) = html(&app, "/").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(first.contains("100 models on this page"), "{first}");
+    // The real model's counts: 2 versions, 3 batches.
+    let row = &first[first.find("href=\"/models/a-real\"").unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains("<span class=\"v\">2</span><span class=\"ci\">3 batches</span>"),
+        "{row}"
+    );
+    // Names in order; the 100th is m099, and the next page starts after it.
+    assert!(first.contains("href=\"/models/m099\"") && !first.contains("href=\"/models/m100\""));
+    assert!(first.contains("href=\"/?after=m099\""), "{first}");
+    let (s, _, second) = html(&app, "/?after=m099").await;
+    assert_eq!(s, StatusCode::OK);
+    for m in ["m100", "m101", "m102", "m103", "m104"] {
+        assert!(second.contains(&format!("href=\"/models/{m}\"")), "{m}");
+    }
+    assert!(second.contains("5 models on this page"), "{second}");
+    assert!(!second.contains("?after="), "{second}");
+    let (s, _, past) = html(&app, "/?after=zzz").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(past.contains("No more models"), "{past}");
+}
