@@ -159,6 +159,20 @@ pub async fn versions(
     .await
 }
 
+/// The names of some versions, oldest first.
+pub async fn version_names(
+    c: &mut PgConnection,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<(Uuid, String)>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    sqlx::query_as("SELECT id, name FROM model_versions WHERE id = ANY($1) ORDER BY created_at, id")
+        .bind(ids)
+        .fetch_all(&mut *c)
+        .await
+}
+
 /// Estimators that have at least one result for the model.
 pub async fn estimators_with_results(
     c: &mut PgConnection,

@@ -290,7 +290,28 @@ pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebRes
                     E(&m.to_string())
                 );
             } else {
-                let names: Vec<String> = versions.iter().map(|v| v.name.clone()).collect();
+                // Versions beyond the newest 1000 listed above still have their points drawn:
+                // their names are read here, and they take the colours before the listed ones.
+                let mut missing: Vec<Uuid> = groups
+                    .iter()
+                    .map(|g| g.version_id)
+                    .filter(|v| !index.contains_key(v))
+                    .collect();
+                missing.sort();
+                missing.dedup();
+                let older = data::version_names(pool, &missing).await?;
+                let names: Vec<String> = older
+                    .iter()
+                    .map(|(_, n)| n.clone())
+                    .chain(versions.iter().map(|v| v.name.clone()))
+                    .collect();
+                let index: HashMap<Uuid, usize> = older
+                    .iter()
+                    .map(|(id, _)| *id)
+                    .chain(versions.iter().map(|v| v.id))
+                    .enumerate()
+                    .map(|(i, v)| (v, i))
+                    .collect();
                 let mut present = vec![false; names.len()];
                 let mut total = 0i64;
                 let mut neg_inf = 0i64;

@@ -386,3 +386,23 @@ async fn the_models_index_pages_by_name_with_counts_per_model() {
     assert_eq!(s, StatusCode::OK);
     assert!(past.contains("No more models"), "{past}");
 }
+
+#[tokio::test]
+async fn points_of_versions_beyond_the_listed_thousand_are_drawn() {
+    let app = app().await;
+    upload_and_run(&app, "long", "first", &two_class_batch(0)).await;
+    // 1000 newer versions without results push `first` out of the page's version list.
+    sqlx::query(
+        "INSERT INTO model_versions (id, model_id, name, created_at)
+         SELECT gen_random_uuid(), m.id, 'later-' || i, now() + i * interval '1 second'
+         FROM models m, generate_series(1, 1000) i WHERE m.name = 'long'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let (s, _, page) = html(&app, "/models/long?metric=shannon_mi").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("1 result in 1 point"), "{page}");
+    let legend = &page[page.find("<figcaption>").unwrap()..];
+    assert!(legend.contains(">first<"), "{legend}");
+}
