@@ -418,6 +418,29 @@ fn document_constraints(doc: &mut utoipa::openapi::OpenApi) {
             v["properties"][field]["uniqueItems"] = serde_json::json!(true);
         });
     }
+    // A label: a class index or name (multiclass), an indicator row or a list of label names
+    // (multilabel). Which names and how many indices is the batch's, stated in the description.
+    let label = serde_json::json!({"anyOf": [
+        {"type": "integer", "minimum": 0},
+        {"type": "string", "minLength": 1},
+        {"type": "array", "items": {"anyOf": [
+            {"type": "integer", "minimum": 0, "maximum": 1},
+            {"type": "string", "minLength": 1}
+        ]}}
+    ]});
+    for schema in ["BatchRequest", "LabelsRequest"] {
+        patch_schema(components, schema, |v| {
+            v["properties"]["labels"]["items"] = label.clone();
+        });
+    }
+    // Labels by id: at least one, at most MAX_LABELS, one label per id.
+    patch_schema(components, "LabelsRequest", |v| {
+        for field in ["ids", "labels"] {
+            v["properties"][field]["minItems"] = serde_json::json!(1);
+            v["properties"][field]["maxItems"] =
+                serde_json::json!(crate::domain::labels::MAX_LABELS);
+        }
+    });
     patch_schema(components, "BatchRequest", |v| {
         let s = &mut v["properties"]["segments"];
         s["propertyNames"] = serde_json::json!({"type": "string", "pattern": seg::KEY_PATTERN});
@@ -517,6 +540,19 @@ fn document_common_responses(doc: &mut utoipa::openapi::OpenApi) {
                             .pattern(Some(crate::domain::names::PATTERN))
                             .min_length(Some(1))
                             .max_length(Some(128))
+                            .build()
+                            .into(),
+                    );
+                }
+            }
+            // Idempotency keys: 1–255 visible ASCII characters and inner spaces (what the check
+            // in `batches` accepts once HTTP has trimmed the value).
+            for p in op.parameters.iter_mut().flatten() {
+                if p.parameter_in == ParameterIn::Header && p.name == "Idempotency-Key" {
+                    p.schema = Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .pattern(Some("^[!-~]([ -~]{0,253}[!-~])?$"))
                             .build()
                             .into(),
                     );

@@ -160,7 +160,8 @@ pub enum Names<'a> {
         (status = 400, description = "Unknown estimator, format or unit, or a parameter out of range or not of this estimator", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The raw data was purged by the model's retention policy (results are kept)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The estimator has no per-sample terms or does not apply to this batch (task, probabilities, scores, mode)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The batch cannot give these terms: the estimator does not apply to what it holds (its task, or no probabilities, scores or predictions for it), `mode=truth_matrix` on a batch without a truth matrix, `mode=probabilities` on one without probabilities, or fewer than 2 of its samples labelled so far (labels sent later)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The estimator has no per-sample terms (an estimator id outside `semantic_mi`, `shannon_mi`, `ce_bound`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn export_samples(
@@ -191,7 +192,7 @@ pub async fn export_samples(
         crate::store::labels::join_labels(&state.pool, id, &mut batch).await?;
         let rows = batch.labelled_rows();
         if rows.len() < 2 {
-            return Err(Error::Unprocessable(format!(
+            return Err(Error::Conflict(format!(
                 "{} of the batch's {} samples are labelled; the per-sample terms need labels",
                 rows.len(),
                 batch.n
@@ -208,7 +209,7 @@ pub async fn export_samples(
         runtime: tokio::runtime::Handle::current(),
     });
     if let Some(why) = spec.kind.not_applicable(&batch) {
-        return Err(Error::Unprocessable(format!("estimator: {why}")));
+        return Err(Error::Conflict(format!("estimator: {why}")));
     }
     // The first pass (marginals, tables) off the async threads; errors still answer in full.
     let export = tokio::task::spawn_blocking(move || {
@@ -220,7 +221,9 @@ pub async fn export_samples(
     })
     .await
     .map_err(|e| Error::Internal(e.into()))?
-    .map_err(|e| Error::Unprocessable(format!("estimator {}: {e}", spec.kind.id())))?;
+    // What the batch holds does not fit the request (a mode without its input, a malformed truth
+    // matrix): a conflict with the stored batch, not a malformed request.
+    .map_err(|e| Error::Conflict(format!("estimator {}: {e}", spec.kind.id())))?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(IN_FLIGHT);
     let export = Arc::new(export);
     tokio::task::spawn_blocking(move || {

@@ -411,17 +411,22 @@ async fn unknown_batch_purged_data_and_bad_requests_answer_problems() {
         ),
         (
             format!("/v1/batches/{hard_id}/samples?estimator=ce_bound"),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::CONFLICT,
             "estimator: ce_bound needs `probabilities`",
         ),
         (
             format!("/v1/batches/{hard_id}/samples?estimator=semantic_mi&mode=probabilities"),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::CONFLICT,
             "mode \"probabilities\" needs class probabilities",
         ),
         (
+            format!("/v1/batches/{id}/samples?estimator=semantic_mi&mode=truth_matrix"),
+            StatusCode::CONFLICT,
+            "mode \"truth_matrix\" needs a truth_matrix",
+        ),
+        (
             format!("/v1/batches/{pairs_id}/samples?estimator=semantic_mi"),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::CONFLICT,
             "estimator: semantic_mi does not apply to task pairs",
         ),
         (
