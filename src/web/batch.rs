@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::chart::{self, Bar, Heat, RgPoint};
 use super::html::{
     bits, bytes, crumb, duration, esc, int, interval, job_state, json_block, num, opt_time, page,
-    params, respond, time, truncate, E,
+    params, pct, respond, time, truncate, E,
 };
 use super::{WebError, WebResult};
 use crate::api::views::EstimateResult;
@@ -188,12 +188,7 @@ pub async fn batch(state: &AppState, id: Uuid) -> WebResult {
             let level = r
                 .ci_level
                 .filter(|_| r.ci_low.is_some())
-                .map(|l| {
-                    format!(
-                        " <span class=\"muted\">({}%)</span>",
-                        num(l * 100.0).trim_end_matches('0').trim_end_matches('.')
-                    )
-                })
+                .map(|l| format!(" <span class=\"muted\">({})</span>", pct(l)))
                 .unwrap_or_default();
             let _ = write!(
                 s,

@@ -142,6 +142,26 @@ pub fn respond(status: StatusCode, html: String) -> Response {
 // Numbers
 
 /// A number for display: 4 decimals below 100, fewer above, never "-0.0000".
+/// A share as a percentage with three significant digits at most, trailing zeros dropped:
+/// 1/3 → "33.3%", 0.02 → "2%", 0.0005 → "0.05%", 0.95 → "95%".
+pub fn pct(x: f64) -> String {
+    let p = x * 100.0;
+    if !p.is_finite() {
+        return format!("{}%", num(p));
+    }
+    if p == 0.0 {
+        return "0%".into();
+    }
+    let decimals = (2 - p.abs().log10().floor() as i32).clamp(0, 6) as usize;
+    let s = format!("{p:.decimals$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &s
+    };
+    format!("{}%", s.replace('-', "−"))
+}
+
 pub fn num(x: f64) -> String {
     if x.is_nan() {
         return "NaN".into();
@@ -321,6 +341,23 @@ pub fn json_block(v: &serde_json::Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn shares_have_three_significant_digits_at_most() {
+        for (x, want) in [
+            (1.0 / 3.0, "33.3%"),
+            (0.02, "2%"),
+            (0.0005, "0.05%"),
+            (0.95, "95%"),
+            (0.999, "99.9%"),
+            (1.0, "100%"),
+            (0.0, "0%"),
+            (-0.025, "−2.5%"),
+            (0.123456, "12.3%"),
+        ] {
+            assert_eq!(super::pct(x), want, "{x}");
+        }
+    }
+
     use super::*;
 
     #[test]

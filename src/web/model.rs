@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::chart::{self, HistPoint, Marker};
 use super::data::{self, Latest};
 use super::html::{
-    alias_badge, crumb, esc, int, interval, num, opt_time, page, respond, time, verdict, E,
+    alias_badge, crumb, esc, int, interval, num, opt_time, page, pct, respond, time, verdict, E,
 };
 use super::{WebError, WebResult};
 use crate::api::state::AppState;
@@ -23,10 +23,11 @@ const BITS: f64 = 1.0 / std::f64::consts::LN_2;
 const HISTORY_BUCKETS: i32 = 240;
 
 /// The headline metrics, in table order: (estimator, column title).
-const HEADLINE: [(&str, &str); 4] = [
+const HEADLINE: [(&str, &str); 5] = [
     ("shannon_mi", "Shannon MI"),
     ("semantic_mi", "Semantic MI"),
     ("ce_bound", "CE bound"),
+    ("implied_mi", "Implied MI"),
     ("rg_curve", "R(G) at s = 1"),
 ];
 
@@ -631,11 +632,7 @@ fn rule_text(r: &Value) -> String {
                     let _ = write!(s, " {sign} {}", num(a));
                 }
                 if let Some(rel) = m["relative"].as_f64() {
-                    let _ = write!(
-                        s,
-                        " {sign} {}%",
-                        num(rel * 100.0).trim_end_matches('0').trim_end_matches('.')
-                    );
+                    let _ = write!(s, " {sign} {}", pct(rel));
                 }
             }
         }

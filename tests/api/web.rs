@@ -139,6 +139,8 @@ async fn pages_show_results_in_bits_with_charts_and_escape_user_text() {
     assert!(page.contains("v2"));
     assert!(page.contains("badge v-fail\">fail</span>"));
     assert!(page.contains("policy release v1"), "{page}");
+    // Implied MI among the headline metrics.
+    assert!(page.contains("Implied MI"), "{page}");
     assert!(page.contains(&format!("href=\"/batches/{b2}\"")));
     let (s, _, page) = html(&app, "/models/fraud?metric=shannon_mi.nmi").await;
     assert_eq!(s, StatusCode::OK);
