@@ -104,6 +104,46 @@ pub async fn batch(state: &AppState, id: Uuid) -> WebResult {
             time(at)
         ));
     }
+    // Labels sent later by id: how many have arrived, and what waits for them.
+    if let Some(l) = crate::api::views::Batch::from(b.clone()).labels_later {
+        let _ = write!(
+            s,
+            "<section class=\"labels-later\"><h2>Labels</h2><p>{} of {} samples labelled \
+             (coverage {}; the label-dependent jobs run at {}).</p>",
+            int(l.labelled),
+            int(b.n),
+            pct(l.coverage),
+            pct(l.required)
+        );
+        if !l.waiting.is_empty() {
+            let _ = write!(
+                s,
+                "<p class=\"notice\">Waiting for labels: {}.</p>",
+                l.waiting
+                    .iter()
+                    .map(|e| format!("<span class=\"mono\">{}</span>", E(e)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if let (Some(at), Some(used)) = (&l.released_at, l.released_labelled) {
+            let _ = write!(
+                s,
+                "<p class=\"muted\">Released {}: the jobs use the {} labels stored then{}.</p>",
+                time(at),
+                int(used),
+                if l.labelled_after_release > 0 {
+                    format!(
+                        "; {} arrived after and are kept, not used",
+                        int(l.labelled_after_release)
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+        s.push_str("</section>");
+    }
     if b.metadata.as_object().is_some_and(|o| !o.is_empty()) {
         s.push_str("<details class=\"meta\"><summary>Metadata</summary>");
         s.push_str(&json_block(&b.metadata));

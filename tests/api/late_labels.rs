@@ -95,6 +95,32 @@ async fn labels_sent_later_by_id_give_the_results_of_the_labelled_upload() {
     let later = &a["batch"]["labels_later"];
     assert_eq!(later["labelled"], 0);
     assert_eq!(later["required"], 1.0);
+    // The dashboard's batch page says the same.
+    let page = |batch: String| {
+        let app = &app;
+        async move {
+            let (s, _, v) = app
+                .call(
+                    Request::get(format!("/batches/{batch}"))
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK);
+            v.as_str().unwrap().to_string()
+        }
+    };
+    let html = page(batch.clone()).await;
+    assert!(
+        html.contains(
+            "0 of 400 samples labelled (coverage 0%; the label-dependent jobs run at 100%)"
+        ),
+        "{html}"
+    );
+    assert!(
+        html.contains("Waiting for labels: <span class=\"mono\">shannon_mi</span>"),
+        "{html}"
+    );
     let waiting: Vec<&str> = later["waiting"]
         .as_array()
         .unwrap()
@@ -217,6 +243,13 @@ async fn labels_sent_later_by_id_give_the_results_of_the_labelled_upload() {
         "{joined}"
     );
     assert_eq!(after["labels_later"]["waiting"], json!([]));
+    let html = page(batch.clone()).await;
+    assert!(html.contains("400 of 400 samples labelled"), "{html}");
+    assert!(!html.contains("Waiting for labels"), "{html}");
+    assert!(
+        html.contains("the jobs use the 400 labels stored then"),
+        "{html}"
+    );
     // The export joins the labels and carries the ids.
     let (s, _, text) = app
         .call(
