@@ -332,6 +332,9 @@ async fn model_of(pool: &PgPool, path: &str) -> sqlx::Result<Option<Option<Strin
             )
             .await?,
         ),
+        ["incidents", id] => Some(
+            by_id("SELECT m.name FROM incidents i JOIN models m ON m.id = i.model_id WHERE i.id = $1", id).await?,
+        ),
         ["v1", "gate-decisions", id] => Some(
             by_id("SELECT m.name FROM gate_decisions d JOIN models m ON m.id = d.model_id WHERE d.id = $1", id).await?,
         ),

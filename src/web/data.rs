@@ -513,6 +513,81 @@ pub async fn incidents(
     .await
 }
 
+/// Incidents of every model (or of `only`), the firing ones first, then the newest, with how
+/// many messages were written for each and how many could not be delivered.
+pub async fn all_incidents(
+    c: &mut PgConnection,
+    only: Option<&[String]>,
+    limit: i64,
+) -> sqlx::Result<Vec<super::incidents::IncidentLine>> {
+    sqlx::query_as(
+        "SELECT i.id, m.name AS model, i.monitor, i.state, i.severity, i.version, i.opened_at,
+                i.resolved_at,
+                (SELECT count(*) FROM webhook_deliveries d WHERE d.incident_id = i.id) AS deliveries,
+                (SELECT count(*) FROM webhook_deliveries d
+                 WHERE d.incident_id = i.id AND d.state = 'dead') AS dead
+         FROM incidents i JOIN models m ON m.id = i.model_id
+         WHERE $2::text[] IS NULL OR m.name = ANY($2)
+         ORDER BY i.state = 'firing' DESC, i.opened_at DESC, i.id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .bind(only)
+    .fetch_all(&mut *c)
+    .await
+}
+
+/// One incident with its model's name and the decision that last changed it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct IncidentDetail {
+    pub model: String,
+    pub monitor: String,
+    pub state: String,
+    pub severity: String,
+    pub version: Option<String>,
+    pub opened_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub last_decision_id: Uuid,
+    pub decision: Option<Value>,
+}
+
+pub async fn incident(c: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<IncidentDetail>> {
+    sqlx::query_as(
+        "SELECT m.name AS model, i.monitor, i.state, i.severity, i.version, i.opened_at,
+                i.resolved_at, i.last_decision_id,
+                (SELECT d.decision FROM gate_decisions d WHERE d.id = i.last_decision_id) AS decision
+         FROM incidents i JOIN models m ON m.id = i.model_id WHERE i.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await
+}
+
+/// A message written for an incident (the secret is not read).
+#[derive(Debug, sqlx::FromRow)]
+pub struct Delivery {
+    pub event: String,
+    pub channel: String,
+    pub kind: String,
+    pub url: String,
+    pub state: String,
+    pub attempts: i32,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+pub async fn deliveries(c: &mut PgConnection, incident: Uuid) -> sqlx::Result<Vec<Delivery>> {
+    sqlx::query_as(
+        "SELECT event, channel, kind, url, state, attempts, last_status, last_error, created_at,
+                delivered_at
+         FROM webhook_deliveries WHERE incident_id = $1 ORDER BY created_at, id",
+    )
+    .bind(incident)
+    .fetch_all(&mut *c)
+    .await
+}
+
 /// The current version of each gate policy of a model.
 pub async fn policies(
     c: &mut PgConnection,

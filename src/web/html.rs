@@ -107,7 +107,7 @@ pub fn page(title: &str, crumbs: &[Crumb], refresh: Option<u32>, body: &str) -> 
             }
         }
     }
-    s.push_str("</nav><nav class=\"links\"><a href=\"/\">Models</a><a href=\"/docs\">API docs</a><a href=\"/openapi.json\">OpenAPI</a></nav></header><main>");
+    s.push_str("</nav><nav class=\"links\"><a href=\"/\">Models</a><a href=\"/incidents\">Incidents</a><a href=\"/docs\">API docs</a><a href=\"/openapi.json\">OpenAPI</a></nav></header><main>");
     s.push_str(body);
     s.push_str("</main><footer>Information values are in bits (stored in nats, divided by ln 2). \
         Intervals are the estimators' stored intervals (usually 95%). \

@@ -6,7 +6,9 @@
 //! - `/models/{model}?metric=` — history chart, versions with their metrics, gate decisions,
 //!   policies, recent batches.
 //! - `/batches/{id}` — the batch, its jobs, its results: confusion heat map, per-class bars,
-//!   most misleading samples, the R(G) curve.
+//!   most misleading samples, the R(G) curve; labels sent later and what waits for them.
+//! - `/incidents`, `/incidents/{id}` — monitors' incidents (firing first), one incident's rule
+//!   messages and the deliveries of its messages.
 //!
 //! Information values are shown in bits.
 
@@ -14,6 +16,7 @@ mod batch;
 mod chart;
 pub mod data;
 pub mod html;
+mod incidents;
 mod model;
 mod segments;
 
@@ -33,6 +36,8 @@ pub fn router() -> Router<AppState> {
         .route("/", get(index))
         .route("/models/{model}", get(model_page))
         .route("/batches/{id}", get(batch_page))
+        .route("/incidents", get(incidents_page))
+        .route("/incidents/{id}", get(incident_page))
 }
 
 /// What a page handler can fail with: rendered as an HTML page.
@@ -124,6 +129,22 @@ async fn model_page(
     Query(q): Query<ModelQuery>,
 ) -> WebResult {
     model::model(&state, &name, q.metric.as_deref()).await
+}
+
+/// Incidents: a key limited to some models sees only theirs.
+async fn incidents_page(
+    State(state): State<AppState>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
+) -> WebResult {
+    let only = principal.and_then(|p| p.0.models);
+    incidents::list(&state, only.as_deref()).await
+}
+
+async fn incident_page(State(state): State<AppState>, Path(id): Path<String>) -> WebResult {
+    let Ok(uuid) = uuid::Uuid::parse_str(&id) else {
+        return Err(WebError::NotFound(format!("There is no incident {id}.")));
+    };
+    incidents::one(&state, uuid).await
 }
 
 async fn batch_page(State(state): State<AppState>, Path(id): Path<String>) -> WebResult {

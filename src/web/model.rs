@@ -489,7 +489,7 @@ pub async fn model(state: &AppState, name: &str, metric: Option<&str>) -> WebRes
                 let badge = if st == "firing" { "v-fail" } else { "v-pass" };
                 let _ = write!(
                     b,
-                    "<tr id=\"incident-{id}\"><td>{}</td><td><span class=\"badge {badge}\">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr id=\"incident-{id}\"><td><a href=\"/incidents/{id}\">{}</a></td><td><span class=\"badge {badge}\">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     E(monitor),
                     E(st),
                     verdict(severity),

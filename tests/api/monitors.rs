@@ -312,6 +312,43 @@ async fn a_regression_fires_once_signed_and_its_recovery_resolves() {
         assert!(x["attempt_log"][0]["latency_ms"].as_f64().unwrap() >= 0.0);
     }
     assert_eq!(dl[1]["webhook_id"], id1.as_str());
+    // The dashboard's incidents: the list, and the incident with its rules and both messages.
+    let (s, list) = app.get("/incidents").await;
+    assert_eq!(s, StatusCode::OK);
+    let list = list.as_str().unwrap();
+    let iid = items[0]["id"].as_str().unwrap();
+    assert!(list.contains("0 firing"), "{list}");
+    assert!(
+        list.contains(&format!("href=\"/incidents/{iid}\">watch</a>")),
+        "{list}"
+    );
+    let (s, one) = app.get(&format!("/incidents/{iid}")).await;
+    assert_eq!(s, StatusCode::OK);
+    let one = one.as_str().unwrap();
+    assert!(one.contains("badge v-pass\">resolved</span>"), "{one}");
+    assert!(one.contains("<h2>Rules of the last decision</h2>"), "{one}");
+    for event in ["incident.firing", "incident.resolved"] {
+        assert!(
+            one.contains(&format!("<td class=\"mono\">{event}</td>")),
+            "{one}"
+        );
+    }
+    assert_eq!(one.matches("<td>delivered</td>").count(), 2, "{one}");
+    // The delivery URL's path (where a secret may live) is not shown.
+    let url = dl[0]["url"].as_str().unwrap_or("");
+    if let Some(path) = url
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.find('/').map(|i| &r[i..]))
+    {
+        if path.len() > 1 {
+            assert!(!one.contains(path), "{one}");
+        }
+    }
+    let (s, _) = app
+        .get(&format!("/incidents/{}", uuid::Uuid::new_v4()))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     // The counters are the process's (other tests add to them): this test's own share is the
     // growth since its start, at least its one failing evaluation and two deliveries. The open
     // incidents gauge is read from this test's database.
