@@ -119,6 +119,32 @@ async fn scopes_and_model_limits_are_enforced() {
     // Model B through ids.
     let b_batch = up_b["batch"]["id"].as_str().unwrap();
     let b_job = up_b["jobs"][0]["id"].as_str().unwrap();
+    // Model B's incident: neither its page nor the list show it to a key limited to model A.
+    let incident = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO incidents (id, model_id, monitor, state, severity, notified,
+                                first_decision_id, last_decision_id)
+         SELECT $1, id, 'watch-b', 'firing', 'fail', true, gen_random_uuid(), gen_random_uuid()
+         FROM models WHERE name = 'b'",
+    )
+    .bind(incident)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let page = format!("/incidents/{incident}");
+    assert_eq!(
+        app.send("GET", &page, Some(&ingest_a), None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.send("GET", &page, Some(&reader), None).await.0,
+        StatusCode::OK
+    );
+    let (s, list) = app.send("GET", "/incidents", Some(&ingest_a), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!list.to_string().contains("watch-b"), "{list}");
+    let (_, list) = app.send("GET", "/incidents", Some(&reader), None).await;
+    assert!(list.to_string().contains("watch-b"), "{list}");
     assert_eq!(
         app.send(
             "GET",
