@@ -90,6 +90,7 @@ TAGGER=$(get '["tagger"]')
 SPECIES=$(get '["species"]')
 REGIONS_V1=$(get '["regions_v1"]')
 REGIONS_V2=$(get '["regions_v2"]')
+INCIDENT=$(get '["incident"]')
 
 chrome() {
   timeout 90 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage \
@@ -137,6 +138,10 @@ check model-tagger '/models/image-tagger' 1 'image-tagger'
 check batch-segments "/batches/$REGIONS_V1" 1 '<h2>Segments</h2>' 'apac' 'Contribution'
 check batch-labels-later "/batches/$REGIONS_V2" 1 '<h2>Segments</h2>' 'eu'
 check model-segments '/models/regions' 1 'Segments: v1 → v2' 'apac'
+check batch-labels "/batches/$REGIONS_V2" 1 '<h2>Labels</h2>' '300 of 600 samples labelled' 'the jobs use the 300 labels stored then'
+check incidents '/incidents' 0 'strict' 'firing' 'Incidents'
+check incident "/incidents/$INCIDENT" 0 'Rules of the last decision' 'shannon_mi' 'No message was sent'
+check models-headline '/' 0 'Implied MI' 'regions'
 
 say "404 pages"
 for path in /models/no-such-model /batches/00000000-0000-0000-0000-000000000000 /batches/nope; do

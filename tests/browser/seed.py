@@ -186,6 +186,12 @@ def main():
         "target": {"version": "v2"},
         "rules": [{"metric": "shannon_mi", "op": "gte", "threshold": 0.05}],
         "triggers": {"on_result": True, "on_alias_change": False}})
+    # A monitor whose rule cannot hold: its evaluation opens an incident (no channel, so no
+    # message is sent).
+    call("PUT", "/v1/models/regions/monitors/strict", {
+        "target": {"version": "v2"},
+        "rules": [{"metric": "shannon_mi", "op": "gte", "threshold": 5.0}],
+        "triggers": {"on_result": True, "on_alias_change": False}})
     half = list(range(0, 600, 2))
     r = call("POST", "/v1/models/regions/labels",
              {"ids": [f"r-{i}" for i in half], "labels": [later[i] for i in half]})
@@ -193,6 +199,16 @@ def main():
         raise SystemExit(f"labels not stored: {r}")
     rel = call("POST", f"/v1/batches/{out['regions_v2']}/release", {})
     wait_jobs(jobs + [j["id"] for j in rel["jobs"]])
+    deadline = time.time() + 60
+    while True:
+        items = call("GET", "/v1/models/regions/incidents")["items"]
+        strict = [i for i in items if i["monitor"] == "strict"]
+        if strict:
+            out["incident"] = strict[0]["id"]
+            break
+        if time.time() > deadline:
+            raise SystemExit(f"the strict monitor opened no incident: {items}")
+        time.sleep(0.5)
     print(json.dumps(out))
 
 
