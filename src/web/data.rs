@@ -513,13 +513,28 @@ pub async fn incidents(
     .await
 }
 
+/// One incident row of the list.
+#[derive(Debug, sqlx::FromRow)]
+pub struct IncidentLine {
+    pub id: Uuid,
+    pub model: String,
+    pub monitor: String,
+    pub state: String,
+    pub severity: String,
+    pub version: Option<String>,
+    pub opened_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub deliveries: i64,
+    pub dead: i64,
+}
+
 /// Incidents of every model (or of `only`), the firing ones first, then the newest, with how
 /// many messages were written for each and how many could not be delivered.
 pub async fn all_incidents(
     c: &mut PgConnection,
     only: Option<&[String]>,
     limit: i64,
-) -> sqlx::Result<Vec<super::incidents::IncidentLine>> {
+) -> sqlx::Result<Vec<IncidentLine>> {
     sqlx::query_as(
         "SELECT i.id, m.name AS model, i.monitor, i.state, i.severity, i.version, i.opened_at,
                 i.resolved_at,

@@ -4,7 +4,6 @@
 use std::fmt::Write;
 
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -170,21 +169,6 @@ pub async fn one(state: &AppState, id: Uuid) -> WebResult {
             &b,
         ),
     ))
-}
-
-/// One incident row of the list.
-#[derive(Debug, sqlx::FromRow)]
-pub struct IncidentLine {
-    pub id: Uuid,
-    pub model: String,
-    pub monitor: String,
-    pub state: String,
-    pub severity: String,
-    pub version: Option<String>,
-    pub opened_at: DateTime<Utc>,
-    pub resolved_at: Option<DateTime<Utc>>,
-    pub deliveries: i64,
-    pub dead: i64,
 }
 
 #[cfg(test)]
