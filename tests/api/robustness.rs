@@ -544,3 +544,47 @@ async fn deleting_a_batch_while_its_job_records_an_outcome_waits_instead_of_dead
         StatusCode::NOT_FOUND
     );
 }
+
+/// One huge class index without `classes` (a fuzzer found it: the class names 0..k were made
+/// for k = 10^13 and the allocation aborted the process) is refused naming `/labels`, in every
+/// body format that infers classes from indices, and the service keeps answering.
+#[tokio::test]
+async fn a_huge_class_index_without_classes_is_refused_not_allocated() {
+    let app = crate::support::app().await;
+    for labels in [json!([0, 10_000_000_000_000u64]), json!([0, 1_048_576])] {
+        let body = json!({"task": "multiclass", "labels": labels, "predictions": [0, 1]});
+        let (s, p) = app.upload("huge", "v1", &body).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+        assert_eq!(p["errors"][0]["pointer"], "/labels", "{p}");
+        assert!(
+            p["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("need the classes named"),
+            "{p}"
+        );
+    }
+    // The largest index allowed without names still works (2^20 classes).
+    let body = json!({"task": "multiclass", "labels": [0, 1_048_575], "predictions": [0, 1],
+                      "estimators": []});
+    let (s, p) = app.upload("huge", "v1", &body).await;
+    assert!(
+        s == StatusCode::ACCEPTED || s == StatusCode::UNPROCESSABLE_ENTITY,
+        "{s} {p}"
+    );
+    assert_ne!(p["errors"][0]["pointer"], "/labels", "{p}");
+    // NDJSON rows infer classes the same way.
+    let (s, _, p) = app
+        .call(
+            Request::post("/v1/models/huge/versions/v2/batches?task=multiclass")
+                .header("content-type", "application/x-ndjson")
+                .body(Body::from(
+                    "{\"label\": 0, \"prediction\": 0}\n{\"label\": 99999999999999, \"prediction\": 1}\n",
+                ))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    let (s, _) = app.get("/v1/models").await;
+    assert_eq!(s, StatusCode::OK);
+}

@@ -17,6 +17,10 @@ const ROW_SUM_TOLERANCE: f64 = 1e-3;
 /// With `normalize`, probability rows must sum to 1 within this (rounding, not a bug).
 pub const NORMALIZE_TOLERANCE: f64 = 0.1;
 
+/// Classes inferred from label indices (no `classes` given) are at most this many: the names
+/// 0..k are made for them, so one stray index of 10^13 would otherwise allocate terabytes.
+pub const MAX_INFERRED_CLASSES: usize = 1 << 20;
+
 fn unit_interval(errors: &mut Errors, field: &str, m: &Matrix, check_rows_sum: bool) {
     unit_interval_within(errors, field, m, check_rows_sum, ROW_SUM_TOLERANCE)
 }
@@ -552,7 +556,21 @@ impl BatchRequest {
                         .max()
                         .unwrap_or(0)
                 };
-                from_matrix.unwrap_or_else(from_labels)
+                let k = from_matrix.unwrap_or_else(from_labels);
+                if k > MAX_INFERRED_CLASSES {
+                    // Class names are made for 0..k: a stray huge index must not allocate them.
+                    e.push(
+                        "/labels",
+                        format!(
+                            "a class index of {} without `classes`: indices above {} need the \
+                             classes named in `classes`",
+                            k - 1,
+                            MAX_INFERRED_CLASSES - 1
+                        ),
+                    );
+                    return Err(e.0);
+                }
+                k
             }
         };
         let classes: Vec<String> = self
