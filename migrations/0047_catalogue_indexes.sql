@@ -4,3 +4,5 @@
 -- from an index instead of sorting every version of the model.
 CREATE INDEX batches_model_created_all ON batches (model_id, created_at);
 CREATE INDEX model_versions_model_created ON model_versions (model_id, created_at, id);
+-- An incident's messages (the incidents pages count and list them per incident).
+CREATE INDEX webhook_deliveries_incident ON webhook_deliveries (incident_id) WHERE incident_id IS NOT NULL;

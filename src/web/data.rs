@@ -537,11 +537,11 @@ pub async fn all_incidents(
 ) -> sqlx::Result<Vec<IncidentLine>> {
     sqlx::query_as(
         "SELECT i.id, m.name AS model, i.monitor, i.state, i.severity, i.version, i.opened_at,
-                i.resolved_at,
-                (SELECT count(*) FROM webhook_deliveries d WHERE d.incident_id = i.id) AS deliveries,
-                (SELECT count(*) FROM webhook_deliveries d
-                 WHERE d.incident_id = i.id AND d.state = 'dead') AS dead
+                i.resolved_at, d.deliveries, d.dead
          FROM incidents i JOIN models m ON m.id = i.model_id
+         CROSS JOIN LATERAL (
+             SELECT count(*) AS deliveries, count(*) FILTER (WHERE d.state = 'dead') AS dead
+             FROM webhook_deliveries d WHERE d.incident_id = i.id) d
          WHERE $2::text[] IS NULL OR m.name = ANY($2)
          ORDER BY i.state = 'firing' DESC, i.opened_at DESC, i.id DESC LIMIT $1",
     )
