@@ -311,3 +311,409 @@ pub async fn submit(a: SubmitArgs) -> ExitCode {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// `infoaudit estimate`: the estimators on a file, with no server and no database.
+#[derive(Debug, Clone, Args)]
+pub struct EstimateArgs {
+    /// The samples: .json (the upload's columnar body), .ndjson/.jsonl, .csv, .arrows/.arrow (an
+    /// Arrow IPC stream) or .parquet. A CSV whose header is only `X0…`, `Y0…` columns (the "Beyond
+    /// Normal" benchmark's sample files) is read as the pairs `x_0…`, `y_0…`.
+    pub file: PathBuf,
+    /// The file's format when its extension does not say: json, ndjson, csv, arrow, parquet.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// multiclass, multilabel, pairs or regression (default: from the columns).
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Comma-separated class (or label) names.
+    #[arg(long)]
+    pub classes: Option<String>,
+    /// An estimator to run (repeat, or comma-separate); default: every applicable default one,
+    /// as for an upload.
+    #[arg(long = "estimator", value_delimiter = ',')]
+    pub estimators: Vec<String>,
+    /// A parameter, `KEY=VALUE` for every named estimator or `ESTIMATOR.KEY=VALUE` for one; the
+    /// value is read as JSON when it parses (`k=5`, `hidden=[64,64]`), else as a string.
+    #[arg(long = "param")]
+    pub params: Vec<String>,
+    /// Unit of the information values: bits or nats.
+    #[arg(long, default_value = "bits")]
+    pub unit: String,
+    /// `json` (a document with every result) or `value` (each estimator's value alone on a line,
+    /// for tools that read one number from standard output).
+    #[arg(long, default_value = "json")]
+    pub output: String,
+    /// Accept probability rows that sum to 1 within 0.1 and divide each by its sum.
+    #[arg(long)]
+    pub normalize: bool,
+    /// Cap on distinct values per segment key (1–10000; default 50).
+    #[arg(long)]
+    pub max_segment_values: Option<u32>,
+    /// The most memory one estimator may need, MiB (the service's --job-memory-mib default).
+    #[arg(long, default_value_t = 1024)]
+    pub memory_mib: u64,
+}
+
+/// The estimators named on the command line, with their parameters.
+fn requested_estimators(
+    names: &[String],
+    params: &[String],
+) -> Result<Option<Vec<crate::domain::batch::EstimatorRef>>, String> {
+    use crate::domain::batch::EstimatorRef;
+    let names: Vec<&str> = names
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if names.is_empty() {
+        return match params.first() {
+            Some(p) => Err(format!("--param {p} needs an --estimator to apply to")),
+            None => Ok(None),
+        };
+    }
+    let mut per: Vec<serde_json::Map<String, Value>> = vec![serde_json::Map::new(); names.len()];
+    for p in params {
+        let Some((key, raw)) = p.split_once('=') else {
+            return Err(format!("--param {p:?} is not KEY=VALUE"));
+        };
+        let value = serde_json::from_str::<Value>(raw).unwrap_or_else(|_| Value::from(raw));
+        let (only, key) = match key.split_once('.') {
+            Some((est, k)) => {
+                if !names.contains(&est) {
+                    return Err(format!(
+                        "--param {p:?} names estimator {est:?}, which is not among --estimator"
+                    ));
+                }
+                (Some(est), k)
+            }
+            None => (None, key),
+        };
+        if key.is_empty() {
+            return Err(format!("--param {p:?} has no key"));
+        }
+        for (i, n) in names.iter().enumerate() {
+            if only.is_none_or(|o| o == *n) {
+                per[i].insert(key.to_string(), value.clone());
+            }
+        }
+    }
+    Ok(Some(
+        names
+            .iter()
+            .zip(per)
+            .map(|(id, p)| {
+                if p.is_empty() {
+                    EstimatorRef::Id(id.to_string())
+                } else {
+                    EstimatorRef::WithParams {
+                        id: id.to_string(),
+                        params: Value::Object(p),
+                    }
+                }
+            })
+            .collect(),
+    ))
+}
+
+/// A CSV header of only `X<i>`/`Y<i>` names (the benchmark's sample files) rewritten to the
+/// upload's `x_<i>`/`y_<i>`; any other header is left as it is.
+fn benchmark_header(body: &mut Vec<u8>) {
+    let end = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
+    let Ok(line) = std::str::from_utf8(&body[..end]) else {
+        return;
+    };
+    let names: Vec<&str> = line
+        .trim_end_matches('\r')
+        .split(',')
+        .map(|n| n.trim().trim_matches('"'))
+        .collect();
+    let renamed: Option<Vec<String>> = names
+        .iter()
+        .map(|n| {
+            let (axis, digits) = n.split_at(n.len().min(1));
+            let ok = matches!(axis, "X" | "Y")
+                && !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit());
+            ok.then(|| format!("{}_{digits}", axis.to_ascii_lowercase()))
+        })
+        .collect();
+    if let Some(renamed) = renamed.filter(|r| !r.is_empty()) {
+        body.splice(..end, renamed.join(",").into_bytes());
+    }
+}
+
+fn field_errors(errors: &[crate::error::FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| {
+            let mut at = Vec::new();
+            if let Some(p) = &e.pointer {
+                at.push(p.clone());
+            }
+            if let Some(r) = e.row {
+                at.push(format!("row {r}"));
+            }
+            if let Some(c) = &e.column {
+                at.push(format!("column {c}"));
+            }
+            if at.is_empty() {
+                format!("  {}", e.message)
+            } else {
+                format!("  {}: {}", at.join(", "), e.message)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Read and decode the file into an upload request (and the map from its fields to rows and
+/// columns where it is row-oriented).
+fn read_request(
+    a: &EstimateArgs,
+) -> Result<
+    (
+        crate::domain::batch::BatchRequest,
+        Option<crate::domain::rows::ColumnMap>,
+        &'static str,
+    ),
+    String,
+> {
+    use crate::api::ingest::{Coding, Format, Upload};
+    use crate::domain::batch::Task;
+    use crate::domain::rows::{RowOptions, RowsError};
+    let ext = a
+        .file
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let name = a.format.clone().unwrap_or(ext).to_ascii_lowercase();
+    let (format, label) = match name.as_str() {
+        "json" => (Some(Format::Json), "json"),
+        "ndjson" | "jsonl" => (Some(Format::Ndjson), "ndjson"),
+        "csv" => (Some(Format::Csv), "csv"),
+        "arrows" | "arrow" => (Some(Format::Arrow), "arrow"),
+        "parquet" | "pq" => (None, "parquet"),
+        other => {
+            return Err(format!(
+                "cannot tell the format of {} from {other:?}; give --format json, ndjson, csv, arrow or parquet",
+                a.file.display()
+            ))
+        }
+    };
+    let task = match a.task.as_deref() {
+        None => None,
+        Some(t) => Some(Task::parse(t).ok_or_else(|| {
+            format!("--task {t:?} is not one of multiclass, multilabel, pairs, regression")
+        })?),
+    };
+    let classes = a.classes.as_deref().map(|c| {
+        c.split(',')
+            .map(|s| s.trim().to_string())
+            .collect::<Vec<_>>()
+    });
+    let mut body =
+        std::fs::read(&a.file).map_err(|e| format!("cannot read {}: {e}", a.file.display()))?;
+    let mut options = RowOptions {
+        task,
+        classes: classes.clone(),
+        max_segment_values: a.max_segment_values,
+        normalize: a.normalize.then_some(true),
+        ..RowOptions::default()
+    };
+    let (mut request, columns) = match format {
+        None => match crate::domain::arrow::decode_parquet(bytes::Bytes::from(body), options) {
+            Ok((r, map)) => (r, Some(map)),
+            Err(RowsError::Invalid(e)) => {
+                return Err(format!(
+                    "{} is not a batch:\n{}",
+                    a.file.display(),
+                    field_errors(&e)
+                ))
+            }
+            Err(RowsError::Malformed(m)) => return Err(format!("{}: {m}", a.file.display())),
+            Err(RowsError::Io(e)) => return Err(format!("cannot read {}: {e}", a.file.display())),
+        },
+        Some(format) => {
+            if format == Format::Csv {
+                benchmark_header(&mut body);
+            }
+            if format == Format::Json {
+                // A JSON body carries its options as fields: the flags are applied below.
+                options = RowOptions::default();
+            }
+            let upload = Upload {
+                format,
+                coding: Coding::Identity,
+                limit: u64::MAX,
+                declared_length: Some(body.len() as u64),
+                options,
+                path: a.file.display().to_string(),
+            };
+            match upload.decode(body.as_slice()) {
+                Ok(d) => (d.request, d.columns),
+                Err(crate::error::Error::Validation(e)) => {
+                    return Err(format!(
+                        "{} is not a batch:\n{}",
+                        a.file.display(),
+                        field_errors(&e)
+                    ))
+                }
+                Err(e) => return Err(format!("{}: {e}", a.file.display())),
+            }
+        }
+    };
+    if format == Some(Format::Json) {
+        if task.is_some() {
+            request.task = task;
+        }
+        if classes.is_some() {
+            request.classes = classes;
+        }
+        if a.max_segment_values.is_some() {
+            request.max_segment_values = a.max_segment_values;
+        }
+        if a.normalize {
+            request.normalize = Some(true);
+        }
+    }
+    Ok((request, columns, label))
+}
+
+pub fn estimate(a: EstimateArgs) -> ExitCode {
+    use crate::api::views::{convert_details, finite, special};
+    use crate::domain::unit::Unit;
+    let unit = match a.unit.as_str() {
+        "bits" => Unit::Bits,
+        "nats" => Unit::Nats,
+        other => {
+            eprintln!("error: --unit {other:?} is not bits or nats");
+            return ExitCode::from(3);
+        }
+    };
+    let values_only = match a.output.as_str() {
+        "json" => false,
+        "value" => true,
+        other => {
+            eprintln!("error: --output {other:?} is not json or value");
+            return ExitCode::from(3);
+        }
+    };
+    let requested = match requested_estimators(&a.estimators, &a.params) {
+        Ok(r) => r,
+        Err(m) => {
+            eprintln!("error: {m}");
+            return ExitCode::from(3);
+        }
+    };
+    let (request, columns, format) = match read_request(&a) {
+        Ok(r) => r,
+        Err(m) => {
+            eprintln!("error: {m}");
+            return ExitCode::from(3);
+        }
+    };
+    let limits = crate::estimate::cost::Limits {
+        memory_bytes: a.memory_mib.saturating_mul(1 << 20),
+        ..Default::default()
+    };
+    let plan = match crate::compute::offline::plan(request, columns.as_ref(), requested, &limits) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!(
+                "error: {} is not a batch this can estimate:\n{}",
+                a.file.display(),
+                field_errors(&e)
+            );
+            return ExitCode::from(3);
+        }
+    };
+    let f = unit.factor();
+    let scale = |x: Option<f64>| x.and_then(|x| finite(x * f));
+    let mut failed = false;
+    let mut results = Vec::new();
+    let mut values = Vec::new();
+    for spec in &plan.specs {
+        let run =
+            crate::compute::offline::run(&plan.batch, spec, &crate::estimate::Control::none());
+        let mut r = serde_json::json!({
+            "estimator": run.spec.estimator,
+            "estimator_version": run.spec.estimator_version,
+            "params": run.spec.params,
+            "seconds": run.seconds,
+        });
+        match run.outcome {
+            Ok((out, segments)) => {
+                values.push(match finite(out.value * f) {
+                    Some(v) => format!("{v}"),
+                    None => special(out.value).unwrap_or_default(),
+                });
+                let (low, high, level, method) = match &out.interval {
+                    Some(i) => (
+                        Some(i.low),
+                        Some(i.high),
+                        Some(i.level),
+                        Some(i.method.clone()),
+                    ),
+                    None => (None, None, None, None),
+                };
+                let extra = serde_json::json!({
+                    "value": finite(out.value * f),
+                    "value_special": special(out.value),
+                    "unit": unit,
+                    "ci_low": scale(low),
+                    "ci_high": scale(high),
+                    "ci_level": level,
+                    "ci_method": method,
+                    "n": out.n,
+                    "details": convert_details(&out.details, f),
+                    "diagnostics": out.diagnostics,
+                    "segments": (!segments.summary.is_empty()).then(|| {
+                        crate::estimate::segmented::shown_segments(
+                            crate::estimate::segmented::scale_segments(&segments.summary, f),
+                        )
+                    }),
+                });
+                if let (Some(o), Value::Object(e)) = (r.as_object_mut(), extra) {
+                    o.extend(e);
+                }
+            }
+            Err(e) => {
+                failed = true;
+                let message = match e {
+                    crate::estimate::EstimateError::Invalid(m) => m,
+                    other => other.to_string(),
+                };
+                if values_only {
+                    eprintln!("error: {}: {message}", run.spec.estimator);
+                }
+                r["error"] = Value::from(message);
+            }
+        }
+        results.push(r);
+    }
+    if values_only {
+        for v in values {
+            println!("{v}");
+        }
+    } else {
+        let doc = serde_json::json!({
+            "file": a.file.display().to_string(),
+            "format": format,
+            "task": plan.batch.task.as_str(),
+            "n": plan.batch.n,
+            "unit": unit,
+            "results": results,
+            "skipped": plan.skipped,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).unwrap_or_else(|_| doc.to_string())
+        );
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -25,6 +25,9 @@ pub enum Command {
     Gate(crate::cli::GateArgs),
     /// Upload a batch file (JSON, NDJSON or CSV) and print its id.
     Submit(crate::cli::SubmitArgs),
+    /// Run the estimators on a file here, with no server and no database (CSV, NDJSON, JSON,
+    /// Arrow or Parquet in; JSON out); exit 0 ok, 1 an estimator failed, 3 unusable input.
+    Estimate(crate::cli::EstimateArgs),
     /// Manage API keys directly in the database (bootstrap the first admin key).
     Keys {
         #[command(subcommand)]

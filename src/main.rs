@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         }
     };
     let serve = match cli.command {
+        Some(Command::Estimate(a)) => return infoaudit::cli::estimate(a),
         Some(Command::Gate(a)) => return rt.block_on(infoaudit::cli::gate(a)),
         Some(Command::Submit(a)) => return rt.block_on(infoaudit::cli::submit(a)),
         Some(Command::Keys {

@@ -2,6 +2,7 @@
 //! differences between two versions' batches ([`paired`]) and per-segment runs ([`segments`]).
 //! Pure (no I/O): the worker, the judge and the segment runs call it on blocking threads.
 
+pub mod offline;
 pub mod paired;
 pub mod segments;
 

@@ -206,6 +206,38 @@ fn decode<R: Read>(
     let reader = std::io::BufReader::with_capacity(256 * 1024, reader);
     let stream = arrow_ipc::reader::StreamReader::try_new(reader, None).map_err(stream_failure)?;
     let schema = stream.schema();
+    let (roles, task) = roles_and_task(&schema, &options)?;
+    let mut b = Builder::new();
+    if let Some(bytes) = body_bytes {
+        presize(&mut b, &schema, &roles, bytes);
+    }
+    let mut stream = stream;
+    append_all(&mut b, stream.by_ref(), &roles, task, stream_failure)?;
+    // The stream ends at its end-of-stream marker (or at the end of the body): anything after
+    // it is not part of the batch, and a body that carries it is refused, not half-read.
+    if stream.is_finished() {
+        let mut one = [0u8; 1];
+        match stream.get_mut().read(&mut one) {
+            Ok(0) => {}
+            Ok(_) => {
+                return Err(RowsError::Malformed(
+                    "the body has bytes after the end of the Arrow IPC stream".into(),
+                ))
+            }
+            Err(e) => return Err(RowsError::Io(e)),
+        }
+    }
+    let mut options = options;
+    options.task = Some(task);
+    b.finish(options).map(|r| (r, ColumnMap::default()))
+}
+
+/// Each column's role by its name, and the task (given, or from the columns); every unknown
+/// column and every column of the wrong type is an error naming it.
+fn roles_and_task(
+    schema: &arrow_schema::Schema,
+    options: &RowOptions,
+) -> Result<(Vec<Option<Role>>, Task), RowsError> {
     let mut errors = Vec::new();
     let mut roles = Vec::with_capacity(schema.fields().len());
     for (i, f) in schema.fields().iter().enumerate() {
@@ -240,33 +272,62 @@ fn decode<R: Read>(
     } else {
         Task::Multiclass
     });
-    let mut b = Builder::new();
-    if let Some(bytes) = body_bytes {
-        presize(&mut b, &schema, &roles, bytes);
-    }
-    let mut stream = stream;
-    for batch in stream.by_ref() {
-        let batch = batch.map_err(stream_failure)?;
-        append(&mut b, &batch, &roles, task);
+    Ok((roles, task))
+}
+
+/// Copy record batches into the columns until the batches end or the row cap is reached.
+fn append_all<E>(
+    b: &mut Builder,
+    batches: impl Iterator<Item = Result<RecordBatch, E>>,
+    roles: &[Option<Role>],
+    task: Task,
+    failure: impl Fn(E) -> RowsError,
+) -> Result<(), RowsError> {
+    for batch in batches {
+        let batch = batch.map_err(&failure)?;
+        append(b, &batch, roles, task);
         b.rows += batch.num_rows();
         if b.full() {
             break;
         }
     }
-    // The stream ends at its end-of-stream marker (or at the end of the body): anything after
-    // it is not part of the batch, and a body that carries it is refused, not half-read.
-    if stream.is_finished() {
-        let mut one = [0u8; 1];
-        match stream.get_mut().read(&mut one) {
-            Ok(0) => {}
-            Ok(_) => {
-                return Err(RowsError::Malformed(
-                    "the body has bytes after the end of the Arrow IPC stream".into(),
-                ))
-            }
-            Err(e) => return Err(RowsError::Io(e)),
-        }
+    Ok(())
+}
+
+/// Decode a Parquet file with the same columns as an Arrow body (`label`, `probabilities` as a
+/// list per row, `x`, `y`, …), one row group at a time. A file the reader cannot read is
+/// [`RowsError::Malformed`]; the reader's own panics are caught and answered the same way.
+pub fn decode_parquet(
+    file: bytes::Bytes,
+    options: RowOptions,
+) -> Result<(BatchRequest, ColumnMap), RowsError> {
+    quiet_panics();
+    QUIET.with(|q| q.set(true));
+    let r = catch_unwind(AssertUnwindSafe(|| parquet_columns(file, options)));
+    QUIET.with(|q| q.set(false));
+    match r {
+        Ok(r) => r,
+        Err(_) => Err(RowsError::Malformed("the file is not valid Parquet".into())),
     }
+}
+
+fn parquet_columns(
+    file: bytes::Bytes,
+    options: RowOptions,
+) -> Result<(BatchRequest, ColumnMap), RowsError> {
+    let malformed = |e: &dyn std::fmt::Display| {
+        RowsError::Malformed(format!("the file is not valid Parquet: {e}"))
+    };
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| malformed(&e))?;
+    let schema = builder.schema().clone();
+    let (roles, task) = roles_and_task(&schema, &options)?;
+    let reader = builder
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| malformed(&e))?;
+    let mut b = Builder::new();
+    append_all(&mut b, reader, &roles, task, |e| malformed(&e))?;
     let mut options = options;
     options.task = Some(task);
     b.finish(options).map(|r| (r, ColumnMap::default()))

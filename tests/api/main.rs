@@ -12,6 +12,7 @@ mod information;
 mod ingest;
 mod late_labels;
 mod monitors;
+mod offline;
 mod openapi;
 mod processes;
 mod queue;
