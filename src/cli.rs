@@ -317,7 +317,8 @@ pub async fn submit(a: SubmitArgs) -> ExitCode {
 pub struct EstimateArgs {
     /// The samples: .json (the upload's columnar body), .ndjson/.jsonl, .csv, .arrows/.arrow (an
     /// Arrow IPC stream) or .parquet. A CSV whose header is only `X0…`, `Y0…` columns (the "Beyond
-    /// Normal" benchmark's sample files) is read as the pairs `x_0…`, `y_0…`.
+    /// Normal" benchmark's sample files) is read as the pairs `x_0…`, `y_0…`. `-` reads standard
+    /// input (with --format).
     pub file: PathBuf,
     /// The file's format when its extension does not say: json, ndjson, csv, arrow, parquet.
     #[arg(long)]
@@ -512,8 +513,14 @@ fn read_request(
             .map(|s| s.trim().to_string())
             .collect::<Vec<_>>()
     });
-    let mut body =
-        std::fs::read(&a.file).map_err(|e| format!("cannot read {}: {e}", a.file.display()))?;
+    let mut body = if a.file.as_os_str() == "-" {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut b)
+            .map_err(|e| format!("cannot read standard input: {e}"))?;
+        b
+    } else {
+        std::fs::read(&a.file).map_err(|e| format!("cannot read {}: {e}", a.file.display()))?
+    };
     let mut options = RowOptions {
         task,
         classes: classes.clone(),

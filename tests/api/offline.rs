@@ -185,6 +185,14 @@ fn benchmark_csv_parquet_and_upload_columns_give_one_value() {
         assert_eq!(code, 0, "{other:?}: {out2}\n{err}");
         assert_eq!(out2, out, "{other:?} reads the same rows");
     }
+    // Standard input, with the format named.
+    let piped = std::process::Command::new(env!("CARGO_BIN_EXE_infoaudit"))
+        .args(["estimate", "-", "--format", "csv"])
+        .args(args)
+        .stdin(std::fs::File::open(&ours_file).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&piped.stdout), out);
     // bits = nats / ln 2
     let (_, bits, _) = estimate(&ours_file, &["--estimator", "ksg", "--output", "value"]);
     let b: f64 = bits.trim().parse().unwrap();
