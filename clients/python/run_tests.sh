@@ -2,8 +2,8 @@
 # The Python client's tests against a real service: builds the debug binary, bootstraps an admin
 # key, starts the service on a free loopback port with its own embedded PostgreSQL in a temporary
 # folder, installs the package (with its extras, pytest, scikit-learn and the MLflow tracking
-# store's database layer) into a venv, runs pytest, and always stops the service and removes the
-# folder.
+# store's database layer) into a venv, runs pytest (test_cli.py compares `python -m infoaudit`
+# with the binary, INFOAUDIT_BIN), and always stops the service and removes the folder.
 #   bash clients/python/run_tests.sh [pytest args…]
 # PYTHON_CLIENT_VENV: the venv to use or create (default target/python-client-venv).
 set -euo pipefail
@@ -66,5 +66,5 @@ for _ in $(seq 1 120); do curl -sf "$url/readyz" >/dev/null && break; sleep 0.5;
 curl -sf "$url/readyz" >/dev/null || { echo "the service did not start:"; tail -n 50 "$work/log"; exit 1; }
 echo "== python client: pytest against $url"
 cd "$ROOT/clients/python"
-INFOAUDIT_URL="$url" INFOAUDIT_API_KEY="$key" INFOAUDIT_TEST_TMP="$work" \
+INFOAUDIT_URL="$url" INFOAUDIT_API_KEY="$key" INFOAUDIT_TEST_TMP="$work" INFOAUDIT_BIN="$ROOT/target/debug/infoaudit" \
   "$venv/bin/python" -m pytest -q -p no:cacheprovider --basetemp "$work/pytest" "$@"

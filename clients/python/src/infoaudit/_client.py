@@ -6,7 +6,7 @@ import os
 import time
 import uuid
 from datetime import datetime
-from typing import Any, Dict, FrozenSet, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Mapping, Optional, Sequence, Union
 from urllib.parse import quote
 
 import requests
@@ -208,6 +208,7 @@ class Client:
         )
         fmt = self._choose_format(prepared)
         coding = self.coding
+        chunks: Callable[[], Iterator[bytes]]
         if fmt == "arrow":
             content_type, params, chunks = _encode.ARROW_MEDIA_TYPE, prepared.query(), prepared.arrow_chunks
             coding = None  # binary columns; the stream is not worth compressing again
@@ -414,12 +415,12 @@ class Client:
                 break
         if max_points is not None:
             rows = rows[:max_points]
-        use_frame = _encode.pd is not None if as_frame is None else as_frame
+        pd = _encode.pandas()
+        use_frame = pd is not None if as_frame is None else as_frame
         if not use_frame:
             return rows
-        if _encode.pd is None:
+        if pd is None:
             raise InfoauditError("as_frame=True needs pandas (pip install 'infoaudit[pandas]')")
-        pd = _encode.pd
         columns = (
             ["t_start", "t_end", "min", "mean", "max", "count"]
             if buckets

@@ -28,15 +28,21 @@ try:  # optional extras
 except ImportError:  # pragma: no cover - exercised only without numpy
     np = None  # type: ignore[assignment]
 
-try:
+try:  # pandas ships no type information: `pd` is Any to mypy (see pyproject.toml)
     import pandas as pd
 except ImportError:  # pragma: no cover
-    pd = None  # type: ignore[assignment]
+    pd = None
 
 try:
     import zstandard
 except ImportError:  # pragma: no cover
     zstandard = None  # type: ignore[assignment]
+
+
+def pandas() -> Any:
+    """The pandas module when it is importable, else ``None``."""
+    return pd
+
 
 ARROW_MEDIA_TYPE = "application/vnd.apache.arrow.stream"
 NDJSON_MEDIA_TYPE = "application/x-ndjson"

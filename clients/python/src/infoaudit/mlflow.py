@@ -119,9 +119,8 @@ def log_batch_results(
         name = names.get(str(r.get("job_id")), str(r.get("estimator")))
         base = f"{PREFIX}.{name}"
         ts = _millis(r.get("computed_at"))
-        value = r.get("value")
-        if _finite(value):
-            metrics[base] = float(value)
+        if _finite(r.get("value")):
+            metrics[base] = float(r["value"])
         elif r.get("value_special"):
             tags[f"{base}.value_special"] = str(r["value_special"])
         for end in ("ci_low", "ci_high"):
