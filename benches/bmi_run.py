@@ -165,8 +165,22 @@ def table(runs, names, path: Path, a) -> None:
             order.append(r["task"])
             truth[r["task"]] = r["truth"]
     solved = {n: 0 for n in names}
-    lines = ["| task | true MI | " + " | ".join(names) + " |",
-             "| --- | --- | " + " | ".join("---" for _ in names) + " |"]
+    # Ours against the benchmark's own of the same family, where both ran: closer to the truth
+    # (by |log(mean / truth)|, the paper's error measure) by more than 5 % of the truth is
+    # "better", farther by as much is "worse".
+    pairs = [(o, r) for o, r in (("ksg", "bmi-ksg5"), ("infonce", "bmi-infonce"),
+                                 ("mine", "bmi-mine"), ("nwj", "bmi-nwj"))
+             if o in names and r in names]
+    lines = ["| task | true MI | " + " | ".join(names)
+             + "".join(f" | {o} vs {r}" for o, r in pairs) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in names)
+             + " | ---" * len(pairs) + " |"]
+    tally = {p: [0, 0] for p in pairs}
+
+    def mean_of(t: str, n: str) -> float:
+        vals = [float(r["value"]) for r in by.get((t, n), []) if math.isfinite(float(r["value"]))]
+        return statistics.fmean(vals) if vals else float("nan")
+
     for t in order:
         cells = []
         for n in names:
@@ -176,20 +190,36 @@ def table(runs, names, path: Path, a) -> None:
                 cells.append("–")
                 continue
             m = statistics.fmean(vals)
-            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0  # shown only for ≥ 2 seeds
             ok = m > 0 and abs(math.log(m / truth[t])) < SOLVED
             solved[n] += ok
             failed = len(rs) - len(vals)
-            cells.append(f"{m:.3f} ± {sd:.3f}{' ✔' if ok else ''}"
+            spread = f" ± {sd:.3f}" if len(vals) > 1 else ""
+            cells.append(f"{m:.3f}{spread}{' ✔' if ok else ''}"
                          + (f" ({failed} failed)" if failed else ""))
+        for o, r in pairs:
+            mo, mr = mean_of(t, o), mean_of(t, r)
+            if not (mo > 0 and mr > 0):
+                cells.append("–")
+                continue
+            eo, er = abs(math.log(mo / truth[t])), abs(math.log(mr / truth[t]))
+            if eo + 0.05 < er:
+                cells.append("**better**")
+                tally[(o, r)][0] += 1
+            elif er + 0.05 < eo:
+                cells.append("*worse*")
+                tally[(o, r)][1] += 1
+            else:
+                cells.append("=")
         lines.append(f"| {t} | {truth[t]:.3f} | " + " | ".join(cells) + " |")
     lines.append("| **within ×1.5 of the truth** | | "
-                 + " | ".join(f"**{solved[n]} / {len(order)}**" for n in names) + " |")
+                 + " | ".join(f"**{solved[n]} / {len(order)}**" for n in names)
+                 + "".join(f" | {b} better, {w} worse" for b, w in tally.values()) + " |")
     secs = []
     for n in names:
         s = [float(r["seconds"]) for r in runs if r["est"] == n]
         secs.append(f"{statistics.fmean(s):.2f} s" if s else "–")
-    lines.append("| seconds per estimate (mean) | | " + " | ".join(secs) + " |")
+    lines.append("| seconds per estimate (mean) | | " + " | ".join(secs) + " |" * (len(pairs) + 1))
     seeds = ", ".join(f"{n} {sum(1 for r in runs if r['est'] == n) // max(1, len(order))}"
                       for n in names)
     head = (f"N = {a.n}; mean ± sd over seeds (per estimator, seeds run: {seeds}); "
