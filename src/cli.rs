@@ -350,7 +350,8 @@ pub struct EstimateArgs {
     /// Cap on distinct values per segment key (1–10000; default 50).
     #[arg(long)]
     pub max_segment_values: Option<u32>,
-    /// The most memory one estimator may need, MiB (the service's --job-memory-mib default).
+    /// The most memory one estimator may need, MiB: an estimator whose predicted need is larger
+    /// is refused (named) or, when none was named, left out with the reason under `skipped`.
     #[arg(long, default_value_t = 1024)]
     pub memory_mib: u64,
 }
