@@ -150,6 +150,21 @@ pub fn render_decision(d: &Value) -> String {
     out
 }
 
+/// A path segment percent-encoded (everything but `A-Za-z0-9-._~`), so a name with `/`, `?` or
+/// `#` reaches the service as one segment and is refused there by name, as the Python client
+/// sends it.
+fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Exit code of a verdict: 0 pass/warn, 1 fail, 2 inconclusive/pending.
 pub fn exit_code(verdict: &str) -> u8 {
     match verdict {
@@ -164,8 +179,8 @@ pub async fn gate(a: GateArgs) -> ExitCode {
     let url = format!(
         "{}/v1/models/{}/versions/{}/gate?unit={}",
         a.url.trim_end_matches('/'),
-        a.model,
-        a.version,
+        seg(&a.model),
+        seg(&a.version),
         a.unit
     );
     let body = serde_json::json!({"gate": a.gate, "wait_seconds": a.wait});
@@ -215,7 +230,8 @@ pub async fn submit(a: SubmitArgs) -> ExitCode {
     let base = a.url.trim_end_matches('/').to_string();
     let url = format!(
         "{base}/v1/models/{}/versions/{}/batches",
-        a.model, a.version
+        seg(&a.model),
+        seg(&a.version)
     );
     let mut req = auth(client().post(&url), &a.api_key)
         .header("content-type", content_type)
@@ -243,9 +259,12 @@ pub async fn submit(a: SubmitArgs) -> ExitCode {
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(a.timeout);
     loop {
-        let detail = match auth(client().get(format!("{base}/v1/batches/{id}")), &a.api_key)
-            .send()
-            .await
+        let detail = match auth(
+            client().get(format!("{base}/v1/batches/{}", seg(&id))),
+            &a.api_key,
+        )
+        .send()
+        .await
         {
             Ok(r) => json_or_problem(r).await,
             Err(e) => Err(e.to_string()),
@@ -420,12 +439,14 @@ fn requested_estimators(
 /// A CSV header of only `X<i>`/`Y<i>` names (the benchmark's sample files) rewritten to the
 /// upload's `x_<i>`/`y_<i>`; any other header is left as it is.
 fn benchmark_header(body: &mut Vec<u8>) {
-    let end = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
+    let mut end = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
+    if end > 0 && body[end - 1] == b'\r' {
+        end -= 1;
+    }
     let Ok(line) = std::str::from_utf8(&body[..end]) else {
         return;
     };
     let names: Vec<&str> = line
-        .trim_end_matches('\r')
         .split(',')
         .map(|n| n.trim().trim_matches('"'))
         .collect();
@@ -723,5 +744,28 @@ pub fn estimate(a: EstimateArgs) -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn path_segments_are_percent_encoded_like_the_python_client() {
+        // urllib.parse.quote(s, safe="") gives these for the same strings.
+        assert_eq!(super::seg("fraud-v1.2_x~"), "fraud-v1.2_x~");
+        assert_eq!(super::seg("a/b?c#d e"), "a%2Fb%3Fc%23d%20e");
+        assert_eq!(super::seg("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn benchmark_headers_become_pairs_and_others_stay() {
+        let mut b = b"X0,X1,Y0\r\n1,2,3\n".to_vec();
+        super::benchmark_header(&mut b);
+        assert_eq!(b, b"x_0,x_1,y_0\r\n1,2,3\n".to_vec());
+        for keep in [&b"label,X0\n0,1\n"[..], b"X,Y0\n1,2\n", b"Xa,Y0\n"] {
+            let mut k = keep.to_vec();
+            super::benchmark_header(&mut k);
+            assert_eq!(k, keep);
+        }
     }
 }
