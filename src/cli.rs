@@ -165,6 +165,14 @@ fn seg(s: &str) -> String {
     out
 }
 
+/// A file's extension, lower-cased ("" when it has none).
+fn extension(path: &std::path::Path) -> String {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
 /// Exit code of a verdict: 0 pass/warn, 1 fail, 2 inconclusive/pending.
 pub fn exit_code(verdict: &str) -> u8 {
     match verdict {
@@ -215,12 +223,7 @@ pub async fn submit(a: SubmitArgs) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let ext = a
-        .file
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ext = extension(&a.file);
     let content_type = match ext.as_str() {
         "ndjson" | "jsonl" => "application/x-ndjson",
         "csv" => "text/csv",
@@ -504,12 +507,7 @@ fn read_request(
     use crate::api::ingest::{Coding, Format, Upload};
     use crate::domain::batch::Task;
     use crate::domain::rows::{RowOptions, RowsError};
-    let ext = a
-        .file
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ext = extension(&a.file);
     let name = a.format.clone().unwrap_or(ext).to_ascii_lowercase();
     let (format, label) = match name.as_str() {
         "json" => (Some(Format::Json), "json"),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::{app, classifier_batch, fast_workers};
+use crate::support::{app, classifier_batch};
 
 struct Dir(PathBuf);
 
@@ -86,15 +86,7 @@ async fn the_offline_estimate_equals_the_services_result_for_the_same_file() {
     let file = dir.write("batch.json", body.to_string());
 
     let app = app().await;
-    let (s, b) = app.upload("m", "v1", &body).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
-    let w = app.workers(fast_workers(2));
-    for j in b["jobs"].as_array().unwrap() {
-        let job = app.wait_job(j["id"].as_str().unwrap(), 60).await;
-        assert_eq!(job["state"], "succeeded", "{job}");
-    }
-    w.shutdown().await;
-    let id = b["batch"]["id"].as_str().unwrap();
+    let id = app.upload_and_run("v1", &body).await;
     let (s, detail) = app.get(&format!("/v1/batches/{id}")).await;
     assert_eq!(s, StatusCode::OK);
     let served = detail["results"].as_array().unwrap();

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use std::f64::consts::LN_2;
 
-use crate::support::{app, fast_workers, jackknife_mi_nats, TestApp};
+use crate::support::{app, fast_workers, jackknife_mi_nats};
 
 /// Binary labels and predictions of a binary symmetric channel with error `e` on `n` samples,
 /// exactly (n(1−e)/2 on each diagonal cell, ne/2 off it).
@@ -52,18 +52,6 @@ fn batch(e_eu: f64) -> Value {
            "estimators": ["shannon_mi", "semantic_mi"]})
 }
 
-async fn upload_and_run(app: &TestApp, version: &str, body: &Value) -> String {
-    let (s, b) = app.upload("m", version, body).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
-    let w = app.workers(fast_workers(2));
-    for j in b["jobs"].as_array().unwrap() {
-        let job = app.wait_job(j["id"].as_str().unwrap(), 60).await;
-        assert_eq!(job["state"], "succeeded", "{job}");
-    }
-    w.shutdown().await;
-    b["batch"]["id"].as_str().unwrap().to_string()
-}
-
 fn enc(metric: &str) -> String {
     metric
         .replace('{', "%7B")
@@ -78,9 +66,9 @@ fn f(v: &Value) -> f64 {
 #[tokio::test]
 async fn segments_results_history_gates_and_compare() {
     let app = app().await;
-    let b1 = upload_and_run(&app, "v1", &batch(0.0)).await;
+    let b1 = app.upload_and_run("v1", &batch(0.0)).await;
     // v2: the same model everywhere except eu, made worse.
-    let b2 = upload_and_run(&app, "v2", &batch(0.3)).await;
+    let b2 = app.upload_and_run("v2", &batch(0.3)).await;
 
     // Per-segment results and the decomposition.
     let (s, v) = app.get(&format!("/v1/batches/{b1}")).await;
@@ -349,7 +337,7 @@ async fn segment_work_and_answers_are_bounded() {
     let bucket: Vec<String> = (0..n).map(|i| format!("b{}", i % 150)).collect();
     b["segments"] = json!({"user": user, "bucket": bucket});
     let started = std::time::Instant::now();
-    let batch = upload_and_run(&app, "v1", &b).await;
+    let batch = app.upload_and_run("v1", &b).await;
     let took = started.elapsed();
     assert!(took < std::time::Duration::from_secs(60), "{took:?}");
     let (s, detail) = app.get(&format!("/v1/batches/{batch}")).await;
@@ -392,7 +380,7 @@ async fn segment_work_and_answers_are_bounded() {
     let mut b2 = b.clone();
     b2["probabilities"] = crate::support::classifier_batch(n, 4, 0.6, 8)["probabilities"].clone();
     b2["labels"] = crate::support::classifier_batch(n, 4, 0.6, 8)["labels"].clone();
-    upload_and_run(&app, "v2", &b2).await;
+    app.upload_and_run("v2", &b2).await;
     let (s, cmp) = app
         .get("/v1/models/m/compare?baseline=v1&candidate=v2")
         .await;
@@ -460,7 +448,7 @@ async fn other_values_kpis_baselines_monitors_and_metrics_take_segment_metrics()
     let errors = [0.3, 0.25, 0.2, 0.1, 0.05];
     let mut batches = Vec::new();
     for (i, e) in errors.iter().enumerate() {
-        batches.push(upload_and_run(&app, "v1", &regions(*e, 1.0 + i as f64)).await);
+        batches.push(app.upload_and_run("v1", &regions(*e, 1.0 + i as f64)).await);
     }
     let (_, detail) = app
         .get(&format!("/v1/batches/{}?unit=nats", batches[0]))
@@ -526,7 +514,7 @@ async fn other_values_kpis_baselines_monitors_and_metrics_take_segment_metrics()
     // A baseline rule on a segment metric: v2's eu lost information against v1's eu, pooled
     // over v1's five batches (the merged table [[1640, 360], [360, 1640]]); us did not (the same
     // channel: only the jackknife's small-sample correction differs, 600 against 3000 samples).
-    upload_and_run(&app, "v2", &regions(0.3, 6.0)).await;
+    app.upload_and_run("v2", &regions(0.3, 6.0)).await;
     let rule = |metric: &str, allowed: f64| {
         json!({"metric": metric, "op": "gte", "baseline": "v1",
                "max_regression": {"absolute": allowed}})

@@ -356,6 +356,20 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Upload `body` to model `m`, run its jobs to success on two fast workers, and return the
+    /// batch id.
+    pub async fn upload_and_run(&self, version: &str, body: &Value) -> String {
+        let (s, b) = self.upload("m", version, body).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+        let w = self.workers(fast_workers(2));
+        for j in b["jobs"].as_array().unwrap() {
+            let job = self.wait_job(j["id"].as_str().unwrap(), 60).await;
+            assert_eq!(job["state"], "succeeded", "{job}");
+        }
+        w.shutdown().await;
+        b["batch"]["id"].as_str().unwrap().to_string()
+    }
+
     /// Poll a job until it reaches a terminal state (or panic after `secs`).
     pub async fn wait_job(&self, id: &str, secs: u64) -> Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(secs);
